@@ -1,0 +1,243 @@
+# Certificates, kubeconfigs and component configuration files; sourced by up.sh.
+# Certificates are made with openssl (ECDSA P-256, 10 years) and only when missing, or when the
+# host address or node name they name has changed (leaf certificates are then re-issued).
+
+CFG=$E2E/config
+
+# cert NAME CN O SANS USAGE: a leaf certificate signed by the cluster CA.
+#   SANS: comma-separated subjectAltName entries (may be empty); USAGE: client|server|both
+cert() {
+  local name=$1 cn=$2 o=$3 sans=$4 usage=$5 subj eku ext
+  subj="/CN=$cn"; [ -n "$o" ] && subj="/O=$o$subj"
+  case $usage in
+    client) eku=clientAuth ;; server) eku=serverAuth ;; both) eku=serverAuth,clientAuth ;;
+  esac
+  ext=$(mktemp)
+  {
+    echo "basicConstraints=critical,CA:FALSE"
+    echo "keyUsage=critical,digitalSignature,keyEncipherment"
+    echo "extendedKeyUsage=$eku"
+    [ -n "$sans" ] && echo "subjectAltName=$sans"
+  } > "$ext"
+  openssl ecparam -name prime256v1 -genkey -noout -out "$CERTS/$name.key" 2>/dev/null
+  openssl req -new -key "$CERTS/$name.key" -subj "$subj" -out "$CERTS/$name.csr" 2>/dev/null
+  openssl x509 -req -in "$CERTS/$name.csr" -CA "$CERTS/ca.crt" -CAkey "$CERTS/ca.key" \
+    -CAcreateserial -days 3650 -sha256 -extfile "$ext" -out "$CERTS/$name.crt" 2>/dev/null ||
+    die "openssl failed to sign $name"
+  rm -f "$ext" "$CERTS/$name.csr"
+  chmod 600 "$CERTS/$name.key"
+}
+
+gen_certs() {
+  local ip=$1 params
+  mkdir -p "$CERTS"
+  if [ ! -s "$CERTS/ca.crt" ] || [ ! -s "$CERTS/ca.key" ]; then
+    say "generating cluster CA and service-account keys"
+    openssl ecparam -name prime256v1 -genkey -noout -out "$CERTS/ca.key" 2>/dev/null
+    openssl req -x509 -new -key "$CERTS/ca.key" -subj "/CN=tfs-e2e-ca" -days 3650 -sha256 \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
+      -out "$CERTS/ca.crt" 2>/dev/null || die "openssl failed to create the CA"
+    openssl genrsa -out "$CERTS/sa.key" 2048 2>/dev/null
+    openssl rsa -in "$CERTS/sa.key" -pubout -out "$CERTS/sa.pub" 2>/dev/null
+    chmod 600 "$CERTS/ca.key" "$CERTS/sa.key"
+    rm -f "$CERTS/params"
+  fi
+  params="ip=$ip node=$NODE_NAME svc=$SERVICE_IP"
+  [ "$(cat "$CERTS/params" 2>/dev/null)" = "$params" ] && return 0
+  say "issuing certificates for node $NODE_NAME, address $ip"
+  local api_sans="DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,DNS:localhost,DNS:$NODE_NAME,IP:127.0.0.1,IP:$ip,IP:$SERVICE_IP"
+  cert apiserver kube-apiserver "" "$api_sans" server
+  # The API server's client certificate towards kubelets (logs, exec, port-forward).
+  cert apiserver-kubelet-client kube-apiserver-kubelet-client system:masters "" client
+  cert admin kubernetes-admin system:masters "" client
+  cert controller-manager system:kube-controller-manager "" "" client
+  cert scheduler system:kube-scheduler "" "" client
+  cert kube-proxy system:kube-proxy "" "" client
+  cert kubelet "system:node:$NODE_NAME" system:nodes "" client
+  cert kubelet-serving "$NODE_NAME" "" "DNS:$NODE_NAME,DNS:localhost,IP:$ip,IP:127.0.0.1" server
+  echo "$params" > "$CERTS/params"
+}
+
+# kubeconfig FILE USER: a kubeconfig with the client certificate $CERTS/USER.{crt,key}, certificates
+# embedded so the file can be copied. Components reach the API server on loopback.
+kubeconfig() {
+  local file=$1 user=$2
+  local ca crt key
+  ca=$(base64 -w0 < "$CERTS/ca.crt"); crt=$(base64 -w0 < "$CERTS/$user.crt"); key=$(base64 -w0 < "$CERTS/$user.key")
+  cat > "$file.tmp" <<KC
+apiVersion: v1
+kind: Config
+clusters:
+- name: tfs-e2e
+  cluster:
+    server: https://127.0.0.1:$API_PORT
+    certificate-authority-data: $ca
+users:
+- name: $user
+  user:
+    client-certificate-data: $crt
+    client-key-data: $key
+contexts:
+- name: tfs-e2e
+  context:
+    cluster: tfs-e2e
+    user: $user
+current-context: tfs-e2e
+KC
+  chmod 600 "$file.tmp"
+  mv "$file.tmp" "$file"
+}
+
+gen_configs() {
+  local ip=$1 mtu=$2
+  mkdir -p "$CFG" "$CFG/cni" "$STATE" "$RUNDIR"
+  kubeconfig "$KUBECONFIG_ADMIN" admin
+  kubeconfig "$CFG/controller-manager.kubeconfig" controller-manager
+  kubeconfig "$CFG/scheduler.kubeconfig" scheduler
+  kubeconfig "$CFG/kube-proxy.kubeconfig" kube-proxy
+  kubeconfig "$CFG/kubelet.kubeconfig" kubelet
+
+  # containerd (Debian's 1.6: config format version 2), all state under $E2E.
+  cat > "$CFG/containerd.toml" <<EOF2
+version = 2
+root = "$STATE/containerd/root"
+state = "$STATE/containerd/state"
+oom_score = -999
+
+[grpc]
+  address = "$RUNDIR/containerd.sock"
+
+[ttrpc]
+  address = "$RUNDIR/containerd.sock.ttrpc"
+
+[debug]
+  address = ""
+  level = "info"
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "localhost/pause:local"
+  enable_selinux = false
+  max_container_log_line_size = 16384
+  disable_apparmor = true
+  restrict_oom_score_adj = false
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+        BinaryName = "/usr/sbin/runc"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$CFG/cni"
+    max_conf_num = 1
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = ""
+EOF2
+
+  # Pod network: one bridge, host-local addresses from POD_CIDR, masquerade off the node,
+  # portmap for hostPort, loopback. The bridge device is created by up.sh beforehand.
+  cat > "$CFG/cni/10-tfs-e2e.conflist" <<EOF2
+{
+  "cniVersion": "0.4.0",
+  "name": "tfs-e2e",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "$CNI_BRIDGE",
+      "isGateway": true,
+      "ipMasq": true,
+      "hairpinMode": true,
+      "mtu": $mtu,
+      "ipam": {
+        "type": "host-local",
+        "dataDir": "$STATE/cni/networks",
+        "ranges": [[{"subnet": "$POD_CIDR", "gateway": "$POD_GATEWAY"}]],
+        "routes": [{"dst": "0.0.0.0/0"}]
+      }
+    },
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+EOF2
+  cat > "$CFG/cni/99-loopback.conf" <<EOF2
+{"cniVersion": "0.4.0", "name": "lo", "type": "loopback"}
+EOF2
+
+  cat > "$CFG/kubelet.yaml" <<EOF2
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: 0.0.0.0
+port: 10250
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: 10248
+tlsCertFile: $CERTS/kubelet-serving.crt
+tlsPrivateKeyFile: $CERTS/kubelet-serving.key
+authentication:
+  anonymous:
+    enabled: false
+  webhook:
+    enabled: true
+  x509:
+    clientCAFile: $CERTS/ca.crt
+authorization:
+  mode: Webhook
+containerRuntimeEndpoint: unix://$RUNDIR/containerd.sock
+imageServiceEndpoint: unix://$RUNDIR/containerd.sock
+cgroupDriver: cgroupfs
+failCgroupV1: false
+failSwapOn: false
+clusterDomain: cluster.local
+resolvConf: /etc/resolv.conf
+podCIDR: $POD_CIDR
+maxPods: 110
+serializeImagePulls: false
+# Images are imported by hand and can never be pulled again: never garbage-collect them.
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+imageMinimumGCAge: 87600h
+# Do not evict pods for disk or memory pressure on a shared development machine.
+evictionHard:
+  memory.available: "50Mi"
+  nodefs.available: "1%"
+  nodefs.inodesFree: "1%"
+  imagefs.available: "1%"
+  imagefs.inodesFree: "1%"
+evictionPressureTransitionPeriod: 30s
+rotateCertificates: false
+serverTLSBootstrap: false
+protectKernelDefaults: false
+makeIPTablesUtilChains: true
+containerLogMaxSize: 10Mi
+containerLogMaxFiles: 3
+shutdownGracePeriod: 0s
+staticPodPath: ""
+podLogsDir: $STATE/pod-logs
+EOF2
+
+  cat > "$CFG/kube-proxy.yaml" <<EOF2
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: iptables
+clientConnection:
+  kubeconfig: $CFG/kube-proxy.kubeconfig
+hostnameOverride: $NODE_NAME
+clusterCIDR: $POD_CIDR
+bindAddress: 0.0.0.0
+healthzBindAddress: 127.0.0.1:10256
+metricsBindAddress: 127.0.0.1:10249
+conntrack:
+  # leave nf_conntrack_max as the kernel has it
+  maxPerCore: 0
+  min: 0
+iptables:
+  masqueradeAll: false
+  syncPeriod: 30s
+  minSyncPeriod: 1s
+EOF2
+}

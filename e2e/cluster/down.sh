@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Stops everything `make cluster` started, by recorded pid (never by name), and removes what it
+# created on the host: pod sandboxes (through the CRI, so CNI releases addresses and veths),
+# containerd shims, the pod bridge, the iptables chains of kube-proxy/kubelet/CNI, and mounts
+# under $E2E. With --clean, also wipes the cluster state under $E2E (keeps bin/, images/).
+source "$(dirname "$0")/lib.sh"
+CFG=$E2E/config
+CLEAN=0; [ "${1:-}" = --clean ] && CLEAN=1
+
+# stop NAME MATCH [TIMEOUT]: SIGTERM to the process group of the recorded pid, SIGKILL after TIMEOUT.
+stop() {
+  local name=$1 match=$2 timeout=${3:-20} pid
+  pid=$(pid_of "$name")
+  if [ -z "$pid" ]; then return 0; fi
+  if ! is_running "$name" "$match"; then
+    rm -f "$PIDS/$name.pid"; return 0
+  fi
+  say "stopping $name (pid $pid)"
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  local end=$(( $(date +%s) + timeout ))
+  while kill -0 "$pid" 2>/dev/null; do
+    if [ "$(date +%s)" -ge "$end" ]; then
+      warn "$name did not stop in ${timeout}s: SIGKILL"
+      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+      sleep 1; break
+    fi
+    sleep 0.3
+  done
+  # anything left in its process group (helpers it spawned)
+  kill -KILL -- "-$pid" 2>/dev/null || true
+  rm -f "$PIDS/$name.pid"
+}
+
+crictl_() { timeout 60 "$BIN/crictl" --runtime-endpoint "unix://$RUNDIR/containerd.sock" --timeout 30s "$@"; }
+ctr_() { timeout 60 ctr --address "$RUNDIR/containerd.sock" -n k8s.io "$@"; }
+
+# Pod sandboxes and their containers, while containerd still runs.
+stop_pods() {
+  is_running containerd "$CFG/containerd.toml" || return 0
+  local pods
+  if [ -x "$BIN/crictl" ]; then
+    pods=$(crictl_ pods -q 2>/dev/null || true)
+    if [ -n "$pods" ]; then
+      say "stopping $(echo "$pods" | wc -l) pod sandbox(es) through the CRI"
+      for p in $pods; do crictl_ stopp "$p" >/dev/null 2>&1 || warn "crictl stopp $p failed"; done
+      for p in $pods; do crictl_ rmp -f "$p" >/dev/null 2>&1 || warn "crictl rmp $p failed"; done
+    fi
+  else
+    warn "crictl missing: stopping containers with ctr (CNI addresses may leak)"
+  fi
+  # whatever task is still there (containers created outside the CRI, failures above)
+  local t
+  for t in $(ctr_ tasks ls -q 2>/dev/null || true); do
+    ctr_ tasks kill -s SIGKILL "$t" >/dev/null 2>&1 || true
+  done
+  sleep 0.5
+  for t in $(ctr_ tasks ls -q 2>/dev/null || true); do ctr_ tasks delete -f "$t" >/dev/null 2>&1 || true; done
+}
+
+# Shims and container processes whose containerd is gone: their pids are in the task bundles.
+kill_leftover_shims() {
+  local f pid dir=$STATE/containerd/state/io.containerd.runtime.v2.task
+  [ -d "$dir" ] || return 0
+  for f in "$dir"/*/*/init.pid "$dir"/*/*/shim.pid; do
+    [ -f "$f" ] || continue
+    pid=$(cat "$f" 2>/dev/null || true)
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || continue
+    case $f in
+      */shim.pid) tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- "$RUNDIR/containerd.sock" || continue ;;
+    esac
+    warn "killing leftover process $pid ($(basename "$f"))"
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+}
+
+# Chains created by kube-proxy, the kubelet (KUBE-*) and the CNI plugins (CNI-*).
+clean_iptables() {
+  local ipt t
+  for ipt in iptables ip6tables; do
+    command -v $ipt >/dev/null || continue
+    for t in filter nat mangle raw; do
+      local dump; dump=$($ipt-save -t $t 2>/dev/null) || continue
+      # rules in the built-in chains that jump to our chains
+      echo "$dump" | grep -E '^-A (INPUT|OUTPUT|FORWARD|PREROUTING|POSTROUTING) .*-j (KUBE-|CNI-)' |
+        while read -r rule; do
+          # shellcheck disable=SC2086
+          eval "$ipt -t $t -D ${rule#-A }" 2>/dev/null || true
+        done
+      local chains; chains=$(echo "$dump" | sed -n 's/^:\(\(KUBE\|CNI\)-[^ ]*\) .*/\1/p')
+      for c in $chains; do $ipt -t $t -F "$c" 2>/dev/null || true; done
+      for c in $chains; do $ipt -t $t -X "$c" 2>/dev/null || true; done
+    done
+  done
+}
+
+unmount_all() {
+  local m n=0
+  # deepest first; mountinfo field 5 is the mount point (octal escapes for spaces)
+  for m in $(awk -v p="$E2E/" 'index($5, p) == 1 {print $5}' /proc/self/mountinfo | sort -r | uniq); do
+    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || warn "cannot unmount $m"
+    n=$((n+1))
+  done
+  [ $n -eq 0 ] || say "unmounted $n mount(s) under ${E2E#$ROOT/}/"
+}
+
+# Network namespaces left by CNI (cni-*) that no process uses any more.
+clean_netns() {
+  local ns
+  [ -d /run/netns ] || return 0
+  for ns in /run/netns/cni-*; do
+    [ -e "$ns" ] || continue
+    [ -z "$(ip netns pids "$(basename "$ns")" 2>/dev/null)" ] || continue
+    ip netns delete "$(basename "$ns")" 2>/dev/null || { umount "$ns" 2>/dev/null; rm -f "$ns"; } || true
+  done
+}
+
+main() {
+  mkdir -p "$PIDS"
+  stop kube-proxy "$BIN/kube-proxy"
+  stop kubelet "$BIN/kubelet" 30
+  stop_pods
+  stop containerd "$CFG/containerd.toml" 30
+  kill_leftover_shims
+  stop kube-scheduler "$BIN/kube-scheduler"
+  stop kube-controller-manager "$BIN/kube-controller-manager"
+  stop kube-apiserver "$BIN/kube-apiserver" 30
+  stop etcd "$BIN/etcd" 30
+
+  say "removing iptables chains, the $CNI_BRIDGE bridge and mounts"
+  [ -x "$BIN/kube-proxy" ] && "$BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
+  clean_iptables
+  clean_netns
+  ip link show "$CNI_BRIDGE" >/dev/null 2>&1 && ip link delete "$CNI_BRIDGE" || true
+  unmount_all
+
+  if [ $CLEAN = 1 ]; then
+    say "wiping cluster state under ${E2E#$ROOT/}/ (keeping bin/ and images/)"
+    # buildah storage may hold overlay mounts of its own
+    [ -d "$E2E/buildah" ] && buildah --root "$E2E/buildah/storage" --runroot "$E2E/buildah/run" rm --all >/dev/null 2>&1 || true
+    unmount_all
+    rm -rf "$STATE" "$CERTS" "$CFG" "$RUNDIR" "$PIDS" "$E2E/buildah" "$E2E/kubeconfig" "$E2E/host-ip" \
+      "$E2E"/images/*.imported
+    # component logs go, build logs stay
+    [ -d "$LOGS" ] && find "$LOGS" -maxdepth 1 -type f ! -name 'build-*' -delete
+  fi
+
+  # Report anything of ours still alive.
+  local left=() f
+  for f in "$PIDS"/*.pid; do [ -e "$f" ] && left+=("$(basename "$f" .pid)"); done
+  [ ${#left[@]} -eq 0 ] || die "still running: ${left[*]}"
+  say "cluster stopped"
+}
+
+main "$@"

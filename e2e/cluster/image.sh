@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Builds container images with buildah from scratch (no base image can be pulled here), saves
+# them as docker-archives under $E2E/images/ and imports them into containerd's k8s.io
+# namespace when the cluster's containerd is running (otherwise `make cluster` imports them).
+# Usage: image.sh pause|echo|tfs|import...
+#   pause  localhost/pause:local     static pause binary; the pod sandbox image
+#   echo   localhost/e2e-echo:local  busybox (sh, nc, wget, ...) + e2e-echo TCP server; for checks
+#   tfs    localhost/tfs:dev         the project's release binaries from target/release
+#   import (re)import every archive under $E2E/images/ that containerd does not have yet
+source "$(dirname "$0")/lib.sh"
+IMAGES=$E2E/images
+mkdir -p "$IMAGES" "$E2E/buildah"
+TFS_BINARIES=(tfs-nameserver tfsctl tfs-operator)
+
+# buildah keeps its storage under $E2E/buildah so nothing is left in /var/lib/containers.
+bah() { buildah --root "$E2E/buildah/storage" --runroot "$E2E/buildah/run" --storage-driver "${BUILDAH_DRIVER:-overlay}" "$@"; }
+
+containerd_up() { is_running containerd "$RUNDIR/containerd.sock" 2>/dev/null && [ -S "$RUNDIR/containerd.sock" ]; }
+ctr_() { ctr --address "$RUNDIR/containerd.sock" -n k8s.io "$@"; }
+
+# import_archive NAME: import $IMAGES/NAME.tar if containerd is up; the archive's sha is recorded
+# so an unchanged image is not imported twice.
+import_archive() {
+  local name=$1 tar=$IMAGES/$1.tar ref
+  ref=$(cat "$IMAGES/$name.ref")
+  if ! containerd_up; then
+    say "containerd is not running: $ref will be imported by 'make cluster'"
+    return 0
+  fi
+  local sum; sum=$(sha256sum "$tar" | cut -c1-64)
+  if [ "$(cat "$IMAGES/$name.imported" 2>/dev/null)" = "$sum" ] && ctr_ images ls -q | grep -qx "$ref"; then
+    return 0
+  fi
+  ctr_ images import --no-unpack=false "$tar" >/dev/null 2>"$LOGS/import-$name.log" ||
+    ctr_ images import "$tar" >/dev/null 2>"$LOGS/import-$name.log" ||
+    die "import of $tar failed: $(cat "$LOGS/import-$name.log")"
+  ctr_ images ls -q | grep -qx "$ref" || die "$ref not found in containerd after import of $tar"
+  echo "$sum" > "$IMAGES/$name.imported"
+  say "imported $ref into containerd (k8s.io)"
+}
+
+# build_image NAME REF ROOTFS_DIR ENTRYPOINT_JSON CMD_JSON [ENV...]
+build_image() {
+  local name=$1 ref=$2 dir=$3 ep=$4 cmd=$5; shift 5
+  local c args=()
+  for e in "$@"; do args+=(--env "$e"); done
+  c=$(bah from --quiet scratch)
+  trap 'bah rm "$c" >/dev/null 2>&1 || true' RETURN
+  bah copy --quiet "$c" "$dir/" / >/dev/null
+  bah config --entrypoint "$ep" --cmd "$cmd" --workingdir / \
+    --label org.opencontainers.image.title="$name" "${args[@]}" "$c"
+  bah commit --quiet --rm "$c" "$ref" >/dev/null
+  trap - RETURN
+  rm -f "$IMAGES/$name.tar"
+  bah push --quiet "$ref" "docker-archive:$IMAGES/$name.tar:$ref" >/dev/null
+  echo "$ref" > "$IMAGES/$name.ref"
+  say "built image $ref ($(du -h "$IMAGES/$name.tar" | cut -f1))"
+  import_archive "$name"
+}
+
+# stage_busybox DIR: /bin/busybox plus links for the applets the checks and `kubectl exec` use.
+stage_busybox() {
+  local d=$1 bb=/bin/busybox
+  [ -x "$bb" ] && file -L "$bb" | grep -q 'statically linked' || die "static busybox missing: run 'make deps-cluster' (busybox-static)"
+  mkdir -p "$d/bin"
+  cp "$bb" "$d/bin/busybox"
+  for a in sh ash cat echo env hostname id kill ls mkdir nc ps pkill pgrep rm sleep tail top wget \
+           ip ifconfig netstat nslookup grep sed awk head date du df free mount uname true false; do
+    ln -sf busybox "$d/bin/$a"
+  done
+}
+
+image_pause() {
+  "$CLUSTER_DIR/build.sh" pause
+  local d; d=$(mktemp -d); trap 'rm -rf "$d"' RETURN
+  cp "$BIN/pause" "$d/pause"
+  build_image pause localhost/pause:local "$d" '["/pause"]' '[]'
+}
+
+image_echo() {
+  "$CLUSTER_DIR/build.sh" echo
+  local d; d=$(mktemp -d); trap 'rm -rf "$d"' RETURN
+  stage_busybox "$d"
+  cp "$BIN/e2e-echo" "$d/bin/e2e-echo"
+  build_image e2e-echo localhost/e2e-echo:local "$d" '["/bin/e2e-echo"]' '["serve","8080"]' PATH=/bin
+}
+
+# The project's image: release binaries, the shared libraries they load (per ldd) and the dynamic
+# loader, plus a static busybox so `kubectl exec` has sh/kill/ps. Entrypoint: tfs-operator when
+# present; pods set `command:` for the nameserver.
+image_tfs() {
+  local rel=$ROOT/target/release d found=() b lib
+  d=$(mktemp -d); trap 'rm -rf "$d"' RETURN
+  mkdir -p "$d/usr/local/bin" "$d/tmp" "$d/etc"
+  chmod 1777 "$d/tmp"
+  for b in "${TFS_BINARIES[@]}"; do
+    [ -x "$rel/$b" ] && { cp "$rel/$b" "$d/usr/local/bin/"; found+=("$b"); }
+  done
+  if [ ${#found[@]} -eq 0 ]; then
+    warn "no release binaries in $rel (${TFS_BINARIES[*]}): run 'cargo build --release'; packaging pause as a placeholder"
+    "$CLUSTER_DIR/build.sh" pause
+    cp "$BIN/pause" "$d/usr/local/bin/pause"
+    found=(pause)
+  fi
+  # Shared libraries (and the loader, which ldd lists by absolute path) of every binary.
+  for b in "${found[@]}"; do
+    ldd "$d/usr/local/bin/$b" 2>/dev/null | grep -oE '/[^ ]+' | while read -r lib; do
+      [ -e "$lib" ] || continue
+      mkdir -p "$d$(dirname "$lib")"
+      cp -L "$lib" "$d$lib"
+    done
+  done
+  # The loader is looked up by its ABI path (/lib64/ld-linux-x86-64.so.2), a symlink on Debian.
+  if [ -e /lib64/ld-linux-x86-64.so.2 ] && [ -d "$d/lib/x86_64-linux-gnu" ] && [ ! -e "$d/lib64/ld-linux-x86-64.so.2" ]; then
+    mkdir -p "$d/lib64"; cp -L /lib64/ld-linux-x86-64.so.2 "$d/lib64/"
+  fi
+  stage_busybox "$d"
+  printf 'root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' > "$d/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' > "$d/etc/group"
+  local ep='[]'
+  [ -e "$d/usr/local/bin/tfs-operator" ] && ep='["/usr/local/bin/tfs-operator"]'
+  build_image tfs localhost/tfs:dev "$d" "$ep" '[]' PATH=/usr/local/bin:/bin
+  say "localhost/tfs:dev holds: ${found[*]}"
+}
+
+command -v buildah >/dev/null || die "buildah missing: run 'make deps-cluster'"
+[ $# -gt 0 ] || set -- tfs
+for what in "$@"; do
+  case $what in
+    pause) image_pause ;;
+    echo) image_echo ;;
+    tfs) image_tfs ;;
+    import) for f in "$IMAGES"/*.tar; do [ -e "$f" ] && import_archive "$(basename "$f" .tar)"; done; true ;;
+    *) die "unknown image $what (pause|echo|tfs|import)" ;;
+  esac
+done

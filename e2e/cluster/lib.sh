@@ -1,0 +1,65 @@
+# Shared helpers for the local cluster scripts; sourced, not run.
+# Everything the cluster creates lives under $E2E (default: <repo>/.e2e).
+set -euo pipefail
+
+CLUSTER_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=${ROOT:-$(cd "$CLUSTER_DIR/../.." && pwd)}
+E2E=${E2E:-$ROOT/.e2e}
+BIN=$E2E/bin
+LOGS=$E2E/logs
+PIDS=$E2E/pids
+CERTS=$E2E/certs
+STATE=$E2E/state          # etcd data, kubelet dir, containerd root, cni state
+RUNDIR=$E2E/run           # sockets
+KUBECONFIG_ADMIN=$E2E/kubeconfig
+
+K8S_VERSION=v1.36.3
+ETCD_VERSION=v3.6.16
+HELM_VERSION=v3.22.0
+CRICTL_VERSION=v1.37.0
+
+# Cluster addressing.
+SERVICE_CIDR=10.96.0.0/16
+SERVICE_IP=10.96.0.1            # the `kubernetes` Service
+CLUSTER_DNS=10.96.0.10          # reserved; no DNS server is run
+POD_CIDR=10.244.0.0/24
+POD_GATEWAY=10.244.0.1
+CNI_BRIDGE=cni0
+API_PORT=6443
+NODE_NAME=${NODE_NAME:-$(hostname | tr '[:upper:]' '[:lower:]')}
+
+export PATH=$BIN:/usr/local/go/bin:$PATH
+
+_T0=${_T0:-$(date +%s)}
+export _T0
+say()  { printf '[cluster %4ss] %s\n' "$(( $(date +%s) - _T0 ))" "$*"; }
+warn() { printf '[cluster %4ss] WARNING: %s\n' "$(( $(date +%s) - _T0 ))" "$*" >&2; }
+die()  { printf '[cluster %4ss] ERROR: %s\n' "$(( $(date +%s) - _T0 ))" "$*" >&2; exit 1; }
+
+# The host's primary (non-loopback) IPv4 address: source address of the default route,
+# else the first global address.
+host_ip() {
+  local ip
+  ip=$(ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p' | head -1)
+  [ -n "$ip" ] || ip=$(ip -4 -o addr show scope global | awk '{sub("/.*","",$4); print $4; exit}')
+  [ -n "$ip" ] || die "no non-loopback IPv4 address found"
+  echo "$ip"
+}
+
+# pid file helpers: a component is "running" when its recorded pid is alive and is the binary we started.
+pid_of() { [ -f "$PIDS/$1.pid" ] && cat "$PIDS/$1.pid" || true; }
+is_running() {
+  local pid; pid=$(pid_of "$1")
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && [ -r "/proc/$pid/cmdline" ] &&
+    tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- "$2"
+}
+
+# wait_for DESCRIPTION TIMEOUT_SECONDS COMMAND...: retries COMMAND every second.
+wait_for() {
+  local what=$1 timeout=$2; shift 2
+  local end=$(( $(date +%s) + timeout ))
+  until "$@" >/dev/null 2>&1; do
+    [ "$(date +%s)" -lt "$end" ] || return 1
+    sleep 1
+  done
+}
