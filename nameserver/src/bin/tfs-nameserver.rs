@@ -1,0 +1,104 @@
+//! tfs-nameserver: one nameserver process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use tfs_nameserver::config::{EngineConfig, ReplicationMode};
+use tfs_nameserver::engine::Engine;
+use tfs_nameserver::mutation::Mutation;
+use tfs_nameserver::proto;
+use tfs_nameserver::server::{Listen, serve::serve};
+use tracing::info;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Mode {
+    Sync,
+    Async,
+}
+
+#[derive(Debug, Parser)]
+#[command(version, about = "TFS nameserver: block and dataserver metadata with a durable, replicated oplog")]
+struct Args {
+    /// Directory for the oplog and checkpoints (created if missing).
+    #[arg(long, env = "TFS_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Client and dataserver gRPC address.
+    #[arg(long, default_value = "0.0.0.0:8100")]
+    listen: SocketAddr,
+    /// Replication address (slaves dial the master here).
+    #[arg(long, default_value = "0.0.0.0:8101")]
+    repl_listen: SocketAddr,
+    /// Admin gRPC address (AssumeRole, Drain). Must be loopback.
+    #[arg(long, default_value = "127.0.0.1:8102")]
+    admin_listen: SocketAddr,
+    /// Prometheus /metrics and /health.
+    #[arg(long, default_value = "0.0.0.0:9102")]
+    metrics_listen: SocketAddr,
+    /// Master forever at epoch 1, no replication (development).
+    #[arg(long)]
+    standalone: bool,
+    /// This node's name (defaults to the host name).
+    #[arg(long, env = "TFS_NODE")]
+    node: Option<String>,
+    /// sync: acknowledge once durable on the master and every slave in the sync set.
+    #[arg(long, value_enum, default_value = "sync")]
+    replication_mode: Mode,
+    /// Replicas of a new block when the client does not say.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=4))]
+    block_replicas: u32,
+    /// Records between checkpoints.
+    #[arg(long, default_value_t = 2_000_000)]
+    checkpoint_every: u64,
+    /// Turn fdatasync off (benchmarks of everything but the disk only; loses data on a crash).
+    #[arg(long, hide = true)]
+    unsafe_no_fsync: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())).init();
+    let args = Args::parse();
+    if !args.admin_listen.ip().is_loopback() {
+        anyhow::bail!("--admin-listen {} must be a loopback address: AssumeRole and Drain are for the local heart only", args.admin_listen);
+    }
+    let mut cfg = EngineConfig::new(&args.data_dir);
+    if let Some(n) = args.node {
+        cfg.node = n;
+    }
+    cfg.standalone = args.standalone;
+    cfg.fsync = !args.unsafe_no_fsync;
+    cfg.checkpoint_every = args.checkpoint_every.max(1);
+    cfg.replication_mode = match args.replication_mode {
+        Mode::Sync => ReplicationMode::Sync,
+        Mode::Async => ReplicationMode::Async,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let t0 = Instant::now();
+        let data_dir = cfg.data_dir.clone();
+        let engine = tokio::task::spawn_blocking(move || Engine::open(cfg))
+            .await?
+            .with_context(|| format!("cannot recover the state in {}", data_dir.display()))?;
+        info!(elapsed_ms = t0.elapsed().as_millis() as u64, "engine ready");
+        if engine.shared.cfg.standalone && engine.shared.state.read().epoch < 1 {
+            engine
+                .write(|t| Ok(t.log(Mutation::EpochStart(proto::EpochStart { epoch: 1, node: t.state().epoch.to_string() }))?))
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot start epoch 1: {e}"))?;
+        }
+        let listen = Listen { client: args.listen, repl: args.repl_listen, admin: args.admin_listen, metrics: args.metrics_listen };
+        serve(engine, listen, args.block_replicas, shutdown_signal()).await
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    info!("shutting down");
+}

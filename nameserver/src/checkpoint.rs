@@ -1,0 +1,305 @@
+//! Checkpoints: a snapshot of the state at a seq, so that recovery replays only the log after it
+//! and older segments can be deleted. The same framing carries a snapshot to a slave that is too
+//! far behind for the log.
+//!
+//! ```text
+//! header 32 bytes: magic "TFSC" u32 | version u16 | 0 u16 | seq u64 | epoch u64 | 0 u64
+//! frames:          length u32 | crc32c u32 | payload      (length <= MAX_FRAME)
+//!   first  SnapshotMeta, then SnapshotChunk*, then an end frame of length 0 and crc 0
+//! ```
+//! Invariant: a checkpoint is only used if every frame's crc matches, the end frame is present and
+//! the block count matches the meta; it is written to a temporary name, fsynced and renamed, so a
+//! crash leaves either the old or the new one, never half of one under the final name.
+
+use std::fs::{self, File};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+use thiserror::Error;
+use tracing::{info, warn};
+
+use crate::proto;
+use crate::state::{BlockMeta, Dataserver, EpochMark, State, Task};
+
+pub const MAGIC: u32 = 0x4353_4654; // "TFSC"
+pub const VERSION: u16 = 1;
+pub const HEADER_LEN: usize = 32;
+pub const MAX_FRAME: u32 = 64 << 20;
+const BLOCKS_PER_CHUNK: usize = 16 * 1024;
+
+#[derive(Debug, Error)]
+pub enum CheckpointError {
+    #[error("checkpoint I/O: {0}")]
+    Io(#[from] io::Error),
+    #[error("bad checkpoint header: {0}")]
+    Header(String),
+    #[error("checkpoint frame {index}: {reason}")]
+    Frame { index: usize, reason: String },
+}
+
+/// A copy of the state at `meta.seq`, detached from the live state so it can be encoded elsewhere.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub meta: proto::SnapshotMeta,
+    pub blocks: Vec<(u64, BlockMeta)>,
+    pub dataservers: Vec<proto::SnapshotDataserver>,
+    pub tasks: Vec<proto::TaskCreate>,
+}
+
+impl Snapshot {
+    /// Copies the state; cheap enough (a flat copy of the block table) to run on the write path.
+    pub fn of(state: &State) -> Self {
+        Snapshot {
+            meta: proto::SnapshotMeta {
+                seq: state.applied_seq,
+                epoch: state.epoch,
+                next_block_id: state.next_block_id,
+                next_task_id: state.next_task_id,
+                next_lease_id: state.next_lease_id,
+                block_count: state.blocks.len() as u64,
+                epochs: state.epochs.iter().map(|e| proto::EpochMark { epoch: e.epoch, start_seq: e.start_seq }).collect(),
+            },
+            blocks: state.blocks.iter().map(|(k, v)| (*k, *v)).collect(),
+            dataservers: state
+                .dataservers
+                .values()
+                .map(|d| proto::SnapshotDataserver {
+                    id: d.id,
+                    addr: d.addr.clone(),
+                    capacity: d.capacity,
+                    used: d.used,
+                    lease_id: d.lease_id,
+                    alive: d.alive,
+                })
+                .collect(),
+            tasks: state
+                .tasks
+                .values()
+                .map(|t| proto::TaskCreate {
+                    task_id: t.id,
+                    kind: t.kind as i32,
+                    block_id: t.block_id,
+                    source: t.source,
+                    target: t.target,
+                })
+                .collect(),
+        }
+    }
+
+    pub fn into_state(self) -> Result<State, CheckpointError> {
+        let m = self.meta;
+        let mut s = State {
+            next_block_id: m.next_block_id,
+            next_task_id: m.next_task_id,
+            next_lease_id: m.next_lease_id,
+            applied_seq: m.seq,
+            epoch: m.epoch,
+            epochs: m.epochs.iter().map(|e| EpochMark { epoch: e.epoch, start_seq: e.start_seq }).collect(),
+            ..State::new()
+        };
+        s.blocks = self.blocks.into_iter().collect();
+        for d in self.dataservers {
+            s.dataservers.insert(
+                d.id,
+                Dataserver {
+                    id: d.id,
+                    addr: d.addr,
+                    capacity: d.capacity,
+                    used: d.used,
+                    alive: d.alive,
+                    lease_id: d.lease_id,
+                    last_heartbeat_ms: 0,
+                    reserved: 0,
+                },
+            );
+        }
+        for t in self.tasks {
+            let kind = t.kind();
+            s.tasks.insert(t.task_id, Task { id: t.task_id, kind, block_id: t.block_id, source: t.source, target: t.target });
+        }
+        Ok(s)
+    }
+
+    /// Writes header and frames.
+    pub fn write_to(&self, w: &mut impl Write) -> io::Result<()> {
+        let mut h = Vec::with_capacity(HEADER_LEN);
+        h.extend_from_slice(&MAGIC.to_le_bytes());
+        h.extend_from_slice(&VERSION.to_le_bytes());
+        h.extend_from_slice(&0u16.to_le_bytes());
+        h.extend_from_slice(&self.meta.seq.to_le_bytes());
+        h.extend_from_slice(&self.meta.epoch.to_le_bytes());
+        h.extend_from_slice(&0u64.to_le_bytes());
+        w.write_all(&h)?;
+        let mut buf = Vec::new();
+        self.meta.encode(&mut buf).expect("vec");
+        write_frame(w, &buf)?;
+        let mut first = true;
+        for chunk in self.blocks.chunks(BLOCKS_PER_CHUNK).map(Some).chain(self.blocks.is_empty().then_some(None)) {
+            let mut c = proto::SnapshotChunk::default();
+            if first {
+                c.dataservers = self.dataservers.clone();
+                c.tasks = self.tasks.clone();
+                first = false;
+            }
+            for (id, b) in chunk.unwrap_or_default() {
+                c.blocks.push(proto::SnapshotBlock {
+                    id: *id,
+                    version: b.version,
+                    size: b.size,
+                    file_count: b.file_count,
+                    del_size: b.del_size,
+                    del_file_count: b.del_file_count,
+                    dataservers: b.replicas().to_vec(),
+                    want: b.want as u32,
+                });
+            }
+            buf.clear();
+            c.encode(&mut buf).expect("vec");
+            write_frame(w, &buf)?;
+        }
+        w.write_all(&[0u8; 8])
+    }
+
+    /// Reads and checks a whole snapshot.
+    pub fn read_from(r: &mut impl Read) -> Result<Self, CheckpointError> {
+        let mut h = [0u8; HEADER_LEN];
+        r.read_exact(&mut h).map_err(|e| CheckpointError::Header(e.to_string()))?;
+        let magic = u32::from_le_bytes(h[0..4].try_into().expect("4"));
+        let version = u16::from_le_bytes(h[4..6].try_into().expect("2"));
+        if magic != MAGIC || version != VERSION {
+            return Err(CheckpointError::Header(format!("magic {magic:#010x} version {version}")));
+        }
+        let seq = u64::from_le_bytes(h[8..16].try_into().expect("8"));
+        let mut snap = Snapshot::default();
+        let mut buf = Vec::new();
+        for index in 0.. {
+            let frame_err = |reason: String| CheckpointError::Frame { index, reason };
+            let len = read_frame(r, &mut buf).map_err(frame_err)?;
+            if len == 0 {
+                if index == 0 {
+                    return Err(frame_err("end frame before the meta".into()));
+                }
+                break;
+            }
+            if index == 0 {
+                snap.meta = proto::SnapshotMeta::decode(&buf[..]).map_err(|e| frame_err(e.to_string()))?;
+                if snap.meta.seq != seq {
+                    return Err(frame_err(format!("meta seq {} != header seq {seq}", snap.meta.seq)));
+                }
+                snap.blocks.reserve(snap.meta.block_count.min(1 << 28) as usize);
+                continue;
+            }
+            let c = proto::SnapshotChunk::decode(&buf[..]).map_err(|e| frame_err(e.to_string()))?;
+            snap.dataservers.extend(c.dataservers);
+            snap.tasks.extend(c.tasks);
+            for b in c.blocks {
+                let mut meta = BlockMeta::new(&b.dataservers).map_err(|e| frame_err(format!("block {}: {e}", b.id)))?;
+                meta.want = b.want.min(u8::MAX as u32) as u8;
+                meta.version = b.version;
+                meta.size = b.size;
+                meta.file_count = b.file_count;
+                meta.del_size = b.del_size;
+                meta.del_file_count = b.del_file_count;
+                snap.blocks.push((b.id, meta));
+            }
+        }
+        if snap.blocks.len() as u64 != snap.meta.block_count {
+            return Err(CheckpointError::Frame {
+                index: 0,
+                reason: format!("{} blocks read, meta says {}", snap.blocks.len(), snap.meta.block_count),
+            });
+        }
+        if !snap.blocks.windows(2).all(|w| w[0].0 < w[1].0) {
+            return Err(CheckpointError::Frame { index: 0, reason: "block ids not strictly increasing".into() });
+        }
+        Ok(snap)
+    }
+}
+
+fn write_frame(w: &mut impl Write, payload: &[u8]) -> io::Result<()> {
+    w.write_all(&(payload.len() as u32).to_le_bytes())?;
+    w.write_all(&crc32c::crc32c(payload).to_le_bytes())?;
+    w.write_all(payload)
+}
+
+/// Reads one frame into `buf`; returns its length (0 = the end frame).
+fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> Result<usize, String> {
+    let mut h = [0u8; 8];
+    r.read_exact(&mut h).map_err(|e| format!("frame header: {e}"))?;
+    let len = u32::from_le_bytes(h[0..4].try_into().expect("4"));
+    let crc = u32::from_le_bytes(h[4..8].try_into().expect("4"));
+    if len > MAX_FRAME {
+        return Err(format!("frame length {len} exceeds {MAX_FRAME}"));
+    }
+    if len == 0 {
+        return if crc == 0 { Ok(0) } else { Err("bad end frame".into()) };
+    }
+    buf.resize(len as usize, 0);
+    r.read_exact(buf).map_err(|e| format!("frame body: {e}"))?;
+    let computed = crc32c::crc32c(buf);
+    if computed != crc {
+        return Err(format!("crc mismatch: stored {crc:#010x}, computed {computed:#010x}"));
+    }
+    Ok(len as usize)
+}
+
+fn file_name(seq: u64) -> String {
+    format!("checkpoint-{seq:020}.ckpt")
+}
+
+/// Checkpoints in `dir`, newest first.
+pub fn list(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    if !dir.exists() {
+        return Ok(out);
+    }
+    for e in fs::read_dir(dir)? {
+        let e = e?;
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(seq) = name.strip_prefix("checkpoint-").and_then(|s| s.strip_suffix(".ckpt")).and_then(|s| s.parse().ok()) {
+            out.push((seq, e.path()));
+        }
+    }
+    out.sort_by(|a, b| b.0.cmp(&a.0));
+    Ok(out)
+}
+
+/// Writes a checkpoint durably and keeps only the newest `keep` of them.
+pub fn write(dir: &Path, snap: &Snapshot, keep: usize) -> Result<PathBuf, CheckpointError> {
+    fs::create_dir_all(dir)?;
+    let path = dir.join(file_name(snap.meta.seq));
+    let tmp = path.with_extension("tmp");
+    {
+        let f = File::create(&tmp)?;
+        let mut w = BufWriter::with_capacity(1 << 20, f);
+        snap.write_to(&mut w)?;
+        let f = w.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, &path)?;
+    File::open(dir)?.sync_all()?;
+    for (_, old) in list(dir)?.into_iter().skip(keep) {
+        fs::remove_file(old)?;
+    }
+    Ok(path)
+}
+
+/// Loads the newest checkpoint that reads back whole; a damaged one is reported and passed over.
+pub fn load_newest(dir: &Path) -> Result<Option<Snapshot>, CheckpointError> {
+    for (seq, path) in list(dir)? {
+        let mut r = BufReader::with_capacity(1 << 20, File::open(&path)?);
+        match Snapshot::read_from(&mut r) {
+            Ok(s) => {
+                info!(file = %path.display(), seq, blocks = s.blocks.len(), "checkpoint loaded");
+                return Ok(Some(s));
+            }
+            Err(e) => warn!(file = %path.display(), error = %e, "checkpoint unreadable, trying an older one"),
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests;

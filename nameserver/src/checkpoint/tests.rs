@@ -1,0 +1,80 @@
+use super::*;
+use crate::state::tests::{apply_all, history};
+use proptest::prelude::*;
+
+fn roundtrip(s: &State) -> State {
+    let mut buf = Vec::new();
+    Snapshot::of(s).write_to(&mut buf).unwrap();
+    Snapshot::read_from(&mut &buf[..]).unwrap().into_state().unwrap()
+}
+
+#[test]
+fn empty_state_round_trips() {
+    let s = State::new();
+    let r = roundtrip(&s);
+    assert_eq!(r.blocks, s.blocks);
+    assert_eq!(r.next_block_id, 1);
+}
+
+#[test]
+fn truncated_or_corrupt_checkpoints_are_refused() {
+    let mut s = State::new();
+    apply_all(&mut s, 1, &crate::state::tests::sample());
+    let mut buf = Vec::new();
+    Snapshot::of(&s).write_to(&mut buf).unwrap();
+    for cut in [0, 10, HEADER_LEN, HEADER_LEN + 9, buf.len() - 1] {
+        assert!(Snapshot::read_from(&mut &buf[..cut]).is_err(), "cut at {cut} accepted");
+    }
+    for at in [0, 5, HEADER_LEN + 2, HEADER_LEN + 12, buf.len() / 2, buf.len() - 9] {
+        let mut bad = buf.clone();
+        bad[at] ^= 0x40;
+        assert!(Snapshot::read_from(&mut &bad[..]).is_err(), "flip at {at} accepted");
+    }
+}
+
+#[test]
+fn newest_valid_checkpoint_wins_and_damaged_one_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = State::new();
+    apply_all(&mut s, 1, &crate::state::tests::sample());
+    let older = write(dir.path(), &Snapshot::of(&s), 3).unwrap();
+    apply_all(&mut s, 1, &[crate::mutation::Mutation::BlockRemove(proto::BlockRemove { block_id: 1 })]);
+    let newer = write(dir.path(), &Snapshot::of(&s), 3).unwrap();
+    assert_eq!(load_newest(dir.path()).unwrap().unwrap().meta.seq, s.applied_seq);
+    let mut bytes = fs::read(&newer).unwrap();
+    let n = bytes.len();
+    bytes[n - 20] ^= 1;
+    fs::write(&newer, bytes).unwrap();
+    let got = load_newest(dir.path()).unwrap().unwrap();
+    assert_eq!(got.meta.seq, s.applied_seq - 1);
+    assert!(older.exists());
+}
+
+#[test]
+fn keeps_only_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = State::new();
+    for i in 0..4 {
+        apply_all(&mut s, 1, &[crate::state::tests::join_ds(i + 1)]);
+        write(dir.path(), &Snapshot::of(&s), 2).unwrap();
+    }
+    assert_eq!(list(dir.path()).unwrap().len(), 2);
+}
+
+proptest! {
+    /// A checkpoint restores exactly the state it was taken of.
+    #[test]
+    fn any_state_round_trips(ms in history()) {
+        let mut s = State::new();
+        apply_all(&mut s, 1, &ms);
+        let r = roundtrip(&s);
+        prop_assert_eq!(&r.blocks, &s.blocks);
+        prop_assert_eq!(r.applied_seq, s.applied_seq);
+        prop_assert_eq!(r.next_block_id, s.next_block_id);
+        prop_assert_eq!(r.dataservers.len(), s.dataservers.len());
+        for (id, d) in &s.dataservers {
+            let e = &r.dataservers[id];
+            prop_assert_eq!((&e.addr, e.alive, e.lease_id, e.capacity), (&d.addr, d.alive, d.lease_id, d.capacity));
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Engine configuration shared by the server binary and tests.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicationMode {
+    /// Acknowledge only once durable on the master and on every slave in the sync set.
+    Sync,
+    /// Acknowledge once durable on the master; slaves may lag (explicit opt-in).
+    Async,
+}
+
+impl std::fmt::Display for ReplicationMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ReplicationMode::Sync => "sync",
+            ReplicationMode::Async => "async",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub data_dir: PathBuf,
+    /// This node's name (pod name in Kubernetes), reported in Status and sent on LOGIN.
+    pub node: String,
+    pub standalone: bool,
+    pub fsync: bool,
+    pub segment_bytes: u64,
+    /// A checkpoint is taken after this many records.
+    pub checkpoint_every: u64,
+    pub replication_mode: ReplicationMode,
+    /// How long a dataserver's lease lasts without a renew.
+    pub dataserver_lease: Duration,
+    /// Bytes each newly placed block is assumed to take on its dataservers until they report.
+    pub block_size_estimate: u64,
+    /// Most writes grouped under one fdatasync.
+    pub max_batch: usize,
+}
+
+impl EngineConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        EngineConfig {
+            data_dir: data_dir.into(),
+            node: hostname(),
+            standalone: false,
+            fsync: true,
+            segment_bytes: 64 << 20,
+            checkpoint_every: 2_000_000,
+            replication_mode: ReplicationMode::Sync,
+            dataserver_lease: Duration::from_secs(6),
+            block_size_estimate: 64 << 20,
+            max_batch: 4096,
+        }
+    }
+
+    pub fn oplog_dir(&self) -> PathBuf {
+        self.data_dir.join("oplog")
+    }
+
+    pub fn checkpoint_dir(&self) -> PathBuf {
+        self.data_dir.join("checkpoints")
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "nameserver".into())
+}

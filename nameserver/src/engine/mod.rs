@@ -1,0 +1,250 @@
+//! The engine: one writer thread owns the oplog and is the only mutator of the state. Requests
+//! reach it as closures over a [`Txn`]; it groups everything that queued up while the previous
+//! fdatasync ran into one batch (group commit), then publishes the durable seq. A request is
+//! answered only once its records are *committed* (see [`commit`]).
+
+pub mod commit;
+mod writer;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::info;
+
+use crate::checkpoint::{self, Snapshot};
+use crate::config::EngineConfig;
+use crate::metrics::Metrics;
+use crate::mutation::Mutation;
+use crate::oplog::{Oplog, OplogOptions, Record};
+use crate::role::{NotWritable, RoleState};
+use crate::state::{ApplyError, State};
+pub use commit::Commit;
+pub use writer::Txn;
+
+#[derive(Debug, Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    NotWritable(#[from] NotWritable),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Unavailable(String),
+    /// Logged, but mastership lapsed before it was committed: it may or may not survive.
+    #[error("outcome unknown: {0}")]
+    Unknown(String),
+}
+
+impl From<ApplyError> for WriteError {
+    fn from(e: ApplyError) -> Self {
+        match e {
+            ApplyError::NoBlock(_) | ApplyError::NoDataserver(_) | ApplyError::NoTask(_) => WriteError::NotFound(e.to_string()),
+            _ => WriteError::Invalid(e.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Oplog(#[from] crate::oplog::log::OplogError),
+    #[error(transparent)]
+    Checkpoint(#[from] checkpoint::CheckpointError),
+    #[error("oplog record seq {seq} cannot be applied: {reason}")]
+    Replay { seq: u64, reason: String },
+    #[error("cannot start the writer thread: {0}")]
+    Thread(std::io::Error),
+}
+
+type WriteFn = Box<dyn FnOnce(Result<&mut Txn<'_>, WriteError>) -> Option<u64> + Send>;
+
+pub(crate) enum Command {
+    Write(WriteFn),
+    /// Records received from the master (slave side), already crc-checked.
+    Append { records: Vec<Record>, reply: oneshot::Sender<Result<u64, String>> },
+    InstallSnapshot { snapshot: Box<Snapshot>, reply: oneshot::Sender<Result<u64, String>> },
+    SetRole { role: RoleState, reply: oneshot::Sender<Result<RoleState, String>> },
+    Checkpoint { reply: oneshot::Sender<Result<u64, String>> },
+    CheckpointWritten { seq: u64 },
+}
+
+/// What every part of the node shares. Read paths use it directly; writes go through the writer.
+pub struct Shared {
+    pub cfg: EngineConfig,
+    pub state: RwLock<State>,
+    pub role: Mutex<RoleState>,
+    pub commit: Commit,
+    pub metrics: Metrics,
+    pub checkpoint_seq: AtomicU64,
+    pub first_log_seq: AtomicU64,
+    /// Soft state: dataserver id → (lease id, deadline). Not logged; rebuilt from renews.
+    pub ds_leases: Mutex<std::collections::HashMap<u32, (u64, Instant)>>,
+    pub started: Instant,
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    pub shared: Arc<Shared>,
+    tx: mpsc::Sender<Command>,
+}
+
+impl Engine {
+    /// Recovers the state (newest valid checkpoint + oplog replay) and starts the writer thread.
+    pub fn open(cfg: EngineConfig) -> Result<Self, StartError> {
+        let t0 = Instant::now();
+        let snap = checkpoint::load_newest(&cfg.checkpoint_dir())?;
+        let mut state = match snap {
+            Some(s) => s.into_state()?,
+            None => State::new(),
+        };
+        let ckpt_seq = state.applied_seq;
+        let opts = OplogOptions { segment_bytes: cfg.segment_bytes, fsync: cfg.fsync };
+        let (oplog, rec) = Oplog::open(&cfg.oplog_dir(), opts, ckpt_seq, |r| {
+            let m = Mutation::decode(r.header.rtype, r.payload.clone()).map_err(|e| e.to_string())?;
+            state.apply(&r.header, &m).map_err(|e| e.to_string())
+        })
+        .map_err(|e| match e {
+            crate::oplog::log::OplogError::Corrupt { .. } | crate::oplog::log::OplogError::Gap { .. } => StartError::Oplog(e),
+            other => StartError::Oplog(other),
+        })?;
+        let elapsed = t0.elapsed();
+        info!(
+            checkpoint_seq = ckpt_seq,
+            replayed = rec.replayed,
+            torn_bytes = rec.torn_bytes,
+            blocks = state.blocks.len(),
+            seq = state.applied_seq,
+            epoch = state.epoch,
+            elapsed_ms = elapsed.as_millis() as u64,
+            "state recovered"
+        );
+        let durable = oplog.last_seq();
+        let role = if cfg.standalone { RoleState::standalone() } else { RoleState::slave_unknown_master() };
+        let metrics = Metrics::new();
+        metrics.recovery_seconds.set(elapsed.as_secs_f64());
+        let shared = Arc::new(Shared {
+            state: RwLock::new(state),
+            role: Mutex::new(role),
+            commit: Commit::new(durable, cfg.replication_mode),
+            metrics,
+            checkpoint_seq: AtomicU64::new(ckpt_seq),
+            first_log_seq: AtomicU64::new(oplog.first_seq()),
+            ds_leases: Mutex::new(Default::default()),
+            started: Instant::now(),
+            cfg,
+        });
+        let (tx, rx) = mpsc::channel(1 << 16);
+        let engine = Engine { shared: shared.clone(), tx: tx.clone() };
+        writer::spawn(shared, oplog, rx, tx).map_err(StartError::Thread)?;
+        if engine.shared.cfg.standalone {
+            engine.shared.role.lock().valid_until = None;
+        }
+        Ok(engine)
+    }
+
+    async fn send(&self, cmd: Command) -> Result<(), WriteError> {
+        self.tx.send(cmd).await.map_err(|_| WriteError::Unavailable("the nameserver is shutting down".into()))
+    }
+
+    /// Runs `f` on the writer thread and waits until what it logged is committed. `f` must
+    /// validate before it logs: whatever it logged stays logged, even if it then returns an error.
+    pub async fn write<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Txn<'_>) -> Result<R, WriteError> + Send + 'static,
+    ) -> Result<(R, u64), WriteError> {
+        let (tx, rx) = oneshot::channel();
+        let job: WriteFn = Box::new(move |txn| {
+            let out = txn.and_then(|t| {
+                let r = f(t)?;
+                Ok((r, t.last_seq()))
+            });
+            let seq = out.as_ref().ok().map(|(_, s)| *s);
+            let _ = tx.send(out);
+            seq
+        });
+        self.send(Command::Write(job)).await?;
+        let (r, seq) = rx.await.map_err(|_| WriteError::Unavailable("the writer stopped".into()))??;
+        self.wait_committed(seq).await?;
+        Ok((r, seq))
+    }
+
+    /// Waits until `seq` is committed, and refuses to acknowledge it if mastership lapsed first.
+    pub async fn wait_committed(&self, seq: u64) -> Result<(), WriteError> {
+        let deadline = self.shared.role.lock().valid_until;
+        let wait = self.shared.commit.wait(seq);
+        match deadline {
+            // The wait can only end at the role's deadline; after it, nothing may be acknowledged.
+            Some(d) => {
+                if tokio::time::timeout_at(d.into(), wait).await.is_err() {
+                    return Err(WriteError::Unknown(format!("seq {seq} not committed before mastership lapsed")));
+                }
+            }
+            None => wait.await,
+        }
+        self.shared.role.lock().check_writable(Instant::now()).map_err(|e| WriteError::Unknown(e.to_string()))
+    }
+
+    /// Runs a read against the state, answering only with committed data: if the state holds
+    /// records not yet committed, waits for them (a read never shows a write that could be lost).
+    pub async fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        let (r, applied) = {
+            let s = self.shared.state.read();
+            (f(&s), s.applied_seq)
+        };
+        if self.shared.role.lock().is_master() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.shared.commit.wait(applied)).await;
+        }
+        r
+    }
+
+    pub async fn append_replicated(&self, records: Vec<Record>) -> Result<u64, String> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Append { records, reply }).await.map_err(|e| e.to_string())?;
+        rx.await.map_err(|_| "writer stopped".to_string())?
+    }
+
+    pub async fn install_snapshot(&self, snapshot: Snapshot) -> Result<u64, String> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::InstallSnapshot { snapshot: Box::new(snapshot), reply }).await.map_err(|e| e.to_string())?;
+        rx.await.map_err(|_| "writer stopped".to_string())?
+    }
+
+    /// Changes the role on the writer thread, in order with writes (see writer::set_role).
+    pub async fn set_role(&self, role: RoleState) -> Result<RoleState, String> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::SetRole { role, reply }).await.map_err(|e| e.to_string())?;
+        rx.await.map_err(|_| "writer stopped".to_string())?
+    }
+
+    pub async fn checkpoint(&self) -> Result<u64, String> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Checkpoint { reply }).await.map_err(|e| e.to_string())?;
+        rx.await.map_err(|_| "writer stopped".to_string())?
+    }
+
+    pub fn durable_seq(&self) -> u64 {
+        self.shared.commit.durable()
+    }
+
+    pub fn committed_seq(&self) -> u64 {
+        self.shared.commit.committed()
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.shared.role.lock().epoch
+    }
+
+    pub fn checkpoint_seq(&self) -> u64 {
+        self.shared.checkpoint_seq.load(Ordering::Relaxed)
+    }
+}
+
+/// Subscribes to the committed seq (for tests and the replication layer).
+pub fn commit_watch(e: &Engine) -> watch::Receiver<u64> {
+    e.shared.commit.subscribe()
+}

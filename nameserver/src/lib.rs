@@ -1,0 +1,18 @@
+//! TFS nameserver: the metadata server of a TFS cluster (blocks, dataservers, tasks), made durable by
+//! an oplog with group commit and highly available by streaming that oplog to slaves.
+//!
+//! Layers, data flowing one way:
+//! `server` (gRPC) → `engine` (sequencing, group commit, commit rule) → `oplog` + `state`.
+//! `replication` ships the oplog between nodes; `role` holds who this node is and until when.
+//! Nothing here knows about Kubernetes.
+
+pub mod checkpoint;
+pub mod config;
+pub mod engine;
+pub mod metrics;
+pub mod mutation;
+pub mod oplog;
+pub mod proto;
+pub mod role;
+pub mod server;
+pub mod state;

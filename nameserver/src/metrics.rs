@@ -1,0 +1,93 @@
+//! Prometheus metrics, served as text on the metrics port (default 9102).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabels {
+    pub op: &'static str,
+    pub code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpName {
+    pub op: &'static str,
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: Family<OpLabels, Counter>,
+    pub latency: Family<OpName, Histogram>,
+    pub fsync_seconds: Histogram,
+    pub batch_records: Histogram,
+    pub batch_requests: Histogram,
+    pub last_seq: Gauge,
+    pub durable_seq: Gauge,
+    pub committed_seq: Gauge,
+    pub epoch: Gauge,
+    pub is_master: Gauge,
+    pub blocks: Gauge,
+    pub recovery_seconds: Gauge<f64, AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("tfs_nameserver");
+        let requests = Family::<OpLabels, Counter>::default();
+        registry.register("requests", "gRPC requests by method and status code", requests.clone());
+        let latency = Family::<OpName, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.0001, 2.0, 18)));
+        registry.register("request_seconds", "gRPC request latency by method", latency.clone());
+        let fsync_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register("oplog_fsync_seconds", "time of one oplog append + fdatasync", fsync_seconds.clone());
+        let batch_records = Histogram::new(exponential_buckets(1.0, 2.0, 14));
+        registry.register("oplog_batch_records", "records made durable by one fdatasync (group commit)", batch_records.clone());
+        let batch_requests = Histogram::new(exponential_buckets(1.0, 2.0, 14));
+        registry.register("oplog_batch_requests", "requests served by one fdatasync", batch_requests.clone());
+        let last_seq = Gauge::default();
+        registry.register("oplog_last_seq", "seq of the last record appended", last_seq.clone());
+        let durable_seq = Gauge::default();
+        registry.register("oplog_durable_seq", "highest seq durable on this node", durable_seq.clone());
+        let committed_seq = Gauge::default();
+        registry.register("oplog_committed_seq", "highest committed seq", committed_seq.clone());
+        let epoch = Gauge::default();
+        registry.register("epoch", "epoch of this node's role", epoch.clone());
+        let is_master = Gauge::default();
+        registry.register("is_master", "1 when this node accepts writes", is_master.clone());
+        let blocks = Gauge::default();
+        registry.register("blocks", "blocks in the state", blocks.clone());
+        let recovery_seconds = Gauge::<f64, AtomicU64>::default();
+        registry.register("recovery_seconds", "time taken to recover the state at start", recovery_seconds.clone());
+        Metrics {
+            registry,
+            requests,
+            latency,
+            fsync_seconds,
+            batch_records,
+            batch_requests,
+            last_seq,
+            durable_seq,
+            committed_seq,
+            epoch,
+            is_master,
+            blocks,
+            recovery_seconds,
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,9 @@
+//! The operation log: every mutation of the state is one record, appended to segment files and made
+//! durable by group commit. See docs/PROTOCOL.md for the byte layout.
+
+pub mod log;
+pub mod record;
+pub mod segment;
+
+pub use log::{Oplog, OplogOptions, Recovered};
+pub use record::{Header, Record, RecordError, RecordType, HEADER_LEN, MAX_PAYLOAD};

@@ -1,0 +1,83 @@
+//! The gRPC and HTTP front of the nameserver: request validation, mapping to engine writes and
+//! reads, and mapping engine errors to gRPC codes.
+
+pub mod admin;
+pub mod client;
+pub mod dataserver;
+pub mod http;
+pub mod serve;
+pub mod status;
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use tonic::{Code, Status};
+
+use crate::engine::{Engine, WriteError};
+use crate::role::NotWritable;
+
+/// Limits on request sizes: absurd values are refused before they cost anything.
+pub mod limits {
+    pub const MAX_BATCH_CREATE: u32 = 10_000;
+    pub const MAX_BATCH_GET: usize = 10_000;
+    pub const MAX_LIST: u32 = 10_000;
+    pub const DEFAULT_LIST: u32 = 1_000;
+    pub const MAX_BLOCK_REPORT: usize = 1_000_000;
+    pub const MAX_ADDR_LEN: usize = 256;
+    pub const MAX_ECHO: usize = 64 * 1024;
+}
+
+pub fn to_status(e: WriteError) -> Status {
+    match e {
+        WriteError::NotWritable(n @ NotWritable::Slave { .. }) => Status::failed_precondition(n.to_string()),
+        WriteError::NotWritable(n) => Status::unavailable(n.to_string()),
+        WriteError::Invalid(m) => Status::invalid_argument(m),
+        WriteError::NotFound(m) => Status::not_found(m),
+        WriteError::Unavailable(m) => Status::unavailable(m),
+        WriteError::Unknown(m) => Status::new(Code::Unavailable, format!("outcome unknown: {m}")),
+    }
+}
+
+/// Times one request and counts it by method and status code.
+pub(crate) struct Timer<'a> {
+    engine: &'a Engine,
+    op: &'static str,
+    start: Instant,
+}
+
+impl<'a> Timer<'a> {
+    pub fn new(engine: &'a Engine, op: &'static str) -> Self {
+        Timer { engine, op, start: Instant::now() }
+    }
+
+    pub fn done<T>(self, r: Result<T, Status>) -> Result<T, Status> {
+        let m = &self.engine.shared.metrics;
+        let code = match &r {
+            Ok(_) => "ok",
+            Err(s) => code_name(s.code()),
+        };
+        m.requests.get_or_create(&crate::metrics::OpLabels { op: self.op, code }).inc();
+        m.latency.get_or_create(&crate::metrics::OpName { op: self.op }).observe(self.start.elapsed().as_secs_f64());
+        r
+    }
+}
+
+fn code_name(c: Code) -> &'static str {
+    match c {
+        Code::InvalidArgument => "invalid_argument",
+        Code::NotFound => "not_found",
+        Code::FailedPrecondition => "failed_precondition",
+        Code::Unavailable => "unavailable",
+        Code::AlreadyExists => "already_exists",
+        _ => "other",
+    }
+}
+
+/// The addresses a nameserver listens on.
+#[derive(Debug, Clone)]
+pub struct Listen {
+    pub client: SocketAddr,
+    pub repl: SocketAddr,
+    pub admin: SocketAddr,
+    pub metrics: SocketAddr,
+}

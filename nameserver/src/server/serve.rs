@@ -1,0 +1,60 @@
+//! Starting the listeners of one nameserver process.
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+use tracing::info;
+
+use super::Listen;
+use super::admin::AdminApi;
+use super::client::ClientApi;
+use super::dataserver::{DataserverApi, check_leases};
+use crate::engine::Engine;
+use crate::proto;
+
+/// Serves every port until `shutdown` resolves.
+pub async fn serve(engine: Engine, listen: Listen, default_replicas: u32, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let client_l = TcpListener::bind(listen.client).await.with_context(|| format!("cannot listen on client address {}", listen.client))?;
+    let admin_l = TcpListener::bind(listen.admin).await.with_context(|| format!("cannot listen on admin address {}", listen.admin))?;
+    let http_l = TcpListener::bind(listen.metrics).await.with_context(|| format!("cannot listen on metrics address {}", listen.metrics))?;
+    info!(client = %listen.client, admin = %listen.admin, metrics = %listen.metrics, "nameserver listening");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    tokio::spawn(check_leases(engine.clone()));
+
+    let client = Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .add_service(proto::client_server::ClientServer::new(ClientApi { engine: engine.clone(), default_replicas }))
+        .add_service(proto::dataserver_server::DataserverServer::new(DataserverApi { engine: engine.clone() }))
+        .serve_with_incoming_shutdown(incoming(client_l), stopped());
+    let admin = Server::builder()
+        .add_service(proto::admin_server::AdminServer::new(AdminApi { engine: engine.clone() }))
+        .serve_with_incoming_shutdown(incoming(admin_l), stopped());
+    let http = axum::serve(http_l, super::http::router(engine.clone())).with_graceful_shutdown(stopped());
+    let (a, b, c) = tokio::join!(client, admin, http);
+    a.context("client server")?;
+    b.context("admin server")?;
+    c.context("metrics server")?;
+    Ok(())
+}
+
+/// Accepted connections with TCP_NODELAY set (small RPCs must not wait for Nagle).
+fn incoming(l: TcpListener) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    tokio_stream::wrappers::TcpListenerStream::new(l).map(|s| s.and_then(|s| s.set_nodelay(true).map(|_| s)))
+}

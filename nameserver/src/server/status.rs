@@ -1,0 +1,59 @@
+//! Status as both the admin and the client port report it.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use crate::engine::Engine;
+use crate::proto;
+
+pub fn status(engine: &Engine) -> proto::StatusReply {
+    let sh = &engine.shared;
+    let role = sh.role.lock().clone();
+    let now = Instant::now();
+    let (applied, blocks, dss, live, next_id) = {
+        let s = sh.state.read();
+        (s.applied_seq, s.blocks.len() as u64, s.dataservers.len() as u64, s.live_dataservers().count() as u64, s.next_block_id)
+    };
+    let durable = sh.commit.durable();
+    let committed = sh.commit.committed();
+    let sync_set = sh.commit.sync_set();
+    let writable = role.check_writable(now).is_ok();
+    sh.metrics.durable_seq.set(durable as i64);
+    sh.metrics.committed_seq.set(committed as i64);
+    sh.metrics.is_master.set(writable as i64);
+    sh.metrics.blocks.set(blocks as i64);
+    let valid = role.valid_for(now);
+    proto::StatusReply {
+        node: sh.cfg.node.clone(),
+        role: role.role.to_proto() as i32,
+        epoch: role.epoch,
+        applied_seq: applied,
+        durable_seq: durable,
+        committed_seq: committed,
+        valid_for_ms: if valid == std::time::Duration::MAX { u64::MAX } else { valid.as_millis() as u64 },
+        master_addr: role.master_addr.clone(),
+        draining: role.draining,
+        writable,
+        peers: crate::server::status::peers(engine, durable),
+        sync_set: sync_set.into_iter().map(|(n, _)| n).collect(),
+        block_count: blocks,
+        dataserver_count: dss,
+        live_dataservers: live,
+        next_block_id: next_id,
+        safe_mode: false,
+        replication_mode: sh.commit.mode().to_string(),
+        checkpoint_seq: sh.checkpoint_seq.load(Ordering::Relaxed),
+        first_log_seq: sh.first_log_seq.load(Ordering::Relaxed),
+    }
+}
+
+/// Slaves as the master sees them; filled by the replication layer.
+pub fn peers(engine: &Engine, durable: u64) -> Vec<proto::Peer> {
+    engine
+        .shared
+        .commit
+        .sync_set()
+        .into_iter()
+        .map(|(node, acked)| proto::Peer { node, acked_seq: acked, lag: durable.saturating_sub(acked), in_sync_set: true, ..Default::default() })
+        .collect()
+}

@@ -1,0 +1,243 @@
+//! The nameserver's state machine: what the oplog describes. `apply` is deterministic: the same
+//! records in the same order give the same state on every node, which is what makes a promoted
+//! slave equal to the master it replaces.
+
+pub mod block;
+
+use std::collections::BTreeMap;
+
+use thiserror::Error;
+
+use crate::mutation::Mutation;
+use crate::oplog::Header;
+use crate::proto;
+pub use block::{BlockMeta, MAX_REPLICAS};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dataserver {
+    pub id: u32,
+    pub addr: String,
+    pub capacity: u64,
+    pub used: u64,
+    pub alive: bool,
+    pub lease_id: u64,
+    /// Soft state, not logged: unix ms of the last renew seen by this node.
+    pub last_heartbeat_ms: u64,
+    /// Soft state: bytes promised to blocks placed since the last renew reported `used`.
+    pub reserved: u64,
+}
+
+impl Dataserver {
+    pub fn free(&self) -> u64 {
+        self.capacity.saturating_sub(self.used).saturating_sub(self.reserved)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    pub id: u64,
+    pub kind: proto::TaskKind,
+    pub block_id: u64,
+    pub source: u32,
+    pub target: u32,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ApplyError {
+    #[error("record seq {got} does not follow applied seq {applied}")]
+    OutOfOrder { applied: u64, got: u64 },
+    #[error("record epoch {got} is lower than epoch {current} already applied")]
+    StaleEpoch { current: u64, got: u64 },
+    #[error("block {0} already exists")]
+    BlockExists(u64),
+    #[error("block {0} does not exist")]
+    NoBlock(u64),
+    #[error("dataserver {0} is unknown")]
+    NoDataserver(u32),
+    #[error("task {0} is unknown")]
+    NoTask(u64),
+    #[error("block {0}: {1}")]
+    Replicas(u64, block::TooManyReplicas),
+}
+
+/// Every seq at which an epoch began: how a master tells where a slave's log diverged from its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochMark {
+    pub epoch: u64,
+    pub start_seq: u64,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct State {
+    pub blocks: BTreeMap<u64, BlockMeta>,
+    pub dataservers: BTreeMap<u32, Dataserver>,
+    pub tasks: BTreeMap<u64, Task>,
+    /// Every block id ever logged is below this: the allocator never hands one out twice.
+    pub next_block_id: u64,
+    pub next_task_id: u64,
+    pub next_lease_id: u64,
+    pub epochs: Vec<EpochMark>,
+    pub applied_seq: u64,
+    pub epoch: u64,
+}
+
+impl State {
+    pub fn new() -> Self {
+        State { next_block_id: 1, next_task_id: 1, next_lease_id: 1, ..Default::default() }
+    }
+
+    /// Applies one record. Invariant: records are applied exactly once, in seq order, and never
+    /// from an epoch lower than one already applied.
+    pub fn apply(&mut self, h: &Header, m: &Mutation) -> Result<(), ApplyError> {
+        if h.seq != self.applied_seq + 1 {
+            return Err(ApplyError::OutOfOrder { applied: self.applied_seq, got: h.seq });
+        }
+        if h.epoch < self.epoch {
+            return Err(ApplyError::StaleEpoch { current: self.epoch, got: h.epoch });
+        }
+        self.apply_mutation(h, m)?;
+        self.applied_seq = h.seq;
+        self.epoch = h.epoch;
+        Ok(())
+    }
+
+    /// Checks that `m` would apply, without changing anything (the master validates before logging).
+    pub fn check(&self, m: &Mutation) -> Result<(), ApplyError> {
+        match m {
+            Mutation::BlockCreate(c) if self.blocks.contains_key(&c.block_id) => Err(ApplyError::BlockExists(c.block_id)),
+            Mutation::BlockCreate(c) if c.dataservers.len() > MAX_REPLICAS => {
+                Err(ApplyError::Replicas(c.block_id, block::TooManyReplicas))
+            }
+            Mutation::BlockCommit(proto::BlockCommit { block_id, .. })
+            | Mutation::BlockRemove(proto::BlockRemove { block_id })
+            | Mutation::ReplicaAdd(proto::ReplicaAdd { block_id, .. })
+                if !self.blocks.contains_key(block_id) =>
+            {
+                Err(ApplyError::NoBlock(*block_id))
+            }
+            Mutation::DataserverLeave(l) if !self.dataservers.contains_key(&l.id) => Err(ApplyError::NoDataserver(l.id)),
+            Mutation::TaskDone(d) if !self.tasks.contains_key(&d.task_id) => Err(ApplyError::NoTask(d.task_id)),
+            _ => Ok(()),
+        }
+    }
+
+    fn apply_mutation(&mut self, h: &Header, m: &Mutation) -> Result<(), ApplyError> {
+        self.check(m)?;
+        match m {
+            Mutation::EpochStart(e) => self.epochs.push(EpochMark { epoch: e.epoch, start_seq: h.seq }),
+            Mutation::BlockCreate(c) => {
+                let meta = BlockMeta::new(&c.dataservers).map_err(|e| ApplyError::Replicas(c.block_id, e))?;
+                self.blocks.insert(c.block_id, meta);
+                self.next_block_id = self.next_block_id.max(c.block_id + 1);
+            }
+            Mutation::BlockCommit(c) => {
+                let b = self.blocks.get_mut(&c.block_id).expect("checked");
+                b.version = c.version;
+                b.size = c.size;
+                b.file_count = c.file_count;
+                b.del_size = c.del_size;
+                b.del_file_count = c.del_file_count;
+            }
+            Mutation::BlockRemove(r) => {
+                self.blocks.remove(&r.block_id);
+            }
+            Mutation::DataserverJoin(j) => {
+                let ds = self.dataservers.entry(j.id).or_insert_with(|| Dataserver {
+                    id: j.id,
+                    addr: String::new(),
+                    capacity: 0,
+                    used: 0,
+                    alive: false,
+                    lease_id: 0,
+                    last_heartbeat_ms: 0,
+                    reserved: 0,
+                });
+                ds.addr.clone_from(&j.addr);
+                ds.capacity = j.capacity;
+                ds.used = j.used;
+                ds.alive = true;
+                ds.lease_id = j.lease_id;
+                ds.last_heartbeat_ms = h.time_ms;
+                ds.reserved = 0;
+                self.next_lease_id = self.next_lease_id.max(j.lease_id + 1);
+            }
+            Mutation::DataserverLeave(l) => {
+                self.dataservers.get_mut(&l.id).expect("checked").alive = false;
+                // A dead dataserver holds nothing we can count on.
+                for b in self.blocks.values_mut() {
+                    b.remove_replica(l.id);
+                }
+                self.tasks.retain(|_, t| t.source != l.id && t.target != l.id);
+            }
+            Mutation::ReplicaAdd(r) => {
+                let b = self.blocks.get_mut(&r.block_id).expect("checked");
+                b.add_replica(r.dataserver).map_err(|e| ApplyError::Replicas(r.block_id, e))?;
+            }
+            Mutation::TaskCreate(t) => {
+                self.tasks.insert(
+                    t.task_id,
+                    Task { id: t.task_id, kind: t.kind(), block_id: t.block_id, source: t.source, target: t.target },
+                );
+                self.next_task_id = self.next_task_id.max(t.task_id + 1);
+            }
+            Mutation::TaskDone(d) => {
+                let t = self.tasks.remove(&d.task_id).expect("checked");
+                if d.success && t.kind == proto::TaskKind::Replicate {
+                    if let Some(b) = self.blocks.get_mut(&t.block_id) {
+                        // A full replica list means the copy is surplus; ignore it rather than fail.
+                        let _ = b.add_replica(t.target);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn live_dataservers(&self) -> impl Iterator<Item = &Dataserver> {
+        self.dataservers.values().filter(|d| d.alive)
+    }
+
+    /// Picks `n` live dataservers with the most free space, excluding `exclude`.
+    pub fn place(&self, n: usize, exclude: &[u32]) -> Option<Vec<u32>> {
+        let mut best: Vec<&Dataserver> = Vec::with_capacity(n + 1);
+        for d in self.live_dataservers().filter(|d| !exclude.contains(&d.id)) {
+            let at = best.iter().position(|b| d.free() > b.free()).unwrap_or(best.len());
+            if at < n {
+                best.insert(at, d);
+                best.truncate(n);
+            }
+        }
+        (best.len() == n).then(|| best.iter().map(|d| d.id).collect())
+    }
+
+    /// Counts `bytes` against the chosen dataservers' free space until their next report, so
+    /// that consecutive placements spread instead of all picking the same emptiest servers.
+    pub fn reserve(&mut self, dataservers: &[u32], bytes: u64) {
+        for id in dataservers {
+            if let Some(d) = self.dataservers.get_mut(id) {
+                d.reserved = d.reserved.saturating_add(bytes);
+            }
+        }
+    }
+
+    /// The block as the API shows it.
+    pub fn block_view(&self, id: u64, b: &BlockMeta) -> proto::Block {
+        proto::Block {
+            id,
+            version: b.version,
+            size: b.size,
+            file_count: b.file_count,
+            del_size: b.del_size,
+            del_file_count: b.del_file_count,
+            dataservers: b.replicas().to_vec(),
+            addrs: b
+                .replicas()
+                .iter()
+                .map(|d| self.dataservers.get(d).map(|d| d.addr.clone()).unwrap_or_default())
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;
