@@ -102,7 +102,6 @@ gen_configs() {
 version = 2
 root = "$STATE/containerd/root"
 state = "$STATE/containerd/state"
-oom_score = -999
 
 [grpc]
   address = "$RUNDIR/containerd.sock"
@@ -122,7 +121,8 @@ oom_score = -999
   enable_selinux = false
   max_container_log_line_size = 16384
   disable_apparmor = true
-  restrict_oom_score_adj = false
+  # CAP_SYS_RESOURCE may be missing (it is in this VM): never ask for a negative oom_score_adj
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"

@@ -8,6 +8,12 @@ CFG=$E2E/config
 CLEAN=0; [ "${1:-}" = --clean ] && CLEAN=1
 
 # stop NAME MATCH [TIMEOUT]: SIGTERM to the process group of the recorded pid, SIGKILL after TIMEOUT.
+# Several "NAME MATCH" pairs can be stopped at once with stop_all.
+stop_all() {
+  local pids=() n
+  while [ $# -ge 2 ]; do stop "$1" "$2" 30 & pids+=($!); shift 2; done
+  for n in "${pids[@]}"; do wait "$n" || true; done
+}
 stop() {
   local name=$1 match=$2 timeout=${3:-20} pid
   pid=$(pid_of "$name")
@@ -24,7 +30,7 @@ stop() {
       kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
       sleep 1; break
     fi
-    sleep 0.3
+    sleep 0.2
   done
   # anything left in its process group (helpers it spawned)
   kill -KILL -- "-$pid" 2>/dev/null || true
@@ -81,7 +87,7 @@ clean_iptables() {
     for t in filter nat mangle raw; do
       local dump; dump=$($ipt-save -t $t 2>/dev/null) || continue
       # rules in the built-in chains that jump to our chains
-      echo "$dump" | grep -E '^-A (INPUT|OUTPUT|FORWARD|PREROUTING|POSTROUTING) .*-j (KUBE-|CNI-)' |
+      { echo "$dump" | grep -E '^-A (INPUT|OUTPUT|FORWARD|PREROUTING|POSTROUTING) .*-j (KUBE-|CNI-)' || true; } |
         while read -r rule; do
           # shellcheck disable=SC2086
           eval "$ipt -t $t -D ${rule#-A }" 2>/dev/null || true
@@ -121,9 +127,8 @@ main() {
   stop_pods
   stop containerd "$CFG/containerd.toml" 30
   kill_leftover_shims
-  stop kube-scheduler "$BIN/kube-scheduler"
-  stop kube-controller-manager "$BIN/kube-controller-manager"
-  stop kube-apiserver "$BIN/kube-apiserver" 30
+  stop_all kube-scheduler "$BIN/kube-scheduler" kube-controller-manager "$BIN/kube-controller-manager" \
+    kube-apiserver "$BIN/kube-apiserver"
   stop etcd "$BIN/etcd" 30
 
   say "removing iptables chains, the $CNI_BRIDGE bridge and mounts"

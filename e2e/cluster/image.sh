@@ -15,7 +15,7 @@ TFS_BINARIES=(tfs-nameserver tfsctl tfs-operator)
 # buildah keeps its storage under $E2E/buildah so nothing is left in /var/lib/containers.
 bah() { buildah --root "$E2E/buildah/storage" --runroot "$E2E/buildah/run" --storage-driver "${BUILDAH_DRIVER:-overlay}" "$@"; }
 
-containerd_up() { is_running containerd "$RUNDIR/containerd.sock" 2>/dev/null && [ -S "$RUNDIR/containerd.sock" ]; }
+containerd_up() { is_running containerd "$E2E/config/containerd.toml" 2>/dev/null && [ -S "$RUNDIR/containerd.sock" ]; }
 ctr_() { ctr --address "$RUNDIR/containerd.sock" -n k8s.io "$@"; }
 
 # import_archive NAME: import $IMAGES/NAME.tar if containerd is up; the archive's sha is recorded

@@ -68,9 +68,15 @@ host_setup() {
   ip route replace "$SERVICE_CIDR" dev "$CNI_BRIDGE" src "$POD_GATEWAY"
 }
 
+# node_ready [SINCE]: the node's Ready condition is True, and (with SINCE, epoch seconds) was
+# reported after SINCE, so a stale status from before a restart does not count.
 node_ready() {
-  [ "$(kubectl --kubeconfig "$KUBECONFIG_ADMIN" get node "$NODE_NAME" \
-        -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
+  local out st hb
+  out=$(kubectl --kubeconfig "$KUBECONFIG_ADMIN" get node "$NODE_NAME" \
+        -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}' 2>/dev/null) || return 1
+  read -r st hb <<< "$out"
+  [ "$st" = True ] || return 1
+  [ -z "${1:-}" ] || [ "$(date -d "$hb" +%s 2>/dev/null || echo 0)" -ge "$1" ]
 }
 
 main() {
@@ -138,16 +144,17 @@ main() {
   await kube-scheduler "$BIN/kube-scheduler" 60 "kube-scheduler /healthz" \
     curl -fsSk https://127.0.0.1:10259/healthz
 
+  local kubelet_since=
   start kubelet "$BIN/kubelet" "$BIN/kubelet" --config="$CFG/kubelet.yaml" \
     --kubeconfig="$CFG/kubelet.kubeconfig" --hostname-override="$NODE_NAME" --node-ip="$ip" \
-    --root-dir="$STATE/kubelet" --cert-dir="$STATE/kubelet/pki" --v=1 && started=1
+    --root-dir="$STATE/kubelet" --cert-dir="$STATE/kubelet/pki" --v=1 && { started=1; kubelet_since=$(( $(date +%s) - 1 )); }
   await kubelet "$BIN/kubelet" 90 "kubelet /healthz" curl -fsS http://127.0.0.1:10248/healthz
 
   start kube-proxy "$BIN/kube-proxy" "$BIN/kube-proxy" --config="$CFG/kube-proxy.yaml" --v=1 && started=1
   await kube-proxy "$BIN/kube-proxy" 60 "kube-proxy /healthz" curl -fsS http://127.0.0.1:10256/healthz
 
   say "waiting for node $NODE_NAME to be Ready"
-  await kubelet "$BIN/kubelet" 180 "node $NODE_NAME Ready" node_ready
+  await kubelet "$BIN/kubelet" 180 "node $NODE_NAME Ready" node_ready $kubelet_since
 
   local sv
   sv=$(kubectl --kubeconfig "$KUBECONFIG_ADMIN" version -o json 2>/dev/null | jq -r .serverVersion.gitVersion)
