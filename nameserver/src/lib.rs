@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod mutation;
 pub mod oplog;
 pub mod proto;
+pub mod replication;
 pub mod role;
 pub mod server;
 pub mod state;

@@ -52,6 +52,12 @@ struct Args {
     /// Records between checkpoints.
     #[arg(long, default_value_t = 2_000_000)]
     checkpoint_every: u64,
+    /// Cluster identity: slaves of another cluster are refused at LOGIN.
+    #[arg(long, default_value = "tfs", env = "TFS_CLUSTER_ID")]
+    cluster_id: String,
+    /// Keepalive lease a master grants each slave (e.g. 1500ms).
+    #[arg(long, default_value = "1500ms", value_parser = humantime::parse_duration)]
+    slave_lease: std::time::Duration,
     /// Turn fdatasync off (benchmarks of everything but the disk only; loses data on a crash).
     #[arg(long, hide = true)]
     unsafe_no_fsync: bool,
@@ -78,13 +84,15 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async move {
         let t0 = Instant::now();
         let data_dir = cfg.data_dir.clone();
-        let engine = tokio::task::spawn_blocking(move || Engine::open(cfg))
+        let repl = tfs_nameserver::replication::ReplicationConfig { cluster_id: args.cluster_id, slave_lease: args.slave_lease, ..Default::default() };
+        let engine = tokio::task::spawn_blocking(move || Engine::open_with(cfg, repl))
             .await?
             .with_context(|| format!("cannot recover the state in {}", data_dir.display()))?;
         info!(elapsed_ms = t0.elapsed().as_millis() as u64, "engine ready");
         if engine.shared.cfg.standalone && engine.shared.state.read().epoch < 1 {
+            let node = engine.shared.cfg.node.clone();
             engine
-                .write(|t| Ok(t.log(Mutation::EpochStart(proto::EpochStart { epoch: 1, node: t.state().epoch.to_string() }))?))
+                .write(move |t| Ok(t.log(Mutation::EpochStart(proto::EpochStart { epoch: 1, node }))?))
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot start epoch 1: {e}"))?;
         }

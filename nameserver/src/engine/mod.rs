@@ -4,6 +4,7 @@
 //! answered only once its records are *committed* (see [`commit`]).
 
 pub mod commit;
+pub mod peers;
 mod writer;
 
 use std::sync::Arc;
@@ -85,6 +86,10 @@ pub struct Shared {
     /// Soft state: dataserver id → (lease id, deadline). Not logged; rebuilt from renews.
     pub ds_leases: Mutex<std::collections::HashMap<u32, (u64, Instant)>>,
     pub started: Instant,
+    /// Recent appended batches, for slaves (replication::feed).
+    pub feed: crate::replication::feed::Feed,
+    pub peers: peers::Peers,
+    pub repl: crate::replication::ReplicationConfig,
 }
 
 #[derive(Clone)]
@@ -96,6 +101,10 @@ pub struct Engine {
 impl Engine {
     /// Recovers the state (newest valid checkpoint + oplog replay) and starts the writer thread.
     pub fn open(cfg: EngineConfig) -> Result<Self, StartError> {
+        Self::open_with(cfg, crate::replication::ReplicationConfig::default())
+    }
+
+    pub fn open_with(cfg: EngineConfig, repl: crate::replication::ReplicationConfig) -> Result<Self, StartError> {
         let t0 = Instant::now();
         let snap = checkpoint::load_newest(&cfg.checkpoint_dir())?;
         let mut state = match snap {
@@ -108,10 +117,7 @@ impl Engine {
             let m = Mutation::decode(r.header.rtype, r.payload.clone()).map_err(|e| e.to_string())?;
             state.apply(&r.header, &m).map_err(|e| e.to_string())
         })
-        .map_err(|e| match e {
-            crate::oplog::log::OplogError::Corrupt { .. } | crate::oplog::log::OplogError::Gap { .. } => StartError::Oplog(e),
-            other => StartError::Oplog(other),
-        })?;
+?;
         let elapsed = t0.elapsed();
         info!(
             checkpoint_seq = ckpt_seq,
@@ -136,6 +142,9 @@ impl Engine {
             first_log_seq: AtomicU64::new(oplog.first_seq()),
             ds_leases: Mutex::new(Default::default()),
             started: Instant::now(),
+            feed: crate::replication::feed::Feed::new(repl.feed_bytes, durable),
+            peers: Default::default(),
+            repl,
             cfg,
         });
         let (tx, rx) = mpsc::channel(1 << 16);

@@ -157,7 +157,12 @@ impl Writer {
             return;
         }
         let t = Instant::now();
-        let r = self.oplog.append(&self.buf, first_seq, last_seq, epoch).and_then(|_| self.oplog.sync());
+        let r = self.oplog.append(&self.buf, first_seq, last_seq, epoch).and_then(|_| {
+            // Slaves may receive the batch while it is being synced here: it is only acknowledged
+            // once durable on both, so shipping first only overlaps the two fdatasyncs.
+            self.shared.feed.publish(first_seq, last_seq, bytes::Bytes::copy_from_slice(&self.buf));
+            self.oplog.sync()
+        });
         if let Err(e) = r {
             // The state already holds these records and they cannot be made durable: the only
             // safe move is to stop, before anything is acknowledged (recovery replays the log).
@@ -254,6 +259,7 @@ impl Writer {
         self.shared.checkpoint_seq.store(seq, Ordering::Relaxed);
         self.shared.first_log_seq.store(self.oplog.first_seq(), Ordering::Relaxed);
         self.shared.commit.reset(seq);
+        self.shared.feed.reset(seq);
         self.since_checkpoint = 0;
         info!(seq, "snapshot installed");
         Ok(seq)

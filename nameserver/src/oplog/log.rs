@@ -18,6 +18,9 @@ use tracing::{info, warn};
 use super::record::Record;
 use super::segment::{self, ScanEnd, ScanStop, Segment};
 
+#[cfg(test)]
+mod tests;
+
 #[derive(Debug, Clone)]
 pub struct OplogOptions {
     /// A new segment is started once the active one is this large.

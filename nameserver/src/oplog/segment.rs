@@ -85,3 +85,74 @@ pub fn is_torn_tail(data: &[u8], offset: usize, error: &RecordError) -> bool {
     }
     false
 }
+
+/// Reads records in order from the segment files, for a slave that is further behind than the
+/// in-memory feed. Each segment is read once, not once per chunk.
+pub struct Cursor {
+    dir: PathBuf,
+    seg_first: u64,
+    data: Bytes,
+    offset: usize,
+    next_seq: u64,
+}
+
+impl Cursor {
+    /// A cursor at `from`, or `None` if the segments holding it were removed.
+    pub fn seek(dir: &Path, from: u64) -> io::Result<Option<Cursor>> {
+        let segs = list(dir)?;
+        let Some(seg) = segs.iter().rev().find(|s| s.first_seq <= from) else { return Ok(None) };
+        let mut c = Cursor { dir: dir.to_path_buf(), seg_first: seg.first_seq, data: Bytes::from(fs::read(&seg.path)?), offset: 0, next_seq: seg.first_seq };
+        while c.next_seq < from {
+            match record::decode(&c.data.slice(c.offset..)) {
+                Ok((_, n)) => {
+                    c.offset += n;
+                    c.next_seq += 1;
+                }
+                Err(_) => return Ok(None),
+            }
+        }
+        Ok(Some(c))
+    }
+
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The next whole records, about `max_bytes` of them: `(bytes, first seq, last seq)`.
+    pub fn next_chunk(&mut self, max_bytes: usize) -> Result<Option<(Bytes, u64, u64)>, String> {
+        for _ in 0..2 {
+            let start = self.offset;
+            let first = self.next_seq;
+            while self.offset - start < max_bytes {
+                match record::decode(&self.data.slice(self.offset..)) {
+                    Ok((r, n)) => {
+                        if r.header.seq != self.next_seq {
+                            return Err(format!("segment {}: seq {} where {} was expected", self.seg_first, r.header.seq, self.next_seq));
+                        }
+                        self.offset += n;
+                        self.next_seq += 1;
+                    }
+                    Err(e) if e.is_incomplete() => break,
+                    Err(e) => return Err(format!("segment {} offset {}: {e}", self.seg_first, self.offset)),
+                }
+            }
+            if self.offset > start {
+                return Ok(Some((self.data.slice(start..self.offset), first, self.next_seq - 1)));
+            }
+            // End of what was loaded: the next segment, or the rest of a growing active one.
+            let segs = list(&self.dir).map_err(|e| e.to_string())?;
+            match segs.iter().find(|s| s.first_seq == self.next_seq) {
+                Some(next) => {
+                    self.seg_first = next.first_seq;
+                    self.data = Bytes::from(fs::read(&next.path).map_err(|e| e.to_string())?);
+                    self.offset = 0;
+                }
+                None => {
+                    let path = self.dir.join(file_name(self.seg_first));
+                    self.data = Bytes::from(fs::read(&path).map_err(|e| e.to_string())?);
+                }
+            }
+        }
+        Ok(None)
+    }
+}

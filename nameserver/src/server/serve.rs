@@ -19,14 +19,20 @@ use crate::proto;
 pub async fn serve(engine: Engine, listen: Listen, default_replicas: u32, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let client_l = TcpListener::bind(listen.client).await.with_context(|| format!("cannot listen on client address {}", listen.client))?;
     let admin_l = TcpListener::bind(listen.admin).await.with_context(|| format!("cannot listen on admin address {}", listen.admin))?;
+    let repl_l = if engine.shared.cfg.standalone {
+        None
+    } else {
+        Some(TcpListener::bind(listen.repl).await.with_context(|| format!("cannot listen on replication address {}", listen.repl))?)
+    };
     let http_l = TcpListener::bind(listen.metrics).await.with_context(|| format!("cannot listen on metrics address {}", listen.metrics))?;
-    info!(client = %listen.client, admin = %listen.admin, metrics = %listen.metrics, "nameserver listening");
+    info!(client = %listen.client, repl = %listen.repl, admin = %listen.admin, metrics = %listen.metrics, standalone = engine.shared.cfg.standalone, "nameserver listening");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     });
+    let stop_rx_follow = stop_rx.clone();
     let stopped = move || {
         let mut rx = stop_rx.clone();
         async move {
@@ -35,6 +41,10 @@ pub async fn serve(engine: Engine, listen: Listen, default_replicas: u32, shutdo
     };
 
     tokio::spawn(check_leases(engine.clone()));
+    if let Some(l) = repl_l {
+        tokio::spawn(crate::replication::master::serve(engine.clone(), l));
+        tokio::spawn(crate::replication::slave::follow(engine.clone(), stop_rx_follow));
+    }
 
     let client = Server::builder()
         .tcp_nodelay(true)

@@ -47,13 +47,30 @@ pub fn status(engine: &Engine) -> proto::StatusReply {
     }
 }
 
-/// Slaves as the master sees them; filled by the replication layer.
+/// Slaves as the master sees them: connected ones with their lag, plus sync set members that
+/// are not connected (still waited for).
 pub fn peers(engine: &Engine, durable: u64) -> Vec<proto::Peer> {
-    engine
+    let now = Instant::now();
+    let commit = &engine.shared.commit;
+    let mut out: Vec<proto::Peer> = engine
         .shared
-        .commit
-        .sync_set()
+        .peers
+        .list()
         .into_iter()
-        .map(|(node, acked)| proto::Peer { node, acked_seq: acked, lag: durable.saturating_sub(acked), in_sync_set: true, ..Default::default() })
-        .collect()
+        .map(|(node, p)| proto::Peer {
+            in_sync_set: commit.in_sync_set(&node),
+            node,
+            addr: p.addr,
+            acked_seq: p.acked,
+            lag: durable.saturating_sub(p.acked),
+            lease_id: p.lease_id,
+            lease_expires_in_ms: p.lease_until.saturating_duration_since(now).as_millis() as u64,
+        })
+        .collect();
+    for (node, acked) in commit.sync_set() {
+        if !out.iter().any(|p| p.node == node) {
+            out.push(proto::Peer { node, acked_seq: acked, lag: durable.saturating_sub(acked), in_sync_set: true, ..Default::default() });
+        }
+    }
+    out
 }

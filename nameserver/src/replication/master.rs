@@ -1,0 +1,286 @@
+//! Master side: accept slaves, grant them keepalive leases, stream the oplog, track their acks and
+//! the sync set.
+//!
+//! Invariants:
+//! - a slave's stream starts right after a record both logs hold, identified by (seq, epoch);
+//!   otherwise the slave gets a snapshot first. So a slave never holds a record this master
+//!   does not, once it acks anything of this epoch;
+//! - a slave joins the sync set only once it acked everything already committed; from then on
+//!   nothing is committed without it, until it is removed (lease lapsed, acks stalled, logout).
+
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{info, warn};
+
+use super::feed::FeedRead;
+use super::frame::{self, FrameType};
+use crate::checkpoint::Snapshot;
+use crate::engine::Engine;
+use crate::engine::peers::Peer;
+use crate::oplog::segment::Cursor;
+use crate::proto;
+use crate::role::Role;
+use crate::state::EpochMark;
+
+const CHUNK: usize = 1 << 20;
+
+/// Where a slave's stream starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Records from this seq on.
+    Stream(u64),
+    /// A snapshot of the current state first.
+    Snapshot,
+}
+
+/// The epoch of the record at `seq`, from the marks of where each epoch began.
+pub fn epoch_at(epochs: &[EpochMark], seq: u64) -> u64 {
+    epochs.iter().rev().find(|m| m.start_seq <= seq).map(|m| m.epoch).unwrap_or(0)
+}
+
+/// Decides where a slave whose last durable record is (`slave_last`, `slave_epoch`) starts, given
+/// this master's log: its epoch marks, its last seq and the oldest seq it still has on disk.
+pub fn plan_start(epochs: &[EpochMark], master_last: u64, first_on_disk: u64, slave_last: u64, slave_epoch: u64) -> Start {
+    if slave_last == 0 {
+        return if first_on_disk <= 1 { Start::Stream(1) } else { Start::Snapshot };
+    }
+    if slave_last > master_last || epoch_at(epochs, slave_last) != slave_epoch || slave_last + 1 < first_on_disk {
+        return Start::Snapshot;
+    }
+    Start::Stream(slave_last + 1)
+}
+
+static SESSIONS: AtomicU64 = AtomicU64::new(1);
+
+pub async fn serve(engine: Engine, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let engine = engine.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = session(engine, stream).await {
+                        warn!(%peer, error = %e, "replication session ended");
+                    }
+                });
+            }
+            Err(e) => {
+                warn!(error = %e, "replication accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn refuse(w: &mut OwnedWriteHalf, reason: String) -> Result<(), String> {
+    let _ = frame::write_msg(w, FrameType::Refused, &proto::ReplRefused { reason: reason.clone() }).await;
+    Err(format!("login refused: {reason}"))
+}
+
+async fn session(engine: Engine, stream: TcpStream) -> Result<(), String> {
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let addr = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::with_capacity(64 << 10, rd);
+    let login: proto::ReplLogin = tokio::time::timeout(Duration::from_secs(5), frame::read_msg(&mut rd, FrameType::Login))
+        .await
+        .map_err(|_| "no LOGIN within 5s".to_string())?
+        .map_err(|e| e.to_string())?;
+    let sh = &engine.shared;
+    if login.cluster_id != sh.repl.cluster_id {
+        return refuse(&mut wr, format!("cluster id {:?} is not this cluster's ({:?})", login.cluster_id, sh.repl.cluster_id)).await;
+    }
+    let role = sh.role.lock().clone();
+    if role.role != Role::Master {
+        return refuse(&mut wr, "this nameserver is not a replicating master".into()).await;
+    }
+    if login.epoch != role.epoch {
+        return refuse(&mut wr, format!("slave epoch {} is not the master's epoch {}", login.epoch, role.epoch)).await;
+    }
+    let (epochs, last) = {
+        let s = sh.state.read();
+        (s.epochs.clone(), s.applied_seq)
+    };
+    let first_on_disk = sh.first_log_seq.load(Ordering::Relaxed);
+    let start = plan_start(&epochs, last, first_on_disk, login.last_seq, login.last_epoch);
+    let lease = sh.repl.slave_lease;
+    let session = SESSIONS.fetch_add(1, Ordering::Relaxed);
+    let lease_id = session;
+    let node = login.node.clone();
+    let snapshot = match start {
+        Start::Snapshot => {
+            let s = Snapshot::of(&sh.state.read());
+            let seq = s.meta.seq;
+            let bytes = tokio::task::spawn_blocking(move || {
+                let mut v = Vec::new();
+                s.write_to(&mut v).map(|_| v)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            Some((seq, bytes))
+        }
+        Start::Stream(_) => None,
+    };
+    let from = match (&snapshot, start) {
+        (Some((seq, _)), _) => seq + 1,
+        (None, Start::Stream(s)) => s,
+        (None, Start::Snapshot) => unreachable!("a snapshot start always has a snapshot"),
+    };
+    let ok = proto::ReplLoginOk { lease_id, lease_ms: lease.as_millis() as u64, epoch: role.epoch, start_seq: from, snapshot: snapshot.is_some() };
+    frame::write_msg(&mut wr, FrameType::LoginOk, &ok).await.map_err(|e| e.to_string())?;
+    info!(slave = %node, %addr, from, snapshot = snapshot.is_some(), slave_last = login.last_seq, "slave logged in");
+    if let Some((_, bytes)) = snapshot {
+        for c in bytes.chunks(4 << 20) {
+            frame::write_frame(&mut wr, FrameType::SnapshotChunk, c).await.map_err(|e| e.to_string())?;
+        }
+        frame::write_frame(&mut wr, FrameType::SnapshotEnd, &[]).await.map_err(|e| e.to_string())?;
+    }
+    let acked = if from > 1 { from - 1 } else { 0 };
+    sh.peers.upsert(&node, Peer { addr, acked, lease_id, lease_until: Instant::now() + lease, session });
+    let result = tokio::select! {
+        r = send_loop(&engine, &mut wr, from) => r,
+        r = recv_loop(&engine, &mut rd, &node, session) => r,
+    };
+    // The slave is gone or failed: stop waiting for it. (With the heart, the removal is published
+    // on the Lease by the master's Status before the operator may act on it; see commit.rs.)
+    if sh.peers.remove(&node, session) {
+        sh.commit.remove_from_sync_set(&node);
+        info!(slave = %node, "slave left the sync set");
+    }
+    let _ = wr.shutdown().await;
+    result
+}
+
+async fn send_loop(engine: &Engine, wr: &mut OwnedWriteHalf, mut next: u64) -> Result<(), String> {
+    let sh = &engine.shared;
+    let mut last_rx = sh.feed.subscribe();
+    let mut cursor: Option<Cursor> = None;
+    loop {
+        if !sh.role.lock().is_master() {
+            return Err("no longer master".into());
+        }
+        let chunk: Option<(Bytes, u64)> = match sh.feed.read(next, CHUNK) {
+            FeedRead::Records { data, last, .. } => {
+                cursor = None;
+                Some((data, last))
+            }
+            FeedRead::NotYet => None,
+            FeedRead::TooOld => {
+                if cursor.as_ref().is_none_or(|c| c.next_seq() != next) {
+                    cursor = Cursor::seek(&sh.cfg.oplog_dir(), next).map_err(|e| e.to_string())?;
+                }
+                let c = cursor.as_mut().ok_or_else(|| format!("records from seq {next} are no longer on disk; the slave needs a snapshot"))?;
+                c.next_chunk(CHUNK)?.map(|(d, _, l)| (d, l))
+            }
+        };
+        match chunk {
+            Some((data, last)) => {
+                frame::write_frame(wr, FrameType::Records, &data).await.map_err(|e| e.to_string())?;
+                next = last + 1;
+            }
+            None => {
+                tokio::select! {
+                    _ = last_rx.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                        let hb = proto::ReplHeartbeat { epoch: sh.role.lock().epoch, last_seq: sh.feed.last(), committed_seq: sh.commit.committed() };
+                        frame::write_msg(wr, FrameType::Heartbeat, &hb).await.map_err(|e| e.to_string())?;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn recv_loop(engine: &Engine, rd: &mut BufReader<OwnedReadHalf>, node: &str, session: u64) -> Result<(), String> {
+    let sh = &engine.shared;
+    let lease = sh.repl.slave_lease;
+    let mut lease_until = Instant::now() + lease;
+    let mut acked = sh.peers.get(node).map(|p| p.acked).unwrap_or(0);
+    let mut last_progress = Instant::now();
+    let mut check = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            f = frame::read_frame(rd) => {
+                let (t, payload) = f.map_err(|e| e.to_string())?;
+                match t {
+                    FrameType::Renew => {
+                        lease_until = Instant::now() + lease;
+                        sh.peers.update(node, session, |p| p.lease_until = lease_until);
+                    }
+                    FrameType::Ack => {
+                        let a: proto::ReplAck = frame::decode(t, payload).map_err(|e| e.to_string())?;
+                        if a.durable_seq > acked {
+                            acked = a.durable_seq;
+                            last_progress = Instant::now();
+                            sh.peers.update(node, session, |p| p.acked = acked);
+                            sh.commit.ack(node, acked);
+                        }
+                        // Caught up with every acknowledged write: from now on, commits wait for it.
+                        if !sh.commit.in_sync_set(node) && acked >= sh.commit.committed() {
+                            sh.commit.add_to_sync_set(node, acked);
+                            info!(slave = %node, acked, "slave joined the sync set");
+                        }
+                    }
+                    FrameType::Logout => return Ok(()),
+                    other => return Err(format!("unexpected {other:?} frame from a slave")),
+                }
+            }
+            _ = check.tick() => {
+                let now = Instant::now();
+                if now >= lease_until {
+                    return Err(format!("slave {node}'s lease lapsed"));
+                }
+                // Alive but not acking while behind: as good as gone for the commit rule.
+                if sh.commit.in_sync_set(node) && acked < sh.commit.durable() && now.duration_since(last_progress) >= lease {
+                    return Err(format!("slave {node} acked nothing for {lease:?} while behind"));
+                }
+                if acked >= sh.commit.durable() {
+                    last_progress = now;
+                }
+            }
+        }
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn marks(v: &[(u64, u64)]) -> Vec<EpochMark> {
+        v.iter().map(|&(epoch, start_seq)| EpochMark { epoch, start_seq }).collect()
+    }
+
+    #[test]
+    fn epoch_at_follows_the_marks() {
+        let m = marks(&[(1, 1), (2, 50), (4, 90)]);
+        assert_eq!(epoch_at(&m, 1), 1);
+        assert_eq!(epoch_at(&m, 49), 1);
+        assert_eq!(epoch_at(&m, 50), 2);
+        assert_eq!(epoch_at(&m, 1000), 4);
+        assert_eq!(epoch_at(&m, 0), 0);
+    }
+
+    #[test]
+    fn start_points() {
+        let m = marks(&[(1, 1), (2, 50)]);
+        // An empty slave streams from the start while the log is whole.
+        assert_eq!(plan_start(&m, 80, 1, 0, 0), Start::Stream(1));
+        assert_eq!(plan_start(&m, 80, 30, 0, 0), Start::Snapshot);
+        // A slave on the same history continues.
+        assert_eq!(plan_start(&m, 80, 1, 60, 2), Start::Stream(61));
+        assert_eq!(plan_start(&m, 80, 1, 49, 1), Start::Stream(50));
+        // The old master: records 50.. of epoch 1 that the new master never had: diverged.
+        assert_eq!(plan_start(&m, 80, 1, 55, 1), Start::Snapshot);
+        // Ahead of the master: diverged.
+        assert_eq!(plan_start(&m, 80, 1, 81, 2), Start::Snapshot);
+        // Behind what is on disk.
+        assert_eq!(plan_start(&m, 80, 40, 20, 1), Start::Snapshot);
+    }
+}
