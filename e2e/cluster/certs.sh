@@ -4,6 +4,15 @@
 
 CFG=$E2E/config
 
+# put FILE: writes stdin to FILE only when the content differs, atomically (kube-proxy exits when
+# its configuration file changes under it; an unchanged file must not even be rewritten).
+put() {
+  local f=$1 tmp
+  tmp=$(mktemp "$f.XXXX")
+  cat > "$tmp"
+  if cmp -s "$tmp" "$f"; then rm -f "$tmp"; else chmod 600 "$tmp"; mv "$tmp" "$f"; fi
+}
+
 # cert NAME CN O SANS USAGE: a leaf certificate signed by the cluster CA.
 #   SANS: comma-separated subjectAltName entries (may be empty); USAGE: client|server|both
 cert() {
@@ -64,7 +73,7 @@ kubeconfig() {
   local file=$1 user=$2
   local ca crt key
   ca=$(base64 -w0 < "$CERTS/ca.crt"); crt=$(base64 -w0 < "$CERTS/$user.crt"); key=$(base64 -w0 < "$CERTS/$user.key")
-  cat > "$file.tmp" <<KC
+  put "$file" <<KC
 apiVersion: v1
 kind: Config
 clusters:
@@ -84,8 +93,6 @@ contexts:
     user: $user
 current-context: tfs-e2e
 KC
-  chmod 600 "$file.tmp"
-  mv "$file.tmp" "$file"
 }
 
 gen_configs() {
@@ -98,7 +105,7 @@ gen_configs() {
   kubeconfig "$CFG/kubelet.kubeconfig" kubelet
 
   # containerd (Debian's 1.6: config format version 2), all state under $E2E.
-  cat > "$CFG/containerd.toml" <<EOF2
+  put "$CFG/containerd.toml" <<EOF2
 version = 2
 root = "$STATE/containerd/root"
 state = "$STATE/containerd/state"
@@ -141,7 +148,7 @@ EOF2
 
   # Pod network: one bridge, host-local addresses from POD_CIDR, masquerade off the node,
   # portmap for hostPort, loopback. The bridge device is created by up.sh beforehand.
-  cat > "$CFG/cni/10-tfs-e2e.conflist" <<EOF2
+  put "$CFG/cni/10-tfs-e2e.conflist" <<EOF2
 {
   "cniVersion": "0.4.0",
   "name": "tfs-e2e",
@@ -164,11 +171,11 @@ EOF2
   ]
 }
 EOF2
-  cat > "$CFG/cni/99-loopback.conf" <<EOF2
+  put "$CFG/cni/99-loopback.conf" <<EOF2
 {"cniVersion": "0.4.0", "name": "lo", "type": "loopback"}
 EOF2
 
-  cat > "$CFG/kubelet.yaml" <<EOF2
+  put "$CFG/kubelet.yaml" <<EOF2
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: 0.0.0.0
@@ -220,7 +227,7 @@ staticPodPath: ""
 podLogsDir: $STATE/pod-logs
 EOF2
 
-  cat > "$CFG/kube-proxy.yaml" <<EOF2
+  put "$CFG/kube-proxy.yaml" <<EOF2
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 mode: iptables

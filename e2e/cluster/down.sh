@@ -7,36 +7,6 @@ source "$(dirname "$0")/lib.sh"
 CFG=$E2E/config
 CLEAN=0; [ "${1:-}" = --clean ] && CLEAN=1
 
-# stop NAME MATCH [TIMEOUT]: SIGTERM to the process group of the recorded pid, SIGKILL after TIMEOUT.
-# Several "NAME MATCH" pairs can be stopped at once with stop_all.
-stop_all() {
-  local pids=() n
-  while [ $# -ge 2 ]; do stop "$1" "$2" 30 & pids+=($!); shift 2; done
-  for n in "${pids[@]}"; do wait "$n" || true; done
-}
-stop() {
-  local name=$1 match=$2 timeout=${3:-20} pid
-  pid=$(pid_of "$name")
-  if [ -z "$pid" ]; then return 0; fi
-  if ! is_running "$name" "$match"; then
-    rm -f "$PIDS/$name.pid"; return 0
-  fi
-  say "stopping $name (pid $pid)"
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  local end=$(( $(date +%s) + timeout ))
-  while kill -0 "$pid" 2>/dev/null; do
-    if [ "$(date +%s)" -ge "$end" ]; then
-      warn "$name did not stop in ${timeout}s: SIGKILL"
-      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-      sleep 1; break
-    fi
-    sleep 0.2
-  done
-  # anything left in its process group (helpers it spawned)
-  kill -KILL -- "-$pid" 2>/dev/null || true
-  rm -f "$PIDS/$name.pid"
-}
-
 crictl_() { timeout 60 "$BIN/crictl" --runtime-endpoint "unix://$RUNDIR/containerd.sock" --timeout 30s "$@"; }
 ctr_() { timeout 60 ctr --address "$RUNDIR/containerd.sock" -n k8s.io "$@"; }
 

@@ -54,12 +54,32 @@ is_running() {
     tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- "$2"
 }
 
-# wait_for DESCRIPTION TIMEOUT_SECONDS COMMAND...: retries COMMAND every second.
-wait_for() {
-  local what=$1 timeout=$2; shift 2
+# stop NAME MATCH [TIMEOUT]: SIGTERM to the process group of the recorded pid, SIGKILL after TIMEOUT.
+# Several "NAME MATCH" pairs can be stopped at once with stop_all.
+stop_all() {
+  local pids=() n
+  while [ $# -ge 2 ]; do stop "$1" "$2" 30 & pids+=($!); shift 2; done
+  for n in "${pids[@]}"; do wait "$n" || true; done
+}
+stop() {
+  local name=$1 match=$2 timeout=${3:-20} pid
+  pid=$(pid_of "$name")
+  if [ -z "$pid" ]; then return 0; fi
+  if ! is_running "$name" "$match"; then
+    rm -f "$PIDS/$name.pid" "$PIDS/$name.fp"; return 0
+  fi
+  say "stopping $name (pid $pid)"
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
   local end=$(( $(date +%s) + timeout ))
-  until "$@" >/dev/null 2>&1; do
-    [ "$(date +%s)" -lt "$end" ] || return 1
-    sleep 1
+  while kill -0 "$pid" 2>/dev/null; do
+    if [ "$(date +%s)" -ge "$end" ]; then
+      warn "$name did not stop in ${timeout}s: SIGKILL"
+      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+      sleep 1; break
+    fi
+    sleep 0.2
   done
+  # anything left in its process group (helpers it spawned)
+  kill -KILL -- "-$pid" 2>/dev/null || true
+  rm -f "$PIDS/$name.pid" "$PIDS/$name.fp"
 }

@@ -9,17 +9,32 @@ mkdir -p "$BIN" "$LOGS" "$PIDS" "$STATE" "$RUNDIR"
 
 # start NAME MATCH CMD...: runs CMD in its own session (so it outlives make and can be stopped
 # as a process group), logs to $LOGS/NAME.log, records the pid in $PIDS/NAME.pid.
-# MATCH is a string of its command line that identifies our instance.
+# MATCH is a string of its command line that identifies our instance. A running instance is left
+# alone unless its command line or its configuration files (FILES_<name> below) changed since it
+# was started: then it is restarted. Returns 0 when it (re)started the component.
+declare -A FILES=(
+  [containerd]="$CFG/containerd.toml"
+  [kubelet]="$CFG/kubelet.yaml $CFG/kubelet.kubeconfig"
+  [kube-proxy]="$CFG/kube-proxy.yaml"
+)
 start() {
   local name=$1 match=$2; shift 2
+  local fp f
+  fp=$( { echo "$*"; for f in ${FILES[$name]:-}; do cat "$f"; done; } | sha256sum | cut -c1-16)
   if is_running "$name" "$match"; then
-    say "$name already running (pid $(pid_of "$name"))"
-    return 1
+    if [ "$(cat "$PIDS/$name.fp" 2>/dev/null)" = "$fp" ]; then
+      say "$name already running (pid $(pid_of "$name"))"
+      return 1
+    fi
+    say "restarting $name: its flags or configuration changed"
+    # (the API server drains open watches for a long time: no need to wait for that)
+    stop "$name" "$match" 10
   fi
   say "starting $name (log: ${LOGS#$ROOT/}/$name.log)"
   echo "=== $(date -Is) start: $*" >> "$LOGS/$name.log"
   setsid "$@" >> "$LOGS/$name.log" 2>&1 < /dev/null &
   echo $! > "$PIDS/$name.pid"
+  echo "$fp" > "$PIDS/$name.fp"
   return 0
 }
 
@@ -126,6 +141,7 @@ main() {
     --cluster-signing-cert-file="$CA" --cluster-signing-key-file="$C/ca.key" \
     --use-service-account-credentials=true \
     --service-cluster-ip-range="$SERVICE_CIDR" --allocate-node-cidrs=false \
+    --enable-hostpath-provisioner=true \
     --v=1 && started=1
   start kube-scheduler "$BIN/kube-scheduler" "$BIN/kube-scheduler" \
     --kubeconfig="$CFG/scheduler.kubeconfig" \
