@@ -104,6 +104,14 @@ gen_configs() {
   kubeconfig "$CFG/kube-proxy.kubeconfig" kube-proxy
   kubeconfig "$CFG/kubelet.kubeconfig" kubelet
 
+  # crictl looks for crictl.yaml beside its binary: `.e2e/bin/crictl ps` works as is.
+  put "$BIN/crictl.yaml" <<EOF2
+runtime-endpoint: unix://$RUNDIR/containerd.sock
+image-endpoint: unix://$RUNDIR/containerd.sock
+timeout: 30
+EOF2
+  chmod 644 "$BIN/crictl.yaml"
+
   # containerd (Debian's 1.6: config format version 2), all state under $E2E.
   put "$CFG/containerd.toml" <<EOF2
 version = 2

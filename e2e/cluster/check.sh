@@ -79,7 +79,7 @@ ok "Deployment echo Available (2 replicas)"
 cip=$(k -n "$NS" get svc echo -o jsonpath='{.spec.clusterIP}')
 out=
 for _ in $(seq 30); do out=$("$BIN/e2e-echo" connect "$cip" 80 3 2>&1) && break; out=; sleep 1; done
-echo "$out" | grep -q '^hello from echo-' || fail "Service echo ($cip:80) not reachable from the host"
+grep -q '^hello from echo-' <<< "$out" || fail "Service echo ($cip:80) not reachable from the host"
 ok "Service ClusterIP $cip:80 reachable from the host: $(echo "$out" | head -1)"
 
 # 7. from inside a pod: the `kubernetes` Service (the API) and the echo Service; this also
@@ -111,7 +111,7 @@ YAML
 k -n "$NS" wait pod/api-client --for=jsonpath='{.status.phase}'=Succeeded --timeout=90s >/dev/null ||
   fail "pod api-client did not succeed: $(k -n "$NS" logs api-client 2>&1 | tail -3)"
 logs=$(k -n "$NS" logs api-client 2>&1)
-echo "$logs" | grep -q api-client-ok || fail "kubectl logs api-client: $logs"
+grep -q api-client-ok <<< "$logs" || fail "kubectl logs api-client: $logs"
 ok "pod with a service-account token reached the API; kubectl logs works"
 
 echo "$PASSED passed, 0 failed"

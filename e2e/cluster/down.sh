@@ -42,7 +42,7 @@ kill_leftover_shims() {
     pid=$(cat "$f" 2>/dev/null || true)
     [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || continue
     case $f in
-      */shim.pid) tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- "$RUNDIR/containerd.sock" || continue ;;
+      */shim.pid) grep -qF -- "$RUNDIR/containerd.sock" "/proc/$pid/cmdline" || continue ;;
     esac
     warn "killing leftover process $pid ($(basename "$f"))"
     kill -KILL "$pid" 2>/dev/null || true

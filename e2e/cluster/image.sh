@@ -17,6 +17,12 @@ bah() { buildah --root "$E2E/buildah/storage" --runroot "$E2E/buildah/run" --sto
 
 containerd_up() { is_running containerd "$E2E/config/containerd.toml" 2>/dev/null && [ -S "$RUNDIR/containerd.sock" ]; }
 ctr_() { ctr --address "$RUNDIR/containerd.sock" -n k8s.io "$@"; }
+crictl_() { "$BIN/crictl" --runtime-endpoint "unix://$RUNDIR/containerd.sock" --image-endpoint "unix://$RUNDIR/containerd.sock" "$@" 2>/dev/null; }
+# image_id REF: the image's id as the CRI (kubelet) sees it, empty when absent.
+# has_image REF: containerd has REF (list captured first: `grep -q` in a pipeline + pipefail
+# would report a miss whenever ctr gets SIGPIPE).
+has_image() { local l; l=$(ctr_ images ls -q 2>/dev/null) || return 1; grep -qx "$1" <<< "$l"; }
+image_id() { [ -x "$BIN/crictl" ] && crictl_ inspecti -o go-template --template '{{.status.id}}' "$1" || true; }
 
 # import_archive NAME: import $IMAGES/NAME.tar if containerd is up; the archive's sha is recorded
 # so an unchanged image is not imported twice.
@@ -28,13 +34,20 @@ import_archive() {
     return 0
   fi
   local sum; sum=$(sha256sum "$tar" | cut -c1-64)
-  if [ "$(cat "$IMAGES/$name.imported" 2>/dev/null)" = "$sum" ] && ctr_ images ls -q | grep -qx "$ref"; then
+  if [ "$(cat "$IMAGES/$name.imported" 2>/dev/null)" = "$sum" ] && has_image "$ref"; then
     return 0
   fi
-  ctr_ images import --no-unpack=false "$tar" >/dev/null 2>"$LOGS/import-$name.log" ||
-    ctr_ images import "$tar" >/dev/null 2>"$LOGS/import-$name.log" ||
+  local old new
+  old=$(image_id "$ref")
+  ctr_ images import "$tar" >/dev/null 2>"$LOGS/import-$name.log" ||
     die "import of $tar failed: $(cat "$LOGS/import-$name.log")"
-  ctr_ images ls -q | grep -qx "$ref" || die "$ref not found in containerd after import of $tar"
+  has_image "$ref" || die "$ref not found in containerd after import of $tar"
+  new=$(image_id "$ref")
+  # The replaced image stays as an untagged image (the kubelet's image GC is off): remove it
+  # unless a container still uses it.
+  if [ -n "$old" ] && [ "$old" != "$new" ]; then
+    crictl_ rmi "$old" >/dev/null 2>&1 || true
+  fi
   echo "$sum" > "$IMAGES/$name.imported"
   say "imported $ref into containerd (k8s.io)"
 }
@@ -61,7 +74,7 @@ build_image() {
 # stage_busybox DIR: /bin/busybox plus links for the applets the checks and `kubectl exec` use.
 stage_busybox() {
   local d=$1 bb=/bin/busybox
-  [ -x "$bb" ] && file -L "$bb" | grep -q 'statically linked' || die "static busybox missing: run 'make deps-cluster' (busybox-static)"
+  [ -x "$bb" ] && ! ldd "$bb" >/dev/null 2>&1 || die "static busybox missing: run 'make deps-cluster' (busybox-static)"
   mkdir -p "$d/bin"
   cp "$bb" "$d/bin/busybox"
   for a in sh ash cat echo env hostname id kill ls mkdir nc ps pkill pgrep rm sleep tail top wget \
@@ -70,8 +83,16 @@ stage_busybox() {
   done
 }
 
+# fresh NAME INPUT...: the archive of NAME exists and is newer than every INPUT (and FORCE unset).
+fresh() {
+  local tar=$IMAGES/$1.tar f; shift
+  [ "${FORCE:-0}" != 1 ] && [ -s "$tar" ] && [ -s "${tar%.tar}.ref" ] || return 1
+  for f in "$@"; do [ "$tar" -nt "$f" ] || return 1; done
+}
+
 image_pause() {
   "$CLUSTER_DIR/build.sh" pause
+  if fresh pause "$BIN/pause"; then import_archive pause; return 0; fi
   local d; d=$(mktemp -d); trap 'rm -rf "$d"' RETURN
   cp "$BIN/pause" "$d/pause"
   build_image pause localhost/pause:local "$d" '["/pause"]' '[]'
@@ -79,6 +100,7 @@ image_pause() {
 
 image_echo() {
   "$CLUSTER_DIR/build.sh" echo
+  if fresh e2e-echo "$BIN/e2e-echo" /bin/busybox; then import_archive e2e-echo; return 0; fi
   local d; d=$(mktemp -d); trap 'rm -rf "$d"' RETURN
   stage_busybox "$d"
   cp "$BIN/e2e-echo" "$d/bin/e2e-echo"

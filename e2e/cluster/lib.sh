@@ -51,7 +51,7 @@ pid_of() { [ -f "$PIDS/$1.pid" ] && cat "$PIDS/$1.pid" || true; }
 is_running() {
   local pid; pid=$(pid_of "$1")
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && [ -r "/proc/$pid/cmdline" ] &&
-    tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- "$2"
+    grep -qF -- "$2" <<< "$(tr '\0' ' ' < "/proc/$pid/cmdline")"
 }
 
 # stop NAME MATCH [TIMEOUT]: SIGTERM to the process group of the recorded pid, SIGKILL after TIMEOUT.

@@ -78,7 +78,7 @@ host_setup() {
     ip link add "$CNI_BRIDGE" type bridge
     ip link set "$CNI_BRIDGE" mtu "$mtu"
   fi
-  ip addr show dev "$CNI_BRIDGE" | grep -q " $POD_GATEWAY/" || ip addr add "$POD_GATEWAY/${POD_CIDR#*/}" dev "$CNI_BRIDGE"
+  grep -q " $POD_GATEWAY/" <<< "$(ip addr show dev "$CNI_BRIDGE")" || ip addr add "$POD_GATEWAY/${POD_CIDR#*/}" dev "$CNI_BRIDGE"
   ip link set "$CNI_BRIDGE" up
   ip route replace "$SERVICE_CIDR" dev "$CNI_BRIDGE" src "$POD_GATEWAY"
 }
