@@ -79,17 +79,6 @@ unmount_all() {
   [ $n -eq 0 ] || say "unmounted $n mount(s) under ${E2E#$ROOT/}/"
 }
 
-# Network namespaces left by CNI (cni-*) that no process uses any more.
-clean_netns() {
-  local ns
-  [ -d /run/netns ] || return 0
-  for ns in /run/netns/cni-*; do
-    [ -e "$ns" ] || continue
-    [ -z "$(ip netns pids "$(basename "$ns")" 2>/dev/null)" ] || continue
-    ip netns delete "$(basename "$ns")" 2>/dev/null || { umount "$ns" 2>/dev/null; rm -f "$ns"; } || true
-  done
-}
-
 main() {
   mkdir -p "$PIDS"
   stop kube-proxy "$BIN/kube-proxy"

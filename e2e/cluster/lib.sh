@@ -83,3 +83,14 @@ stop() {
   kill -KILL -- "-$pid" 2>/dev/null || true
   rm -f "$PIDS/$name.pid" "$PIDS/$name.fp"
 }
+
+# Network namespaces left by CNI (cni-*) that no process uses any more.
+clean_netns() {
+  local ns
+  [ -d /run/netns ] || return 0
+  for ns in /run/netns/cni-*; do
+    [ -e "$ns" ] || continue
+    [ -z "$(ip netns pids "$(basename "$ns")" 2>/dev/null)" ] || continue
+    ip netns delete "$(basename "$ns")" 2>/dev/null || { umount "$ns" 2>/dev/null; rm -f "$ns"; } || true
+  done
+}

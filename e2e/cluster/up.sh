@@ -149,6 +149,8 @@ main() {
     --authorization-kubeconfig="$CFG/scheduler.kubeconfig" \
     --bind-address=127.0.0.1 --leader-elect=false --v=1 && started=1
 
+  # pod network namespaces of an earlier cluster whose processes were killed from outside
+  is_running containerd "$CFG/containerd.toml" || clean_netns
   start containerd "$CFG/containerd.toml" /usr/bin/containerd --config "$CFG/containerd.toml" && started=1
   await containerd "$CFG/containerd.toml" 60 "containerd" \
     ctr --address "$RUNDIR/containerd.sock" version
