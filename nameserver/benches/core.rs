@@ -10,7 +10,10 @@ use tfs_nameserver::proto;
 use tfs_nameserver::state::State;
 
 fn create(id: u64) -> Mutation {
-    Mutation::BlockCreate(proto::BlockCreate { block_id: id, dataservers: vec![1, 2] })
+    Mutation::BlockCreate(proto::BlockCreate {
+        block_id: id,
+        dataservers: vec![1, 2],
+    })
 }
 
 fn encoded(n: u64) -> Vec<u8> {
@@ -19,7 +22,14 @@ fn encoded(n: u64) -> Vec<u8> {
     for seq in 1..=n {
         payload.clear();
         create(seq).encode_payload(&mut payload);
-        record::encode(&mut out, RecordType::BlockCreate, 1, seq, 1_700_000_000_000, &payload);
+        record::encode(
+            &mut out,
+            RecordType::BlockCreate,
+            1,
+            seq,
+            1_700_000_000_000,
+            &payload,
+        );
     }
     out
 }
@@ -52,8 +62,25 @@ fn replay(c: &mut Criterion) {
         b.iter_batched(
             || {
                 let mut s = State::new();
-                let j = Mutation::DataserverJoin(proto::DataserverJoin { id: 1, addr: "a:1".into(), capacity: 1, used: 0, lease_id: 1 });
-                s.apply(&record::Header { rtype: RecordType::DataserverJoin, epoch: 1, seq: 1, time_ms: 0, len: 0, crc: 0 }, &j).unwrap();
+                let j = Mutation::DataserverJoin(proto::DataserverJoin {
+                    id: 1,
+                    addr: "a:1".into(),
+                    capacity: 1,
+                    used: 0,
+                    lease_id: 1,
+                });
+                s.apply(
+                    &record::Header {
+                        rtype: RecordType::DataserverJoin,
+                        epoch: 1,
+                        seq: 1,
+                        time_ms: 0,
+                        len: 0,
+                        crc: 0,
+                    },
+                    &j,
+                )
+                .unwrap();
                 s.applied_seq = 0;
                 s
             },
@@ -78,17 +105,33 @@ fn oplog(c: &mut Criterion) {
     let batch = encoded(256);
     for fsync in [false, true] {
         g.throughput(Throughput::Elements(256));
-        g.bench_function(if fsync { "append_256_fdatasync" } else { "append_256_nosync" }, |b| {
-            let dir = tempfile::tempdir().unwrap();
-            let (mut log, _) = Oplog::open(dir.path(), OplogOptions { segment_bytes: 256 << 20, fsync }, 0, |_| Ok(())).unwrap();
-            let mut seq = 0u64;
-            b.iter(|| {
-                // Re-stamping seqs is not needed for the cost; the log trusts the caller's range.
-                log.append(&batch, seq + 1, seq + 256, 1).unwrap();
-                log.sync().unwrap();
-                seq += 256;
-            })
-        });
+        g.bench_function(
+            if fsync {
+                "append_256_fdatasync"
+            } else {
+                "append_256_nosync"
+            },
+            |b| {
+                let dir = tempfile::tempdir().unwrap();
+                let (mut log, _) = Oplog::open(
+                    dir.path(),
+                    OplogOptions {
+                        segment_bytes: 256 << 20,
+                        fsync,
+                    },
+                    0,
+                    |_| Ok(()),
+                )
+                .unwrap();
+                let mut seq = 0u64;
+                b.iter(|| {
+                    // Re-stamping seqs is not needed for the cost; the log trusts the caller's range.
+                    log.append(&batch, seq + 1, seq + 256, 1).unwrap();
+                    log.sync().unwrap();
+                    seq += 256;
+                })
+            },
+        );
     }
     g.finish();
 }
@@ -96,7 +139,8 @@ fn oplog(c: &mut Criterion) {
 fn checkpoint(c: &mut Criterion) {
     let mut s = State::new();
     for id in 1..=100_000u64 {
-        s.blocks.insert(id, tfs_nameserver::state::BlockMeta::new(&[1, 2]).unwrap());
+        s.blocks
+            .insert(id, tfs_nameserver::state::BlockMeta::new(&[1, 2]).unwrap());
     }
     let mut g = c.benchmark_group("checkpoint");
     g.sample_size(10);
@@ -110,7 +154,14 @@ fn checkpoint(c: &mut Criterion) {
     });
     let mut buf = Vec::new();
     Snapshot::of(&s).write_to(&mut buf).unwrap();
-    g.bench_function("snapshot_decode_100k", |b| b.iter(|| Snapshot::read_from(&mut &buf[..]).unwrap().into_state().unwrap()));
+    g.bench_function("snapshot_decode_100k", |b| {
+        b.iter(|| {
+            Snapshot::read_from(&mut &buf[..])
+                .unwrap()
+                .into_state()
+                .unwrap()
+        })
+    });
     g.finish();
 }
 

@@ -20,7 +20,10 @@ enum Mode {
 }
 
 #[derive(Debug, Parser)]
-#[command(version, about = "TFS nameserver: block and dataserver metadata with a durable, replicated oplog")]
+#[command(
+    version,
+    about = "TFS nameserver: block and dataserver metadata with a durable, replicated oplog"
+)]
 struct Args {
     /// Directory for the oplog and checkpoints (created if missing).
     #[arg(long, env = "TFS_DATA_DIR")]
@@ -58,16 +61,26 @@ struct Args {
     /// Keepalive lease a master grants each slave (e.g. 1500ms).
     #[arg(long, default_value = "1500ms", value_parser = humantime::parse_duration)]
     slave_lease: std::time::Duration,
+    /// Oplog segment size in bytes (older segments are removed after a checkpoint).
+    #[arg(long, default_value_t = 64 << 20, hide = true)]
+    segment_bytes: u64,
     /// Turn fdatasync off (benchmarks of everything but the disk only; loses data on a crash).
     #[arg(long, hide = true)]
     unsafe_no_fsync: bool,
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
     let args = Args::parse();
     if !args.admin_listen.ip().is_loopback() {
-        anyhow::bail!("--admin-listen {} must be a loopback address: AssumeRole and Drain are for the local heart only", args.admin_listen);
+        anyhow::bail!(
+            "--admin-listen {} must be a loopback address: AssumeRole and Drain are for the local heart only",
+            args.admin_listen
+        );
     }
     let mut cfg = EngineConfig::new(&args.data_dir);
     if let Some(n) = args.node {
@@ -76,15 +89,22 @@ fn main() -> anyhow::Result<()> {
     cfg.standalone = args.standalone;
     cfg.fsync = !args.unsafe_no_fsync;
     cfg.checkpoint_every = args.checkpoint_every.max(1);
+    cfg.segment_bytes = args.segment_bytes.max(4096);
     cfg.replication_mode = match args.replication_mode {
         Mode::Sync => ReplicationMode::Sync,
         Mode::Async => ReplicationMode::Async,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let t0 = Instant::now();
         let data_dir = cfg.data_dir.clone();
-        let repl = tfs_nameserver::replication::ReplicationConfig { cluster_id: args.cluster_id, slave_lease: args.slave_lease, ..Default::default() };
+        let repl = tfs_nameserver::replication::ReplicationConfig {
+            cluster_id: args.cluster_id,
+            slave_lease: args.slave_lease,
+            ..Default::default()
+        };
         let engine = tokio::task::spawn_blocking(move || Engine::open_with(cfg, repl))
             .await?
             .with_context(|| format!("cannot recover the state in {}", data_dir.display()))?;
@@ -92,11 +112,18 @@ fn main() -> anyhow::Result<()> {
         if engine.shared.cfg.standalone && engine.shared.state.read().epoch < 1 {
             let node = engine.shared.cfg.node.clone();
             engine
-                .write(move |t| Ok(t.log(Mutation::EpochStart(proto::EpochStart { epoch: 1, node }))?))
+                .write(move |t| {
+                    Ok(t.log(Mutation::EpochStart(proto::EpochStart { epoch: 1, node }))?)
+                })
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot start epoch 1: {e}"))?;
         }
-        let listen = Listen { client: args.listen, repl: args.repl_listen, admin: args.admin_listen, metrics: args.metrics_listen };
+        let listen = Listen {
+            client: args.listen,
+            repl: args.repl_listen,
+            admin: args.admin_listen,
+            metrics: args.metrics_listen,
+        };
         serve(engine, listen, args.block_replicas, shutdown_signal()).await
     })
 }

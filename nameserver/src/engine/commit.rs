@@ -33,7 +33,14 @@ impl Commit {
     pub fn new(durable: u64, mode: ReplicationMode) -> Self {
         // Whatever was durable at start was committed before the restart or is about to be
         // re-replicated; as a standalone/master with an empty sync set it is committed.
-        Commit { durable: AtomicU64::new(durable), committed: watch::Sender::new(durable), inner: Mutex::new(Inner { mode, sync_set: BTreeMap::new() }) }
+        Commit {
+            durable: AtomicU64::new(durable),
+            committed: watch::Sender::new(durable),
+            inner: Mutex::new(Inner {
+                mode,
+                sync_set: BTreeMap::new(),
+            }),
+        }
     }
 
     pub fn durable(&self) -> u64 {
@@ -85,7 +92,12 @@ impl Commit {
     }
 
     pub fn sync_set(&self) -> Vec<(String, u64)> {
-        self.inner.lock().sync_set.iter().map(|(k, v)| (k.clone(), *v)).collect()
+        self.inner
+            .lock()
+            .sync_set
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
     }
 
     pub fn in_sync_set(&self, node: &str) -> bool {

@@ -44,7 +44,9 @@ pub enum WriteError {
 impl From<ApplyError> for WriteError {
     fn from(e: ApplyError) -> Self {
         match e {
-            ApplyError::NoBlock(_) | ApplyError::NoDataserver(_) | ApplyError::NoTask(_) => WriteError::NotFound(e.to_string()),
+            ApplyError::NoBlock(_) | ApplyError::NoDataserver(_) | ApplyError::NoTask(_) => {
+                WriteError::NotFound(e.to_string())
+            }
             _ => WriteError::Invalid(e.to_string()),
         }
     }
@@ -67,11 +69,24 @@ type WriteFn = Box<dyn FnOnce(Result<&mut Txn<'_>, WriteError>) -> Option<u64> +
 pub(crate) enum Command {
     Write(WriteFn),
     /// Records received from the master (slave side), already crc-checked.
-    Append { records: Vec<Record>, reply: oneshot::Sender<Result<u64, String>> },
-    InstallSnapshot { snapshot: Box<Snapshot>, reply: oneshot::Sender<Result<u64, String>> },
-    SetRole { role: RoleState, reply: oneshot::Sender<Result<RoleState, String>> },
-    Checkpoint { reply: oneshot::Sender<Result<u64, String>> },
-    CheckpointWritten { seq: u64 },
+    Append {
+        records: Vec<Record>,
+        reply: oneshot::Sender<Result<u64, String>>,
+    },
+    InstallSnapshot {
+        snapshot: Box<Snapshot>,
+        reply: oneshot::Sender<Result<u64, String>>,
+    },
+    SetRole {
+        role: RoleState,
+        reply: oneshot::Sender<Result<RoleState, String>>,
+    },
+    Checkpoint {
+        reply: oneshot::Sender<Result<u64, String>>,
+    },
+    CheckpointWritten {
+        seq: u64,
+    },
 }
 
 /// What every part of the node shares. Read paths use it directly; writes go through the writer.
@@ -104,7 +119,10 @@ impl Engine {
         Self::open_with(cfg, crate::replication::ReplicationConfig::default())
     }
 
-    pub fn open_with(cfg: EngineConfig, repl: crate::replication::ReplicationConfig) -> Result<Self, StartError> {
+    pub fn open_with(
+        cfg: EngineConfig,
+        repl: crate::replication::ReplicationConfig,
+    ) -> Result<Self, StartError> {
         let t0 = Instant::now();
         let snap = checkpoint::load_newest(&cfg.checkpoint_dir())?;
         let mut state = match snap {
@@ -112,12 +130,15 @@ impl Engine {
             None => State::new(),
         };
         let ckpt_seq = state.applied_seq;
-        let opts = OplogOptions { segment_bytes: cfg.segment_bytes, fsync: cfg.fsync };
+        let opts = OplogOptions {
+            segment_bytes: cfg.segment_bytes,
+            fsync: cfg.fsync,
+        };
         let (oplog, rec) = Oplog::open(&cfg.oplog_dir(), opts, ckpt_seq, |r| {
-            let m = Mutation::decode(r.header.rtype, r.payload.clone()).map_err(|e| e.to_string())?;
+            let m =
+                Mutation::decode(r.header.rtype, r.payload.clone()).map_err(|e| e.to_string())?;
             state.apply(&r.header, &m).map_err(|e| e.to_string())
-        })
-?;
+        })?;
         let elapsed = t0.elapsed();
         info!(
             checkpoint_seq = ckpt_seq,
@@ -130,7 +151,11 @@ impl Engine {
             "state recovered"
         );
         let durable = oplog.last_seq();
-        let role = if cfg.standalone { RoleState::standalone() } else { RoleState::slave_unknown_master() };
+        let role = if cfg.standalone {
+            RoleState::standalone()
+        } else {
+            RoleState::slave_unknown_master()
+        };
         let metrics = Metrics::new();
         metrics.recovery_seconds.set(elapsed.as_secs_f64());
         let shared = Arc::new(Shared {
@@ -148,7 +173,10 @@ impl Engine {
             cfg,
         });
         let (tx, rx) = mpsc::channel(1 << 16);
-        let engine = Engine { shared: shared.clone(), tx: tx.clone() };
+        let engine = Engine {
+            shared: shared.clone(),
+            tx: tx.clone(),
+        };
         writer::spawn(shared, oplog, rx, tx).map_err(StartError::Thread)?;
         if engine.shared.cfg.standalone {
             engine.shared.role.lock().valid_until = None;
@@ -157,7 +185,10 @@ impl Engine {
     }
 
     async fn send(&self, cmd: Command) -> Result<(), WriteError> {
-        self.tx.send(cmd).await.map_err(|_| WriteError::Unavailable("the nameserver is shutting down".into()))
+        self.tx
+            .send(cmd)
+            .await
+            .map_err(|_| WriteError::Unavailable("the nameserver is shutting down".into()))
     }
 
     /// Runs `f` on the writer thread and waits until what it logged is committed. `f` must
@@ -177,7 +208,9 @@ impl Engine {
             seq
         });
         self.send(Command::Write(job)).await?;
-        let (r, seq) = rx.await.map_err(|_| WriteError::Unavailable("the writer stopped".into()))??;
+        let (r, seq) = rx
+            .await
+            .map_err(|_| WriteError::Unavailable("the writer stopped".into()))??;
         self.wait_committed(seq).await?;
         Ok((r, seq))
     }
@@ -190,12 +223,18 @@ impl Engine {
             // The wait can only end at the role's deadline; after it, nothing may be acknowledged.
             Some(d) => {
                 if tokio::time::timeout_at(d.into(), wait).await.is_err() {
-                    return Err(WriteError::Unknown(format!("seq {seq} not committed before mastership lapsed")));
+                    return Err(WriteError::Unknown(format!(
+                        "seq {seq} not committed before mastership lapsed"
+                    )));
                 }
             }
             None => wait.await,
         }
-        self.shared.role.lock().check_writable(Instant::now()).map_err(|e| WriteError::Unknown(e.to_string()))
+        self.shared
+            .role
+            .lock()
+            .check_writable(Instant::now())
+            .map_err(|e| WriteError::Unknown(e.to_string()))
     }
 
     /// Runs a read against the state, answering only with committed data: if the state holds
@@ -206,33 +245,45 @@ impl Engine {
             (f(&s), s.applied_seq)
         };
         if self.shared.role.lock().is_master() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), self.shared.commit.wait(applied)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.shared.commit.wait(applied))
+                .await;
         }
         r
     }
 
     pub async fn append_replicated(&self, records: Vec<Record>) -> Result<u64, String> {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Append { records, reply }).await.map_err(|e| e.to_string())?;
+        self.send(Command::Append { records, reply })
+            .await
+            .map_err(|e| e.to_string())?;
         rx.await.map_err(|_| "writer stopped".to_string())?
     }
 
     pub async fn install_snapshot(&self, snapshot: Snapshot) -> Result<u64, String> {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::InstallSnapshot { snapshot: Box::new(snapshot), reply }).await.map_err(|e| e.to_string())?;
+        self.send(Command::InstallSnapshot {
+            snapshot: Box::new(snapshot),
+            reply,
+        })
+        .await
+        .map_err(|e| e.to_string())?;
         rx.await.map_err(|_| "writer stopped".to_string())?
     }
 
     /// Changes the role on the writer thread, in order with writes (see writer::set_role).
     pub async fn set_role(&self, role: RoleState) -> Result<RoleState, String> {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::SetRole { role, reply }).await.map_err(|e| e.to_string())?;
+        self.send(Command::SetRole { role, reply })
+            .await
+            .map_err(|e| e.to_string())?;
         rx.await.map_err(|_| "writer stopped".to_string())?
     }
 
     pub async fn checkpoint(&self) -> Result<u64, String> {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Checkpoint { reply }).await.map_err(|e| e.to_string())?;
+        self.send(Command::Checkpoint { reply })
+            .await
+            .map_err(|e| e.to_string())?;
         rx.await.map_err(|_| "writer stopped".to_string())?
     }
 

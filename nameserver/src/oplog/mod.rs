@@ -6,4 +6,4 @@ pub mod record;
 pub mod segment;
 
 pub use log::{Oplog, OplogOptions, Recovered};
-pub use record::{Header, Record, RecordError, RecordType, HEADER_LEN, MAX_PAYLOAD};
+pub use record::{HEADER_LEN, Header, MAX_PAYLOAD, Record, RecordError, RecordType};

@@ -29,12 +29,17 @@ pub fn list(dir: &Path) -> io::Result<Vec<Segment>> {
         let entry = entry?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let Some(stem) = name.strip_suffix(SUFFIX) else { continue };
+        let Some(stem) = name.strip_suffix(SUFFIX) else {
+            continue;
+        };
         if stem.len() != 20 {
             continue;
         }
         if let Ok(first_seq) = stem.parse::<u64>() {
-            out.push(Segment { first_seq, path: entry.path() });
+            out.push(Segment {
+                first_seq,
+                path: entry.path(),
+            });
         }
     }
     out.sort_by_key(|s| s.first_seq);
@@ -52,7 +57,10 @@ pub enum ScanEnd {
 
 /// Decodes records from `data` in order, calling `visit` on each, until the end or the first bad
 /// record. Never skips: everything after a bad record is left unvisited.
-pub fn scan(data: &Bytes, mut visit: impl FnMut(Record, usize) -> Result<(), ScanStop>) -> Result<ScanEnd, ScanStop> {
+pub fn scan(
+    data: &Bytes,
+    mut visit: impl FnMut(Record, usize) -> Result<(), ScanStop>,
+) -> Result<ScanEnd, ScanStop> {
     let mut offset = 0;
     while offset < data.len() {
         match record::decode(&data.slice(offset..)) {
@@ -100,8 +108,16 @@ impl Cursor {
     /// A cursor at `from`, or `None` if the segments holding it were removed.
     pub fn seek(dir: &Path, from: u64) -> io::Result<Option<Cursor>> {
         let segs = list(dir)?;
-        let Some(seg) = segs.iter().rev().find(|s| s.first_seq <= from) else { return Ok(None) };
-        let mut c = Cursor { dir: dir.to_path_buf(), seg_first: seg.first_seq, data: Bytes::from(fs::read(&seg.path)?), offset: 0, next_seq: seg.first_seq };
+        let Some(seg) = segs.iter().rev().find(|s| s.first_seq <= from) else {
+            return Ok(None);
+        };
+        let mut c = Cursor {
+            dir: dir.to_path_buf(),
+            seg_first: seg.first_seq,
+            data: Bytes::from(fs::read(&seg.path)?),
+            offset: 0,
+            next_seq: seg.first_seq,
+        };
         while c.next_seq < from {
             match record::decode(&c.data.slice(c.offset..)) {
                 Ok((_, n)) => {
@@ -127,17 +143,29 @@ impl Cursor {
                 match record::decode(&self.data.slice(self.offset..)) {
                     Ok((r, n)) => {
                         if r.header.seq != self.next_seq {
-                            return Err(format!("segment {}: seq {} where {} was expected", self.seg_first, r.header.seq, self.next_seq));
+                            return Err(format!(
+                                "segment {}: seq {} where {} was expected",
+                                self.seg_first, r.header.seq, self.next_seq
+                            ));
                         }
                         self.offset += n;
                         self.next_seq += 1;
                     }
                     Err(e) if e.is_incomplete() => break,
-                    Err(e) => return Err(format!("segment {} offset {}: {e}", self.seg_first, self.offset)),
+                    Err(e) => {
+                        return Err(format!(
+                            "segment {} offset {}: {e}",
+                            self.seg_first, self.offset
+                        ));
+                    }
                 }
             }
             if self.offset > start {
-                return Ok(Some((self.data.slice(start..self.offset), first, self.next_seq - 1)));
+                return Ok(Some((
+                    self.data.slice(start..self.offset),
+                    first,
+                    self.next_seq - 1,
+                )));
             }
             // End of what was loaded: the next segment, or the rest of a growing active one.
             let segs = list(&self.dir).map_err(|e| e.to_string())?;

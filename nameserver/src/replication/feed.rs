@@ -33,7 +33,11 @@ pub enum FeedRead {
 
 impl Feed {
     pub fn new(cap_bytes: usize, last_seq: u64) -> Self {
-        Feed { batches: Mutex::new((VecDeque::new(), 0)), cap_bytes, last: watch::Sender::new(last_seq) }
+        Feed {
+            batches: Mutex::new((VecDeque::new(), 0)),
+            cap_bytes,
+            last: watch::Sender::new(last_seq),
+        }
     }
 
     pub fn publish(&self, first: u64, last: u64, data: Bytes) {
@@ -72,11 +76,19 @@ impl Feed {
     /// Records from `from` on, about `max_bytes` of them.
     pub fn read(&self, from: u64, max_bytes: usize) -> FeedRead {
         let g = self.batches.lock();
-        let Some(oldest) = g.0.front() else { return if from > self.last() { FeedRead::NotYet } else { FeedRead::TooOld } };
+        let Some(oldest) = g.0.front() else {
+            return if from > self.last() {
+                FeedRead::NotYet
+            } else {
+                FeedRead::TooOld
+            };
+        };
         if from < oldest.first {
             return FeedRead::TooOld;
         }
-        let Some(start) = g.0.iter().position(|b| b.last >= from) else { return FeedRead::NotYet };
+        let Some(start) = g.0.iter().position(|b| b.last >= from) else {
+            return FeedRead::NotYet;
+        };
         let mut out = BytesMut::new();
         let mut last = 0;
         for b in g.0.iter().skip(start) {
@@ -90,7 +102,11 @@ impl Feed {
                 break;
             }
         }
-        FeedRead::Records { data: out.freeze(), first: from, last }
+        FeedRead::Records {
+            data: out.freeze(),
+            first: from,
+            last,
+        }
     }
 }
 
@@ -98,7 +114,8 @@ impl Feed {
 fn skip_records(data: &[u8], n: u64) -> usize {
     let mut off = 0;
     for _ in 0..n {
-        let h = record::decode_header(&data[off..]).expect("the feed holds only records the writer encoded");
+        let h = record::decode_header(&data[off..])
+            .expect("the feed holds only records the writer encoded");
         off += record::HEADER_LEN + h.len as usize;
     }
     off
@@ -142,7 +159,10 @@ mod tests {
         }
         assert!(matches!(f.read(9, 100), FeedRead::NotYet));
         f.publish(9, 12, batch(9, 12));
-        assert!(matches!(f.read(2, 100), FeedRead::TooOld), "the first batch was evicted");
+        assert!(
+            matches!(f.read(2, 100), FeedRead::TooOld),
+            "the first batch was evicted"
+        );
         f.reset(100);
         assert!(matches!(f.read(101, 100), FeedRead::NotYet));
         assert!(matches!(f.read(50, 100), FeedRead::TooOld));

@@ -8,7 +8,6 @@
 //! - a slave joins the sync set only once it acked everything already committed; from then on
 //!   nothing is committed without it, until it is removed (lease lapsed, acks stalled, logout).
 
-
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -16,6 +15,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::feed::FeedRead;
@@ -41,16 +41,34 @@ pub enum Start {
 
 /// The epoch of the record at `seq`, from the marks of where each epoch began.
 pub fn epoch_at(epochs: &[EpochMark], seq: u64) -> u64 {
-    epochs.iter().rev().find(|m| m.start_seq <= seq).map(|m| m.epoch).unwrap_or(0)
+    epochs
+        .iter()
+        .rev()
+        .find(|m| m.start_seq <= seq)
+        .map(|m| m.epoch)
+        .unwrap_or(0)
 }
 
 /// Decides where a slave whose last durable record is (`slave_last`, `slave_epoch`) starts, given
 /// this master's log: its epoch marks, its last seq and the oldest seq it still has on disk.
-pub fn plan_start(epochs: &[EpochMark], master_last: u64, first_on_disk: u64, slave_last: u64, slave_epoch: u64) -> Start {
+pub fn plan_start(
+    epochs: &[EpochMark],
+    master_last: u64,
+    first_on_disk: u64,
+    slave_last: u64,
+    slave_epoch: u64,
+) -> Start {
     if slave_last == 0 {
-        return if first_on_disk <= 1 { Start::Stream(1) } else { Start::Snapshot };
+        return if first_on_disk <= 1 {
+            Start::Stream(1)
+        } else {
+            Start::Snapshot
+        };
     }
-    if slave_last > master_last || epoch_at(epochs, slave_last) != slave_epoch || slave_last + 1 < first_on_disk {
+    if slave_last > master_last
+        || epoch_at(epochs, slave_last) != slave_epoch
+        || slave_last + 1 < first_on_disk
+    {
         return Start::Snapshot;
     }
     Start::Stream(slave_last + 1)
@@ -78,36 +96,73 @@ pub async fn serve(engine: Engine, listener: TcpListener) {
 }
 
 async fn refuse(w: &mut OwnedWriteHalf, reason: String) -> Result<(), String> {
-    let _ = frame::write_msg(w, FrameType::Refused, &proto::ReplRefused { reason: reason.clone() }).await;
+    let _ = frame::write_msg(
+        w,
+        FrameType::Refused,
+        &proto::ReplRefused {
+            reason: reason.clone(),
+        },
+    )
+    .await;
     Err(format!("login refused: {reason}"))
 }
 
 async fn session(engine: Engine, stream: TcpStream) -> Result<(), String> {
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let addr = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let addr = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::with_capacity(64 << 10, rd);
-    let login: proto::ReplLogin = tokio::time::timeout(Duration::from_secs(5), frame::read_msg(&mut rd, FrameType::Login))
-        .await
-        .map_err(|_| "no LOGIN within 5s".to_string())?
-        .map_err(|e| e.to_string())?;
+    let login: proto::ReplLogin = tokio::time::timeout(
+        Duration::from_secs(5),
+        frame::read_msg(&mut rd, FrameType::Login),
+    )
+    .await
+    .map_err(|_| "no LOGIN within 5s".to_string())?
+    .map_err(|e| e.to_string())?;
     let sh = &engine.shared;
     if login.cluster_id != sh.repl.cluster_id {
-        return refuse(&mut wr, format!("cluster id {:?} is not this cluster's ({:?})", login.cluster_id, sh.repl.cluster_id)).await;
+        return refuse(
+            &mut wr,
+            format!(
+                "cluster id {:?} is not this cluster's ({:?})",
+                login.cluster_id, sh.repl.cluster_id
+            ),
+        )
+        .await;
     }
     let role = sh.role.lock().clone();
     if role.role != Role::Master {
-        return refuse(&mut wr, "this nameserver is not a replicating master".into()).await;
+        return refuse(
+            &mut wr,
+            "this nameserver is not a replicating master".into(),
+        )
+        .await;
     }
     if login.epoch != role.epoch {
-        return refuse(&mut wr, format!("slave epoch {} is not the master's epoch {}", login.epoch, role.epoch)).await;
+        return refuse(
+            &mut wr,
+            format!(
+                "slave epoch {} is not the master's epoch {}",
+                login.epoch, role.epoch
+            ),
+        )
+        .await;
     }
     let (epochs, last) = {
         let s = sh.state.read();
         (s.epochs.clone(), s.applied_seq)
     };
     let first_on_disk = sh.first_log_seq.load(Ordering::Relaxed);
-    let start = plan_start(&epochs, last, first_on_disk, login.last_seq, login.last_epoch);
+    let start = plan_start(
+        &epochs,
+        last,
+        first_on_disk,
+        login.last_seq,
+        login.last_epoch,
+    );
     let lease = sh.repl.slave_lease;
     let session = SESSIONS.fetch_add(1, Ordering::Relaxed);
     let lease_id = session;
@@ -132,20 +187,41 @@ async fn session(engine: Engine, stream: TcpStream) -> Result<(), String> {
         (None, Start::Stream(s)) => s,
         (None, Start::Snapshot) => unreachable!("a snapshot start always has a snapshot"),
     };
-    let ok = proto::ReplLoginOk { lease_id, lease_ms: lease.as_millis() as u64, epoch: role.epoch, start_seq: from, snapshot: snapshot.is_some() };
-    frame::write_msg(&mut wr, FrameType::LoginOk, &ok).await.map_err(|e| e.to_string())?;
+    let ok = proto::ReplLoginOk {
+        lease_id,
+        lease_ms: lease.as_millis() as u64,
+        epoch: role.epoch,
+        start_seq: from,
+        snapshot: snapshot.is_some(),
+    };
+    frame::write_msg(&mut wr, FrameType::LoginOk, &ok)
+        .await
+        .map_err(|e| e.to_string())?;
     info!(slave = %node, %addr, from, snapshot = snapshot.is_some(), slave_last = login.last_seq, "slave logged in");
     if let Some((_, bytes)) = snapshot {
         for c in bytes.chunks(4 << 20) {
-            frame::write_frame(&mut wr, FrameType::SnapshotChunk, c).await.map_err(|e| e.to_string())?;
+            frame::write_frame(&mut wr, FrameType::SnapshotChunk, c)
+                .await
+                .map_err(|e| e.to_string())?;
         }
-        frame::write_frame(&mut wr, FrameType::SnapshotEnd, &[]).await.map_err(|e| e.to_string())?;
+        frame::write_frame(&mut wr, FrameType::SnapshotEnd, &[])
+            .await
+            .map_err(|e| e.to_string())?;
     }
-    let acked = if from > 1 { from - 1 } else { 0 };
-    sh.peers.upsert(&node, Peer { addr, acked, lease_id, lease_until: Instant::now() + lease, session });
+    let acked = from.saturating_sub(1);
+    sh.peers.upsert(
+        &node,
+        Peer {
+            addr,
+            acked,
+            lease_id,
+            lease_until: Instant::now() + lease,
+            session,
+        },
+    );
     let result = tokio::select! {
         r = send_loop(&engine, &mut wr, from) => r,
-        r = recv_loop(&engine, &mut rd, &node, session) => r,
+        r = recv_loop(&engine, rd, &node, session) => r,
     };
     // The slave is gone or failed: stop waiting for it. (With the heart, the removal is published
     // on the Lease by the master's Status before the operator may act on it; see commit.rs.)
@@ -175,13 +251,19 @@ async fn send_loop(engine: &Engine, wr: &mut OwnedWriteHalf, mut next: u64) -> R
                 if cursor.as_ref().is_none_or(|c| c.next_seq() != next) {
                     cursor = Cursor::seek(&sh.cfg.oplog_dir(), next).map_err(|e| e.to_string())?;
                 }
-                let c = cursor.as_mut().ok_or_else(|| format!("records from seq {next} are no longer on disk; the slave needs a snapshot"))?;
+                let c = cursor.as_mut().ok_or_else(|| {
+                    format!(
+                        "records from seq {next} are no longer on disk; the slave needs a snapshot"
+                    )
+                })?;
                 c.next_chunk(CHUNK)?.map(|(d, _, l)| (d, l))
             }
         };
         match chunk {
             Some((data, last)) => {
-                frame::write_frame(wr, FrameType::Records, &data).await.map_err(|e| e.to_string())?;
+                frame::write_frame(wr, FrameType::Records, &data)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 next = last + 1;
             }
             None => {
@@ -197,8 +279,40 @@ async fn send_loop(engine: &Engine, wr: &mut OwnedWriteHalf, mut next: u64) -> R
     }
 }
 
-async fn recv_loop(engine: &Engine, rd: &mut BufReader<OwnedReadHalf>, node: &str, session: u64) -> Result<(), String> {
+/// Reads frames in a task of its own: a frame read is not cancel-safe, so it must never be a
+/// branch of a `select!` that another branch can win mid-frame.
+type Frames = mpsc::Receiver<Result<(FrameType, Bytes), String>>;
+
+fn spawn_reader(mut rd: BufReader<OwnedReadHalf>) -> (Frames, AbortOnDrop) {
+    let (tx, rx) = mpsc::channel(64);
+    let h = tokio::spawn(async move {
+        loop {
+            let f = frame::read_frame(&mut rd).await.map_err(|e| e.to_string());
+            let stop = f.is_err();
+            if tx.send(f).await.is_err() || stop {
+                return;
+            }
+        }
+    });
+    (rx, AbortOnDrop(h))
+}
+
+pub(crate) struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn recv_loop(
+    engine: &Engine,
+    rd: BufReader<OwnedReadHalf>,
+    node: &str,
+    session: u64,
+) -> Result<(), String> {
     let sh = &engine.shared;
+    let (mut frames, _reader) = spawn_reader(rd);
     let lease = sh.repl.slave_lease;
     let mut lease_until = Instant::now() + lease;
     let mut acked = sh.peers.get(node).map(|p| p.acked).unwrap_or(0);
@@ -206,8 +320,8 @@ async fn recv_loop(engine: &Engine, rd: &mut BufReader<OwnedReadHalf>, node: &st
     let mut check = tokio::time::interval(Duration::from_millis(50));
     loop {
         tokio::select! {
-            f = frame::read_frame(rd) => {
-                let (t, payload) = f.map_err(|e| e.to_string())?;
+            f = frames.recv() => {
+                let (t, payload) = f.ok_or("replication reader stopped")??;
                 match t {
                     FrameType::Renew => {
                         lease_until = Instant::now() + lease;
@@ -248,13 +362,14 @@ async fn recv_loop(engine: &Engine, rd: &mut BufReader<OwnedReadHalf>, node: &st
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn marks(v: &[(u64, u64)]) -> Vec<EpochMark> {
-        v.iter().map(|&(epoch, start_seq)| EpochMark { epoch, start_seq }).collect()
+        v.iter()
+            .map(|&(epoch, start_seq)| EpochMark { epoch, start_seq })
+            .collect()
     }
 
     #[test]

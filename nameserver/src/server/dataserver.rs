@@ -17,7 +17,11 @@ pub struct DataserverApi {
     pub engine: Engine,
 }
 
-fn lease_reply(engine: &Engine, lease_id: u64, tasks: Vec<proto::TaskCreate>) -> proto::DataserverLeaseReply {
+fn lease_reply(
+    engine: &Engine,
+    lease_id: u64,
+    tasks: Vec<proto::TaskCreate>,
+) -> proto::DataserverLeaseReply {
     proto::DataserverLeaseReply {
         epoch: engine.epoch(),
         lease_id,
@@ -27,7 +31,13 @@ fn lease_reply(engine: &Engine, lease_id: u64, tasks: Vec<proto::TaskCreate>) ->
 }
 
 fn grant(engine: &Engine, id: u32, lease_id: u64) {
-    engine.shared.ds_leases.lock().insert(id, (lease_id, Instant::now() + engine.shared.cfg.dataserver_lease));
+    engine.shared.ds_leases.lock().insert(
+        id,
+        (
+            lease_id,
+            Instant::now() + engine.shared.cfg.dataserver_lease,
+        ),
+    );
 }
 
 /// Records that a dataserver holds the reported blocks (only blocks we know, only while a replica
@@ -35,11 +45,16 @@ fn grant(engine: &Engine, id: u32, lease_id: u64) {
 fn absorb_report(txn: &mut Txn<'_>, id: u32, blocks: &[u64]) -> Result<(), WriteError> {
     for &b in blocks {
         let needs = match txn.state().blocks.get(&b) {
-            Some(meta) => !meta.replicas().contains(&id) && meta.replicas().len() < crate::state::MAX_REPLICAS,
+            Some(meta) => {
+                !meta.replicas().contains(&id) && meta.replicas().len() < crate::state::MAX_REPLICAS
+            }
             None => false,
         };
         if needs {
-            txn.log(Mutation::ReplicaAdd(proto::ReplicaAdd { block_id: b, dataserver: id }))?;
+            txn.log(Mutation::ReplicaAdd(proto::ReplicaAdd {
+                block_id: b,
+                dataserver: id,
+            }))?;
         }
     }
     Ok(())
@@ -47,7 +62,8 @@ fn absorb_report(txn: &mut Txn<'_>, id: u32, blocks: &[u64]) -> Result<(), Write
 
 /// Logs a replicate task for every under-replicated block that has a live source and no task yet.
 pub fn plan_replication(txn: &mut Txn<'_>) -> Result<usize, WriteError> {
-    let busy: std::collections::HashSet<u64> = txn.state().tasks.values().map(|t| t.block_id).collect();
+    let busy: std::collections::HashSet<u64> =
+        txn.state().tasks.values().map(|t| t.block_id).collect();
     let todo: Vec<(u64, Vec<u32>)> = txn
         .state()
         .blocks
@@ -58,10 +74,15 @@ pub fn plan_replication(txn: &mut Txn<'_>) -> Result<usize, WriteError> {
     let mut planned = 0;
     for (block_id, reps) in todo {
         let Some(&source) = reps.first() else {
-            warn!(block_id, "block has no live replica left; it cannot be re-replicated");
+            warn!(
+                block_id,
+                "block has no live replica left; it cannot be re-replicated"
+            );
             continue;
         };
-        let Some(target) = txn.state().place(1, &reps).map(|v| v[0]) else { break };
+        let Some(target) = txn.state().place(1, &reps).map(|v| v[0]) else {
+            break;
+        };
         let task_id = txn.state().next_task_id;
         txn.log(Mutation::TaskCreate(proto::TaskCreate {
             task_id,
@@ -76,16 +97,27 @@ pub fn plan_replication(txn: &mut Txn<'_>) -> Result<usize, WriteError> {
 }
 
 fn leave(txn: &mut Txn<'_>, id: u32, expired: bool) -> Result<usize, WriteError> {
-    txn.log(Mutation::DataserverLeave(proto::DataserverLeave { id, expired }))?;
+    txn.log(Mutation::DataserverLeave(proto::DataserverLeave {
+        id,
+        expired,
+    }))?;
     plan_replication(txn)
 }
 
 #[tonic::async_trait]
 impl Dataserver for DataserverApi {
-    async fn apply(&self, req: Request<proto::DataserverApplyRequest>) -> Result<Response<proto::DataserverLeaseReply>, Status> {
+    async fn apply(
+        &self,
+        req: Request<proto::DataserverApplyRequest>,
+    ) -> Result<Response<proto::DataserverLeaseReply>, Status> {
         let t = Timer::new(&self.engine, "ds_apply");
         let r = req.into_inner();
-        if r.id == 0 || r.addr.is_empty() || r.addr.len() > MAX_ADDR_LEN || r.blocks.len() > MAX_BLOCK_REPORT || r.capacity == 0 {
+        if r.id == 0
+            || r.addr.is_empty()
+            || r.addr.len() > MAX_ADDR_LEN
+            || r.blocks.len() > MAX_BLOCK_REPORT
+            || r.capacity == 0
+        {
             return t.done(Err(Status::invalid_argument(format!(
                 "apply needs a dataserver id > 0, an address of 1..={MAX_ADDR_LEN} bytes, a capacity > 0 and at most {MAX_BLOCK_REPORT} reported blocks"
             ))));
@@ -95,7 +127,13 @@ impl Dataserver for DataserverApi {
             .engine
             .write(move |txn| {
                 let lease_id = txn.state().next_lease_id;
-                txn.log(Mutation::DataserverJoin(proto::DataserverJoin { id, addr: r.addr, capacity: r.capacity, used: r.used, lease_id }))?;
+                txn.log(Mutation::DataserverJoin(proto::DataserverJoin {
+                    id,
+                    addr: r.addr,
+                    capacity: r.capacity,
+                    used: r.used,
+                    lease_id,
+                }))?;
                 absorb_report(txn, id, &r.blocks)?;
                 plan_replication(txn)?;
                 Ok(lease_id)
@@ -109,11 +147,16 @@ impl Dataserver for DataserverApi {
         }))
     }
 
-    async fn renew(&self, req: Request<proto::DataserverRenewRequest>) -> Result<Response<proto::DataserverLeaseReply>, Status> {
+    async fn renew(
+        &self,
+        req: Request<proto::DataserverRenewRequest>,
+    ) -> Result<Response<proto::DataserverLeaseReply>, Status> {
         let t = Timer::new(&self.engine, "ds_renew");
         let r = req.into_inner();
         if r.blocks.len() > MAX_BLOCK_REPORT {
-            return t.done(Err(Status::invalid_argument(format!("at most {MAX_BLOCK_REPORT} reported blocks"))));
+            return t.done(Err(Status::invalid_argument(format!(
+                "at most {MAX_BLOCK_REPORT} reported blocks"
+            ))));
         }
         let (id, lease_id) = (r.id, r.lease_id);
         let res = self
@@ -121,7 +164,11 @@ impl Dataserver for DataserverApi {
             .write(move |txn| {
                 match txn.state().dataservers.get(&id) {
                     Some(d) if d.alive && d.lease_id == lease_id => {}
-                    _ => return Err(WriteError::NotFound(format!("dataserver {id} holds no lease {lease_id}: apply again"))),
+                    _ => {
+                        return Err(WriteError::NotFound(format!(
+                            "dataserver {id} holds no lease {lease_id}: apply again"
+                        )));
+                    }
                 }
                 if let Some(d) = txn.soft().dataservers.get_mut(&id) {
                     d.used = r.used;
@@ -129,7 +176,10 @@ impl Dataserver for DataserverApi {
                 }
                 for f in &r.finished {
                     if txn.state().tasks.contains_key(&f.task_id) {
-                        txn.log(Mutation::TaskDone(proto::TaskDone { task_id: f.task_id, success: f.success }))?;
+                        txn.log(Mutation::TaskDone(proto::TaskDone {
+                            task_id: f.task_id,
+                            success: f.success,
+                        }))?;
                     }
                 }
                 absorb_report(txn, id, &r.blocks)?;
@@ -141,7 +191,13 @@ impl Dataserver for DataserverApi {
                     .tasks
                     .values()
                     .filter(|t| t.source == id)
-                    .map(|t| proto::TaskCreate { task_id: t.id, kind: t.kind as i32, block_id: t.block_id, source: t.source, target: t.target })
+                    .map(|t| proto::TaskCreate {
+                        task_id: t.id,
+                        kind: t.kind as i32,
+                        block_id: t.block_id,
+                        source: t.source,
+                        target: t.target,
+                    })
                     .collect::<Vec<_>>())
             })
             .await
@@ -152,23 +208,31 @@ impl Dataserver for DataserverApi {
         }))
     }
 
-    async fn give_up(&self, req: Request<proto::DataserverGiveUpRequest>) -> Result<Response<proto::DataserverGiveUpReply>, Status> {
+    async fn give_up(
+        &self,
+        req: Request<proto::DataserverGiveUpRequest>,
+    ) -> Result<Response<proto::DataserverGiveUpReply>, Status> {
         let t = Timer::new(&self.engine, "ds_give_up");
         let r = req.into_inner();
         let res = self
             .engine
-            .write(move |txn| {
-                match txn.state().dataservers.get(&r.id) {
-                    Some(d) if d.alive && d.lease_id == r.lease_id => leave(txn, r.id, false),
-                    _ => Err(WriteError::NotFound(format!("dataserver {} holds no lease {}", r.id, r.lease_id))),
-                }
+            .write(move |txn| match txn.state().dataservers.get(&r.id) {
+                Some(d) if d.alive && d.lease_id == r.lease_id => leave(txn, r.id, false),
+                _ => Err(WriteError::NotFound(format!(
+                    "dataserver {} holds no lease {}",
+                    r.id, r.lease_id
+                ))),
             })
             .await
             .map_err(to_status);
         if res.is_ok() {
             self.engine.shared.ds_leases.lock().remove(&r.id);
         }
-        t.done(res.map(|_| Response::new(proto::DataserverGiveUpReply { epoch: self.engine.epoch() })))
+        t.done(res.map(|_| {
+            Response::new(proto::DataserverGiveUpReply {
+                epoch: self.engine.epoch(),
+            })
+        }))
     }
 }
 
@@ -179,17 +243,31 @@ pub async fn check_leases(engine: Engine) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tick.tick().await;
-        if engine.shared.role.lock().check_writable(Instant::now()).is_err() {
+        if engine
+            .shared
+            .role
+            .lock()
+            .check_writable(Instant::now())
+            .is_err()
+        {
             engine.shared.ds_leases.lock().clear();
             continue;
         }
         let now = Instant::now();
-        let alive: Vec<(u32, u64)> = engine.shared.state.read().live_dataservers().map(|d| (d.id, d.lease_id)).collect();
+        let alive: Vec<(u32, u64)> = engine
+            .shared
+            .state
+            .read()
+            .live_dataservers()
+            .map(|d| (d.id, d.lease_id))
+            .collect();
         let mut expired = Vec::new();
         {
             let mut leases = engine.shared.ds_leases.lock();
             for (id, lease_id) in alive {
-                let e = leases.entry(id).or_insert((lease_id, now + engine.shared.cfg.dataserver_lease));
+                let e = leases
+                    .entry(id)
+                    .or_insert((lease_id, now + engine.shared.cfg.dataserver_lease));
                 if e.1 <= now {
                     expired.push((id, e.0));
                 }
@@ -205,9 +283,15 @@ pub async fn check_leases(engine: Engine) {
             match r {
                 Ok((planned, _)) => {
                     engine.shared.ds_leases.lock().remove(&id);
-                    warn!(dataserver = id, replicate_tasks = planned, "dataserver lease expired: declared dead");
+                    warn!(
+                        dataserver = id,
+                        replicate_tasks = planned,
+                        "dataserver lease expired: declared dead"
+                    );
                 }
-                Err(e) => warn!(dataserver = id, error = %e, "cannot log the expiry of a dataserver lease"),
+                Err(e) => {
+                    warn!(dataserver = id, error = %e, "cannot log the expiry of a dataserver lease")
+                }
             }
         }
     }

@@ -12,7 +12,13 @@ use crate::engine::Engine;
 
 async fn metrics(State(engine): State<Engine>) -> impl IntoResponse {
     super::status::status(&engine); // refreshes the gauges derived from status
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], engine.shared.metrics.encode())
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        engine.shared.metrics.encode(),
+    )
 }
 
 /// Healthy = the engine answers. Role is reported, not judged: a slave is healthy too.
@@ -28,5 +34,8 @@ async fn health(State(engine): State<Engine>) -> impl IntoResponse {
 }
 
 pub fn router(engine: Engine) -> Router {
-    Router::new().route("/metrics", get(metrics)).route("/health", get(health)).with_state(engine)
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .with_state(engine)
 }

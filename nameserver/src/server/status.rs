@@ -12,7 +12,13 @@ pub fn status(engine: &Engine) -> proto::StatusReply {
     let now = Instant::now();
     let (applied, blocks, dss, live, next_id) = {
         let s = sh.state.read();
-        (s.applied_seq, s.blocks.len() as u64, s.dataservers.len() as u64, s.live_dataservers().count() as u64, s.next_block_id)
+        (
+            s.applied_seq,
+            s.blocks.len() as u64,
+            s.dataservers.len() as u64,
+            s.live_dataservers().count() as u64,
+            s.next_block_id,
+        )
     };
     let durable = sh.commit.durable();
     let committed = sh.commit.committed();
@@ -30,7 +36,11 @@ pub fn status(engine: &Engine) -> proto::StatusReply {
         applied_seq: applied,
         durable_seq: durable,
         committed_seq: committed,
-        valid_for_ms: if valid == std::time::Duration::MAX { u64::MAX } else { valid.as_millis() as u64 },
+        valid_for_ms: if valid == std::time::Duration::MAX {
+            u64::MAX
+        } else {
+            valid.as_millis() as u64
+        },
         master_addr: role.master_addr.clone(),
         draining: role.draining,
         writable,
@@ -69,7 +79,13 @@ pub fn peers(engine: &Engine, durable: u64) -> Vec<proto::Peer> {
         .collect();
     for (node, acked) in commit.sync_set() {
         if !out.iter().any(|p| p.node == node) {
-            out.push(proto::Peer { node, acked_seq: acked, lag: durable.saturating_sub(acked), in_sync_set: true, ..Default::default() });
+            out.push(proto::Peer {
+                node,
+                acked_seq: acked,
+                lag: durable.saturating_sub(acked),
+                in_sync_set: true,
+                ..Default::default()
+            });
         }
     }
     out

@@ -29,7 +29,10 @@ pub struct Ack {
 
 impl Ack {
     pub fn line(&self) -> String {
-        let tail = format!("{} {} {} {}", self.epoch, self.seq, self.sent_ms, self.acked_ms);
+        let tail = format!(
+            "{} {} {} {}",
+            self.epoch, self.seq, self.sent_ms, self.acked_ms
+        );
         match self.kind {
             Kind::Create => format!("C {} {tail}\n", self.block),
             Kind::Commit { version } => format!("M {} {version} {tail}\n", self.block),
@@ -39,25 +42,45 @@ impl Ack {
 
     pub fn parse(line: &str) -> Result<Self> {
         let f: Vec<&str> = line.split_whitespace().collect();
-        let num = |i: usize| -> Result<u64> { f.get(i).context("missing field")?.parse::<u64>().with_context(|| format!("field {i} is not a number")) };
+        let num = |i: usize| -> Result<u64> {
+            f.get(i)
+                .context("missing field")?
+                .parse::<u64>()
+                .with_context(|| format!("field {i} is not a number"))
+        };
         let (kind, rest) = match f.first().copied() {
             Some("C") => (Kind::Create, 2),
-            Some("M") => (Kind::Commit { version: u32::try_from(num(2)?)? }, 3),
+            Some("M") => (
+                Kind::Commit {
+                    version: u32::try_from(num(2)?)?,
+                },
+                3,
+            ),
             Some("R") => (Kind::Remove, 2),
             other => bail!("unknown record kind {other:?}"),
         };
         if f.len() != rest + 4 {
             bail!("expected {} fields, found {}", rest + 4, f.len());
         }
-        Ok(Ack { kind, block: num(1)?, epoch: num(rest)?, seq: num(rest + 1)?, sent_ms: num(rest + 2)?, acked_ms: num(rest + 3)? })
+        Ok(Ack {
+            kind,
+            block: num(1)?,
+            epoch: num(rest)?,
+            seq: num(rest + 1)?,
+            sent_ms: num(rest + 2)?,
+            acked_ms: num(rest + 3)?,
+        })
     }
 }
 
 /// Reads a record file; a torn last line (the writer killed mid-line) is ignored, any other bad
 /// line is an error.
 pub fn read(path: &Path) -> Result<Vec<Ack>> {
-    let f = std::fs::File::open(path).with_context(|| format!("cannot open record file {}", path.display()))?;
-    let lines: Vec<String> = std::io::BufReader::new(f).lines().collect::<Result<_, _>>()?;
+    let f = std::fs::File::open(path)
+        .with_context(|| format!("cannot open record file {}", path.display()))?;
+    let lines: Vec<String> = std::io::BufReader::new(f)
+        .lines()
+        .collect::<Result<_, _>>()?;
     let n = lines.len();
     let mut out = Vec::with_capacity(n);
     for (i, l) in lines.iter().enumerate() {
@@ -66,7 +89,9 @@ pub fn read(path: &Path) -> Result<Vec<Ack>> {
         }
         match Ack::parse(l) {
             Ok(a) => out.push(a),
-            Err(_) if i + 1 == n => eprintln!("tfsctl: ignoring a torn last line in {}", path.display()),
+            Err(_) if i + 1 == n => {
+                eprintln!("tfsctl: ignoring a torn last line in {}", path.display())
+            }
             Err(e) => bail!("{}:{}: {e:#}", path.display(), i + 1),
         }
     }
@@ -74,8 +99,17 @@ pub fn read(path: &Path) -> Result<Vec<Ack>> {
 }
 
 /// Appends acknowledgements to the file from a channel, flushing whenever the channel runs dry.
-pub fn spawn_writer(path: &Path) -> Result<(mpsc::UnboundedSender<Ack>, std::thread::JoinHandle<Result<()>>)> {
-    let f = std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("cannot open record file {}", path.display()))?;
+pub fn spawn_writer(
+    path: &Path,
+) -> Result<(
+    mpsc::UnboundedSender<Ack>,
+    std::thread::JoinHandle<Result<()>>,
+)> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open record file {}", path.display()))?;
     let (tx, mut rx) = mpsc::unbounded_channel::<Ack>();
     let h = std::thread::spawn(move || -> Result<()> {
         let mut w = std::io::BufWriter::new(f);
@@ -99,7 +133,14 @@ mod tests {
     #[test]
     fn lines_round_trip() {
         for kind in [Kind::Create, Kind::Commit { version: 7 }, Kind::Remove] {
-            let a = Ack { kind, block: 42, epoch: 3, seq: 99, sent_ms: 1000, acked_ms: 1003 };
+            let a = Ack {
+                kind,
+                block: 42,
+                epoch: 3,
+                seq: 99,
+                sent_ms: 1000,
+                acked_ms: 1003,
+            };
             assert_eq!(Ack::parse(a.line().trim()).unwrap(), a);
         }
         assert!(Ack::parse("X 1 2 3 4 5").is_err());

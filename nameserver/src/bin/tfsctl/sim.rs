@@ -44,7 +44,9 @@ pub fn spawn(addr: &str, a: &SimArgs) -> Result<Sims> {
         let id = a.first_id + i;
         let ch = ep.connect_lazy();
         let a = a.clone();
-        tasks.push(tokio::spawn(async move { one(DataserverClient::new(ch), id, a).await }));
+        tasks.push(tokio::spawn(async move {
+            one(DataserverClient::new(ch), id, a).await
+        }));
     }
     Ok(Sims { tasks })
 }
@@ -56,7 +58,13 @@ async fn one(mut c: DataserverClient<tonic::transport::Channel>, id: u32, a: Sim
     loop {
         match lease {
             None => {
-                let req = proto::DataserverApplyRequest { id, addr: addr.clone(), capacity: a.capacity, used: 0, blocks: vec![] };
+                let req = proto::DataserverApplyRequest {
+                    id,
+                    addr: addr.clone(),
+                    capacity: a.capacity,
+                    used: 0,
+                    blocks: vec![],
+                };
                 match c.apply(req).await {
                     Ok(r) => lease = Some(r.into_inner().lease_id),
                     Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
@@ -64,11 +72,20 @@ async fn one(mut c: DataserverClient<tonic::transport::Channel>, id: u32, a: Sim
             }
             Some(lease_id) => {
                 tokio::time::sleep(a.renew_every).await;
-                let req = proto::DataserverRenewRequest { id, lease_id, used: 0, blocks: vec![], finished: std::mem::take(&mut finished) };
+                let req = proto::DataserverRenewRequest {
+                    id,
+                    lease_id,
+                    used: 0,
+                    blocks: vec![],
+                    finished: std::mem::take(&mut finished),
+                };
                 match c.renew(req.clone()).await {
                     Ok(r) => {
                         for t in r.into_inner().tasks {
-                            finished.push(proto::TaskResult { task_id: t.task_id, success: true });
+                            finished.push(proto::TaskResult {
+                                task_id: t.task_id,
+                                success: true,
+                            });
                         }
                     }
                     Err(s) if s.code() == Code::NotFound => lease = None,
@@ -81,7 +98,12 @@ async fn one(mut c: DataserverClient<tonic::transport::Channel>, id: u32, a: Sim
 
 pub async fn run_until_interrupted(addr: &str, a: SimArgs) -> Result<()> {
     let sims = spawn(addr, &a)?;
-    eprintln!("tfsctl: {} simulated dataservers ({}..={}) leasing from {addr}; Ctrl-C to stop", a.count, a.first_id, a.first_id + a.count - 1);
+    eprintln!(
+        "tfsctl: {} simulated dataservers ({}..={}) leasing from {addr}; Ctrl-C to stop",
+        a.count,
+        a.first_id,
+        a.first_id + a.count - 1
+    );
     tokio::signal::ctrl_c().await?;
     drop(sims);
     Ok(())

@@ -1,0 +1,291 @@
+//! Harness for integration tests: real nameserver processes on 127.0.0.x, killed, frozen and
+//! restarted for real, driven over gRPC and through tfsctl.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tfs_nameserver::proto::{self, admin_client::AdminClient, client_client::ClientClient};
+use tonic::transport::Channel;
+
+pub const NS: &str = env!("CARGO_BIN_EXE_tfs-nameserver");
+pub const CTL: &str = env!("CARGO_BIN_EXE_tfsctl");
+
+/// A free port: the kernel picks it, we release it for the node to bind a moment later.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Node {
+    pub name: String,
+    pub dir: PathBuf,
+    pub client: String,
+    pub repl: String,
+    pub admin: String,
+    pub metrics: String,
+    pub extra: Vec<String>,
+    pub child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Node {
+    pub fn new(name: &str, root: &Path, extra: &[&str]) -> Node {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        Node {
+            name: name.into(),
+            log: root.join(format!("{name}.log")),
+            dir,
+            client: format!("127.0.0.1:{}", free_port()),
+            repl: format!("127.0.0.1:{}", free_port()),
+            admin: format!("127.0.0.1:{}", free_port()),
+            metrics: format!("127.0.0.1:{}", free_port()),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        }
+    }
+
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(NS)
+            .args([
+                "--data-dir",
+                self.dir.join("data").to_str().unwrap(),
+                "--node",
+                &self.name,
+            ])
+            .args([
+                "--listen",
+                &self.client,
+                "--repl-listen",
+                &self.repl,
+                "--admin-listen",
+                &self.admin,
+                "--metrics-listen",
+                &self.metrics,
+            ])
+            .args(&self.extra)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn tfs-nameserver");
+        self.child = Some(child);
+    }
+
+    /// Starts and waits until the client port answers.
+    pub async fn start_ready(&mut self) {
+        self.start();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.try_status().await.is_some() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{} did not start; log:\n{}", self.name, self.log_text());
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} {pid}");
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn channel(addr: &str) -> Channel {
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_timeout(Duration::from_secs(1))
+            .connect_lazy()
+    }
+
+    pub async fn client(&self) -> ClientClient<Channel> {
+        ClientClient::new(Self::channel(&self.client).await)
+    }
+
+    pub async fn try_status(&self) -> Option<proto::StatusReply> {
+        let mut c = self.client().await;
+        tokio::time::timeout(Duration::from_secs(1), c.status(proto::StatusRequest {}))
+            .await
+            .ok()?
+            .ok()
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn status(&self) -> proto::StatusReply {
+        self.try_status()
+            .await
+            .unwrap_or_else(|| panic!("{}: no status", self.name))
+    }
+
+    pub async fn assume(
+        &self,
+        role: proto::Role,
+        epoch: u64,
+        master: &str,
+        valid_for: Duration,
+    ) -> Result<proto::AssumeRoleReply, tonic::Status> {
+        let mut a = AdminClient::new(Self::channel(&self.admin).await);
+        a.assume_role(proto::AssumeRoleRequest {
+            role: role as i32,
+            epoch,
+            master_addr: master.into(),
+            valid_for_ms: valid_for.as_millis() as u64,
+        })
+        .await
+        .map(|r| r.into_inner())
+    }
+
+    pub async fn master(&self, epoch: u64) {
+        self.assume(proto::Role::Master, epoch, "", Duration::from_secs(3600))
+            .await
+            .unwrap();
+    }
+
+    pub async fn slave_of(&self, m: &Node, epoch: u64) {
+        self.assume(
+            proto::Role::Slave,
+            epoch,
+            &m.repl,
+            Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+    }
+
+    /// Polls status until `f` holds.
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        f: impl Fn(&proto::StatusReply) -> bool,
+    ) -> proto::StatusReply {
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        while Instant::now() < deadline {
+            if let Some(s) = self.try_status().await {
+                if f(&s) {
+                    return s;
+                }
+                last = Some(s);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "{}: timed out waiting for {what}; last status {last:?}\nlog:\n{}",
+            self.name,
+            self.log_text()
+        );
+    }
+
+    /// Registers `n` dataservers (ids from 1) with a lease that outlives the test.
+    pub async fn dataservers(&self, n: u32) {
+        let mut d = tfs_nameserver::proto::dataserver_client::DataserverClient::new(
+            Self::channel(&self.client).await,
+        );
+        for id in 1..=n {
+            d.apply(proto::DataserverApplyRequest {
+                id,
+                addr: format!("10.0.0.{id}:3200"),
+                capacity: 1 << 40,
+                used: 0,
+                blocks: vec![],
+            })
+            .await
+            .unwrap();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_ref() {
+            // Never leave a frozen process behind.
+            let _ = Command::new("kill")
+                .args(["-CONT", &c.id().to_string()])
+                .status();
+        }
+        self.kill9();
+    }
+}
+
+/// Runs tfsctl to completion.
+pub fn ctl(args: &[&str]) -> Output {
+    Command::new(CTL)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tfsctl")
+}
+
+/// Starts tfsctl in the background (a load generator).
+pub fn ctl_bg(args: &[&str], log: &Path) -> Child {
+    let f = std::fs::File::create(log).unwrap();
+    Command::new(CTL)
+        .args(args)
+        .stdout(f.try_clone().unwrap())
+        .stderr(f)
+        .spawn()
+        .expect("spawn tfsctl")
+}
+
+pub fn verify(addr: &str, record: &Path) -> (bool, String) {
+    let o = ctl(&[
+        "--addr",
+        addr,
+        "verify",
+        "--record",
+        record.to_str().unwrap(),
+    ]);
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+pub fn lines(p: &Path) -> usize {
+    std::fs::read_to_string(p)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+/// Waits until the record file holds at least `n` acknowledged mutations.
+pub async fn wait_acked(p: &Path, n: usize, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while lines(p) < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} acknowledged after {timeout:?}",
+            lines(p)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
