@@ -3,13 +3,8 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // SAFETY: build scripts are single-threaded; nothing else reads the environment concurrently.
     unsafe { std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?) };
-    tonic_prost_build::configure().compile_protos(
-        &[
-            "proto/tfs/v1/nameserver.proto",
-            "proto/tfs/v1/replication.proto",
-        ],
-        &["proto"],
-    )?;
+    tonic_prost_build::configure()
+        .compile_protos(&["proto/tfs/v1/nameserver.proto", "proto/tfs/v1/replication.proto"], &["proto"])?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }

@@ -33,20 +33,24 @@ stop_pods() {
   for t in $(ctr_ tasks ls -q 2>/dev/null || true); do ctr_ tasks delete -f "$t" >/dev/null 2>&1 || true; done
 }
 
-# Shims and container processes whose containerd is gone: their pids are in the task bundles.
+# Shims and container processes left when containerd is gone (it crashed or was killed): the
+# container processes are found by the init.pid files of the task bundles, their shims as their
+# parents, and any other shim by the address of this cluster's containerd on its command line.
 kill_leftover_shims() {
-  local f pid dir=$STATE/containerd/state/io.containerd.runtime.v2.task
-  [ -d "$dir" ] || return 0
-  for f in "$dir"/*/*/init.pid "$dir"/*/*/shim.pid; do
+  local f pid ppid dir=$STATE/containerd/state/io.containerd.runtime.v2.task victims=()
+  for f in "$dir"/*/*/init.pid; do
     [ -f "$f" ] || continue
     pid=$(cat "$f" 2>/dev/null || true)
     [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || continue
-    case $f in
-      */shim.pid) grep -qF -- "$RUNDIR/containerd.sock" "/proc/$pid/cmdline" || continue ;;
-    esac
-    warn "killing leftover process $pid ($(basename "$f"))"
-    kill -KILL "$pid" 2>/dev/null || true
+    victims+=("$pid")
+    ppid=$(awk '/^PPid:/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
+    [ -n "$ppid" ] && is_shim "$ppid" && victims+=("$ppid")
   done
+  victims+=($(cluster_shims))
+  [ ${#victims[@]} -gt 0 ] || return 0
+  warn "killing leftover shims/containers of this cluster: ${victims[*]}"
+  kill -KILL "${victims[@]}" 2>/dev/null || true
+  sleep 0.5
 }
 
 # Chains created by kube-proxy, the kubelet (KUBE-*) and the CNI plugins (CNI-*).
@@ -94,6 +98,7 @@ main() {
   [ -x "$BIN/kube-proxy" ] && "$BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
   clean_iptables
   clean_netns
+  release_pod_ips
   ip link show "$CNI_BRIDGE" >/dev/null 2>&1 && ip link delete "$CNI_BRIDGE" || true
   unmount_all
 

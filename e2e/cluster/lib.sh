@@ -48,6 +48,12 @@ host_ip() {
 
 # pid file helpers: a component is "running" when its recorded pid is alive and is the binary we started.
 pid_of() { [ -f "$PIDS/$1.pid" ] && cat "$PIDS/$1.pid" || true; }
+# alive NAME: the recorded process exists and is not a zombie (right after a start its command
+# line may still be that of the forking shell, so this does not look at it).
+alive() {
+  local pid st; pid=$(pid_of "$1")
+  [ -n "$pid" ] && st=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) && [ -n "$st" ] && [ "$st" != Z ]
+}
 is_running() {
   local pid; pid=$(pid_of "$1")
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && [ -r "/proc/$pid/cmdline" ] &&
@@ -93,4 +99,21 @@ clean_netns() {
     [ -z "$(ip netns pids "$(basename "$ns")" 2>/dev/null)" ] || continue
     ip netns delete "$(basename "$ns")" 2>/dev/null || { umount "$ns" 2>/dev/null; rm -f "$ns"; } || true
   done
+}
+
+# containerd shims of this cluster (their command line names this cluster's containerd socket).
+is_shim() {
+  [ -r "/proc/$1/cmdline" ] && grep -qF -- "containerd-shim" "/proc/$1/cmdline" 2>/dev/null &&
+    grep -qF -- "$RUNDIR/containerd.sock" "/proc/$1/cmdline" 2>/dev/null
+}
+cluster_shims() {
+  local f
+  for f in /proc/[0-9]*; do is_shim "${f#/proc/}" && echo "${f#/proc/}"; done
+  return 0
+}
+
+# With no pod left running, release every pod address: host-local IPAM keeps one file per
+# address, and pods killed without a CNI DEL would leak theirs.
+release_pod_ips() {
+  find "$STATE/cni/networks" -mindepth 2 -maxdepth 2 -type f ! -name lock -delete 2>/dev/null || true
 }

@@ -43,7 +43,7 @@ await() {
   local name=$1 match=$2 timeout=$3 what=$4; shift 4
   local end=$(( $(date +%s) + timeout ))
   until "$@" >/dev/null 2>&1; do
-    if ! is_running "$name" "$match"; then
+    if ! alive "$name"; then
       tail -25 "$LOGS/$name.log" >&2 || true
       die "$name exited while waiting for $what (log: $LOGS/$name.log)"
     fi
@@ -149,8 +149,12 @@ main() {
     --authorization-kubeconfig="$CFG/scheduler.kubeconfig" \
     --bind-address=127.0.0.1 --leader-elect=false --v=1 && started=1
 
-  # pod network namespaces of an earlier cluster whose processes were killed from outside
-  is_running containerd "$CFG/containerd.toml" || clean_netns
+  # Leftovers of a cluster whose processes were killed from outside: network namespaces and pod
+  # addresses (only when no pod of it survives).
+  if ! is_running containerd "$CFG/containerd.toml" && [ -z "$(cluster_shims)" ]; then
+    clean_netns
+    release_pod_ips
+  fi
   start containerd "$CFG/containerd.toml" /usr/bin/containerd --config "$CFG/containerd.toml" && started=1
   await containerd "$CFG/containerd.toml" 60 "containerd" \
     ctr --address "$RUNDIR/containerd.sock" version

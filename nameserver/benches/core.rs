@@ -10,10 +10,7 @@ use tfs_nameserver::proto;
 use tfs_nameserver::state::State;
 
 fn create(id: u64) -> Mutation {
-    Mutation::BlockCreate(proto::BlockCreate {
-        block_id: id,
-        dataservers: vec![1, 2],
-    })
+    Mutation::BlockCreate(proto::BlockCreate { block_id: id, dataservers: vec![1, 2] })
 }
 
 fn encoded(n: u64) -> Vec<u8> {
@@ -22,14 +19,7 @@ fn encoded(n: u64) -> Vec<u8> {
     for seq in 1..=n {
         payload.clear();
         create(seq).encode_payload(&mut payload);
-        record::encode(
-            &mut out,
-            RecordType::BlockCreate,
-            1,
-            seq,
-            1_700_000_000_000,
-            &payload,
-        );
+        record::encode(&mut out, RecordType::BlockCreate, 1, seq, 1_700_000_000_000, &payload);
     }
     out
 }
@@ -70,14 +60,7 @@ fn replay(c: &mut Criterion) {
                     lease_id: 1,
                 });
                 s.apply(
-                    &record::Header {
-                        rtype: RecordType::DataserverJoin,
-                        epoch: 1,
-                        seq: 1,
-                        time_ms: 0,
-                        len: 0,
-                        crc: 0,
-                    },
+                    &record::Header { rtype: RecordType::DataserverJoin, epoch: 1, seq: 1, time_ms: 0, len: 0, crc: 0 },
                     &j,
                 )
                 .unwrap();
@@ -105,33 +88,18 @@ fn oplog(c: &mut Criterion) {
     let batch = encoded(256);
     for fsync in [false, true] {
         g.throughput(Throughput::Elements(256));
-        g.bench_function(
-            if fsync {
-                "append_256_fdatasync"
-            } else {
-                "append_256_nosync"
-            },
-            |b| {
-                let dir = tempfile::tempdir().unwrap();
-                let (mut log, _) = Oplog::open(
-                    dir.path(),
-                    OplogOptions {
-                        segment_bytes: 256 << 20,
-                        fsync,
-                    },
-                    0,
-                    |_| Ok(()),
-                )
-                .unwrap();
-                let mut seq = 0u64;
-                b.iter(|| {
-                    // Re-stamping seqs is not needed for the cost; the log trusts the caller's range.
-                    log.append(&batch, seq + 1, seq + 256, 1).unwrap();
-                    log.sync().unwrap();
-                    seq += 256;
-                })
-            },
-        );
+        g.bench_function(if fsync { "append_256_fdatasync" } else { "append_256_nosync" }, |b| {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut log, _) =
+                Oplog::open(dir.path(), OplogOptions { segment_bytes: 256 << 20, fsync }, 0, |_| Ok(())).unwrap();
+            let mut seq = 0u64;
+            b.iter(|| {
+                // Re-stamping seqs is not needed for the cost; the log trusts the caller's range.
+                log.append(&batch, seq + 1, seq + 256, 1).unwrap();
+                log.sync().unwrap();
+                seq += 256;
+            })
+        });
     }
     g.finish();
 }
@@ -139,8 +107,7 @@ fn oplog(c: &mut Criterion) {
 fn checkpoint(c: &mut Criterion) {
     let mut s = State::new();
     for id in 1..=100_000u64 {
-        s.blocks
-            .insert(id, tfs_nameserver::state::BlockMeta::new(&[1, 2]).unwrap());
+        s.blocks.insert(id, tfs_nameserver::state::BlockMeta::new(&[1, 2]).unwrap());
     }
     let mut g = c.benchmark_group("checkpoint");
     g.sample_size(10);
@@ -155,12 +122,7 @@ fn checkpoint(c: &mut Criterion) {
     let mut buf = Vec::new();
     Snapshot::of(&s).write_to(&mut buf).unwrap();
     g.bench_function("snapshot_decode_100k", |b| {
-        b.iter(|| {
-            Snapshot::read_from(&mut &buf[..])
-                .unwrap()
-                .into_state()
-                .unwrap()
-        })
+        b.iter(|| Snapshot::read_from(&mut &buf[..]).unwrap().into_state().unwrap())
     });
     g.finish();
 }

@@ -61,10 +61,7 @@ impl Snapshot {
                 epochs: state
                     .epochs
                     .iter()
-                    .map(|e| proto::EpochMark {
-                        epoch: e.epoch,
-                        start_seq: e.start_seq,
-                    })
+                    .map(|e| proto::EpochMark { epoch: e.epoch, start_seq: e.start_seq })
                     .collect(),
             },
             blocks: state.blocks.iter().map(|(k, v)| (*k, *v)).collect(),
@@ -102,14 +99,7 @@ impl Snapshot {
             next_lease_id: m.next_lease_id,
             applied_seq: m.seq,
             epoch: m.epoch,
-            epochs: m
-                .epochs
-                .iter()
-                .map(|e| EpochMark {
-                    epoch: e.epoch,
-                    start_seq: e.start_seq,
-                })
-                .collect(),
+            epochs: m.epochs.iter().map(|e| EpochMark { epoch: e.epoch, start_seq: e.start_seq }).collect(),
             ..State::new()
         };
         s.blocks = self.blocks.into_iter().collect();
@@ -132,13 +122,7 @@ impl Snapshot {
             let kind = t.kind();
             s.tasks.insert(
                 t.task_id,
-                Task {
-                    id: t.task_id,
-                    kind,
-                    block_id: t.block_id,
-                    source: t.source,
-                    target: t.target,
-                },
+                Task { id: t.task_id, kind, block_id: t.block_id, source: t.source, target: t.target },
             );
         }
         Ok(s)
@@ -158,12 +142,7 @@ impl Snapshot {
         self.meta.encode(&mut buf).expect("vec");
         write_frame(w, &buf)?;
         let mut first = true;
-        for chunk in self
-            .blocks
-            .chunks(BLOCKS_PER_CHUNK)
-            .map(Some)
-            .chain(self.blocks.is_empty().then_some(None))
-        {
+        for chunk in self.blocks.chunks(BLOCKS_PER_CHUNK).map(Some).chain(self.blocks.is_empty().then_some(None)) {
             let mut c = proto::SnapshotChunk::default();
             if first {
                 c.dataservers = self.dataservers.clone();
@@ -192,14 +171,11 @@ impl Snapshot {
     /// Reads and checks a whole snapshot.
     pub fn read_from(r: &mut impl Read) -> Result<Self, CheckpointError> {
         let mut h = [0u8; HEADER_LEN];
-        r.read_exact(&mut h)
-            .map_err(|e| CheckpointError::Header(e.to_string()))?;
+        r.read_exact(&mut h).map_err(|e| CheckpointError::Header(e.to_string()))?;
         let magic = u32::from_le_bytes(h[0..4].try_into().expect("4"));
         let version = u16::from_le_bytes(h[4..6].try_into().expect("2"));
         if magic != MAGIC || version != VERSION {
-            return Err(CheckpointError::Header(format!(
-                "magic {magic:#010x} version {version}"
-            )));
+            return Err(CheckpointError::Header(format!("magic {magic:#010x} version {version}")));
         }
         let seq = u64::from_le_bytes(h[8..16].try_into().expect("8"));
         let mut snap = Snapshot::default();
@@ -214,24 +190,18 @@ impl Snapshot {
                 break;
             }
             if index == 0 {
-                snap.meta =
-                    proto::SnapshotMeta::decode(&buf[..]).map_err(|e| frame_err(e.to_string()))?;
+                snap.meta = proto::SnapshotMeta::decode(&buf[..]).map_err(|e| frame_err(e.to_string()))?;
                 if snap.meta.seq != seq {
-                    return Err(frame_err(format!(
-                        "meta seq {} != header seq {seq}",
-                        snap.meta.seq
-                    )));
+                    return Err(frame_err(format!("meta seq {} != header seq {seq}", snap.meta.seq)));
                 }
-                snap.blocks
-                    .reserve(snap.meta.block_count.min(1 << 28) as usize);
+                snap.blocks.reserve(snap.meta.block_count.min(1 << 28) as usize);
                 continue;
             }
             let c = proto::SnapshotChunk::decode(&buf[..]).map_err(|e| frame_err(e.to_string()))?;
             snap.dataservers.extend(c.dataservers);
             snap.tasks.extend(c.tasks);
             for b in c.blocks {
-                let mut meta = BlockMeta::new(&b.dataservers)
-                    .map_err(|e| frame_err(format!("block {}: {e}", b.id)))?;
+                let mut meta = BlockMeta::new(&b.dataservers).map_err(|e| frame_err(format!("block {}: {e}", b.id)))?;
                 meta.want = b.want.min(u8::MAX as u32) as u8;
                 meta.version = b.version;
                 meta.size = b.size;
@@ -244,18 +214,11 @@ impl Snapshot {
         if snap.blocks.len() as u64 != snap.meta.block_count {
             return Err(CheckpointError::Frame {
                 index: 0,
-                reason: format!(
-                    "{} blocks read, meta says {}",
-                    snap.blocks.len(),
-                    snap.meta.block_count
-                ),
+                reason: format!("{} blocks read, meta says {}", snap.blocks.len(), snap.meta.block_count),
             });
         }
         if !snap.blocks.windows(2).all(|w| w[0].0 < w[1].0) {
-            return Err(CheckpointError::Frame {
-                index: 0,
-                reason: "block ids not strictly increasing".into(),
-            });
+            return Err(CheckpointError::Frame { index: 0, reason: "block ids not strictly increasing".into() });
         }
         Ok(snap)
     }
@@ -270,27 +233,20 @@ fn write_frame(w: &mut impl Write, payload: &[u8]) -> io::Result<()> {
 /// Reads one frame into `buf`; returns its length (0 = the end frame).
 fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> Result<usize, String> {
     let mut h = [0u8; 8];
-    r.read_exact(&mut h)
-        .map_err(|e| format!("frame header: {e}"))?;
+    r.read_exact(&mut h).map_err(|e| format!("frame header: {e}"))?;
     let len = u32::from_le_bytes(h[0..4].try_into().expect("4"));
     let crc = u32::from_le_bytes(h[4..8].try_into().expect("4"));
     if len > MAX_FRAME {
         return Err(format!("frame length {len} exceeds {MAX_FRAME}"));
     }
     if len == 0 {
-        return if crc == 0 {
-            Ok(0)
-        } else {
-            Err("bad end frame".into())
-        };
+        return if crc == 0 { Ok(0) } else { Err("bad end frame".into()) };
     }
     buf.resize(len as usize, 0);
     r.read_exact(buf).map_err(|e| format!("frame body: {e}"))?;
     let computed = crc32c::crc32c(buf);
     if computed != crc {
-        return Err(format!(
-            "crc mismatch: stored {crc:#010x}, computed {computed:#010x}"
-        ));
+        return Err(format!("crc mismatch: stored {crc:#010x}, computed {computed:#010x}"));
     }
     Ok(len as usize)
 }
@@ -309,10 +265,8 @@ pub fn list(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
         let e = e?;
         let name = e.file_name();
         let Some(name) = name.to_str() else { continue };
-        if let Some(seq) = name
-            .strip_prefix("checkpoint-")
-            .and_then(|s| s.strip_suffix(".ckpt"))
-            .and_then(|s| s.parse().ok())
+        if let Some(seq) =
+            name.strip_prefix("checkpoint-").and_then(|s| s.strip_suffix(".ckpt")).and_then(|s| s.parse().ok())
         {
             out.push((seq, e.path()));
         }

@@ -45,25 +45,12 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("tfs_nameserver");
         let requests = Family::<OpLabels, Counter>::default();
-        registry.register(
-            "requests",
-            "gRPC requests by method and status code",
-            requests.clone(),
-        );
-        let latency = Family::<OpName, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.0001, 2.0, 18))
-        });
-        registry.register(
-            "request_seconds",
-            "gRPC request latency by method",
-            latency.clone(),
-        );
+        registry.register("requests", "gRPC requests by method and status code", requests.clone());
+        let latency =
+            Family::<OpName, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.0001, 2.0, 18)));
+        registry.register("request_seconds", "gRPC request latency by method", latency.clone());
         let fsync_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
-        registry.register(
-            "oplog_fsync_seconds",
-            "time of one oplog append + fdatasync",
-            fsync_seconds.clone(),
-        );
+        registry.register("oplog_fsync_seconds", "time of one oplog append + fdatasync", fsync_seconds.clone());
         let batch_records = Histogram::new(exponential_buckets(1.0, 2.0, 14));
         registry.register(
             "oplog_batch_records",
@@ -71,45 +58,21 @@ impl Metrics {
             batch_records.clone(),
         );
         let batch_requests = Histogram::new(exponential_buckets(1.0, 2.0, 14));
-        registry.register(
-            "oplog_batch_requests",
-            "requests served by one fdatasync",
-            batch_requests.clone(),
-        );
+        registry.register("oplog_batch_requests", "requests served by one fdatasync", batch_requests.clone());
         let last_seq = Gauge::default();
-        registry.register(
-            "oplog_last_seq",
-            "seq of the last record appended",
-            last_seq.clone(),
-        );
+        registry.register("oplog_last_seq", "seq of the last record appended", last_seq.clone());
         let durable_seq = Gauge::default();
-        registry.register(
-            "oplog_durable_seq",
-            "highest seq durable on this node",
-            durable_seq.clone(),
-        );
+        registry.register("oplog_durable_seq", "highest seq durable on this node", durable_seq.clone());
         let committed_seq = Gauge::default();
-        registry.register(
-            "oplog_committed_seq",
-            "highest committed seq",
-            committed_seq.clone(),
-        );
+        registry.register("oplog_committed_seq", "highest committed seq", committed_seq.clone());
         let epoch = Gauge::default();
         registry.register("epoch", "epoch of this node's role", epoch.clone());
         let is_master = Gauge::default();
-        registry.register(
-            "is_master",
-            "1 when this node accepts writes",
-            is_master.clone(),
-        );
+        registry.register("is_master", "1 when this node accepts writes", is_master.clone());
         let blocks = Gauge::default();
         registry.register("blocks", "blocks in the state", blocks.clone());
         let recovery_seconds = Gauge::<f64, AtomicU64>::default();
-        registry.register(
-            "recovery_seconds",
-            "time taken to recover the state at start",
-            recovery_seconds.clone(),
-        );
+        registry.register("recovery_seconds", "time taken to recover the state at start", recovery_seconds.clone());
         Metrics {
             registry,
             requests,
@@ -129,8 +92,7 @@ impl Metrics {
 
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
 }

@@ -43,9 +43,7 @@ pub struct RoleState {
 pub enum NotWritable {
     #[error("this nameserver is a slave; the master is {master}")]
     Slave { master: String },
-    #[error(
-        "this nameserver's mastership lapsed (epoch {epoch}); it fenced itself until told its role again"
-    )]
+    #[error("this nameserver's mastership lapsed (epoch {epoch}); it fenced itself until told its role again")]
     Lapsed { epoch: u64 },
     #[error("this nameserver is draining for a switchover")]
     Draining,
@@ -53,23 +51,11 @@ pub enum NotWritable {
 
 impl RoleState {
     pub fn slave_unknown_master() -> Self {
-        RoleState {
-            role: Role::Slave,
-            epoch: 0,
-            valid_until: None,
-            master_addr: String::new(),
-            draining: false,
-        }
+        RoleState { role: Role::Slave, epoch: 0, valid_until: None, master_addr: String::new(), draining: false }
     }
 
     pub fn standalone() -> Self {
-        RoleState {
-            role: Role::Standalone,
-            epoch: 1,
-            valid_until: None,
-            master_addr: String::new(),
-            draining: false,
-        }
+        RoleState { role: Role::Standalone, epoch: 1, valid_until: None, master_addr: String::new(), draining: false }
     }
 
     pub fn is_master(&self) -> bool {
@@ -80,11 +66,7 @@ impl RoleState {
     pub fn check_writable(&self, now: Instant) -> Result<(), NotWritable> {
         match self.role {
             Role::Slave => Err(NotWritable::Slave {
-                master: if self.master_addr.is_empty() {
-                    "unknown".into()
-                } else {
-                    self.master_addr.clone()
-                },
+                master: if self.master_addr.is_empty() { "unknown".into() } else { self.master_addr.clone() },
             }),
             _ if self.draining => Err(NotWritable::Draining),
             Role::Standalone => Ok(()),
@@ -121,19 +103,13 @@ mod tests {
         };
         assert!(r.check_writable(t0).is_ok());
         assert!(r.check_writable(t0 + Duration::from_millis(99)).is_ok());
-        assert_eq!(
-            r.check_writable(t0 + Duration::from_millis(100)),
-            Err(NotWritable::Lapsed { epoch: 3 })
-        );
+        assert_eq!(r.check_writable(t0 + Duration::from_millis(100)), Err(NotWritable::Lapsed { epoch: 3 }));
     }
 
     #[test]
     fn slave_and_draining_refuse_writes() {
         let mut r = RoleState::slave_unknown_master();
-        assert!(matches!(
-            r.check_writable(Instant::now()),
-            Err(NotWritable::Slave { .. })
-        ));
+        assert!(matches!(r.check_writable(Instant::now()), Err(NotWritable::Slave { .. })));
         r = RoleState::standalone();
         assert!(r.check_writable(Instant::now()).is_ok());
         r.draining = true;

@@ -22,10 +22,7 @@ async fn pair(root: &std::path::Path) -> (Node, Node) {
     a.master(1).await;
     b.slave_of(&a, 1).await;
     a.dataservers(3).await;
-    a.wait_for("b in the sync set", Duration::from_secs(10), |s| {
-        s.sync_set.contains(&"b".to_string())
-    })
-    .await;
+    a.wait_for("b in the sync set", Duration::from_secs(10), |s| s.sync_set.contains(&"b".to_string())).await;
     (a, b)
 }
 
@@ -33,13 +30,7 @@ async fn create_blocks(n: &Node, batches: u32, per: u32) -> Vec<u64> {
     let mut c = n.client().await;
     let mut ids = Vec::new();
     for _ in 0..batches {
-        let r = c
-            .batch_create_blocks(proto::BatchCreateBlocksRequest {
-                count: per,
-                replicas: 2,
-            })
-            .await
-            .unwrap();
+        let r = c.batch_create_blocks(proto::BatchCreateBlocksRequest { count: per, replicas: 2 }).await.unwrap();
         ids.extend(r.into_inner().blocks.iter().map(|b| b.id));
     }
     ids
@@ -50,14 +41,7 @@ async fn all_blocks(n: &Node) -> Vec<proto::Block> {
     let mut out = Vec::new();
     let mut after = 0;
     loop {
-        let r = c
-            .list_blocks(proto::ListBlocksRequest {
-                after,
-                limit: 10_000,
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let r = c.list_blocks(proto::ListBlocksRequest { after, limit: 10_000 }).await.unwrap().into_inner();
         out.extend(r.blocks);
         if !r.more {
             return out;
@@ -68,15 +52,8 @@ async fn all_blocks(n: &Node) -> Vec<proto::Block> {
 
 async fn same_state(a: &Node, b: &Node) {
     let sa = a.status().await;
-    b.wait_for("caught up", Duration::from_secs(30), |s| {
-        s.applied_seq == sa.applied_seq
-    })
-    .await;
-    assert_eq!(
-        all_blocks(a).await,
-        all_blocks(b).await,
-        "slave state differs from the master's"
-    );
+    b.wait_for("caught up", Duration::from_secs(30), |s| s.applied_seq == sa.applied_seq).await;
+    assert_eq!(all_blocks(a).await, all_blocks(b).await, "slave state differs from the master's");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -119,10 +96,7 @@ async fn failover_after_kill9_loses_nothing_and_never_reuses_an_id() {
         .unwrap();
     b.dataservers(3).await;
     let fresh = create_blocks(&b, 5, 20).await;
-    assert!(
-        fresh.iter().all(|id| *id > max_old),
-        "a promoted slave reused an id: max old {max_old}, new {fresh:?}"
-    );
+    assert!(fresh.iter().all(|id| *id > max_old), "a promoted slave reused an id: max old {max_old}, new {fresh:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -133,10 +107,7 @@ async fn old_master_rejoins_by_snapshot_after_divergence_then_by_stream() {
     same_state(&a, &b).await;
     // B freezes; A drops it from the sync set and goes on alone: A now holds records B lacks.
     b.signal("STOP");
-    a.wait_for("b out of the sync set", Duration::from_secs(10), |s| {
-        s.sync_set.is_empty()
-    })
-    .await;
+    a.wait_for("b out of the sync set", Duration::from_secs(10), |s| s.sync_set.is_empty()).await;
     create_blocks(&a, 5, 100).await;
     a.kill9();
     b.signal("CONT");
@@ -144,21 +115,12 @@ async fn old_master_rejoins_by_snapshot_after_divergence_then_by_stream() {
     b.dataservers(3).await;
     create_blocks(&b, 10, 300).await; // B checkpoints and removes the segments A would need
     let sb = b.status().await;
-    assert!(
-        sb.first_log_seq > 1,
-        "expected B to have truncated its log, status {sb:?}"
-    );
+    assert!(sb.first_log_seq > 1, "expected B to have truncated its log, status {sb:?}");
     a.start_ready().await;
     a.slave_of(&b, 2).await;
     same_state(&b, &a).await;
-    assert!(
-        a.log_text().contains("snapshot installed"),
-        "A must have been resynchronised by a snapshot"
-    );
-    b.wait_for("a in the sync set", Duration::from_secs(10), |s| {
-        s.sync_set.contains(&"a".to_string())
-    })
-    .await;
+    assert!(a.log_text().contains("snapshot installed"), "A must have been resynchronised by a snapshot");
+    b.wait_for("a in the sync set", Duration::from_secs(10), |s| s.sync_set.contains(&"a".to_string())).await;
     // A second rejoin, on the same history: a plain stream, no snapshot.
     a.kill9();
     create_blocks(&b, 3, 100).await;
@@ -181,16 +143,9 @@ async fn lapsed_master_refuses_writes_within_100ms_and_lower_epochs_are_refused(
     a.start_ready().await;
     b.start_ready().await;
     // A slave that knows no master refuses writes.
-    let e = a
-        .client()
-        .await
-        .create_block(proto::CreateBlockRequest { replicas: 1 })
-        .await
-        .unwrap_err();
+    let e = a.client().await.create_block(proto::CreateBlockRequest { replicas: 1 }).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::FailedPrecondition);
-    a.assume(proto::Role::Master, 1, "", Duration::from_secs(60))
-        .await
-        .unwrap();
+    a.assume(proto::Role::Master, 1, "", Duration::from_secs(60)).await.unwrap();
     a.dataservers(1).await;
     let valid = Duration::from_millis(700);
     a.assume(proto::Role::Master, 1, "", valid).await.unwrap();
@@ -198,52 +153,29 @@ async fn lapsed_master_refuses_writes_within_100ms_and_lower_epochs_are_refused(
     let mut c = a.client().await;
     let refused_at = loop {
         let sent = Instant::now();
-        match c
-            .create_block(proto::CreateBlockRequest { replicas: 1 })
-            .await
-        {
+        match c.create_block(proto::CreateBlockRequest { replicas: 1 }).await {
             Ok(_) => assert!(sent < deadline, "a write was accepted after the deadline"),
             Err(e) => {
                 assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
                 break Instant::now();
             }
         }
-        assert!(
-            Instant::now() < deadline + Duration::from_secs(2),
-            "never fenced"
-        );
+        assert!(Instant::now() < deadline + Duration::from_secs(2), "never fenced");
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     let late = refused_at.saturating_duration_since(deadline);
-    assert!(
-        late < Duration::from_millis(100),
-        "refused {late:?} after the deadline"
-    );
+    assert!(late < Duration::from_millis(100), "refused {late:?} after the deadline");
     println!("fenced {late:?} after the validity deadline");
     // Epochs only move forward.
-    a.assume(proto::Role::Master, 3, "", Duration::from_secs(60))
-        .await
-        .unwrap();
-    assert!(
-        a.assume(proto::Role::Master, 2, "", Duration::from_secs(60))
-            .await
-            .is_err()
-    );
-    assert!(
-        a.assume(proto::Role::Slave, 2, &b.repl, Duration::from_secs(60))
-            .await
-            .is_err()
-    );
+    a.assume(proto::Role::Master, 3, "", Duration::from_secs(60)).await.unwrap();
+    assert!(a.assume(proto::Role::Master, 2, "", Duration::from_secs(60)).await.is_err());
+    assert!(a.assume(proto::Role::Slave, 2, &b.repl, Duration::from_secs(60)).await.is_err());
     // A slave of a lower epoch is refused at LOGIN and gets nothing.
     b.slave_of(&a, 2).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(a.status().await.peers.is_empty());
     assert_eq!(b.status().await.applied_seq, 0);
-    assert!(
-        b.log_text().contains("is not the master's epoch 3"),
-        "{}",
-        b.log_text()
-    );
+    assert!(b.log_text().contains("is not the master's epoch 3"), "{}", b.log_text());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -270,19 +202,13 @@ async fn frozen_slave_leaves_the_sync_set_and_rejoins_after_catching_up() {
     wait_acked(&rec, 1000, Duration::from_secs(30)).await;
     b.signal("STOP");
     let t = Instant::now();
-    a.wait_for("b out of the sync set", Duration::from_secs(10), |s| {
-        s.sync_set.is_empty()
-    })
-    .await;
+    a.wait_for("b out of the sync set", Duration::from_secs(10), |s| s.sync_set.is_empty()).await;
     println!("frozen slave left the sync set after {:?}", t.elapsed());
     let n = lines(&rec);
     wait_acked(&rec, n + 2000, Duration::from_secs(10)).await; // the master goes on without it
     b.signal("CONT");
-    let st = a
-        .wait_for("b back in the sync set", Duration::from_secs(30), |s| {
-            s.sync_set.contains(&"b".to_string())
-        })
-        .await;
+    let st =
+        a.wait_for("b back in the sync set", Duration::from_secs(30), |s| s.sync_set.contains(&"b".to_string())).await;
     assert!(st.peers.iter().any(|p| p.node == "b" && p.in_sync_set));
     let _ = load.kill();
     let _ = load.wait();
@@ -308,9 +234,7 @@ async fn proxy(upstream: String, listener: TcpListener) {
         let (down, _) = listener.accept().await.unwrap();
         let up = TcpStream::connect(&upstream).await.unwrap();
         let n = conns.fetch_add(1, Ordering::SeqCst);
-        let damage = [Damage::FrameBit, Damage::RecordBit, Damage::Swap]
-            .get(n)
-            .copied();
+        let damage = [Damage::FrameBit, Damage::RecordBit, Damage::Swap].get(n).copied();
         tokio::spawn(async move {
             let (mut dr, mut dw) = down.into_split();
             let (mut ur, mut uw) = up.into_split();
@@ -375,15 +299,11 @@ async fn damaged_and_reordered_frames_are_detected_and_never_applied() {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let via = l.local_addr().unwrap().to_string();
     tokio::spawn(proxy(a.repl.clone(), l));
-    b.assume(proto::Role::Slave, 1, &via, Duration::from_secs(3600))
-        .await
-        .unwrap();
+    b.assume(proto::Role::Slave, 1, &via, Duration::from_secs(3600)).await.unwrap();
     // Each damaged connection ends in a fresh LOGIN through the proxy, which damages the next one
     // differently, until all three kinds were seen.
     let seen = |log: &str| {
-        log.contains("frame crc mismatch")
-            && log.contains("crc mismatch: stored")
-            && log.contains("was expected")
+        log.contains("frame crc mismatch") && log.contains("crc mismatch: stored") && log.contains("was expected")
     };
     for _ in 0..40 {
         create_blocks(&a, 2, 5).await;
@@ -394,21 +314,9 @@ async fn damaged_and_reordered_frames_are_detected_and_never_applied() {
     }
     same_state(&a, &b).await;
     let log = b.log_text();
-    assert!(
-        log.contains("frame crc mismatch"),
-        "{log}\nmaster:\n{}",
-        a.log_text()
-    );
-    assert!(
-        log.contains("crc mismatch: stored"),
-        "record crc damage not reported:\n{log}\nmaster:\n{}",
-        a.log_text()
-    );
-    assert!(
-        log.contains("was expected"),
-        "reordering not reported:\n{log}\nmaster:\n{}",
-        a.log_text()
-    );
+    assert!(log.contains("frame crc mismatch"), "{log}\nmaster:\n{}", a.log_text());
+    assert!(log.contains("crc mismatch: stored"), "record crc damage not reported:\n{log}\nmaster:\n{}", a.log_text());
+    assert!(log.contains("was expected"), "reordering not reported:\n{log}\nmaster:\n{}", a.log_text());
     // What B made durable reopens cleanly and equals the master.
     b.kill9();
     b.start_ready().await;

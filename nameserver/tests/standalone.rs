@@ -39,11 +39,7 @@ async fn kill9_mid_load_loses_nothing_acknowledged() {
     let acked_before_restart = lines(&rec);
     a.start_ready().await;
     let st = load.wait().unwrap();
-    assert!(
-        st.success(),
-        "bench failed: {}",
-        std::fs::read_to_string(root.path().join("bench.log")).unwrap()
-    );
+    assert!(st.success(), "bench failed: {}", std::fs::read_to_string(root.path().join("bench.log")).unwrap());
     assert!(lines(&rec) >= acked_before_restart);
     let (ok, out) = verify(&a.client, &rec);
     assert!(ok, "{out}");
@@ -55,11 +51,7 @@ async fn kill9_mid_load_loses_nothing_acknowledged() {
         .filter_map(|l| l.split(' ').nth(1)?.parse::<u64>().ok())
         .max()
         .unwrap();
-    let r = a
-        .client()
-        .await
-        .create_block(proto::CreateBlockRequest { replicas: 1 })
-        .await;
+    let r = a.client().await.create_block(proto::CreateBlockRequest { replicas: 1 }).await;
     // Dataservers were simulated by the bench, which has stopped: their leases may have lapsed.
     if let Ok(r) = r {
         assert!(r.into_inner().block.unwrap().id > max_acked);
@@ -70,34 +62,18 @@ async fn kill9_mid_load_loses_nothing_acknowledged() {
 #[tokio::test(flavor = "multi_thread")]
 async fn corruption_in_the_middle_stops_the_start_naming_file_offset_and_seq() {
     let root = tempfile::tempdir().unwrap();
-    let mut a = Node::new(
-        "a",
-        root.path(),
-        &["--standalone", "--segment-bytes", "8192"],
-    );
+    let mut a = Node::new("a", root.path(), &["--standalone", "--segment-bytes", "8192"]);
     a.start_ready().await;
     a.dataservers(2).await;
     let mut c = a.client().await;
     for _ in 0..20 {
-        c.batch_create_blocks(proto::BatchCreateBlocksRequest {
-            count: 50,
-            replicas: 2,
-        })
-        .await
-        .unwrap();
+        c.batch_create_blocks(proto::BatchCreateBlocksRequest { count: 50, replicas: 2 }).await.unwrap();
     }
     a.kill9();
     let oplog = a.dir.join("data/oplog");
-    let mut segs: Vec<_> = std::fs::read_dir(&oplog)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut segs: Vec<_> = std::fs::read_dir(&oplog).unwrap().map(|e| e.unwrap().path()).collect();
     segs.sort();
-    assert!(
-        segs.len() >= 3,
-        "expected several segments, got {}",
-        segs.len()
-    );
+    assert!(segs.len() >= 3, "expected several segments, got {}", segs.len());
     let victim = &segs[1];
     let mut bytes = std::fs::read(victim).unwrap();
     bytes[100] ^= 0x20;
@@ -119,51 +95,23 @@ async fn bad_requests_get_clear_errors() {
     let mut a = Node::new("a", root.path(), &["--standalone"]);
     a.start_ready().await;
     let mut c = a.client().await;
-    let e = c
-        .get_block(proto::GetBlockRequest { block_id: 12345 })
-        .await
-        .unwrap_err();
+    let e = c.get_block(proto::GetBlockRequest { block_id: 12345 }).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound);
-    let e = c
-        .create_block(proto::CreateBlockRequest { replicas: 2 })
-        .await
-        .unwrap_err();
+    let e = c.create_block(proto::CreateBlockRequest { replicas: 2 }).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unavailable);
     assert!(e.message().contains("live dataservers"), "{}", e.message());
-    let e = c
-        .create_block(proto::CreateBlockRequest { replicas: 99 })
-        .await
-        .unwrap_err();
+    let e = c.create_block(proto::CreateBlockRequest { replicas: 99 }).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
-    let e = c
-        .batch_create_blocks(proto::BatchCreateBlocksRequest {
-            count: 1_000_000,
-            replicas: 1,
-        })
-        .await
-        .unwrap_err();
+    let e = c.batch_create_blocks(proto::BatchCreateBlocksRequest { count: 1_000_000, replicas: 1 }).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
-    let e = c
-        .list_blocks(proto::ListBlocksRequest {
-            after: 0,
-            limit: u32::MAX,
-        })
-        .await
-        .unwrap_err();
+    let e = c.list_blocks(proto::ListBlocksRequest { after: 0, limit: u32::MAX }).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     let o = ctl(&["--addr", "not-an-address", "status"]);
     assert!(!o.status.success());
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("host:port"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("host:port"), "{}", String::from_utf8_lossy(&o.stderr));
     let o = ctl(&["--addr", &a.client, "block", "get", "notanumber"]);
     assert!(!o.status.success());
     // A standalone node takes no role.
-    let e = a
-        .assume(proto::Role::Slave, 5, "127.0.0.1:1", Duration::from_secs(1))
-        .await
-        .unwrap_err();
+    let e = a.assume(proto::Role::Slave, 5, "127.0.0.1:1", Duration::from_secs(1)).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::FailedPrecondition);
 }

@@ -19,11 +19,14 @@ enum Mode {
     Async,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Publication {
+    None,
+    Lease,
+}
+
 #[derive(Debug, Parser)]
-#[command(
-    version,
-    about = "TFS nameserver: block and dataserver metadata with a durable, replicated oplog"
-)]
+#[command(version, about = "TFS nameserver: block and dataserver metadata with a durable, replicated oplog")]
 struct Args {
     /// Directory for the oplog and checkpoints (created if missing).
     #[arg(long, env = "TFS_DATA_DIR")]
@@ -61,6 +64,10 @@ struct Args {
     /// Keepalive lease a master grants each slave (e.g. 1500ms).
     #[arg(long, default_value = "1500ms", value_parser = humantime::parse_duration)]
     slave_lease: std::time::Duration,
+    /// Where a removal from the sync set must be published before commits stop waiting for the
+    /// removed slave: `lease` (the heart publishes it on the Kubernetes Lease) or `none`.
+    #[arg(long, value_enum, default_value = "none")]
+    sync_set_publication: Publication,
     /// Oplog segment size in bytes (older segments are removed after a checkpoint).
     #[arg(long, default_value_t = 64 << 20, hide = true)]
     segment_bytes: u64,
@@ -71,9 +78,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let args = Args::parse();
     if !args.admin_listen.ip().is_loopback() {
@@ -94,9 +99,7 @@ fn main() -> anyhow::Result<()> {
         Mode::Sync => ReplicationMode::Sync,
         Mode::Async => ReplicationMode::Async,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let t0 = Instant::now();
         let data_dir = cfg.data_dir.clone();
@@ -109,12 +112,11 @@ fn main() -> anyhow::Result<()> {
             .await?
             .with_context(|| format!("cannot recover the state in {}", data_dir.display()))?;
         info!(elapsed_ms = t0.elapsed().as_millis() as u64, "engine ready");
+        engine.shared.commit.set_publish_removals(matches!(args.sync_set_publication, Publication::Lease));
         if engine.shared.cfg.standalone && engine.shared.state.read().epoch < 1 {
             let node = engine.shared.cfg.node.clone();
             engine
-                .write(move |t| {
-                    Ok(t.log(Mutation::EpochStart(proto::EpochStart { epoch: 1, node }))?)
-                })
+                .write(move |t| Ok(t.log(Mutation::EpochStart(proto::EpochStart { epoch: 1, node }))?))
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot start epoch 1: {e}"))?;
         }

@@ -5,10 +5,7 @@ use proptest::prelude::*;
 fn roundtrip(s: &State) -> State {
     let mut buf = Vec::new();
     Snapshot::of(s).write_to(&mut buf).unwrap();
-    Snapshot::read_from(&mut &buf[..])
-        .unwrap()
-        .into_state()
-        .unwrap()
+    Snapshot::read_from(&mut &buf[..]).unwrap().into_state().unwrap()
 }
 
 #[test]
@@ -26,25 +23,12 @@ fn truncated_or_corrupt_checkpoints_are_refused() {
     let mut buf = Vec::new();
     Snapshot::of(&s).write_to(&mut buf).unwrap();
     for cut in [0, 10, HEADER_LEN, HEADER_LEN + 9, buf.len() - 1] {
-        assert!(
-            Snapshot::read_from(&mut &buf[..cut]).is_err(),
-            "cut at {cut} accepted"
-        );
+        assert!(Snapshot::read_from(&mut &buf[..cut]).is_err(), "cut at {cut} accepted");
     }
-    for at in [
-        0,
-        5,
-        HEADER_LEN + 2,
-        HEADER_LEN + 12,
-        buf.len() / 2,
-        buf.len() - 9,
-    ] {
+    for at in [0, 5, HEADER_LEN + 2, HEADER_LEN + 12, buf.len() / 2, buf.len() - 9] {
         let mut bad = buf.clone();
         bad[at] ^= 0x40;
-        assert!(
-            Snapshot::read_from(&mut &bad[..]).is_err(),
-            "flip at {at} accepted"
-        );
+        assert!(Snapshot::read_from(&mut &bad[..]).is_err(), "flip at {at} accepted");
     }
 }
 
@@ -54,18 +38,9 @@ fn newest_valid_checkpoint_wins_and_damaged_one_is_skipped() {
     let mut s = State::new();
     apply_all(&mut s, 1, &crate::state::tests::sample());
     let older = write(dir.path(), &Snapshot::of(&s), 3).unwrap();
-    apply_all(
-        &mut s,
-        1,
-        &[crate::mutation::Mutation::BlockRemove(proto::BlockRemove {
-            block_id: 1,
-        })],
-    );
+    apply_all(&mut s, 1, &[crate::mutation::Mutation::BlockRemove(proto::BlockRemove { block_id: 1 })]);
     let newer = write(dir.path(), &Snapshot::of(&s), 3).unwrap();
-    assert_eq!(
-        load_newest(dir.path()).unwrap().unwrap().meta.seq,
-        s.applied_seq
-    );
+    assert_eq!(load_newest(dir.path()).unwrap().unwrap().meta.seq, s.applied_seq);
     let mut bytes = fs::read(&newer).unwrap();
     let n = bytes.len();
     bytes[n - 20] ^= 1;

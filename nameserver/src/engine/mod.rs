@@ -119,10 +119,7 @@ impl Engine {
         Self::open_with(cfg, crate::replication::ReplicationConfig::default())
     }
 
-    pub fn open_with(
-        cfg: EngineConfig,
-        repl: crate::replication::ReplicationConfig,
-    ) -> Result<Self, StartError> {
+    pub fn open_with(cfg: EngineConfig, repl: crate::replication::ReplicationConfig) -> Result<Self, StartError> {
         let t0 = Instant::now();
         let snap = checkpoint::load_newest(&cfg.checkpoint_dir())?;
         let mut state = match snap {
@@ -130,13 +127,9 @@ impl Engine {
             None => State::new(),
         };
         let ckpt_seq = state.applied_seq;
-        let opts = OplogOptions {
-            segment_bytes: cfg.segment_bytes,
-            fsync: cfg.fsync,
-        };
+        let opts = OplogOptions { segment_bytes: cfg.segment_bytes, fsync: cfg.fsync };
         let (oplog, rec) = Oplog::open(&cfg.oplog_dir(), opts, ckpt_seq, |r| {
-            let m =
-                Mutation::decode(r.header.rtype, r.payload.clone()).map_err(|e| e.to_string())?;
+            let m = Mutation::decode(r.header.rtype, r.payload.clone()).map_err(|e| e.to_string())?;
             state.apply(&r.header, &m).map_err(|e| e.to_string())
         })?;
         let elapsed = t0.elapsed();
@@ -151,11 +144,7 @@ impl Engine {
             "state recovered"
         );
         let durable = oplog.last_seq();
-        let role = if cfg.standalone {
-            RoleState::standalone()
-        } else {
-            RoleState::slave_unknown_master()
-        };
+        let role = if cfg.standalone { RoleState::standalone() } else { RoleState::slave_unknown_master() };
         let metrics = Metrics::new();
         metrics.recovery_seconds.set(elapsed.as_secs_f64());
         let shared = Arc::new(Shared {
@@ -173,10 +162,7 @@ impl Engine {
             cfg,
         });
         let (tx, rx) = mpsc::channel(1 << 16);
-        let engine = Engine {
-            shared: shared.clone(),
-            tx: tx.clone(),
-        };
+        let engine = Engine { shared: shared.clone(), tx: tx.clone() };
         writer::spawn(shared, oplog, rx, tx).map_err(StartError::Thread)?;
         if engine.shared.cfg.standalone {
             engine.shared.role.lock().valid_until = None;
@@ -185,10 +171,7 @@ impl Engine {
     }
 
     async fn send(&self, cmd: Command) -> Result<(), WriteError> {
-        self.tx
-            .send(cmd)
-            .await
-            .map_err(|_| WriteError::Unavailable("the nameserver is shutting down".into()))
+        self.tx.send(cmd).await.map_err(|_| WriteError::Unavailable("the nameserver is shutting down".into()))
     }
 
     /// Runs `f` on the writer thread and waits until what it logged is committed. `f` must
@@ -208,9 +191,7 @@ impl Engine {
             seq
         });
         self.send(Command::Write(job)).await?;
-        let (r, seq) = rx
-            .await
-            .map_err(|_| WriteError::Unavailable("the writer stopped".into()))??;
+        let (r, seq) = rx.await.map_err(|_| WriteError::Unavailable("the writer stopped".into()))??;
         self.wait_committed(seq).await?;
         Ok((r, seq))
     }
@@ -223,18 +204,12 @@ impl Engine {
             // The wait can only end at the role's deadline; after it, nothing may be acknowledged.
             Some(d) => {
                 if tokio::time::timeout_at(d.into(), wait).await.is_err() {
-                    return Err(WriteError::Unknown(format!(
-                        "seq {seq} not committed before mastership lapsed"
-                    )));
+                    return Err(WriteError::Unknown(format!("seq {seq} not committed before mastership lapsed")));
                 }
             }
             None => wait.await,
         }
-        self.shared
-            .role
-            .lock()
-            .check_writable(Instant::now())
-            .map_err(|e| WriteError::Unknown(e.to_string()))
+        self.shared.role.lock().check_writable(Instant::now()).map_err(|e| WriteError::Unknown(e.to_string()))
     }
 
     /// Runs a read against the state, answering only with committed data: if the state holds
@@ -245,45 +220,33 @@ impl Engine {
             (f(&s), s.applied_seq)
         };
         if self.shared.role.lock().is_master() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), self.shared.commit.wait(applied))
-                .await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.shared.commit.wait(applied)).await;
         }
         r
     }
 
     pub async fn append_replicated(&self, records: Vec<Record>) -> Result<u64, String> {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Append { records, reply })
-            .await
-            .map_err(|e| e.to_string())?;
+        self.send(Command::Append { records, reply }).await.map_err(|e| e.to_string())?;
         rx.await.map_err(|_| "writer stopped".to_string())?
     }
 
     pub async fn install_snapshot(&self, snapshot: Snapshot) -> Result<u64, String> {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::InstallSnapshot {
-            snapshot: Box::new(snapshot),
-            reply,
-        })
-        .await
-        .map_err(|e| e.to_string())?;
+        self.send(Command::InstallSnapshot { snapshot: Box::new(snapshot), reply }).await.map_err(|e| e.to_string())?;
         rx.await.map_err(|_| "writer stopped".to_string())?
     }
 
     /// Changes the role on the writer thread, in order with writes (see writer::set_role).
     pub async fn set_role(&self, role: RoleState) -> Result<RoleState, String> {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::SetRole { role, reply })
-            .await
-            .map_err(|e| e.to_string())?;
+        self.send(Command::SetRole { role, reply }).await.map_err(|e| e.to_string())?;
         rx.await.map_err(|_| "writer stopped".to_string())?
     }
 
     pub async fn checkpoint(&self) -> Result<u64, String> {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Checkpoint { reply })
-            .await
-            .map_err(|e| e.to_string())?;
+        self.send(Command::Checkpoint { reply }).await.map_err(|e| e.to_string())?;
         rx.await.map_err(|_| "writer stopped".to_string())?
     }
 

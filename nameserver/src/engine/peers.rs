@@ -26,12 +26,7 @@ impl Peers {
     }
 
     pub fn update(&self, node: &str, session: u64, f: impl FnOnce(&mut Peer)) {
-        if let Some(p) = self
-            .inner
-            .lock()
-            .get_mut(node)
-            .filter(|p| p.session == session)
-        {
+        if let Some(p) = self.inner.lock().get_mut(node).filter(|p| p.session == session) {
             f(p);
         }
     }
@@ -52,11 +47,7 @@ impl Peers {
     }
 
     pub fn list(&self) -> Vec<(String, Peer)> {
-        self.inner
-            .lock()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        self.inner.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     pub fn clear(&self) {

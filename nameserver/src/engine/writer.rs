@@ -43,25 +43,11 @@ impl Txn<'_> {
     /// Validates, applies and encodes one mutation; returns its seq.
     pub fn log(&mut self, m: Mutation) -> Result<u64, ApplyError> {
         let seq = self.state.applied_seq + 1;
-        let h = record::Header {
-            rtype: m.rtype(),
-            epoch: self.epoch,
-            seq,
-            time_ms: self.time_ms,
-            len: 0,
-            crc: 0,
-        };
+        let h = record::Header { rtype: m.rtype(), epoch: self.epoch, seq, time_ms: self.time_ms, len: 0, crc: 0 };
         self.state.apply(&h, &m)?;
         self.scratch.clear();
         m.encode_payload(self.scratch);
-        record::encode(
-            self.buf,
-            h.rtype,
-            self.epoch,
-            seq,
-            self.time_ms,
-            self.scratch,
-        );
+        record::encode(self.buf, h.rtype, self.epoch, seq, self.time_ms, self.scratch);
         self.last_seq = seq;
         Ok(seq)
     }
@@ -80,10 +66,7 @@ impl Txn<'_> {
 }
 
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 struct Writer {
@@ -102,9 +85,7 @@ pub(super) fn spawn(
     mut rx: mpsc::Receiver<Command>,
     tx: mpsc::Sender<Command>,
 ) -> std::io::Result<()> {
-    let since = oplog
-        .last_seq()
-        .saturating_sub(shared.checkpoint_seq.load(Ordering::Relaxed));
+    let since = oplog.last_seq().saturating_sub(shared.checkpoint_seq.load(Ordering::Relaxed));
     let mut w = Writer {
         shared,
         oplog,
@@ -114,23 +95,21 @@ pub(super) fn spawn(
         checkpointing: false,
         tx,
     };
-    std::thread::Builder::new()
-        .name("oplog-writer".into())
-        .spawn(move || {
-            let max = w.shared.cfg.max_batch;
-            let mut batch = Vec::with_capacity(max);
-            while let Some(first) = rx.blocking_recv() {
-                batch.push(first);
-                while batch.len() < max {
-                    match rx.try_recv() {
-                        Ok(c) => batch.push(c),
-                        Err(_) => break,
-                    }
+    std::thread::Builder::new().name("oplog-writer".into()).spawn(move || {
+        let max = w.shared.cfg.max_batch;
+        let mut batch = Vec::with_capacity(max);
+        while let Some(first) = rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < max {
+                match rx.try_recv() {
+                    Ok(c) => batch.push(c),
+                    Err(_) => break,
                 }
-                w.run(&mut batch);
             }
-            info!("oplog writer stopped");
-        })?;
+            w.run(&mut batch);
+        }
+        info!("oplog writer stopped");
+    })?;
     Ok(())
 }
 
@@ -191,19 +170,12 @@ impl Writer {
             return;
         }
         let t = Instant::now();
-        let r = self
-            .oplog
-            .append(&self.buf, first_seq, last_seq, epoch)
-            .and_then(|_| {
-                // Slaves may receive the batch while it is being synced here: it is only acknowledged
-                // once durable on both, so shipping first only overlaps the two fdatasyncs.
-                self.shared.feed.publish(
-                    first_seq,
-                    last_seq,
-                    bytes::Bytes::copy_from_slice(&self.buf),
-                );
-                self.oplog.sync()
-            });
+        let r = self.oplog.append(&self.buf, first_seq, last_seq, epoch).and_then(|_| {
+            // Slaves may receive the batch while it is being synced here: it is only acknowledged
+            // once durable on both, so shipping first only overlaps the two fdatasyncs.
+            self.shared.feed.publish(first_seq, last_seq, bytes::Bytes::copy_from_slice(&self.buf));
+            self.oplog.sync()
+        });
         if let Err(e) = r {
             // The state already holds these records and they cannot be made durable: the only
             // safe move is to stop, before anything is acknowledged (recovery replays the log).
@@ -249,9 +221,7 @@ impl Writer {
                     Ok(_) => {}
                     Err(e) => warn!(error = %e, "cannot remove old oplog segments"),
                 }
-                self.shared
-                    .first_log_seq
-                    .store(self.oplog.first_seq(), Ordering::Relaxed);
+                self.shared.first_log_seq.store(self.oplog.first_seq(), Ordering::Relaxed);
             }
         }
     }
@@ -297,15 +267,12 @@ impl Writer {
         }
         let seq = snap.meta.seq;
         // Durable first: the checkpoint, then the log restarted after it.
-        checkpoint::write(&self.shared.cfg.checkpoint_dir(), &snap, 2)
-            .map_err(|e| e.to_string())?;
+        checkpoint::write(&self.shared.cfg.checkpoint_dir(), &snap, 2).map_err(|e| e.to_string())?;
         let state = snap.into_state().map_err(|e| e.to_string())?;
         self.oplog.reset_after(seq).map_err(|e| e.to_string())?;
         *self.shared.state.write() = state;
         self.shared.checkpoint_seq.store(seq, Ordering::Relaxed);
-        self.shared
-            .first_log_seq
-            .store(self.oplog.first_seq(), Ordering::Relaxed);
+        self.shared.first_log_seq.store(self.oplog.first_seq(), Ordering::Relaxed);
         self.shared.commit.reset(seq);
         self.shared.feed.reset(seq);
         self.since_checkpoint = 0;
@@ -322,14 +289,9 @@ impl Writer {
             return Err("a standalone nameserver takes no role".into());
         }
         if new.epoch < cur.epoch || new.epoch < state_epoch {
-            return Err(format!(
-                "epoch {} is older than this node's epoch {}",
-                new.epoch,
-                cur.epoch.max(state_epoch)
-            ));
+            return Err(format!("epoch {} is older than this node's epoch {}", new.epoch, cur.epoch.max(state_epoch)));
         }
-        let promote =
-            new.role == Role::Master && (cur.role != Role::Master || new.epoch > cur.epoch);
+        let promote = new.role == Role::Master && (cur.role != Role::Master || new.epoch > cur.epoch);
         if promote && new.epoch <= state_epoch {
             return Err(format!(
                 "cannot become master at epoch {}: records of epoch {state_epoch} are already logged",
@@ -338,11 +300,7 @@ impl Writer {
         }
         *self.shared.role.lock() = new.clone();
         if promote {
-            info!(
-                epoch = new.epoch,
-                seq = self.oplog.last_seq(),
-                "promoted to master"
-            );
+            info!(epoch = new.epoch, seq = self.oplog.last_seq(), "promoted to master");
             let first_seq = self.oplog.last_seq() + 1;
             {
                 let mut state = self.shared.state.write();
@@ -368,45 +326,29 @@ impl Writer {
         Ok(new)
     }
 
-    fn start_checkpoint(
-        &mut self,
-        reply: Option<tokio::sync::oneshot::Sender<Result<u64, String>>>,
-    ) {
+    fn start_checkpoint(&mut self, reply: Option<tokio::sync::oneshot::Sender<Result<u64, String>>>) {
         let t = Instant::now();
         let snap = Snapshot::of(&self.shared.state.read());
         let seq = snap.meta.seq;
-        info!(
-            seq,
-            blocks = snap.blocks.len(),
-            copy_ms = t.elapsed().as_millis() as u64,
-            "checkpoint started"
-        );
+        info!(seq, blocks = snap.blocks.len(), copy_ms = t.elapsed().as_millis() as u64, "checkpoint started");
         self.checkpointing = true;
         self.since_checkpoint = 0;
         let dir = self.shared.cfg.checkpoint_dir();
         let tx = self.tx.clone();
-        let spawned = std::thread::Builder::new()
-            .name("checkpoint".into())
-            .spawn(move || {
-                let t = Instant::now();
-                let r = checkpoint::write(&dir, &snap, 2)
-                    .map(|_| seq)
-                    .map_err(|e| e.to_string());
-                match &r {
-                    Ok(_) => info!(
-                        seq,
-                        write_ms = t.elapsed().as_millis() as u64,
-                        "checkpoint written"
-                    ),
-                    Err(e) => error!(error = %e, "checkpoint failed"),
-                }
-                if r.is_ok() {
-                    let _ = tx.blocking_send(Command::CheckpointWritten { seq });
-                }
-                if let Some(reply) = reply {
-                    let _ = reply.send(r);
-                }
-            });
+        let spawned = std::thread::Builder::new().name("checkpoint".into()).spawn(move || {
+            let t = Instant::now();
+            let r = checkpoint::write(&dir, &snap, 2).map(|_| seq).map_err(|e| e.to_string());
+            match &r {
+                Ok(_) => info!(seq, write_ms = t.elapsed().as_millis() as u64, "checkpoint written"),
+                Err(e) => error!(error = %e, "checkpoint failed"),
+            }
+            if r.is_ok() {
+                let _ = tx.blocking_send(Command::CheckpointWritten { seq });
+            }
+            if let Some(reply) = reply {
+                let _ = reply.send(r);
+            }
+        });
         if let Err(e) = spawned {
             error!(error = %e, "cannot start the checkpoint thread");
             self.checkpointing = false;

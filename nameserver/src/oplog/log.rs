@@ -31,10 +31,7 @@ pub struct OplogOptions {
 
 impl Default for OplogOptions {
     fn default() -> Self {
-        Self {
-            segment_bytes: 64 << 20,
-            fsync: true,
-        }
+        Self { segment_bytes: 64 << 20, fsync: true }
     }
 }
 
@@ -42,30 +39,14 @@ impl Default for OplogOptions {
 pub enum OplogError {
     #[error("oplog I/O on {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error(
-        "corrupt oplog record in {path} at offset {offset} (expected seq {expected_seq}): {reason}"
-    )]
-    Corrupt {
-        path: PathBuf,
-        offset: usize,
-        expected_seq: u64,
-        reason: String,
-    },
-    #[error(
-        "oplog gap: records after seq {after} are missing (next segment starts at {found} in {path})"
-    )]
-    Gap {
-        after: u64,
-        found: u64,
-        path: PathBuf,
-    },
+    #[error("corrupt oplog record in {path} at offset {offset} (expected seq {expected_seq}): {reason}")]
+    Corrupt { path: PathBuf, offset: usize, expected_seq: u64, reason: String },
+    #[error("oplog gap: records after seq {after} are missing (next segment starts at {found} in {path})")]
+    Gap { after: u64, found: u64, path: PathBuf },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> OplogError + '_ {
-    move |source| OplogError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| OplogError::Io { path: path.to_path_buf(), source }
 }
 
 /// What recovery found, for logs and metrics.
@@ -99,25 +80,15 @@ impl Oplog {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let mut segments = segment::list(dir).map_err(io_err(dir))?;
         // Segments entirely covered by the checkpoint are not needed for recovery.
-        let first_needed = segments
-            .iter()
-            .rposition(|s| s.first_seq <= after_seq + 1)
-            .unwrap_or(0);
-        let mut rec = Recovered {
-            segments: segments.len(),
-            ..Default::default()
-        };
+        let first_needed = segments.iter().rposition(|s| s.first_seq <= after_seq + 1).unwrap_or(0);
+        let mut rec = Recovered { segments: segments.len(), ..Default::default() };
         let mut last_seq = after_seq;
         let mut last_epoch = 0;
         let n = segments.len();
         for (i, seg) in segments.iter().enumerate().skip(first_needed) {
             let seg = seg.clone();
             if seg.first_seq > last_seq + 1 {
-                return Err(OplogError::Gap {
-                    after: last_seq,
-                    found: seg.first_seq,
-                    path: seg.path,
-                });
+                return Err(OplogError::Gap { after: last_seq, found: seg.first_seq, path: seg.path });
             }
             let data = Bytes::from(fs::read(&seg.path).map_err(io_err(&seg.path))?);
             let mut expected = seg.first_seq;
@@ -147,10 +118,7 @@ impl Oplog {
                 if i + 1 == n && segment::is_torn_tail(&data, offset, &error) {
                     let torn = data.len() - offset;
                     warn!(file = %seg.path.display(), offset, torn_bytes = torn, %error, "truncating torn tail of the oplog");
-                    let f = OpenOptions::new()
-                        .write(true)
-                        .open(&seg.path)
-                        .map_err(io_err(&seg.path))?;
+                    let f = OpenOptions::new().write(true).open(&seg.path).map_err(io_err(&seg.path))?;
                     f.set_len(offset as u64).map_err(io_err(&seg.path))?;
                     f.sync_all().map_err(io_err(&seg.path))?;
                     rec.torn_bytes = torn as u64;
@@ -166,19 +134,13 @@ impl Oplog {
         }
         let (active, active_len) = match segments.last() {
             Some(seg) if seg.first_seq <= last_seq + 1 => {
-                let f = OpenOptions::new()
-                    .append(true)
-                    .open(&seg.path)
-                    .map_err(io_err(&seg.path))?;
+                let f = OpenOptions::new().append(true).open(&seg.path).map_err(io_err(&seg.path))?;
                 let len = f.metadata().map_err(io_err(&seg.path))?.len();
                 (f, len)
             }
             _ => {
                 // No segment, or all of them older than the checkpoint: start one after it.
-                let seg = Segment {
-                    first_seq: last_seq + 1,
-                    path: dir.join(segment::file_name(last_seq + 1)),
-                };
+                let seg = Segment { first_seq: last_seq + 1, path: dir.join(segment::file_name(last_seq + 1)) };
                 let f = create_segment(dir, &seg.path)?;
                 segments.push(seg);
                 (f, 0)
@@ -186,16 +148,7 @@ impl Oplog {
         };
         info!(dir = %dir.display(), last_seq, segments = segments.len(), replayed = rec.replayed, "oplog open");
         Ok((
-            Oplog {
-                dir: dir.to_path_buf(),
-                opts,
-                segments,
-                active,
-                active_len,
-                last_seq,
-                last_epoch,
-                dirty: false,
-            },
+            Oplog { dir: dir.to_path_buf(), opts, segments, active, active_len, last_seq, last_epoch, dirty: false },
             rec,
         ))
     }
@@ -209,10 +162,7 @@ impl Oplog {
     }
 
     pub fn first_seq(&self) -> u64 {
-        self.segments
-            .first()
-            .map(|s| s.first_seq)
-            .unwrap_or(self.last_seq + 1)
+        self.segments.first().map(|s| s.first_seq).unwrap_or(self.last_seq + 1)
     }
 
     pub fn dir(&self) -> &Path {
@@ -221,18 +171,8 @@ impl Oplog {
 
     /// Appends already-encoded records `first_seq..=last_seq` (the caller guarantees contiguity and
     /// that `first_seq == self.last_seq() + 1`). Not durable until [`Oplog::sync`].
-    pub fn append(
-        &mut self,
-        encoded: &[u8],
-        first_seq: u64,
-        last_seq: u64,
-        epoch: u64,
-    ) -> Result<(), OplogError> {
-        assert_eq!(
-            first_seq,
-            self.last_seq + 1,
-            "oplog append must continue the log without a gap"
-        );
+    pub fn append(&mut self, encoded: &[u8], first_seq: u64, last_seq: u64, epoch: u64) -> Result<(), OplogError> {
+        assert_eq!(first_seq, self.last_seq + 1, "oplog append must continue the log without a gap");
         if self.active_len >= self.opts.segment_bytes {
             self.roll(first_seq)?;
         }
@@ -257,10 +197,7 @@ impl Oplog {
 
     fn roll(&mut self, first_seq: u64) -> Result<(), OplogError> {
         self.sync()?;
-        let seg = Segment {
-            first_seq,
-            path: self.dir.join(segment::file_name(first_seq)),
-        };
+        let seg = Segment { first_seq, path: self.dir.join(segment::file_name(first_seq)) };
         self.active = create_segment(&self.dir, &seg.path)?;
         self.active_len = 0;
         self.segments.push(seg);
@@ -281,10 +218,7 @@ impl Oplog {
 
     /// Drops the whole log and restarts it after `seq` (a slave installing a snapshot).
     pub fn reset_after(&mut self, seq: u64) -> Result<(), OplogError> {
-        let seg = Segment {
-            first_seq: seq + 1,
-            path: self.dir.join(segment::file_name(seq + 1)),
-        };
+        let seg = Segment { first_seq: seq + 1, path: self.dir.join(segment::file_name(seq + 1)) };
         for old in self.segments.drain(..) {
             if old.path != seg.path {
                 fs::remove_file(&old.path).map_err(io_err(&old.path))?;
@@ -301,21 +235,13 @@ impl Oplog {
 
     /// Reads records with seq in `from..` from the segments, up to about `max_bytes` of them.
     /// Returns `None` when `from` is older than the oldest segment (a snapshot is needed instead).
-    pub fn read_from(
-        &self,
-        from: u64,
-        max_bytes: usize,
-    ) -> Result<Option<Vec<Record>>, OplogError> {
+    pub fn read_from(&self, from: u64, max_bytes: usize) -> Result<Option<Vec<Record>>, OplogError> {
         if from < self.first_seq() {
             return Ok(None);
         }
         let mut out = Vec::new();
         let mut bytes = 0;
-        let start = self
-            .segments
-            .iter()
-            .rposition(|s| s.first_seq <= from)
-            .unwrap_or(0);
+        let start = self.segments.iter().rposition(|s| s.first_seq <= from).unwrap_or(0);
         for seg in &self.segments[start..] {
             let data = Bytes::from(fs::read(&seg.path).map_err(io_err(&seg.path))?);
             let mut done = false;
@@ -353,14 +279,8 @@ impl Oplog {
 }
 
 fn create_segment(dir: &Path, path: &Path) -> Result<File, OplogError> {
-    let f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(io_err(path))?;
+    let f = OpenOptions::new().create(true).append(true).open(path).map_err(io_err(path))?;
     // The new name must survive a crash before any record in it is acknowledged.
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
     Ok(f)
 }

@@ -87,11 +87,7 @@ pub enum RecordError {
     #[error("payload length {0} exceeds the limit of {MAX_PAYLOAD}")]
     TooLong(u32),
     #[error("crc mismatch: stored {stored:#010x}, computed {computed:#010x} (seq {seq})")]
-    BadCrc {
-        stored: u32,
-        computed: u32,
-        seq: u64,
-    },
+    BadCrc { stored: u32, computed: u32, seq: u64 },
 }
 
 impl RecordError {
@@ -101,14 +97,7 @@ impl RecordError {
 }
 
 /// Appends one encoded record to `out`.
-pub fn encode(
-    out: &mut Vec<u8>,
-    rtype: RecordType,
-    epoch: u64,
-    seq: u64,
-    time_ms: u64,
-    payload: &[u8],
-) {
+pub fn encode(out: &mut Vec<u8>, rtype: RecordType, epoch: u64, seq: u64, time_ms: u64, payload: &[u8]) {
     debug_assert!(payload.len() <= MAX_PAYLOAD as usize);
     let start = out.len();
     out.reserve(HEADER_LEN + payload.len());
@@ -135,10 +124,7 @@ fn le_u64(b: &[u8], at: usize) -> u64 {
 /// Parses and checks the header at the start of `buf` (the crc is checked by [`decode`]).
 pub fn decode_header(buf: &[u8]) -> Result<Header, RecordError> {
     if buf.len() < HEADER_LEN {
-        return Err(RecordError::Incomplete {
-            need: HEADER_LEN,
-            have: buf.len(),
-        });
+        return Err(RecordError::Incomplete { need: HEADER_LEN, have: buf.len() });
     }
     let magic = le_u32(buf, 0);
     if magic != MAGIC {
@@ -168,26 +154,13 @@ pub fn decode(buf: &Bytes) -> Result<(Record, usize), RecordError> {
     let header = decode_header(buf)?;
     let total = HEADER_LEN + header.len as usize;
     if buf.len() < total {
-        return Err(RecordError::Incomplete {
-            need: total,
-            have: buf.len(),
-        });
+        return Err(RecordError::Incomplete { need: total, have: buf.len() });
     }
     let computed = crc32c::crc32c_append(crc32c::crc32c(&buf[..36]), &buf[HEADER_LEN..total]);
     if computed != header.crc {
-        return Err(RecordError::BadCrc {
-            stored: header.crc,
-            computed,
-            seq: header.seq,
-        });
+        return Err(RecordError::BadCrc { stored: header.crc, computed, seq: header.seq });
     }
-    Ok((
-        Record {
-            header,
-            payload: buf.slice(HEADER_LEN..total),
-        },
-        total,
-    ))
+    Ok((Record { header, payload: buf.slice(HEADER_LEN..total) }, total))
 }
 
 impl Record {
@@ -208,14 +181,7 @@ mod tests {
 
     fn one(payload: &[u8]) -> Bytes {
         let mut v = Vec::new();
-        encode(
-            &mut v,
-            RecordType::BlockCommit,
-            3,
-            42,
-            1_700_000_000_000,
-            payload,
-        );
+        encode(&mut v, RecordType::BlockCommit, 3, 42, 1_700_000_000_000, payload);
         Bytes::from(v)
     }
 
@@ -250,10 +216,7 @@ mod tests {
     fn unknown_type_and_version_are_refused() {
         let mut v = one(b"x").to_vec();
         v[6] = 200;
-        assert_eq!(
-            decode(&Bytes::from(v.clone())),
-            Err(RecordError::BadType(200))
-        );
+        assert_eq!(decode(&Bytes::from(v.clone())), Err(RecordError::BadType(200)));
         v[6] = 2;
         v[4] = 9;
         assert_eq!(decode(&Bytes::from(v)), Err(RecordError::BadVersion(9)));

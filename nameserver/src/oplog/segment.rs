@@ -36,10 +36,7 @@ pub fn list(dir: &Path) -> io::Result<Vec<Segment>> {
             continue;
         }
         if let Ok(first_seq) = stem.parse::<u64>() {
-            out.push(Segment {
-                first_seq,
-                path: entry.path(),
-            });
+            out.push(Segment { first_seq, path: entry.path() });
         }
     }
     out.sort_by_key(|s| s.first_seq);
@@ -57,10 +54,7 @@ pub enum ScanEnd {
 
 /// Decodes records from `data` in order, calling `visit` on each, until the end or the first bad
 /// record. Never skips: everything after a bad record is left unvisited.
-pub fn scan(
-    data: &Bytes,
-    mut visit: impl FnMut(Record, usize) -> Result<(), ScanStop>,
-) -> Result<ScanEnd, ScanStop> {
+pub fn scan(data: &Bytes, mut visit: impl FnMut(Record, usize) -> Result<(), ScanStop>) -> Result<ScanEnd, ScanStop> {
     let mut offset = 0;
     while offset < data.len() {
         match record::decode(&data.slice(offset..)) {
@@ -153,19 +147,12 @@ impl Cursor {
                     }
                     Err(e) if e.is_incomplete() => break,
                     Err(e) => {
-                        return Err(format!(
-                            "segment {} offset {}: {e}",
-                            self.seg_first, self.offset
-                        ));
+                        return Err(format!("segment {} offset {}: {e}", self.seg_first, self.offset));
                     }
                 }
             }
             if self.offset > start {
-                return Ok(Some((
-                    self.data.slice(start..self.offset),
-                    first,
-                    self.next_seq - 1,
-                )));
+                return Ok(Some((self.data.slice(start..self.offset), first, self.next_seq - 1)));
             }
             // End of what was loaded: the next segment, or the rest of a growing active one.
             let segs = list(&self.dir).map_err(|e| e.to_string())?;

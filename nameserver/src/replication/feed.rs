@@ -33,11 +33,7 @@ pub enum FeedRead {
 
 impl Feed {
     pub fn new(cap_bytes: usize, last_seq: u64) -> Self {
-        Feed {
-            batches: Mutex::new((VecDeque::new(), 0)),
-            cap_bytes,
-            last: watch::Sender::new(last_seq),
-        }
+        Feed { batches: Mutex::new((VecDeque::new(), 0)), cap_bytes, last: watch::Sender::new(last_seq) }
     }
 
     pub fn publish(&self, first: u64, last: u64, data: Bytes) {
@@ -77,11 +73,7 @@ impl Feed {
     pub fn read(&self, from: u64, max_bytes: usize) -> FeedRead {
         let g = self.batches.lock();
         let Some(oldest) = g.0.front() else {
-            return if from > self.last() {
-                FeedRead::NotYet
-            } else {
-                FeedRead::TooOld
-            };
+            return if from > self.last() { FeedRead::NotYet } else { FeedRead::TooOld };
         };
         if from < oldest.first {
             return FeedRead::TooOld;
@@ -102,11 +94,7 @@ impl Feed {
                 break;
             }
         }
-        FeedRead::Records {
-            data: out.freeze(),
-            first: from,
-            last,
-        }
+        FeedRead::Records { data: out.freeze(), first: from, last }
     }
 }
 
@@ -114,8 +102,7 @@ impl Feed {
 fn skip_records(data: &[u8], n: u64) -> usize {
     let mut off = 0;
     for _ in 0..n {
-        let h = record::decode_header(&data[off..])
-            .expect("the feed holds only records the writer encoded");
+        let h = record::decode_header(&data[off..]).expect("the feed holds only records the writer encoded");
         off += record::HEADER_LEN + h.len as usize;
     }
     off
@@ -159,10 +146,7 @@ mod tests {
         }
         assert!(matches!(f.read(9, 100), FeedRead::NotYet));
         f.publish(9, 12, batch(9, 12));
-        assert!(
-            matches!(f.read(2, 100), FeedRead::TooOld),
-            "the first batch was evicted"
-        );
+        assert!(matches!(f.read(2, 100), FeedRead::TooOld), "the first batch was evicted");
         f.reset(100);
         assert!(matches!(f.read(101, 100), FeedRead::NotYet));
         assert!(matches!(f.read(50, 100), FeedRead::TooOld));

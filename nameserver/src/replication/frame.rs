@@ -74,20 +74,12 @@ pub fn encode_header(t: FrameType, payload: &[u8]) -> [u8; HEADER_LEN] {
     h
 }
 
-pub async fn write_frame(
-    w: &mut (impl AsyncWrite + Unpin),
-    t: FrameType,
-    payload: &[u8],
-) -> std::io::Result<()> {
+pub async fn write_frame(w: &mut (impl AsyncWrite + Unpin), t: FrameType, payload: &[u8]) -> std::io::Result<()> {
     w.write_all(&encode_header(t, payload)).await?;
     w.write_all(payload).await
 }
 
-pub async fn write_msg(
-    w: &mut (impl AsyncWrite + Unpin),
-    t: FrameType,
-    m: &impl Message,
-) -> std::io::Result<()> {
+pub async fn write_msg(w: &mut (impl AsyncWrite + Unpin), t: FrameType, m: &impl Message) -> std::io::Result<()> {
     write_frame(w, t, &m.encode_to_vec()).await
 }
 
@@ -104,9 +96,7 @@ pub fn decode_header(h: &[u8; HEADER_LEN]) -> Result<(FrameType, u32, u32), Fram
     Ok((t, len, u32::from_le_bytes(h[8..12].try_into().expect("4"))))
 }
 
-pub async fn read_frame(
-    r: &mut (impl AsyncRead + Unpin),
-) -> Result<(FrameType, Bytes), FrameError> {
+pub async fn read_frame(r: &mut (impl AsyncRead + Unpin)) -> Result<(FrameType, Bytes), FrameError> {
     let mut h = [0u8; HEADER_LEN];
     r.read_exact(&mut h).await?;
     let (t, len, crc) = decode_header(&h)?;
@@ -114,10 +104,7 @@ pub async fn read_frame(
     r.read_exact(&mut buf).await?;
     let computed = crc32c::crc32c(&buf);
     if computed != crc {
-        return Err(FrameError::BadCrc {
-            stored: crc,
-            computed,
-        });
+        return Err(FrameError::BadCrc { stored: crc, computed });
     }
     Ok((t, buf.freeze()))
 }
@@ -146,13 +133,7 @@ mod tests {
     #[tokio::test]
     async fn frames_round_trip_and_damage_is_refused() {
         let mut buf = Vec::new();
-        write_msg(
-            &mut buf,
-            FrameType::Ack,
-            &proto::ReplAck { durable_seq: 77 },
-        )
-        .await
-        .unwrap();
+        write_msg(&mut buf, FrameType::Ack, &proto::ReplAck { durable_seq: 77 }).await.unwrap();
         let m: proto::ReplAck = read_msg(&mut &buf[..], FrameType::Ack).await.unwrap();
         assert_eq!(m.durable_seq, 77);
         for i in 0..buf.len() {
@@ -163,9 +144,6 @@ mod tests {
         }
         let mut huge = buf.clone();
         huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(
-            read_frame(&mut &huge[..]).await,
-            Err(FrameError::TooLong(_))
-        ));
+        assert!(matches!(read_frame(&mut &huge[..]).await, Err(FrameError::TooLong(_))));
     }
 }

@@ -41,12 +41,7 @@ pub enum Start {
 
 /// The epoch of the record at `seq`, from the marks of where each epoch began.
 pub fn epoch_at(epochs: &[EpochMark], seq: u64) -> u64 {
-    epochs
-        .iter()
-        .rev()
-        .find(|m| m.start_seq <= seq)
-        .map(|m| m.epoch)
-        .unwrap_or(0)
+    epochs.iter().rev().find(|m| m.start_seq <= seq).map(|m| m.epoch).unwrap_or(0)
 }
 
 /// Decides where a slave whose last durable record is (`slave_last`, `slave_epoch`) starts, given
@@ -59,16 +54,9 @@ pub fn plan_start(
     slave_epoch: u64,
 ) -> Start {
     if slave_last == 0 {
-        return if first_on_disk <= 1 {
-            Start::Stream(1)
-        } else {
-            Start::Snapshot
-        };
+        return if first_on_disk <= 1 { Start::Stream(1) } else { Start::Snapshot };
     }
-    if slave_last > master_last
-        || epoch_at(epochs, slave_last) != slave_epoch
-        || slave_last + 1 < first_on_disk
-    {
+    if slave_last > master_last || epoch_at(epochs, slave_last) != slave_epoch || slave_last + 1 < first_on_disk {
         return Start::Snapshot;
     }
     Start::Stream(slave_last + 1)
@@ -96,73 +84,41 @@ pub async fn serve(engine: Engine, listener: TcpListener) {
 }
 
 async fn refuse(w: &mut OwnedWriteHalf, reason: String) -> Result<(), String> {
-    let _ = frame::write_msg(
-        w,
-        FrameType::Refused,
-        &proto::ReplRefused {
-            reason: reason.clone(),
-        },
-    )
-    .await;
+    let _ = frame::write_msg(w, FrameType::Refused, &proto::ReplRefused { reason: reason.clone() }).await;
     Err(format!("login refused: {reason}"))
 }
 
 async fn session(engine: Engine, stream: TcpStream) -> Result<(), String> {
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let addr = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    let addr = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::with_capacity(64 << 10, rd);
-    let login: proto::ReplLogin = tokio::time::timeout(
-        Duration::from_secs(5),
-        frame::read_msg(&mut rd, FrameType::Login),
-    )
-    .await
-    .map_err(|_| "no LOGIN within 5s".to_string())?
-    .map_err(|e| e.to_string())?;
+    let login: proto::ReplLogin =
+        tokio::time::timeout(Duration::from_secs(5), frame::read_msg(&mut rd, FrameType::Login))
+            .await
+            .map_err(|_| "no LOGIN within 5s".to_string())?
+            .map_err(|e| e.to_string())?;
     let sh = &engine.shared;
     if login.cluster_id != sh.repl.cluster_id {
         return refuse(
             &mut wr,
-            format!(
-                "cluster id {:?} is not this cluster's ({:?})",
-                login.cluster_id, sh.repl.cluster_id
-            ),
+            format!("cluster id {:?} is not this cluster's ({:?})", login.cluster_id, sh.repl.cluster_id),
         )
         .await;
     }
     let role = sh.role.lock().clone();
     if role.role != Role::Master {
-        return refuse(
-            &mut wr,
-            "this nameserver is not a replicating master".into(),
-        )
-        .await;
+        return refuse(&mut wr, "this nameserver is not a replicating master".into()).await;
     }
     if login.epoch != role.epoch {
-        return refuse(
-            &mut wr,
-            format!(
-                "slave epoch {} is not the master's epoch {}",
-                login.epoch, role.epoch
-            ),
-        )
-        .await;
+        return refuse(&mut wr, format!("slave epoch {} is not the master's epoch {}", login.epoch, role.epoch)).await;
     }
     let (epochs, last) = {
         let s = sh.state.read();
         (s.epochs.clone(), s.applied_seq)
     };
     let first_on_disk = sh.first_log_seq.load(Ordering::Relaxed);
-    let start = plan_start(
-        &epochs,
-        last,
-        first_on_disk,
-        login.last_seq,
-        login.last_epoch,
-    );
+    let start = plan_start(&epochs, last, first_on_disk, login.last_seq, login.last_epoch);
     let lease = sh.repl.slave_lease;
     let session = SESSIONS.fetch_add(1, Ordering::Relaxed);
     let lease_id = session;
@@ -194,31 +150,16 @@ async fn session(engine: Engine, stream: TcpStream) -> Result<(), String> {
         start_seq: from,
         snapshot: snapshot.is_some(),
     };
-    frame::write_msg(&mut wr, FrameType::LoginOk, &ok)
-        .await
-        .map_err(|e| e.to_string())?;
+    frame::write_msg(&mut wr, FrameType::LoginOk, &ok).await.map_err(|e| e.to_string())?;
     info!(slave = %node, %addr, from, snapshot = snapshot.is_some(), slave_last = login.last_seq, "slave logged in");
     if let Some((_, bytes)) = snapshot {
         for c in bytes.chunks(4 << 20) {
-            frame::write_frame(&mut wr, FrameType::SnapshotChunk, c)
-                .await
-                .map_err(|e| e.to_string())?;
+            frame::write_frame(&mut wr, FrameType::SnapshotChunk, c).await.map_err(|e| e.to_string())?;
         }
-        frame::write_frame(&mut wr, FrameType::SnapshotEnd, &[])
-            .await
-            .map_err(|e| e.to_string())?;
+        frame::write_frame(&mut wr, FrameType::SnapshotEnd, &[]).await.map_err(|e| e.to_string())?;
     }
     let acked = from.saturating_sub(1);
-    sh.peers.upsert(
-        &node,
-        Peer {
-            addr,
-            acked,
-            lease_id,
-            lease_until: Instant::now() + lease,
-            session,
-        },
-    );
+    sh.peers.upsert(&node, Peer { addr, acked, lease_id, lease_until: Instant::now() + lease, session });
     let result = tokio::select! {
         r = send_loop(&engine, &mut wr, from) => r,
         r = recv_loop(&engine, rd, &node, session) => r,
@@ -252,18 +193,14 @@ async fn send_loop(engine: &Engine, wr: &mut OwnedWriteHalf, mut next: u64) -> R
                     cursor = Cursor::seek(&sh.cfg.oplog_dir(), next).map_err(|e| e.to_string())?;
                 }
                 let c = cursor.as_mut().ok_or_else(|| {
-                    format!(
-                        "records from seq {next} are no longer on disk; the slave needs a snapshot"
-                    )
+                    format!("records from seq {next} are no longer on disk; the slave needs a snapshot")
                 })?;
                 c.next_chunk(CHUNK)?.map(|(d, _, l)| (d, l))
             }
         };
         match chunk {
             Some((data, last)) => {
-                frame::write_frame(wr, FrameType::Records, &data)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                frame::write_frame(wr, FrameType::Records, &data).await.map_err(|e| e.to_string())?;
                 next = last + 1;
             }
             None => {
@@ -305,12 +242,7 @@ impl Drop for AbortOnDrop {
     }
 }
 
-async fn recv_loop(
-    engine: &Engine,
-    rd: BufReader<OwnedReadHalf>,
-    node: &str,
-    session: u64,
-) -> Result<(), String> {
+async fn recv_loop(engine: &Engine, rd: BufReader<OwnedReadHalf>, node: &str, session: u64) -> Result<(), String> {
     let sh = &engine.shared;
     let (mut frames, _reader) = spawn_reader(rd);
     let lease = sh.repl.slave_lease;
@@ -367,9 +299,7 @@ mod tests {
     use super::*;
 
     fn marks(v: &[(u64, u64)]) -> Vec<EpochMark> {
-        v.iter()
-            .map(|&(epoch, start_seq)| EpochMark { epoch, start_seq })
-            .collect()
+        v.iter().map(|&(epoch, start_seq)| EpochMark { epoch, start_seq }).collect()
     }
 
     #[test]

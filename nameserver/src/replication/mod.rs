@@ -25,10 +25,6 @@ pub struct ReplicationConfig {
 
 impl Default for ReplicationConfig {
     fn default() -> Self {
-        ReplicationConfig {
-            cluster_id: "tfs".into(),
-            slave_lease: Duration::from_millis(1500),
-            feed_bytes: 64 << 20,
-        }
+        ReplicationConfig { cluster_id: "tfs".into(), slave_lease: Duration::from_millis(1500), feed_bytes: 64 << 20 }
     }
 }

@@ -62,13 +62,9 @@ pub fn check_records(
     let mut off = 0;
     let mut epoch = min_epoch;
     while off < payload.len() {
-        let (r, n) = record::decode(&payload.slice(off..))
-            .map_err(|e| format!("record at frame offset {off}: {e}"))?;
+        let (r, n) = record::decode(&payload.slice(off..)).map_err(|e| format!("record at frame offset {off}: {e}"))?;
         if r.header.seq != expected {
-            return Err(format!(
-                "record seq {} where {expected} was expected",
-                r.header.seq
-            ));
+            return Err(format!("record seq {} where {expected} was expected", r.header.seq));
         }
         if r.header.epoch < epoch || r.header.epoch > max_epoch {
             return Err(format!(
@@ -88,19 +84,12 @@ fn same_assignment(a: &RoleState, b: &RoleState) -> bool {
     a.role == b.role && a.epoch == b.epoch && a.master_addr == b.master_addr
 }
 
-async fn session(
-    engine: &Engine,
-    role: &RoleState,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Result<(), String> {
+async fn session(engine: &Engine, role: &RoleState, shutdown: &mut watch::Receiver<bool>) -> Result<(), String> {
     let sh = &engine.shared;
-    let stream = tokio::time::timeout(
-        Duration::from_secs(2),
-        TcpStream::connect(&role.master_addr),
-    )
-    .await
-    .map_err(|_| format!("connect to {} timed out", role.master_addr))?
-    .map_err(|e| format!("connect to {}: {e}", role.master_addr))?;
+    let stream = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(&role.master_addr))
+        .await
+        .map_err(|_| format!("connect to {} timed out", role.master_addr))?
+        .map_err(|e| format!("connect to {}: {e}", role.master_addr))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::with_capacity(1 << 20, rd);
@@ -115,9 +104,7 @@ async fn session(
         last_seq,
         last_epoch,
     };
-    frame::write_msg(&mut wr, FrameType::Login, &login)
-        .await
-        .map_err(|e| e.to_string())?;
+    frame::write_msg(&mut wr, FrameType::Login, &login).await.map_err(|e| e.to_string())?;
     let (t, p) = tokio::time::timeout(Duration::from_secs(10), frame::read_frame(&mut rd))
         .await
         .map_err(|_| "no answer to LOGIN within 10s".to_string())?
@@ -131,48 +118,30 @@ async fn session(
         other => return Err(format!("unexpected {other:?} frame in answer to LOGIN")),
     };
     if ok.epoch != role.epoch {
-        return Err(format!(
-            "master answered with epoch {}, this slave follows epoch {}",
-            ok.epoch, role.epoch
-        ));
+        return Err(format!("master answered with epoch {}, this slave follows epoch {}", ok.epoch, role.epoch));
     }
     if ok.snapshot {
         let mut buf = Vec::new();
         loop {
-            let (t, p) = frame::read_frame(&mut rd)
-                .await
-                .map_err(|e| e.to_string())?;
+            let (t, p) = frame::read_frame(&mut rd).await.map_err(|e| e.to_string())?;
             match t {
                 FrameType::SnapshotChunk => buf.extend_from_slice(&p),
                 FrameType::SnapshotEnd => break,
                 other => return Err(format!("unexpected {other:?} frame inside a snapshot")),
             }
         }
-        let snap = Snapshot::read_from(&mut &buf[..])
-            .map_err(|e| format!("snapshot from the master: {e}"))?;
+        let snap = Snapshot::read_from(&mut &buf[..]).map_err(|e| format!("snapshot from the master: {e}"))?;
         if snap.meta.seq + 1 != ok.start_seq {
-            return Err(format!(
-                "snapshot at seq {} does not precede start seq {}",
-                snap.meta.seq, ok.start_seq
-            ));
+            return Err(format!("snapshot at seq {} does not precede start seq {}", snap.meta.seq, ok.start_seq));
         }
         engine.install_snapshot(snap).await?;
     } else if ok.start_seq != last_seq + 1 {
-        return Err(format!(
-            "master starts at seq {} but this log ends at {last_seq}",
-            ok.start_seq
-        ));
+        return Err(format!("master starts at seq {} but this log ends at {last_seq}", ok.start_seq));
     }
     let mut durable = engine.durable_seq();
-    frame::write_msg(
-        &mut wr,
-        FrameType::Ack,
-        &proto::ReplAck {
-            durable_seq: durable,
-        },
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    frame::write_msg(&mut wr, FrameType::Ack, &proto::ReplAck { durable_seq: durable })
+        .await
+        .map_err(|e| e.to_string())?;
     info!(master = %role.master_addr, epoch = role.epoch, from = ok.start_seq, snapshot = ok.snapshot, "following master");
 
     // Reader: frames → checked records, in order, into a channel the appender drains in groups.
@@ -256,42 +225,15 @@ mod tests {
 
     #[test]
     fn records_must_continue_and_stay_within_epochs() {
-        assert_eq!(
-            check_records(&frame_of(&[(5, 2), (6, 2)]), 5, 2, 2)
-                .unwrap()
-                .len(),
-            2
-        );
-        assert!(
-            check_records(&frame_of(&[(5, 2), (7, 2)]), 5, 2, 2)
-                .unwrap_err()
-                .contains("7 where 6")
-        );
-        assert!(
-            check_records(&frame_of(&[(4, 2)]), 5, 2, 2).is_err(),
-            "a replayed record is refused"
-        );
-        assert!(
-            check_records(&frame_of(&[(5, 1)]), 5, 2, 3)
-                .unwrap_err()
-                .contains("epoch 1")
-        );
-        assert!(
-            check_records(&frame_of(&[(5, 4)]), 5, 2, 3)
-                .unwrap_err()
-                .contains("epoch 4")
-        );
-        assert!(
-            check_records(&frame_of(&[(5, 3), (6, 2)]), 5, 2, 3).is_err(),
-            "epochs never go back"
-        );
+        assert_eq!(check_records(&frame_of(&[(5, 2), (6, 2)]), 5, 2, 2).unwrap().len(), 2);
+        assert!(check_records(&frame_of(&[(5, 2), (7, 2)]), 5, 2, 2).unwrap_err().contains("7 where 6"));
+        assert!(check_records(&frame_of(&[(4, 2)]), 5, 2, 2).is_err(), "a replayed record is refused");
+        assert!(check_records(&frame_of(&[(5, 1)]), 5, 2, 3).unwrap_err().contains("epoch 1"));
+        assert!(check_records(&frame_of(&[(5, 4)]), 5, 2, 3).unwrap_err().contains("epoch 4"));
+        assert!(check_records(&frame_of(&[(5, 3), (6, 2)]), 5, 2, 3).is_err(), "epochs never go back");
         let mut bad = frame_of(&[(5, 2)]).to_vec();
         let n = bad.len();
         bad[n - 1] ^= 1;
-        assert!(
-            check_records(&Bytes::from(bad), 5, 2, 2)
-                .unwrap_err()
-                .contains("crc")
-        );
+        assert!(check_records(&Bytes::from(bad), 5, 2, 2).unwrap_err().contains("crc"));
     }
 }

@@ -27,19 +27,10 @@ pub fn requested_role(r: &proto::AssumeRoleRequest, now: Instant) -> Result<Role
     }
     let valid_for = Duration::from_millis(r.valid_for_ms);
     if role == Role::Master && (valid_for.is_zero() || valid_for > MAX_VALID_FOR) {
-        return Err(format!(
-            "a master needs valid_for in (0, {}s]",
-            MAX_VALID_FOR.as_secs()
-        ));
+        return Err(format!("a master needs valid_for in (0, {}s]", MAX_VALID_FOR.as_secs()));
     }
-    if role == Role::Slave
-        && r.master_addr.parse::<std::net::SocketAddr>().is_err()
-        && !r.master_addr.contains(':')
-    {
-        return Err(format!(
-            "a slave needs its master's replication address as host:port, got {:?}",
-            r.master_addr
-        ));
+    if role == Role::Slave && r.master_addr.parse::<std::net::SocketAddr>().is_err() && !r.master_addr.contains(':') {
+        return Err(format!("a slave needs its master's replication address as host:port, got {:?}", r.master_addr));
     }
     Ok(RoleState {
         role,
@@ -52,10 +43,7 @@ pub fn requested_role(r: &proto::AssumeRoleRequest, now: Instant) -> Result<Role
 
 #[tonic::async_trait]
 impl Admin for AdminApi {
-    async fn status(
-        &self,
-        _req: Request<proto::StatusRequest>,
-    ) -> Result<Response<proto::StatusReply>, Status> {
+    async fn status(&self, _req: Request<proto::StatusRequest>) -> Result<Response<proto::StatusReply>, Status> {
         Ok(Response::new(super::status::status(&self.engine)))
     }
 
@@ -63,8 +51,7 @@ impl Admin for AdminApi {
         &self,
         req: Request<proto::AssumeRoleRequest>,
     ) -> Result<Response<proto::AssumeRoleReply>, Status> {
-        let mut role =
-            requested_role(req.get_ref(), Instant::now()).map_err(Status::invalid_argument)?;
+        let mut role = requested_role(req.get_ref(), Instant::now()).map_err(Status::invalid_argument)?;
         // A renewal of the same mastership keeps a drain in force.
         {
             let cur = self.engine.shared.role.lock();
@@ -72,11 +59,7 @@ impl Admin for AdminApi {
                 role.draining = true;
             }
         }
-        let r = self
-            .engine
-            .set_role(role)
-            .await
-            .map_err(Status::failed_precondition)?;
+        let r = self.engine.set_role(role).await.map_err(Status::failed_precondition)?;
         Ok(Response::new(proto::AssumeRoleReply {
             role: r.role.to_proto() as i32,
             epoch: r.epoch,
@@ -84,24 +67,16 @@ impl Admin for AdminApi {
         }))
     }
 
-    async fn drain(
-        &self,
-        _req: Request<proto::DrainRequest>,
-    ) -> Result<Response<proto::DrainReply>, Status> {
+    async fn drain(&self, _req: Request<proto::DrainRequest>) -> Result<Response<proto::DrainReply>, Status> {
         let mut role = self.engine.shared.role.lock().clone();
         if !role.is_master() {
             return Err(Status::failed_precondition("only a master can drain"));
         }
         role.draining = true;
         // Through the writer: every write accepted before the drain is logged before it replies.
-        let r = self
-            .engine
-            .set_role(role)
-            .await
-            .map_err(Status::failed_precondition)?;
+        let r = self.engine.set_role(role).await.map_err(Status::failed_precondition)?;
         let last = self.engine.shared.state.read().applied_seq;
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.engine.shared.commit.wait(last))
-            .await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.engine.shared.commit.wait(last)).await;
         Ok(Response::new(proto::DrainReply {
             epoch: r.epoch,
             last_seq: last,
@@ -120,6 +95,7 @@ mod tests {
             epoch,
             master_addr: addr.into(),
             valid_for_ms: ms,
+            ..Default::default()
         }
     }
 
@@ -127,25 +103,11 @@ mod tests {
     fn bad_requests_say_what_is_wrong() {
         let now = Instant::now();
         assert!(
-            requested_role(&req(proto::Role::Unspecified, 1, "", 1000), now)
-                .unwrap_err()
-                .contains("master or slave")
+            requested_role(&req(proto::Role::Unspecified, 1, "", 1000), now).unwrap_err().contains("master or slave")
         );
-        assert!(
-            requested_role(&req(proto::Role::Master, 0, "", 1000), now)
-                .unwrap_err()
-                .contains("epoch")
-        );
-        assert!(
-            requested_role(&req(proto::Role::Master, 1, "", 0), now)
-                .unwrap_err()
-                .contains("valid_for")
-        );
-        assert!(
-            requested_role(&req(proto::Role::Slave, 1, "nowhere", 1000), now)
-                .unwrap_err()
-                .contains("host:port")
-        );
+        assert!(requested_role(&req(proto::Role::Master, 0, "", 1000), now).unwrap_err().contains("epoch"));
+        assert!(requested_role(&req(proto::Role::Master, 1, "", 0), now).unwrap_err().contains("valid_for"));
+        assert!(requested_role(&req(proto::Role::Slave, 1, "nowhere", 1000), now).unwrap_err().contains("host:port"));
         let ok = requested_role(&req(proto::Role::Master, 2, "", 3000), now).unwrap();
         assert_eq!(ok.valid_until, Some(now + Duration::from_secs(3)));
     }

@@ -17,9 +17,7 @@ pub struct ClientApi {
 fn replicas(req: u32, default: u32) -> Result<usize, Status> {
     let n = if req == 0 { default } else { req };
     if n as usize > MAX_REPLICAS {
-        return Err(Status::invalid_argument(format!(
-            "replicas must be 1..={MAX_REPLICAS}, got {n}"
-        )));
+        return Err(Status::invalid_argument(format!("replicas must be 1..={MAX_REPLICAS}, got {n}")));
     }
     Ok(n as usize)
 }
@@ -30,15 +28,10 @@ fn replicas(req: u32, default: u32) -> Result<usize, Status> {
 fn create_one(txn: &mut Txn<'_>, n: usize, size_estimate: u64) -> Result<proto::Block, WriteError> {
     let ds = txn.state().place(n, &[]).ok_or_else(|| {
         let live = txn.state().live_dataservers().count();
-        WriteError::Unavailable(format!(
-            "cannot place {n} replicas: {live} live dataservers"
-        ))
+        WriteError::Unavailable(format!("cannot place {n} replicas: {live} live dataservers"))
     })?;
     let id = txn.state().next_block_id;
-    txn.log(Mutation::BlockCreate(proto::BlockCreate {
-        block_id: id,
-        dataservers: ds.clone(),
-    }))?;
+    txn.log(Mutation::BlockCreate(proto::BlockCreate { block_id: id, dataservers: ds.clone() }))?;
     txn.soft().reserve(&ds, size_estimate);
     let s = txn.state();
     Ok(s.block_view(id, &s.blocks[&id]))
@@ -54,16 +47,8 @@ impl Client for ClientApi {
         let r = async {
             let n = replicas(req.get_ref().replicas, self.default_replicas)?;
             let est = self.engine.shared.cfg.block_size_estimate;
-            let (block, seq) = self
-                .engine
-                .write(move |txn| create_one(txn, n, est))
-                .await
-                .map_err(to_status)?;
-            Ok(Response::new(proto::CreateBlockReply {
-                epoch: self.engine.epoch(),
-                block: Some(block),
-                seq,
-            }))
+            let (block, seq) = self.engine.write(move |txn| create_one(txn, n, est)).await.map_err(to_status)?;
+            Ok(Response::new(proto::CreateBlockReply { epoch: self.engine.epoch(), block: Some(block), seq }))
         }
         .await;
         t.done(r)
@@ -91,37 +76,22 @@ impl Client for ClientApi {
                     if txn.state().place(n, &[]).is_none() {
                         return create_one(txn, n, est).map(|b| vec![b]);
                     }
-                    (0..req.count)
-                        .map(|_| create_one(txn, n, est))
-                        .collect::<Result<Vec<_>, _>>()
+                    (0..req.count).map(|_| create_one(txn, n, est)).collect::<Result<Vec<_>, _>>()
                 })
                 .await
                 .map_err(to_status)?;
-            Ok(Response::new(proto::BatchCreateBlocksReply {
-                epoch: self.engine.epoch(),
-                blocks,
-                seq,
-            }))
+            Ok(Response::new(proto::BatchCreateBlocksReply { epoch: self.engine.epoch(), blocks, seq }))
         }
         .await;
         t.done(r)
     }
 
-    async fn get_block(
-        &self,
-        req: Request<proto::GetBlockRequest>,
-    ) -> Result<Response<proto::GetBlockReply>, Status> {
+    async fn get_block(&self, req: Request<proto::GetBlockRequest>) -> Result<Response<proto::GetBlockReply>, Status> {
         let t = Timer::new(&self.engine, "get_block");
         let id = req.get_ref().block_id;
-        let block = self
-            .engine
-            .read(|s| s.blocks.get(&id).map(|b| s.block_view(id, b)))
-            .await;
+        let block = self.engine.read(|s| s.blocks.get(&id).map(|b| s.block_view(id, b))).await;
         t.done(match block {
-            Some(b) => Ok(Response::new(proto::GetBlockReply {
-                epoch: self.engine.epoch(),
-                block: Some(b),
-            })),
+            Some(b) => Ok(Response::new(proto::GetBlockReply { epoch: self.engine.epoch(), block: Some(b) })),
             None => Err(Status::not_found(format!("block {id} does not exist"))),
         })
     }
@@ -133,10 +103,8 @@ impl Client for ClientApi {
         let t = Timer::new(&self.engine, "batch_get_blocks");
         let ids = req.into_inner().block_ids;
         if ids.len() > MAX_BATCH_GET {
-            return t.done(Err(Status::invalid_argument(format!(
-                "at most {MAX_BATCH_GET} ids a call, got {}",
-                ids.len()
-            ))));
+            return t
+                .done(Err(Status::invalid_argument(format!("at most {MAX_BATCH_GET} ids a call, got {}", ids.len()))));
         }
         let (blocks, missing) = self
             .engine
@@ -152,11 +120,7 @@ impl Client for ClientApi {
                 (found, missing)
             })
             .await;
-        t.done(Ok(Response::new(proto::BatchGetBlocksReply {
-            epoch: self.engine.epoch(),
-            blocks,
-            missing,
-        })))
+        t.done(Ok(Response::new(proto::BatchGetBlocksReply { epoch: self.engine.epoch(), blocks, missing })))
     }
 
     async fn commit_block(
@@ -175,10 +139,7 @@ impl Client for ClientApi {
             .engine
             .write(move |txn| {
                 let Some(b) = txn.state().blocks.get(&c.block_id) else {
-                    return Err(WriteError::NotFound(format!(
-                        "block {} does not exist",
-                        c.block_id
-                    )));
+                    return Err(WriteError::NotFound(format!("block {} does not exist", c.block_id)));
                 };
                 // Versions only move forward; a retry of the same version is accepted (idempotent).
                 if c.version < b.version {
@@ -201,11 +162,7 @@ impl Client for ClientApi {
             .await
             .map_err(to_status)
             .map(|(block, seq)| {
-                Response::new(proto::CommitBlockReply {
-                    epoch: self.engine.epoch(),
-                    block: Some(block),
-                    seq,
-                })
+                Response::new(proto::CommitBlockReply { epoch: self.engine.epoch(), block: Some(block), seq })
             });
         t.done(r)
     }
@@ -219,17 +176,11 @@ impl Client for ClientApi {
         let r = self
             .engine
             .write(move |txn| {
-                txn.log(Mutation::BlockRemove(proto::BlockRemove { block_id: id }))
-                    .map_err(WriteError::from)
+                txn.log(Mutation::BlockRemove(proto::BlockRemove { block_id: id })).map_err(WriteError::from)
             })
             .await
             .map_err(to_status)
-            .map(|(_, seq)| {
-                Response::new(proto::RemoveBlockReply {
-                    epoch: self.engine.epoch(),
-                    seq,
-                })
-            });
+            .map(|(_, seq)| Response::new(proto::RemoveBlockReply { epoch: self.engine.epoch(), seq }));
         t.done(r)
     }
 
@@ -242,9 +193,7 @@ impl Client for ClientApi {
         let limit = match req.limit {
             0 => DEFAULT_LIST,
             n if n > MAX_LIST => {
-                return t.done(Err(Status::invalid_argument(format!(
-                    "limit must be 1..={MAX_LIST}, got {n}"
-                ))));
+                return t.done(Err(Status::invalid_argument(format!("limit must be 1..={MAX_LIST}, got {n}"))));
             }
             n => n,
         } as usize;
@@ -252,41 +201,22 @@ impl Client for ClientApi {
             .engine
             .read(|s| {
                 let mut it = s.blocks.range(req.after.saturating_add(1)..);
-                let blocks: Vec<_> = it
-                    .by_ref()
-                    .take(limit)
-                    .map(|(id, b)| s.block_view(*id, b))
-                    .collect();
+                let blocks: Vec<_> = it.by_ref().take(limit).map(|(id, b)| s.block_view(*id, b)).collect();
                 (blocks, it.next().is_some())
             })
             .await;
-        t.done(Ok(Response::new(proto::ListBlocksReply {
-            epoch: self.engine.epoch(),
-            blocks,
-            more,
-        })))
+        t.done(Ok(Response::new(proto::ListBlocksReply { epoch: self.engine.epoch(), blocks, more })))
     }
 
-    async fn echo(
-        &self,
-        req: Request<proto::EchoRequest>,
-    ) -> Result<Response<proto::EchoReply>, Status> {
+    async fn echo(&self, req: Request<proto::EchoRequest>) -> Result<Response<proto::EchoReply>, Status> {
         let payload = req.into_inner().payload;
         if payload.len() > MAX_ECHO {
-            return Err(Status::invalid_argument(format!(
-                "echo payload is limited to {MAX_ECHO} bytes"
-            )));
+            return Err(Status::invalid_argument(format!("echo payload is limited to {MAX_ECHO} bytes")));
         }
-        Ok(Response::new(proto::EchoReply {
-            epoch: self.engine.epoch(),
-            payload,
-        }))
+        Ok(Response::new(proto::EchoReply { epoch: self.engine.epoch(), payload }))
     }
 
-    async fn status(
-        &self,
-        _req: Request<proto::StatusRequest>,
-    ) -> Result<Response<proto::StatusReply>, Status> {
+    async fn status(&self, _req: Request<proto::StatusRequest>) -> Result<Response<proto::StatusReply>, Status> {
         Ok(Response::new(super::status::status(&self.engine)))
     }
 }

@@ -17,11 +17,7 @@ pub struct DataserverApi {
     pub engine: Engine,
 }
 
-fn lease_reply(
-    engine: &Engine,
-    lease_id: u64,
-    tasks: Vec<proto::TaskCreate>,
-) -> proto::DataserverLeaseReply {
+fn lease_reply(engine: &Engine, lease_id: u64, tasks: Vec<proto::TaskCreate>) -> proto::DataserverLeaseReply {
     proto::DataserverLeaseReply {
         epoch: engine.epoch(),
         lease_id,
@@ -31,13 +27,7 @@ fn lease_reply(
 }
 
 fn grant(engine: &Engine, id: u32, lease_id: u64) {
-    engine.shared.ds_leases.lock().insert(
-        id,
-        (
-            lease_id,
-            Instant::now() + engine.shared.cfg.dataserver_lease,
-        ),
-    );
+    engine.shared.ds_leases.lock().insert(id, (lease_id, Instant::now() + engine.shared.cfg.dataserver_lease));
 }
 
 /// Records that a dataserver holds the reported blocks (only blocks we know, only while a replica
@@ -45,16 +35,11 @@ fn grant(engine: &Engine, id: u32, lease_id: u64) {
 fn absorb_report(txn: &mut Txn<'_>, id: u32, blocks: &[u64]) -> Result<(), WriteError> {
     for &b in blocks {
         let needs = match txn.state().blocks.get(&b) {
-            Some(meta) => {
-                !meta.replicas().contains(&id) && meta.replicas().len() < crate::state::MAX_REPLICAS
-            }
+            Some(meta) => !meta.replicas().contains(&id) && meta.replicas().len() < crate::state::MAX_REPLICAS,
             None => false,
         };
         if needs {
-            txn.log(Mutation::ReplicaAdd(proto::ReplicaAdd {
-                block_id: b,
-                dataserver: id,
-            }))?;
+            txn.log(Mutation::ReplicaAdd(proto::ReplicaAdd { block_id: b, dataserver: id }))?;
         }
     }
     Ok(())
@@ -62,8 +47,7 @@ fn absorb_report(txn: &mut Txn<'_>, id: u32, blocks: &[u64]) -> Result<(), Write
 
 /// Logs a replicate task for every under-replicated block that has a live source and no task yet.
 pub fn plan_replication(txn: &mut Txn<'_>) -> Result<usize, WriteError> {
-    let busy: std::collections::HashSet<u64> =
-        txn.state().tasks.values().map(|t| t.block_id).collect();
+    let busy: std::collections::HashSet<u64> = txn.state().tasks.values().map(|t| t.block_id).collect();
     let todo: Vec<(u64, Vec<u32>)> = txn
         .state()
         .blocks
@@ -74,10 +58,7 @@ pub fn plan_replication(txn: &mut Txn<'_>) -> Result<usize, WriteError> {
     let mut planned = 0;
     for (block_id, reps) in todo {
         let Some(&source) = reps.first() else {
-            warn!(
-                block_id,
-                "block has no live replica left; it cannot be re-replicated"
-            );
+            warn!(block_id, "block has no live replica left; it cannot be re-replicated");
             continue;
         };
         let Some(target) = txn.state().place(1, &reps).map(|v| v[0]) else {
@@ -97,10 +78,7 @@ pub fn plan_replication(txn: &mut Txn<'_>) -> Result<usize, WriteError> {
 }
 
 fn leave(txn: &mut Txn<'_>, id: u32, expired: bool) -> Result<usize, WriteError> {
-    txn.log(Mutation::DataserverLeave(proto::DataserverLeave {
-        id,
-        expired,
-    }))?;
+    txn.log(Mutation::DataserverLeave(proto::DataserverLeave { id, expired }))?;
     plan_replication(txn)
 }
 
@@ -154,9 +132,7 @@ impl Dataserver for DataserverApi {
         let t = Timer::new(&self.engine, "ds_renew");
         let r = req.into_inner();
         if r.blocks.len() > MAX_BLOCK_REPORT {
-            return t.done(Err(Status::invalid_argument(format!(
-                "at most {MAX_BLOCK_REPORT} reported blocks"
-            ))));
+            return t.done(Err(Status::invalid_argument(format!("at most {MAX_BLOCK_REPORT} reported blocks"))));
         }
         let (id, lease_id) = (r.id, r.lease_id);
         let res = self
@@ -176,10 +152,7 @@ impl Dataserver for DataserverApi {
                 }
                 for f in &r.finished {
                     if txn.state().tasks.contains_key(&f.task_id) {
-                        txn.log(Mutation::TaskDone(proto::TaskDone {
-                            task_id: f.task_id,
-                            success: f.success,
-                        }))?;
+                        txn.log(Mutation::TaskDone(proto::TaskDone { task_id: f.task_id, success: f.success }))?;
                     }
                 }
                 absorb_report(txn, id, &r.blocks)?;
@@ -218,21 +191,14 @@ impl Dataserver for DataserverApi {
             .engine
             .write(move |txn| match txn.state().dataservers.get(&r.id) {
                 Some(d) if d.alive && d.lease_id == r.lease_id => leave(txn, r.id, false),
-                _ => Err(WriteError::NotFound(format!(
-                    "dataserver {} holds no lease {}",
-                    r.id, r.lease_id
-                ))),
+                _ => Err(WriteError::NotFound(format!("dataserver {} holds no lease {}", r.id, r.lease_id))),
             })
             .await
             .map_err(to_status);
         if res.is_ok() {
             self.engine.shared.ds_leases.lock().remove(&r.id);
         }
-        t.done(res.map(|_| {
-            Response::new(proto::DataserverGiveUpReply {
-                epoch: self.engine.epoch(),
-            })
-        }))
+        t.done(res.map(|_| Response::new(proto::DataserverGiveUpReply { epoch: self.engine.epoch() })))
     }
 }
 
@@ -243,31 +209,18 @@ pub async fn check_leases(engine: Engine) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tick.tick().await;
-        if engine
-            .shared
-            .role
-            .lock()
-            .check_writable(Instant::now())
-            .is_err()
-        {
+        if engine.shared.role.lock().check_writable(Instant::now()).is_err() {
             engine.shared.ds_leases.lock().clear();
             continue;
         }
         let now = Instant::now();
-        let alive: Vec<(u32, u64)> = engine
-            .shared
-            .state
-            .read()
-            .live_dataservers()
-            .map(|d| (d.id, d.lease_id))
-            .collect();
+        let alive: Vec<(u32, u64)> =
+            engine.shared.state.read().live_dataservers().map(|d| (d.id, d.lease_id)).collect();
         let mut expired = Vec::new();
         {
             let mut leases = engine.shared.ds_leases.lock();
             for (id, lease_id) in alive {
-                let e = leases
-                    .entry(id)
-                    .or_insert((lease_id, now + engine.shared.cfg.dataserver_lease));
+                let e = leases.entry(id).or_insert((lease_id, now + engine.shared.cfg.dataserver_lease));
                 if e.1 <= now {
                     expired.push((id, e.0));
                 }
@@ -283,11 +236,7 @@ pub async fn check_leases(engine: Engine) {
             match r {
                 Ok((planned, _)) => {
                     engine.shared.ds_leases.lock().remove(&id);
-                    warn!(
-                        dataserver = id,
-                        replicate_tasks = planned,
-                        "dataserver lease expired: declared dead"
-                    );
+                    warn!(dataserver = id, replicate_tasks = planned, "dataserver lease expired: declared dead");
                 }
                 Err(e) => {
                     warn!(dataserver = id, error = %e, "cannot log the expiry of a dataserver lease")

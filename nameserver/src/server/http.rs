@@ -13,10 +13,7 @@ use crate::engine::Engine;
 async fn metrics(State(engine): State<Engine>) -> impl IntoResponse {
     super::status::status(&engine); // refreshes the gauges derived from status
     (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         engine.shared.metrics.encode(),
     )
 }
@@ -34,8 +31,5 @@ async fn health(State(engine): State<Engine>) -> impl IntoResponse {
 }
 
 pub fn router(engine: Engine) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/health", get(health))
-        .with_state(engine)
+    Router::new().route("/metrics", get(metrics)).route("/health", get(health)).with_state(engine)
 }

@@ -29,9 +29,7 @@ pub mod limits {
 
 pub fn to_status(e: WriteError) -> Status {
     match e {
-        WriteError::NotWritable(n @ NotWritable::Slave { .. }) => {
-            Status::failed_precondition(n.to_string())
-        }
+        WriteError::NotWritable(n @ NotWritable::Slave { .. }) => Status::failed_precondition(n.to_string()),
         WriteError::NotWritable(n) => Status::unavailable(n.to_string()),
         WriteError::Invalid(m) => Status::invalid_argument(m),
         WriteError::NotFound(m) => Status::not_found(m),
@@ -49,11 +47,7 @@ pub(crate) struct Timer<'a> {
 
 impl<'a> Timer<'a> {
     pub fn new(engine: &'a Engine, op: &'static str) -> Self {
-        Timer {
-            engine,
-            op,
-            start: Instant::now(),
-        }
+        Timer { engine, op, start: Instant::now() }
     }
 
     pub fn done<T>(self, r: Result<T, Status>) -> Result<T, Status> {
@@ -62,12 +56,8 @@ impl<'a> Timer<'a> {
             Ok(_) => "ok",
             Err(s) => code_name(s.code()),
         };
-        m.requests
-            .get_or_create(&crate::metrics::OpLabels { op: self.op, code })
-            .inc();
-        m.latency
-            .get_or_create(&crate::metrics::OpName { op: self.op })
-            .observe(self.start.elapsed().as_secs_f64());
+        m.requests.get_or_create(&crate::metrics::OpLabels { op: self.op, code }).inc();
+        m.latency.get_or_create(&crate::metrics::OpName { op: self.op }).observe(self.start.elapsed().as_secs_f64());
         r
     }
 }

@@ -58,32 +58,19 @@ pub async fn serve(
     tokio::spawn(check_leases(engine.clone()));
     if let Some(l) = repl_l {
         tokio::spawn(crate::replication::master::serve(engine.clone(), l));
-        tokio::spawn(crate::replication::slave::follow(
-            engine.clone(),
-            stop_rx_follow,
-        ));
+        tokio::spawn(crate::replication::slave::follow(engine.clone(), stop_rx_follow));
     }
 
     let client = Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .add_service(proto::client_server::ClientServer::new(ClientApi {
-            engine: engine.clone(),
-            default_replicas,
-        }))
-        .add_service(proto::dataserver_server::DataserverServer::new(
-            DataserverApi {
-                engine: engine.clone(),
-            },
-        ))
+        .add_service(proto::client_server::ClientServer::new(ClientApi { engine: engine.clone(), default_replicas }))
+        .add_service(proto::dataserver_server::DataserverServer::new(DataserverApi { engine: engine.clone() }))
         .serve_with_incoming_shutdown(incoming(client_l), stopped());
     let admin = Server::builder()
-        .add_service(proto::admin_server::AdminServer::new(AdminApi {
-            engine: engine.clone(),
-        }))
+        .add_service(proto::admin_server::AdminServer::new(AdminApi { engine: engine.clone() }))
         .serve_with_incoming_shutdown(incoming(admin_l), stopped());
-    let http =
-        axum::serve(http_l, super::http::router(engine.clone())).with_graceful_shutdown(stopped());
+    let http = axum::serve(http_l, super::http::router(engine.clone())).with_graceful_shutdown(stopped());
     let (a, b, c) = tokio::join!(client, admin, http);
     a.context("client server")?;
     b.context("admin server")?;
@@ -92,10 +79,7 @@ pub async fn serve(
 }
 
 /// Accepted connections with TCP_NODELAY set (small RPCs must not wait for Nagle).
-fn incoming(
-    l: TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+fn incoming(l: TcpListener) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
     use tokio_stream::StreamExt;
-    tokio_stream::wrappers::TcpListenerStream::new(l)
-        .map(|s| s.and_then(|s| s.set_nodelay(true).map(|_| s)))
+    tokio_stream::wrappers::TcpListenerStream::new(l).map(|s| s.and_then(|s| s.set_nodelay(true).map(|_| s)))
 }

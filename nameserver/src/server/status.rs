@@ -36,11 +36,7 @@ pub fn status(engine: &Engine) -> proto::StatusReply {
         applied_seq: applied,
         durable_seq: durable,
         committed_seq: committed,
-        valid_for_ms: if valid == std::time::Duration::MAX {
-            u64::MAX
-        } else {
-            valid.as_millis() as u64
-        },
+        valid_for_ms: if valid == std::time::Duration::MAX { u64::MAX } else { valid.as_millis() as u64 },
         master_addr: role.master_addr.clone(),
         draining: role.draining,
         writable,
@@ -54,6 +50,8 @@ pub fn status(engine: &Engine) -> proto::StatusReply {
         replication_mode: sh.commit.mode().to_string(),
         checkpoint_seq: sh.checkpoint_seq.load(Ordering::Relaxed),
         first_log_seq: sh.first_log_seq.load(Ordering::Relaxed),
+        sync_set_version: sh.commit.sync_set_version(),
+        sync_set_pending_removal: sh.commit.pending_removals(),
     }
 }
 

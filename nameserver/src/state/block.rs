@@ -24,10 +24,7 @@ pub struct TooManyReplicas;
 
 impl BlockMeta {
     pub fn new(dataservers: &[u32]) -> Result<Self, TooManyReplicas> {
-        let mut b = BlockMeta {
-            want: dataservers.len() as u8,
-            ..Default::default()
-        };
+        let mut b = BlockMeta { want: dataservers.len() as u8, ..Default::default() };
         for &d in dataservers {
             b.add_replica(d)?;
         }

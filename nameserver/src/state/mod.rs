@@ -29,9 +29,7 @@ pub struct Dataserver {
 
 impl Dataserver {
     pub fn free(&self) -> u64 {
-        self.capacity
-            .saturating_sub(self.used)
-            .saturating_sub(self.reserved)
+        self.capacity.saturating_sub(self.used).saturating_sub(self.reserved)
     }
 }
 
@@ -85,28 +83,17 @@ pub struct State {
 
 impl State {
     pub fn new() -> Self {
-        State {
-            next_block_id: 1,
-            next_task_id: 1,
-            next_lease_id: 1,
-            ..Default::default()
-        }
+        State { next_block_id: 1, next_task_id: 1, next_lease_id: 1, ..Default::default() }
     }
 
     /// Applies one record. Invariant: records are applied exactly once, in seq order, and never
     /// from an epoch lower than one already applied.
     pub fn apply(&mut self, h: &Header, m: &Mutation) -> Result<(), ApplyError> {
         if h.seq != self.applied_seq + 1 {
-            return Err(ApplyError::OutOfOrder {
-                applied: self.applied_seq,
-                got: h.seq,
-            });
+            return Err(ApplyError::OutOfOrder { applied: self.applied_seq, got: h.seq });
         }
         if h.epoch < self.epoch {
-            return Err(ApplyError::StaleEpoch {
-                current: self.epoch,
-                got: h.epoch,
-            });
+            return Err(ApplyError::StaleEpoch { current: self.epoch, got: h.epoch });
         }
         self.apply_mutation(h, m)?;
         self.applied_seq = h.seq;
@@ -133,9 +120,7 @@ impl State {
             Mutation::DataserverLeave(l) if !self.dataservers.contains_key(&l.id) => {
                 Err(ApplyError::NoDataserver(l.id))
             }
-            Mutation::TaskDone(d) if !self.tasks.contains_key(&d.task_id) => {
-                Err(ApplyError::NoTask(d.task_id))
-            }
+            Mutation::TaskDone(d) if !self.tasks.contains_key(&d.task_id) => Err(ApplyError::NoTask(d.task_id)),
             _ => Ok(()),
         }
     }
@@ -143,13 +128,9 @@ impl State {
     fn apply_mutation(&mut self, h: &Header, m: &Mutation) -> Result<(), ApplyError> {
         self.check(m)?;
         match m {
-            Mutation::EpochStart(e) => self.epochs.push(EpochMark {
-                epoch: e.epoch,
-                start_seq: h.seq,
-            }),
+            Mutation::EpochStart(e) => self.epochs.push(EpochMark { epoch: e.epoch, start_seq: h.seq }),
             Mutation::BlockCreate(c) => {
-                let meta = BlockMeta::new(&c.dataservers)
-                    .map_err(|e| ApplyError::Replicas(c.block_id, e))?;
+                let meta = BlockMeta::new(&c.dataservers).map_err(|e| ApplyError::Replicas(c.block_id, e))?;
                 self.blocks.insert(c.block_id, meta);
                 self.next_block_id = self.next_block_id.max(c.block_id + 1);
             }
@@ -190,24 +171,16 @@ impl State {
                 for b in self.blocks.values_mut() {
                     b.remove_replica(l.id);
                 }
-                self.tasks
-                    .retain(|_, t| t.source != l.id && t.target != l.id);
+                self.tasks.retain(|_, t| t.source != l.id && t.target != l.id);
             }
             Mutation::ReplicaAdd(r) => {
                 let b = self.blocks.get_mut(&r.block_id).expect("checked");
-                b.add_replica(r.dataserver)
-                    .map_err(|e| ApplyError::Replicas(r.block_id, e))?;
+                b.add_replica(r.dataserver).map_err(|e| ApplyError::Replicas(r.block_id, e))?;
             }
             Mutation::TaskCreate(t) => {
                 self.tasks.insert(
                     t.task_id,
-                    Task {
-                        id: t.task_id,
-                        kind: t.kind(),
-                        block_id: t.block_id,
-                        source: t.source,
-                        target: t.target,
-                    },
+                    Task { id: t.task_id, kind: t.kind(), block_id: t.block_id, source: t.source, target: t.target },
                 );
                 self.next_task_id = self.next_task_id.max(t.task_id + 1);
             }
@@ -232,10 +205,7 @@ impl State {
     pub fn place(&self, n: usize, exclude: &[u32]) -> Option<Vec<u32>> {
         let mut best: Vec<&Dataserver> = Vec::with_capacity(n + 1);
         for d in self.live_dataservers().filter(|d| !exclude.contains(&d.id)) {
-            let at = best
-                .iter()
-                .position(|b| d.free() > b.free())
-                .unwrap_or(best.len());
+            let at = best.iter().position(|b| d.free() > b.free()).unwrap_or(best.len());
             if at < n {
                 best.insert(at, d);
                 best.truncate(n);
@@ -267,12 +237,7 @@ impl State {
             addrs: b
                 .replicas()
                 .iter()
-                .map(|d| {
-                    self.dataservers
-                        .get(d)
-                        .map(|d| d.addr.clone())
-                        .unwrap_or_default()
-                })
+                .map(|d| self.dataservers.get(d).map(|d| d.addr.clone()).unwrap_or_default())
                 .collect(),
         }
     }

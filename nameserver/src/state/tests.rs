@@ -3,14 +3,7 @@ use crate::oplog::RecordType;
 use proptest::prelude::*;
 
 fn h(seq: u64, epoch: u64) -> Header {
-    Header {
-        rtype: RecordType::EpochStart,
-        epoch,
-        seq,
-        time_ms: 1000 + seq,
-        len: 0,
-        crc: 0,
-    }
+    Header { rtype: RecordType::EpochStart, epoch, seq, time_ms: 1000 + seq, len: 0, crc: 0 }
 }
 
 fn join(id: u32) -> Mutation {
@@ -24,10 +17,7 @@ fn join(id: u32) -> Mutation {
 }
 
 fn create(id: u64, ds: &[u32]) -> Mutation {
-    Mutation::BlockCreate(proto::BlockCreate {
-        block_id: id,
-        dataservers: ds.to_vec(),
-    })
+    Mutation::BlockCreate(proto::BlockCreate { block_id: id, dataservers: ds.to_vec() })
 }
 
 /// Applies mutations with consecutive seqs at `epoch`.
@@ -41,15 +31,9 @@ pub(crate) fn apply_all(s: &mut State, epoch: u64, ms: &[Mutation]) {
 #[test]
 fn records_must_follow_in_seq_order() {
     let mut s = State::new();
-    assert_eq!(
-        s.apply(&h(2, 1), &join(1)),
-        Err(ApplyError::OutOfOrder { applied: 0, got: 2 })
-    );
+    assert_eq!(s.apply(&h(2, 1), &join(1)), Err(ApplyError::OutOfOrder { applied: 0, got: 2 }));
     s.apply(&h(1, 2), &join(1)).unwrap();
-    assert_eq!(
-        s.apply(&h(2, 1), &join(2)),
-        Err(ApplyError::StaleEpoch { current: 2, got: 1 })
-    );
+    assert_eq!(s.apply(&h(2, 1), &join(2)), Err(ApplyError::StaleEpoch { current: 2, got: 1 }));
     assert_eq!(s.applied_seq, 1);
 }
 
@@ -58,11 +42,7 @@ fn allocator_stays_above_every_logged_id() {
     let mut s = State::new();
     apply_all(&mut s, 1, &[join(1), create(5, &[1]), create(3, &[1])]);
     assert_eq!(s.next_block_id, 6);
-    apply_all(
-        &mut s,
-        1,
-        &[Mutation::BlockRemove(proto::BlockRemove { block_id: 5 })],
-    );
+    apply_all(&mut s, 1, &[Mutation::BlockRemove(proto::BlockRemove { block_id: 5 })]);
     assert_eq!(s.next_block_id, 6, "a removed id is never handed out again");
 }
 
@@ -72,21 +52,12 @@ fn failed_apply_changes_nothing() {
     apply_all(&mut s, 1, &[join(1), create(1, &[1])]);
     let before = s.clone();
     let seq = s.applied_seq + 1;
+    assert_eq!(s.apply(&h(seq, 1), &create(1, &[1])), Err(ApplyError::BlockExists(1)));
     assert_eq!(
-        s.apply(&h(seq, 1), &create(1, &[1])),
-        Err(ApplyError::BlockExists(1))
-    );
-    assert_eq!(
-        s.apply(
-            &h(seq, 1),
-            &Mutation::BlockRemove(proto::BlockRemove { block_id: 9 })
-        ),
+        s.apply(&h(seq, 1), &Mutation::BlockRemove(proto::BlockRemove { block_id: 9 })),
         Err(ApplyError::NoBlock(9))
     );
-    assert_eq!(
-        s.apply(&h(seq, 1), &create(2, &[1, 2, 3, 4, 5])),
-        Err(ApplyError::Replicas(2, block::TooManyReplicas))
-    );
+    assert_eq!(s.apply(&h(seq, 1), &create(2, &[1, 2, 3, 4, 5])), Err(ApplyError::Replicas(2, block::TooManyReplicas)));
     assert_eq!(s.blocks, before.blocks);
     assert_eq!(s.applied_seq, before.applied_seq);
 }
@@ -94,17 +65,7 @@ fn failed_apply_changes_nothing() {
 #[test]
 fn dead_dataserver_loses_its_replicas_and_tasks() {
     let mut s = State::new();
-    apply_all(
-        &mut s,
-        1,
-        &[
-            join(1),
-            join(2),
-            join(3),
-            create(1, &[1, 2]),
-            create(2, &[2, 3]),
-        ],
-    );
+    apply_all(&mut s, 1, &[join(1), join(2), join(3), create(1, &[1, 2]), create(2, &[2, 3])]);
     apply_all(
         &mut s,
         1,
@@ -116,14 +77,7 @@ fn dead_dataserver_loses_its_replicas_and_tasks() {
             target: 1,
         })],
     );
-    apply_all(
-        &mut s,
-        1,
-        &[Mutation::DataserverLeave(proto::DataserverLeave {
-            id: 2,
-            expired: true,
-        })],
-    );
+    apply_all(&mut s, 1, &[Mutation::DataserverLeave(proto::DataserverLeave { id: 2, expired: true })]);
     assert_eq!(s.blocks[&1].replicas(), &[1]);
     assert_eq!(s.blocks[&2].replicas(), &[3]);
     assert!(s.blocks[&1].under_replicated());
@@ -146,10 +100,7 @@ fn finished_replicate_task_adds_the_replica() {
                 source: 1,
                 target: 2,
             }),
-            Mutation::TaskDone(proto::TaskDone {
-                task_id: 4,
-                success: true,
-            }),
+            Mutation::TaskDone(proto::TaskDone { task_id: 4, success: true }),
         ],
     );
     assert_eq!(s.blocks[&1].replicas(), &[1, 2]);
@@ -186,10 +137,7 @@ pub(crate) fn history() -> impl Strategy<Value = Vec<Mutation>> {
                     del_file_count: 0,
                 }),
                 3 => Mutation::BlockRemove(proto::BlockRemove { block_id: id }),
-                4 => Mutation::DataserverLeave(proto::DataserverLeave {
-                    id: ds,
-                    expired: false,
-                }),
+                4 => Mutation::DataserverLeave(proto::DataserverLeave { id: ds, expired: false }),
                 _ => join(ds),
             };
             if s.check(&m).is_ok() {

@@ -15,11 +15,7 @@ pub const CTL: &str = env!("CARGO_BIN_EXE_tfsctl");
 
 /// A free port: the kernel picks it, we release it for the node to bind a moment later.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub struct Node {
@@ -52,18 +48,9 @@ impl Node {
     }
 
     pub fn start(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let child = Command::new(NS)
-            .args([
-                "--data-dir",
-                self.dir.join("data").to_str().unwrap(),
-                "--node",
-                &self.name,
-            ])
+            .args(["--data-dir", self.dir.join("data").to_str().unwrap(), "--node", &self.name])
             .args([
                 "--listen",
                 &self.client,
@@ -104,11 +91,7 @@ impl Node {
 
     pub fn signal(&self, sig: &str) {
         let pid = self.child.as_ref().expect("running").id();
-        let ok = Command::new("kill")
-            .args([&format!("-{sig}"), &pid.to_string()])
-            .status()
-            .unwrap()
-            .success();
+        let ok = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status().unwrap().success();
         assert!(ok, "kill -{sig} {pid}");
     }
 
@@ -137,9 +120,7 @@ impl Node {
     }
 
     pub async fn status(&self) -> proto::StatusReply {
-        self.try_status()
-            .await
-            .unwrap_or_else(|| panic!("{}: no status", self.name))
+        self.try_status().await.unwrap_or_else(|| panic!("{}: no status", self.name))
     }
 
     pub async fn assume(
@@ -155,26 +136,18 @@ impl Node {
             epoch,
             master_addr: master.into(),
             valid_for_ms: valid_for.as_millis() as u64,
+            ..Default::default()
         })
         .await
         .map(|r| r.into_inner())
     }
 
     pub async fn master(&self, epoch: u64) {
-        self.assume(proto::Role::Master, epoch, "", Duration::from_secs(3600))
-            .await
-            .unwrap();
+        self.assume(proto::Role::Master, epoch, "", Duration::from_secs(3600)).await.unwrap();
     }
 
     pub async fn slave_of(&self, m: &Node, epoch: u64) {
-        self.assume(
-            proto::Role::Slave,
-            epoch,
-            &m.repl,
-            Duration::from_secs(3600),
-        )
-        .await
-        .unwrap();
+        self.assume(proto::Role::Slave, epoch, &m.repl, Duration::from_secs(3600)).await.unwrap();
     }
 
     /// Polls status until `f` holds.
@@ -195,18 +168,12 @@ impl Node {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!(
-            "{}: timed out waiting for {what}; last status {last:?}\nlog:\n{}",
-            self.name,
-            self.log_text()
-        );
+        panic!("{}: timed out waiting for {what}; last status {last:?}\nlog:\n{}", self.name, self.log_text());
     }
 
     /// Registers `n` dataservers (ids from 1) with a lease that outlives the test.
     pub async fn dataservers(&self, n: u32) {
-        let mut d = tfs_nameserver::proto::dataserver_client::DataserverClient::new(
-            Self::channel(&self.client).await,
-        );
+        let mut d = tfs_nameserver::proto::dataserver_client::DataserverClient::new(Self::channel(&self.client).await);
         for id in 1..=n {
             d.apply(proto::DataserverApplyRequest {
                 id,
@@ -225,9 +192,7 @@ impl Drop for Node {
     fn drop(&mut self) {
         if let Some(c) = self.child.as_ref() {
             // Never leave a frozen process behind.
-            let _ = Command::new("kill")
-                .args(["-CONT", &c.id().to_string()])
-                .status();
+            let _ = Command::new("kill").args(["-CONT", &c.id().to_string()]).status();
         }
         self.kill9();
     }
@@ -235,57 +200,29 @@ impl Drop for Node {
 
 /// Runs tfsctl to completion.
 pub fn ctl(args: &[&str]) -> Output {
-    Command::new(CTL)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run tfsctl")
+    Command::new(CTL).args(args).stdin(Stdio::null()).output().expect("run tfsctl")
 }
 
 /// Starts tfsctl in the background (a load generator).
 pub fn ctl_bg(args: &[&str], log: &Path) -> Child {
     let f = std::fs::File::create(log).unwrap();
-    Command::new(CTL)
-        .args(args)
-        .stdout(f.try_clone().unwrap())
-        .stderr(f)
-        .spawn()
-        .expect("spawn tfsctl")
+    Command::new(CTL).args(args).stdout(f.try_clone().unwrap()).stderr(f).spawn().expect("spawn tfsctl")
 }
 
 pub fn verify(addr: &str, record: &Path) -> (bool, String) {
-    let o = ctl(&[
-        "--addr",
-        addr,
-        "verify",
-        "--record",
-        record.to_str().unwrap(),
-    ]);
-    (
-        o.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    )
+    let o = ctl(&["--addr", addr, "verify", "--record", record.to_str().unwrap()]);
+    (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
 }
 
 pub fn lines(p: &Path) -> usize {
-    std::fs::read_to_string(p)
-        .map(|s| s.lines().count())
-        .unwrap_or(0)
+    std::fs::read_to_string(p).map(|s| s.lines().count()).unwrap_or(0)
 }
 
 /// Waits until the record file holds at least `n` acknowledged mutations.
 pub async fn wait_acked(p: &Path, n: usize, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     while lines(p) < n {
-        assert!(
-            Instant::now() < deadline,
-            "only {} acknowledged after {timeout:?}",
-            lines(p)
-        );
+        assert!(Instant::now() < deadline, "only {} acknowledged after {timeout:?}", lines(p));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

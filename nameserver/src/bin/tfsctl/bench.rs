@@ -67,10 +67,7 @@ pub struct BenchArgs {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 fn retryable(s: &Status) -> bool {
@@ -100,12 +97,7 @@ pub async fn run(addr: &str, a: BenchArgs, json: bool) -> Result<i32> {
         Some(n) => {
             let s = sim::spawn(
                 addr,
-                &SimArgs {
-                    count: n,
-                    first_id: 1,
-                    capacity: 1 << 40,
-                    renew_every: Duration::from_secs(2),
-                },
+                &SimArgs { count: n, first_id: 1, capacity: 1 << 40, renew_every: Duration::from_secs(2) },
             )?;
             wait_for_dataservers(&chans[0], n).await?;
             Some(s)
@@ -113,9 +105,7 @@ pub async fn run(addr: &str, a: BenchArgs, json: bool) -> Result<i32> {
         None => None,
     };
     let blocks = match a.op {
-        Op::Get | Op::Commit => {
-            Arc::new(prefill(&chans[0], a.prefill.max(a.concurrency), a.replicas).await?)
-        }
+        Op::Get | Op::Commit => Arc::new(prefill(&chans[0], a.prefill.max(a.concurrency), a.replicas).await?),
         _ => Arc::new(Vec::new()),
     };
     let (rec_tx, rec_join) = match &a.record {
@@ -135,11 +125,9 @@ pub async fn run(addr: &str, a: BenchArgs, json: bool) -> Result<i32> {
     let mut workers = Vec::new();
     for w in 0..a.concurrency {
         let ch = chans[(w % a.connections) as usize].clone();
-        let (a, counters, blocks, rec) =
-            (a.clone(), counters.clone(), blocks.clone(), rec_tx.clone());
-        workers.push(tokio::spawn(async move {
-            worker(w, ClientClient::new(ch), a, counters, blocks, rec, start).await
-        }));
+        let (a, counters, blocks, rec) = (a.clone(), counters.clone(), blocks.clone(), rec_tx.clone());
+        workers
+            .push(tokio::spawn(async move { worker(w, ClientClient::new(ch), a, counters, blocks, rec, start).await }));
     }
     drop(rec_tx);
     let progress = {
@@ -170,17 +158,12 @@ pub async fn run(addr: &str, a: BenchArgs, json: bool) -> Result<i32> {
     progress.abort();
     let elapsed = start.elapsed().as_secs_f64();
     if let Some(h) = rec_join {
-        h.join()
-            .map_err(|_| anyhow::anyhow!("record writer panicked"))??;
+        h.join().map_err(|_| anyhow::anyhow!("record writer panicked"))??;
     }
     let ok = counters.ok.load(Ordering::Relaxed);
     let failed = counters.failed.load(Ordering::Relaxed);
     let retries = counters.retries.load(Ordering::Relaxed);
-    let per_call = if a.op == Op::BatchCreate {
-        a.batch as u64
-    } else {
-        1
-    };
+    let per_call = if a.op == Op::BatchCreate { a.batch as u64 } else { 1 };
     let ops = ok as f64 / elapsed;
     let q = |p: f64| hist.value_at_quantile(p) as f64 / 1000.0;
     if json {
@@ -199,11 +182,7 @@ pub async fn run(addr: &str, a: BenchArgs, json: bool) -> Result<i32> {
             a.op,
             a.count,
             a.concurrency,
-            if per_call > 1 {
-                format!(" items/s={:.0}", ops * per_call as f64)
-            } else {
-                String::new()
-            },
+            if per_call > 1 { format!(" items/s={:.0}", ops * per_call as f64) } else { String::new() },
             q(0.5),
             q(0.99),
             q(0.999),
@@ -226,9 +205,7 @@ async fn wait_for_dataservers(ch: &Channel, n: u32) -> Result<()> {
             }
         }
         if Instant::now() > deadline {
-            bail!(
-                "the simulated dataservers did not register within 30s (is the nameserver a writable master?)"
-            );
+            bail!("the simulated dataservers did not register within 30s (is the nameserver a writable master?)");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -260,9 +237,7 @@ async fn worker(
     let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("bounds");
     let mut first_error = None;
     let mut version: u32 = 0;
-    let interval = a
-        .rate
-        .map(|r| Duration::from_secs_f64(a.concurrency as f64 / r.max(1) as f64));
+    let interval = a.rate.map(|r| Duration::from_secs_f64(a.concurrency as f64 / r.max(1) as f64));
     let mut i = 0u64;
     loop {
         let n = counters.next.fetch_add(1, Ordering::Relaxed);
@@ -282,11 +257,7 @@ async fn worker(
         let give_up = t0 + a.retry_for;
         version += 1;
         // Each worker owns one block, so its versions only move forward.
-        let block = if blocks.is_empty() {
-            0
-        } else {
-            blocks[(w % blocks.len() as u64) as usize]
-        };
+        let block = if blocks.is_empty() { 0 } else { blocks[(w % blocks.len() as u64) as usize] };
         let mut backoff = Duration::from_millis(10);
         loop {
             let sent_ms = now_ms();
@@ -299,14 +270,7 @@ async fn worker(
                     if let Some(rec) = &rec {
                         let acked_ms = now_ms();
                         for (kind, block, epoch, seq) in acks {
-                            let _ = rec.send(Ack {
-                                kind,
-                                block,
-                                epoch,
-                                seq,
-                                sent_ms,
-                                acked_ms,
-                            });
+                            let _ = rec.send(Ack { kind, block, epoch, seq, sent_ms, acked_ms });
                         }
                     }
                     break;
@@ -331,39 +295,22 @@ async fn worker(
 
 type Acked = Vec<(Kind, u64, u64, u64)>;
 
-async fn call(
-    c: &mut ClientClient<Channel>,
-    a: &BenchArgs,
-    block: u64,
-    version: u32,
-) -> Result<Acked, Status> {
+async fn call(c: &mut ClientClient<Channel>, a: &BenchArgs, block: u64, version: u32) -> Result<Acked, Status> {
     Ok(match a.op {
         Op::Create => {
-            let r = c
-                .create_block(proto::CreateBlockRequest {
-                    replicas: a.replicas,
-                })
-                .await?
-                .into_inner();
+            let r = c.create_block(proto::CreateBlockRequest { replicas: a.replicas }).await?.into_inner();
             let id = r.block.map(|b| b.id).unwrap_or(0);
             vec![(Kind::Create, id, r.epoch, r.seq)]
         }
         Op::BatchCreate => {
             let r = c
-                .batch_create_blocks(proto::BatchCreateBlocksRequest {
-                    count: a.batch,
-                    replicas: a.replicas,
-                })
+                .batch_create_blocks(proto::BatchCreateBlocksRequest { count: a.batch, replicas: a.replicas })
                 .await?
                 .into_inner();
-            r.blocks
-                .iter()
-                .map(|b| (Kind::Create, b.id, r.epoch, r.seq))
-                .collect()
+            r.blocks.iter().map(|b| (Kind::Create, b.id, r.epoch, r.seq)).collect()
         }
         Op::Get => {
-            c.get_block(proto::GetBlockRequest { block_id: block })
-                .await?;
+            c.get_block(proto::GetBlockRequest { block_id: block }).await?;
             vec![]
         }
         Op::Commit => {
@@ -379,10 +326,7 @@ async fn call(
             vec![(Kind::Commit { version }, block, r.epoch, r.seq)]
         }
         Op::Echo => {
-            c.echo(proto::EchoRequest {
-                payload: vec![7u8; a.payload],
-            })
-            .await?;
+            c.echo(proto::EchoRequest { payload: vec![7u8; a.payload] }).await?;
             vec![]
         }
     })

@@ -15,26 +15,13 @@ use tfs_nameserver::proto::{self, admin_client::AdminClient, client_client::Clie
 use tonic::transport::{Channel, Endpoint};
 
 #[derive(Debug, Parser)]
-#[command(
-    version,
-    about = "Client, admin tool, load generator and dataserver simulator for the TFS nameserver"
-)]
+#[command(version, about = "Client, admin tool, load generator and dataserver simulator for the TFS nameserver")]
 struct Cli {
     /// Nameserver client address (host:port); admin commands use the admin address.
-    #[arg(
-        long,
-        global = true,
-        default_value = "127.0.0.1:8100",
-        env = "TFS_ADDR"
-    )]
+    #[arg(long, global = true, default_value = "127.0.0.1:8100", env = "TFS_ADDR")]
     addr: String,
     /// Admin address (loopback on the nameserver's host) for role, drain and status --admin.
-    #[arg(
-        long,
-        global = true,
-        default_value = "127.0.0.1:8102",
-        env = "TFS_ADMIN_ADDR"
-    )]
+    #[arg(long, global = true, default_value = "127.0.0.1:8102", env = "TFS_ADMIN_ADDR")]
     admin_addr: String,
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
@@ -124,9 +111,7 @@ enum BlockCmd {
 /// Checks `addr` looks like host:port and returns the endpoint for it.
 pub fn endpoint(addr: &str) -> Result<Endpoint> {
     let valid = addr.parse::<SocketAddr>().is_ok()
-        || addr
-            .rsplit_once(':')
-            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+        || addr.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
     if !valid {
         bail!("address {addr:?} is not host:port (for example 127.0.0.1:8100)");
     }
@@ -138,10 +123,7 @@ pub fn endpoint(addr: &str) -> Result<Endpoint> {
 }
 
 pub async fn connect(addr: &str) -> Result<Channel> {
-    endpoint(addr)?
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to the nameserver at {addr}"))
+    endpoint(addr)?.connect().await.with_context(|| format!("cannot connect to the nameserver at {addr}"))
 }
 
 fn status_error(s: tonic::Status) -> anyhow::Error {
@@ -152,12 +134,7 @@ fn print_block(b: &proto::Block, json: bool) {
     if json {
         println!("{}", block_json(b));
     } else {
-        let reps: Vec<String> = b
-            .dataservers
-            .iter()
-            .zip(&b.addrs)
-            .map(|(d, a)| format!("{d}@{a}"))
-            .collect();
+        let reps: Vec<String> = b.dataservers.iter().zip(&b.addrs).map(|(d, a)| format!("{d}@{a}")).collect();
         println!(
             "block {} version {} size {} files {} deleted {}/{} replicas [{}]",
             b.id,
@@ -185,11 +162,7 @@ fn print_status(s: &proto::StatusReply, json: bool) {
         proto::Role::Slave => "slave",
         proto::Role::Unspecified => "unknown",
     };
-    let valid = if s.valid_for_ms == u64::MAX {
-        "forever".to_string()
-    } else {
-        format!("{}ms", s.valid_for_ms)
-    };
+    let valid = if s.valid_for_ms == u64::MAX { "forever".to_string() } else { format!("{}ms", s.valid_for_ms) };
     if json {
         let peers: Vec<_> = s
             .peers
@@ -220,19 +193,9 @@ fn print_status(s: &proto::StatusReply, json: bool) {
     if !s.master_addr.is_empty() {
         println!("master:      {}", s.master_addr);
     }
-    println!(
-        "seq:         applied {}  durable {}  committed {}",
-        s.applied_seq, s.durable_seq, s.committed_seq
-    );
-    println!(
-        "oplog:       first seq {}  checkpoint seq {}",
-        s.first_log_seq, s.checkpoint_seq
-    );
-    println!(
-        "replication: {}  sync set [{}]",
-        s.replication_mode,
-        s.sync_set.join(", ")
-    );
+    println!("seq:         applied {}  durable {}  committed {}", s.applied_seq, s.durable_seq, s.committed_seq);
+    println!("oplog:       first seq {}  checkpoint seq {}", s.first_log_seq, s.checkpoint_seq);
+    println!("replication: {}  sync set [{}]", s.replication_mode, s.sync_set.join(", "));
     for p in &s.peers {
         println!(
             "  peer {} {} acked {} lag {}{}",
@@ -243,14 +206,8 @@ fn print_status(s: &proto::StatusReply, json: bool) {
             if p.in_sync_set { " in-sync" } else { "" }
         );
     }
-    println!(
-        "blocks:      {}  (next id {})",
-        s.block_count, s.next_block_id
-    );
-    println!(
-        "dataservers: {} live of {}",
-        s.live_dataservers, s.dataserver_count
-    );
+    println!("blocks:      {}  (next id {})", s.block_count, s.next_block_id);
+    println!("dataservers: {} live of {}", s.live_dataservers, s.dataserver_count);
 }
 
 #[tokio::main]
@@ -270,13 +227,9 @@ async fn run(cli: Cli) -> Result<i32> {
     match cli.cmd {
         Cmd::Status { admin } => {
             let s = if admin {
-                AdminClient::new(connect(&cli.admin_addr).await?)
-                    .status(proto::StatusRequest {})
-                    .await
+                AdminClient::new(connect(&cli.admin_addr).await?).status(proto::StatusRequest {}).await
             } else {
-                ClientClient::new(connect(&cli.addr).await?)
-                    .status(proto::StatusRequest {})
-                    .await
+                ClientClient::new(connect(&cli.addr).await?).status(proto::StatusRequest {}).await
             }
             .map_err(status_error)?
             .into_inner();
@@ -292,28 +245,14 @@ async fn run(cli: Cli) -> Result<i32> {
                         .map_err(status_error)?
                         .into_inner();
                     let b = r.block.context("reply without a block")?;
-                    if json {
-                        print_block(&b, true)
-                    } else {
-                        println!("{}", b.id)
-                    }
+                    if json { print_block(&b, true) } else { println!("{}", b.id) }
                 }
                 BlockCmd::Get { id } => {
-                    let r = c
-                        .get_block(proto::GetBlockRequest { block_id: id })
-                        .await
-                        .map_err(status_error)?
-                        .into_inner();
+                    let r =
+                        c.get_block(proto::GetBlockRequest { block_id: id }).await.map_err(status_error)?.into_inner();
                     print_block(&r.block.context("reply without a block")?, json);
                 }
-                BlockCmd::Commit {
-                    id,
-                    version,
-                    size,
-                    files,
-                    del_size,
-                    del_files,
-                } => {
+                BlockCmd::Commit { id, version, size, files, del_size, del_files } => {
                     let r = c
                         .commit_block(proto::CommitBlockRequest {
                             block_id: id,
@@ -329,9 +268,7 @@ async fn run(cli: Cli) -> Result<i32> {
                     print_block(&r.block.context("reply without a block")?, json);
                 }
                 BlockCmd::Rm { id } => {
-                    c.remove_block(proto::RemoveBlockRequest { block_id: id })
-                        .await
-                        .map_err(status_error)?;
+                    c.remove_block(proto::RemoveBlockRequest { block_id: id }).await.map_err(status_error)?;
                     if !json {
                         println!("removed {id}");
                     }
@@ -350,10 +287,7 @@ async fn run(cli: Cli) -> Result<i32> {
                             print_block(b, false);
                         }
                         if r.more {
-                            println!(
-                                "... more after {}",
-                                r.blocks.last().map(|b| b.id).unwrap_or(after)
-                            );
+                            println!("... more after {}", r.blocks.last().map(|b| b.id).unwrap_or(after));
                         }
                     }
                 }
@@ -362,12 +296,7 @@ async fn run(cli: Cli) -> Result<i32> {
         Cmd::SimDataservers(a) => sim::run_until_interrupted(&cli.addr, a).await?,
         Cmd::Bench(a) => return bench::run(&cli.addr, a, json).await,
         Cmd::Verify { record } => return verify::run(&cli.addr, &record, json).await,
-        Cmd::Role {
-            role,
-            epoch,
-            master,
-            valid_for,
-        } => {
+        Cmd::Role { role, epoch, master, valid_for } => {
             let role = match role {
                 RoleArg::Master => proto::Role::Master,
                 RoleArg::Slave => proto::Role::Slave,
@@ -378,16 +307,12 @@ async fn run(cli: Cli) -> Result<i32> {
                     epoch,
                     master_addr: master,
                     valid_for_ms: valid_for.as_millis() as u64,
+                    ..Default::default()
                 })
                 .await
                 .map_err(status_error)?
                 .into_inner();
-            println!(
-                "role {:?} epoch {} durable seq {}",
-                r.role(),
-                r.epoch,
-                r.durable_seq
-            );
+            println!("role {:?} epoch {} durable seq {}", r.role(), r.epoch, r.durable_seq);
         }
         Cmd::Drain => {
             let r = AdminClient::new(connect(&cli.admin_addr).await?)
@@ -395,10 +320,7 @@ async fn run(cli: Cli) -> Result<i32> {
                 .await
                 .map_err(status_error)?
                 .into_inner();
-            println!(
-                "drained: epoch {} last seq {} committed seq {}",
-                r.epoch, r.last_seq, r.committed_seq
-            );
+            println!("drained: epoch {} last seq {} committed seq {}", r.epoch, r.last_seq, r.committed_seq);
         }
     }
     Ok(0)

@@ -29,10 +29,7 @@ pub struct Ack {
 
 impl Ack {
     pub fn line(&self) -> String {
-        let tail = format!(
-            "{} {} {} {}",
-            self.epoch, self.seq, self.sent_ms, self.acked_ms
-        );
+        let tail = format!("{} {} {} {}", self.epoch, self.seq, self.sent_ms, self.acked_ms);
         match self.kind {
             Kind::Create => format!("C {} {tail}\n", self.block),
             Kind::Commit { version } => format!("M {} {version} {tail}\n", self.block),
@@ -43,19 +40,11 @@ impl Ack {
     pub fn parse(line: &str) -> Result<Self> {
         let f: Vec<&str> = line.split_whitespace().collect();
         let num = |i: usize| -> Result<u64> {
-            f.get(i)
-                .context("missing field")?
-                .parse::<u64>()
-                .with_context(|| format!("field {i} is not a number"))
+            f.get(i).context("missing field")?.parse::<u64>().with_context(|| format!("field {i} is not a number"))
         };
         let (kind, rest) = match f.first().copied() {
             Some("C") => (Kind::Create, 2),
-            Some("M") => (
-                Kind::Commit {
-                    version: u32::try_from(num(2)?)?,
-                },
-                3,
-            ),
+            Some("M") => (Kind::Commit { version: u32::try_from(num(2)?)? }, 3),
             Some("R") => (Kind::Remove, 2),
             other => bail!("unknown record kind {other:?}"),
         };
@@ -76,11 +65,8 @@ impl Ack {
 /// Reads a record file; a torn last line (the writer killed mid-line) is ignored, any other bad
 /// line is an error.
 pub fn read(path: &Path) -> Result<Vec<Ack>> {
-    let f = std::fs::File::open(path)
-        .with_context(|| format!("cannot open record file {}", path.display()))?;
-    let lines: Vec<String> = std::io::BufReader::new(f)
-        .lines()
-        .collect::<Result<_, _>>()?;
+    let f = std::fs::File::open(path).with_context(|| format!("cannot open record file {}", path.display()))?;
+    let lines: Vec<String> = std::io::BufReader::new(f).lines().collect::<Result<_, _>>()?;
     let n = lines.len();
     let mut out = Vec::with_capacity(n);
     for (i, l) in lines.iter().enumerate() {
@@ -99,12 +85,7 @@ pub fn read(path: &Path) -> Result<Vec<Ack>> {
 }
 
 /// Appends acknowledgements to the file from a channel, flushing whenever the channel runs dry.
-pub fn spawn_writer(
-    path: &Path,
-) -> Result<(
-    mpsc::UnboundedSender<Ack>,
-    std::thread::JoinHandle<Result<()>>,
-)> {
+pub fn spawn_writer(path: &Path) -> Result<(mpsc::UnboundedSender<Ack>, std::thread::JoinHandle<Result<()>>)> {
     let f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -133,14 +114,7 @@ mod tests {
     #[test]
     fn lines_round_trip() {
         for kind in [Kind::Create, Kind::Commit { version: 7 }, Kind::Remove] {
-            let a = Ack {
-                kind,
-                block: 42,
-                epoch: 3,
-                seq: 99,
-                sent_ms: 1000,
-                acked_ms: 1003,
-            };
+            let a = Ack { kind, block: 42, epoch: 3, seq: 99, sent_ms: 1000, acked_ms: 1003 };
             assert_eq!(Ack::parse(a.line().trim()).unwrap(), a);
         }
         assert!(Ack::parse("X 1 2 3 4 5").is_err());

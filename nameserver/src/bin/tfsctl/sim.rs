@@ -44,9 +44,7 @@ pub fn spawn(addr: &str, a: &SimArgs) -> Result<Sims> {
         let id = a.first_id + i;
         let ch = ep.connect_lazy();
         let a = a.clone();
-        tasks.push(tokio::spawn(async move {
-            one(DataserverClient::new(ch), id, a).await
-        }));
+        tasks.push(tokio::spawn(async move { one(DataserverClient::new(ch), id, a).await }));
     }
     Ok(Sims { tasks })
 }
@@ -82,10 +80,7 @@ async fn one(mut c: DataserverClient<tonic::transport::Channel>, id: u32, a: Sim
                 match c.renew(req.clone()).await {
                     Ok(r) => {
                         for t in r.into_inner().tasks {
-                            finished.push(proto::TaskResult {
-                                task_id: t.task_id,
-                                success: true,
-                            });
+                            finished.push(proto::TaskResult { task_id: t.task_id, success: true });
                         }
                     }
                     Err(s) if s.code() == Code::NotFound => lease = None,

@@ -30,10 +30,7 @@ pub async fn run(addr: &str, path: &Path, json: bool) -> Result<i32> {
                 if e.created {
                     created_twice += 1;
                     if problems.len() < 20 {
-                        problems.push(format!(
-                            "block id {} was acknowledged as created twice",
-                            a.block
-                        ));
+                        problems.push(format!("block id {} was acknowledged as created twice", a.block));
                     }
                 }
                 e.created = true;
@@ -49,9 +46,7 @@ pub async fn run(addr: &str, path: &Path, json: bool) -> Result<i32> {
     let mut resurrected = 0u64;
     for chunk in ids.chunks(5000) {
         let r = c
-            .batch_get_blocks(proto::BatchGetBlocksRequest {
-                block_ids: chunk.to_vec(),
-            })
+            .batch_get_blocks(proto::BatchGetBlocksRequest { block_ids: chunk.to_vec() })
             .await
             .map_err(|s| anyhow::anyhow!("reading blocks back: {}: {}", s.code(), s.message()))?
             .into_inner();
@@ -68,18 +63,13 @@ pub async fn run(addr: &str, path: &Path, json: bool) -> Result<i32> {
                 (Some(_), true) => {
                     resurrected += 1;
                     if problems.len() < 20 {
-                        problems.push(format!(
-                            "block {id}: removal was acknowledged, but it exists"
-                        ));
+                        problems.push(format!("block {id}: removal was acknowledged, but it exists"));
                     }
                 }
                 (Some(b), false) if b.version < e.version => {
                     stale += 1;
                     if problems.len() < 20 {
-                        problems.push(format!(
-                            "block {id}: version {} acknowledged, {} found",
-                            e.version, b.version
-                        ));
+                        problems.push(format!("block {id}: version {} acknowledged, {} found", e.version, b.version));
                     }
                 }
                 _ => {}

@@ -5,32 +5,17 @@ use proptest::prelude::*;
 fn batch(from: u64, to: u64, epoch: u64) -> Vec<u8> {
     let mut out = Vec::new();
     for seq in from..=to {
-        record::encode(
-            &mut out,
-            RecordType::BlockRemove,
-            epoch,
-            seq,
-            1,
-            &seq.to_le_bytes(),
-        );
+        record::encode(&mut out, RecordType::BlockRemove, epoch, seq, 1, &seq.to_le_bytes());
     }
     out
 }
 
 fn open(dir: &Path, after: u64) -> Result<(Oplog, Vec<u64>), OplogError> {
     let mut seen = Vec::new();
-    let (log, _) = Oplog::open(
-        dir,
-        OplogOptions {
-            segment_bytes: 1024,
-            fsync: true,
-        },
-        after,
-        |r| {
-            seen.push(r.header.seq);
-            Ok(())
-        },
-    )?;
+    let (log, _) = Oplog::open(dir, OplogOptions { segment_bytes: 1024, fsync: true }, after, |r| {
+        seen.push(r.header.seq);
+        Ok(())
+    })?;
     Ok((log, seen))
 }
 
@@ -56,10 +41,7 @@ fn reopen_replays_everything_across_segments() {
     let (log, seen) = open(dir.path(), 0).unwrap();
     assert_eq!(seen, (1..=100).collect::<Vec<_>>());
     assert_eq!(log.last_seq(), 100);
-    assert!(
-        segment::list(dir.path()).unwrap().len() > 3,
-        "small segments roll"
-    );
+    assert!(segment::list(dir.path()).unwrap().len() > 3, "small segments roll");
 }
 
 #[test]
@@ -111,10 +93,7 @@ fn corrupt_last_record_and_zero_fill_count_as_torn() {
     bytes.extend_from_slice(&[0u8; 100]);
     fs::write(&last, &bytes).unwrap();
     // A bad record followed by bytes that are not all zero is not a torn tail: refused.
-    assert!(matches!(
-        open(dir.path(), 0),
-        Err(OplogError::Corrupt { .. })
-    ));
+    assert!(matches!(open(dir.path(), 0), Err(OplogError::Corrupt { .. })));
     // The same bad record as the very last thing in the file is what a crash leaves: cut.
     bytes.truncate(n);
     fs::write(&last, &bytes).unwrap();
@@ -133,21 +112,13 @@ fn corruption_before_the_tail_stops_the_open_with_file_offset_and_seq() {
     bytes[record::HEADER_LEN + 3] ^= 0x01; // payload of the segment's first record
     fs::write(&victim.path, &bytes).unwrap();
     match open(dir.path(), 0) {
-        Err(OplogError::Corrupt {
-            path,
-            offset,
-            expected_seq,
-            reason,
-        }) => {
+        Err(OplogError::Corrupt { path, offset, expected_seq, reason }) => {
             assert_eq!(path, victim.path);
             assert_eq!(offset, 0);
             assert_eq!(expected_seq, victim.first_seq);
             assert!(reason.contains("crc"), "{reason}");
         }
-        other => panic!(
-            "corruption not refused: {:?}",
-            other.map(|(l, s)| (l.last_seq(), s.len()))
-        ),
+        other => panic!("corruption not refused: {:?}", other.map(|(l, s)| (l.last_seq(), s.len()))),
     }
 }
 
@@ -159,10 +130,7 @@ fn a_bad_record_in_the_middle_of_the_last_segment_is_corruption() {
     let mut bytes = fs::read(&last).unwrap();
     bytes[record::HEADER_LEN + 1] ^= 0x10; // first record of the segment, valid ones after it
     fs::write(&last, &bytes).unwrap();
-    assert!(matches!(
-        open(dir.path(), 0),
-        Err(OplogError::Corrupt { .. })
-    ));
+    assert!(matches!(open(dir.path(), 0), Err(OplogError::Corrupt { .. })));
 }
 
 #[test]
