@@ -77,7 +77,7 @@ stop() {
   say "stopping $name (pid $pid)"
   kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
   local end=$(( $(date +%s) + timeout ))
-  while kill -0 "$pid" 2>/dev/null; do
+  while alive "$name"; do   # (an exited process may stay a zombie for a while under this init)
     if [ "$(date +%s)" -ge "$end" ]; then
       warn "$name did not stop in ${timeout}s: SIGKILL"
       kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
