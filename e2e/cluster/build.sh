@@ -13,7 +13,7 @@ go_build() {
   local dir=$1 out=$2 pkg=$3 ldflags=$4 t
   t=$(date +%s)
   say "building $out ($pkg) ... log: $LOGS/build-$out.log"
-  if ! (cd "$CLUSTER_DIR/$dir" && CGO_ENABLED=0 go build -trimpath -tags selinux,notest,grpcnotrace \
+  if ! (cd "$CLUSTER_DIR/$dir" && CGO_ENABLED=0 go build -buildvcs=false -trimpath -tags selinux,notest,grpcnotrace \
         -ldflags "-s -w $ldflags" -o "$BIN/$out.tmp" "$pkg") >"$LOGS/build-$out.log" 2>&1; then
     tail -30 "$LOGS/build-$out.log" >&2
     die "build of $out failed (see $LOGS/build-$out.log)"

@@ -37,7 +37,8 @@ case $code in 401|403) ok "unauthenticated GET /api/v1/namespaces refused ($code
 
 # 4. helm
 hv=$(helm version --short 2>&1) || fail "helm version: $hv"
-ok "helm $hv"
+hl=$(helm list -A 2>&1) || fail "helm list -A: $hl"
+ok "helm $hv (helm list -A talks to the cluster)"
 
 # 5. a Deployment of a TCP server becomes Available
 "$CLUSTER_DIR/image.sh" echo >/dev/null

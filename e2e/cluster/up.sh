@@ -31,6 +31,8 @@ start() {
     stop "$name" "$match" 10
   fi
   say "starting $name (log: ${LOGS#$ROOT/}/$name.log)"
+  # keep one previous log when it grew large
+  [ "$(stat -c %s "$LOGS/$name.log" 2>/dev/null || echo 0)" -lt 50000000 ] || mv -f "$LOGS/$name.log" "$LOGS/$name.log.1"
   echo "=== $(date -Is) start: $*" >> "$LOGS/$name.log"
   setsid "$@" >> "$LOGS/$name.log" 2>&1 < /dev/null &
   echo $! > "$PIDS/$name.pid"
