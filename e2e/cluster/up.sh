@@ -10,7 +10,7 @@ mkdir -p "$BIN" "$LOGS" "$PIDS" "$STATE" "$RUNDIR"
 # start NAME MATCH CMD...: runs CMD in its own session (so it outlives make and can be stopped
 # as a process group), logs to $LOGS/NAME.log, records the pid in $PIDS/NAME.pid.
 # MATCH is a string of its command line that identifies our instance. A running instance is left
-# alone unless its command line or its configuration files (FILES_<name> below) changed since it
+# alone unless its command line or its configuration files (FILES[name] below) changed since it
 # was started: then it is restarted. Returns 0 when it (re)started the component.
 declare -A FILES=(
   [containerd]="$CFG/containerd.toml"
