@@ -3,8 +3,41 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 ROOT := $(abspath .)
 export PATH := $(HOME)/.cargo/bin:$(PATH)
+CARGO ?= cargo
+KUBECTL := $(ROOT)/.e2e/bin/kubectl
+HELM := $(ROOT)/.e2e/bin/helm
+export KUBECONFIG ?= $(ROOT)/.e2e/kubeconfig
 
-help:
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+.PHONY: help build release crds check-crds fmt lint unit
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+
+build: ## Debug build of every crate
+	$(CARGO) build --workspace
+
+release: ## Release build of the binaries (tfs-nameserver, tfsctl, tfs-operator)
+	$(CARGO) build --release --workspace --bins
+
+crds: ## Regenerate crds/ and charts/tfs-operator/crds/ from the Rust types
+	@mkdir -p crds charts/tfs-operator/crds
+	$(CARGO) run -q -p tfs-operator --bin tfs-operator -- crd > crds/tfsnameservers.tfs.io.yaml
+	cp crds/tfsnameservers.tfs.io.yaml charts/tfs-operator/crds/tfsnameservers.tfs.io.yaml
+	@echo "crds: written"
+
+check-crds: ## Fail if the committed CRD differs from what the types generate
+	@$(CARGO) run -q -p tfs-operator --bin tfs-operator -- crd > /tmp/tfs-crd.yaml
+	@diff -u crds/tfsnameservers.tfs.io.yaml /tmp/tfs-crd.yaml || { echo "crds/ is stale: run 'make crds'"; exit 1; }
+	@diff -u charts/tfs-operator/crds/tfsnameservers.tfs.io.yaml /tmp/tfs-crd.yaml || { echo "charts/tfs-operator/crds/ is stale: run 'make crds'"; exit 1; }
+	@echo "check-crds: up to date"
+
+fmt: ## Check formatting
+	$(CARGO) fmt --all -- --check
+
+lint: ## clippy with warnings as errors
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit: ## Unit and process-level integration tests (no cluster)
+	$(CARGO) test --workspace
 
 include e2e/cluster/cluster.mk

@@ -1,0 +1,148 @@
+//! tfs-operator: `run` the controller, `heart` beside a nameserver, print the `crd`, or
+//! `prepare-data` (hand a volume to the nameserver's uid).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::routing::get;
+use clap::{Parser, Subcommand};
+use tfs_operator::{controller, crd, heart, metrics::Metrics};
+use tracing::info;
+
+#[derive(Debug, Parser)]
+#[command(version, about = "Operator and heart sidecar for the highly available TFS nameserver")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the controller (and /metrics, /health).
+    Run {
+        #[arg(long, default_value = "0.0.0.0:8080", env = "TFS_OPERATOR_METRICS_ADDR")]
+        metrics_addr: SocketAddr,
+    },
+    /// Keep the heartbeat Lease for the nameserver in this pod.
+    Heart {
+        /// The TfsNameserver (and Lease) name.
+        #[arg(long)]
+        name: String,
+        #[arg(long, env = "POD_NAMESPACE")]
+        namespace: String,
+        #[arg(long, env = "POD_NAME")]
+        pod: String,
+        #[arg(long, default_value = "127.0.0.1:8102")]
+        admin_addr: String,
+        #[arg(long, env = "TFS_LEASE_DURATION_SECONDS", default_value_t = 5)]
+        lease_duration_seconds: u64,
+        #[arg(long, env = "TFS_RENEW_DEADLINE_SECONDS", default_value_t = 3)]
+        renew_deadline_seconds: u64,
+        #[arg(long, env = "TFS_RETRY_PERIOD_SECONDS", default_value_t = 1)]
+        retry_period_seconds: u64,
+    },
+    /// Print the TfsNameserver CRD as YAML.
+    Crd,
+    /// Give a data directory to a uid/gid (init container for volumes that ignore fsGroup).
+    PrepareData {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        uid: u32,
+        #[arg(long)]
+        gid: u32,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    match Cli::parse().cmd {
+        Cmd::Crd => {
+            print!("{}", crd::crd_yaml());
+            Ok(())
+        }
+        Cmd::PrepareData { dir, uid, gid } => {
+            use std::os::unix::fs::MetadataExt;
+            let m = std::fs::metadata(&dir).with_context(|| format!("{} is not accessible", dir.display()))?;
+            if m.uid() != uid || m.gid() != gid {
+                std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+                    .with_context(|| format!("cannot chown {}", dir.display()))?;
+                info!(dir = %dir.display(), uid, gid, "data directory handed over");
+            }
+            Ok(())
+        }
+        Cmd::Run { metrics_addr } => tokio::runtime::Runtime::new()?.block_on(run(metrics_addr)),
+        Cmd::Heart {
+            name,
+            namespace,
+            pod,
+            admin_addr,
+            lease_duration_seconds,
+            renew_deadline_seconds,
+            retry_period_seconds,
+        } => {
+            let cfg = heart::HeartConfig {
+                name,
+                namespace,
+                pod,
+                admin_addr,
+                lease_duration: Duration::from_secs(lease_duration_seconds),
+                renew_deadline: Duration::from_secs(renew_deadline_seconds),
+                retry_period: Duration::from_secs(retry_period_seconds),
+            };
+            if cfg.renew_deadline >= cfg.lease_duration {
+                anyhow::bail!(
+                    "renew deadline ({:?}) must be shorter than the lease duration ({:?})",
+                    cfg.renew_deadline,
+                    cfg.lease_duration
+                );
+            }
+            tokio::runtime::Runtime::new()?.block_on(async move {
+                let client = kube::Client::try_default().await.context("cannot reach the Kubernetes API")?;
+                let (tx, rx) = tokio::sync::watch::channel(false);
+                tokio::spawn(async move {
+                    signal().await;
+                    let _ = tx.send(true);
+                });
+                heart::Heart::new(client, cfg)?.run(rx).await;
+                Ok(())
+            })
+        }
+    }
+}
+
+async fn signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+async fn run(metrics_addr: SocketAddr) -> anyhow::Result<()> {
+    let client = kube::Client::try_default().await.context("cannot reach the Kubernetes API")?;
+    let metrics = Arc::new(Metrics::default());
+    let m = metrics.clone();
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let m = m.clone();
+                async move { m.encode() }
+            }),
+        )
+        .route("/health", get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind(metrics_addr)
+        .await
+        .with_context(|| format!("cannot listen on {metrics_addr}"))?;
+    info!(%metrics_addr, "serving /metrics and /health");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    controller::run(client, metrics).await;
+    Ok(())
+}

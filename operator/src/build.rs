@@ -1,0 +1,362 @@
+//! Pure builders: the objects a `TfsNameserver` owns, computed from the resource alone (plus the
+//! current master for the VIP selector). No client here, so all of it is unit-tested.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec as KLeaseSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar, EnvVarSource,
+    HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+    VolumeResourceRequirements,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+
+use crate::crd::{ReplicationMode, TfsNameserver};
+use crate::names::{self, *};
+
+/// The uid/gid the containers run as (no root, see the pod security context).
+pub const RUN_AS: i64 = 65532;
+/// Selector value of the VIP Service while there is no master: matches no pod.
+pub const NO_MASTER: &str = "none";
+
+fn owner(t: &TfsNameserver) -> OwnerReference {
+    t.controller_owner_ref(&()).expect("a TfsNameserver read from the API has a name and uid")
+}
+
+fn meta(t: &TfsNameserver, name: String) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: t.namespace(),
+        labels: Some(labels(&t.name_any())),
+        owner_references: Some(vec![owner(t)]),
+        ..Default::default()
+    }
+}
+
+pub fn config_map(t: &TfsNameserver) -> ConfigMap {
+    let s = &t.spec;
+    let mode = match s.replication.mode {
+        ReplicationMode::Sync => "sync",
+        ReplicationMode::Async => "async",
+    };
+    let data = BTreeMap::from([
+        ("TFS_CLUSTER_ID".to_string(), format!("{}.{}", t.namespace().unwrap_or_default(), t.name_any())),
+        ("TFS_REPLICATION_MODE".to_string(), mode.to_string()),
+        ("TFS_BLOCK_REPLICAS".to_string(), s.block_replicas.to_string()),
+        ("TFS_LEASE_DURATION_SECONDS".to_string(), s.lease.duration_seconds.to_string()),
+        ("TFS_RENEW_DEADLINE_SECONDS".to_string(), s.lease.renew_deadline_seconds.to_string()),
+        ("TFS_RETRY_PERIOD_SECONDS".to_string(), s.lease.retry_period_seconds.to_string()),
+    ]);
+    ConfigMap { metadata: meta(t, config_map_name(t)), data: Some(data), ..Default::default() }
+}
+
+fn config_map_name(t: &TfsNameserver) -> String {
+    names::config_map(&t.name_any())
+}
+
+pub fn service_account(t: &TfsNameserver) -> ServiceAccount {
+    ServiceAccount { metadata: meta(t, heart(&t.name_any())), ..Default::default() }
+}
+
+/// Least privilege for the heart: its own Lease by name, and reading pods (to find the master's
+/// address). Nothing else.
+pub fn role(t: &TfsNameserver) -> Role {
+    let name = t.name_any();
+    Role {
+        metadata: meta(t, heart(&name)),
+        rules: Some(vec![
+            PolicyRule {
+                api_groups: Some(vec!["coordination.k8s.io".into()]),
+                resources: Some(vec!["leases".into()]),
+                resource_names: Some(vec![lease(&name)]),
+                verbs: vec!["get".into(), "update".into()],
+                ..Default::default()
+            },
+            PolicyRule {
+                api_groups: Some(vec!["".into()]),
+                resources: Some(vec!["pods".into()]),
+                verbs: vec!["get".into(), "list".into(), "watch".into()],
+                ..Default::default()
+            },
+        ]),
+    }
+}
+
+pub fn role_binding(t: &TfsNameserver) -> RoleBinding {
+    let name = heart(&t.name_any());
+    RoleBinding {
+        metadata: meta(t, name.clone()),
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: "Role".into(),
+            name: name.clone(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name,
+            namespace: t.namespace(),
+            ..Default::default()
+        }]),
+    }
+}
+
+fn port(name: &str, port: i32) -> ServicePort {
+    ServicePort {
+        name: Some(name.into()),
+        port,
+        target_port: Some(IntOrString::Int(port)),
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    }
+}
+
+/// Headless Service over all instances (stable peer addresses, not-ready ones included).
+pub fn peers_service(t: &TfsNameserver) -> Service {
+    Service {
+        metadata: meta(t, peers(&t.name_any())),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            selector: Some(selector(&t.name_any())),
+            publish_not_ready_addresses: Some(true),
+            ports: Some(vec![port("client", CLIENT_PORT), port("repl", REPL_PORT), port("metrics", METRICS_PORT)]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The VIP: a Service whose selector points at exactly one pod, the master. Only the operator
+/// writes it.
+pub fn vip_service(t: &TfsNameserver, master: Option<&str>) -> Service {
+    let mut sel = selector(&t.name_any());
+    sel.insert(LABEL_POD.into(), master.unwrap_or(NO_MASTER).into());
+    Service {
+        metadata: meta(t, vip(&t.name_any())),
+        spec: Some(ServiceSpec {
+            type_: Some(t.spec.service.type_.clone()),
+            selector: Some(sel),
+            ports: Some(vec![ServicePort {
+                name: Some("client".into()),
+                port: t.spec.service.port,
+                target_port: Some(IntOrString::Int(CLIENT_PORT)),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The heartbeat Lease as first created: nobody holds it, epoch 0.
+pub fn lease_object(t: &TfsNameserver) -> Lease {
+    Lease {
+        metadata: meta(t, lease(&t.name_any())),
+        spec: Some(KLeaseSpec {
+            holder_identity: None,
+            lease_duration_seconds: Some(t.spec.lease.duration_seconds),
+            lease_transitions: Some(0),
+            ..Default::default()
+        }),
+    }
+}
+
+pub fn pvc(t: &TfsNameserver, ordinal: usize) -> PersistentVolumeClaim {
+    let mut m = meta(t, names::pvc(&t.name_any(), ordinal));
+    m.labels.get_or_insert_default().insert(LABEL_ORDINAL.into(), ordinal.to_string());
+    PersistentVolumeClaim {
+        metadata: m,
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: t.spec.storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([("storage".to_string(), Quantity(t.spec.storage.size.clone()))])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn pdb(t: &TfsNameserver) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: meta(t, t.name_any()),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector { match_labels: Some(selector(&t.name_any())), ..Default::default() }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector { field_path: path.into(), ..Default::default() }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Non-root, read-only root filesystem, no capabilities, no privilege escalation.
+fn restricted() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        run_as_user: Some(RUN_AS),
+        run_as_group: Some(RUN_AS),
+        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
+        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+fn health_probe(period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some("/health".into()),
+            port: IntOrString::Int(METRICS_PORT),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(1),
+        ..Default::default()
+    }
+}
+
+pub fn pod(t: &TfsNameserver, ordinal: usize) -> Pod {
+    let name = t.name_any();
+    let pod_name = names::pod(&name, ordinal);
+    let mut m = meta(t, pod_name.clone());
+    let l = m.labels.get_or_insert_default();
+    l.insert(LABEL_POD.into(), pod_name.clone());
+    l.insert(LABEL_ORDINAL.into(), ordinal.to_string());
+    let env_from = vec![EnvFromSource {
+        config_map_ref: Some(ConfigMapEnvSource { name: config_map_name(t), ..Default::default() }),
+        ..Default::default()
+    }];
+    let image = t.spec.image.clone();
+    let pull = Some(t.spec.image_pull_policy.clone());
+    let data = VolumeMount { name: "data".into(), mount_path: "/data".into(), ..Default::default() };
+    let nameserver = Container {
+        name: "nameserver".into(),
+        image: Some(image.clone()),
+        image_pull_policy: pull.clone(),
+        command: Some(vec!["/usr/local/bin/tfs-nameserver".into()]),
+        args: Some(vec![
+            "--data-dir=/data".into(),
+            format!("--listen=0.0.0.0:{CLIENT_PORT}"),
+            format!("--repl-listen=0.0.0.0:{REPL_PORT}"),
+            format!("--admin-listen=127.0.0.1:{ADMIN_PORT}"),
+            format!("--metrics-listen=0.0.0.0:{METRICS_PORT}"),
+            "--sync-set-publication=lease".into(),
+        ]),
+        env: Some(vec![field_env("TFS_NODE", "metadata.name")]),
+        env_from: Some(env_from.clone()),
+        ports: Some(vec![
+            ContainerPort { name: Some("client".into()), container_port: CLIENT_PORT, ..Default::default() },
+            ContainerPort { name: Some("repl".into()), container_port: REPL_PORT, ..Default::default() },
+            ContainerPort { name: Some("metrics".into()), container_port: METRICS_PORT, ..Default::default() },
+        ]),
+        readiness_probe: Some(health_probe(1, 2)),
+        liveness_probe: Some(health_probe(3, 3)),
+        // Recovery of a large state happens before /health answers.
+        startup_probe: Some(health_probe(1, 120)),
+        resources: t.spec.resources.clone(),
+        security_context: Some(restricted()),
+        volume_mounts: Some(vec![data.clone()]),
+        ..Default::default()
+    };
+    let heart_c = Container {
+        name: "heart".into(),
+        image: Some(image.clone()),
+        image_pull_policy: pull.clone(),
+        command: Some(vec!["/usr/local/bin/tfs-operator".into()]),
+        args: Some(vec!["heart".into(), format!("--name={name}")]),
+        env: Some(vec![field_env("POD_NAME", "metadata.name"), field_env("POD_NAMESPACE", "metadata.namespace")]),
+        env_from: Some(env_from),
+        resources: Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".into(), Quantity("10m".into())),
+                ("memory".into(), Quantity("16Mi".into())),
+            ])),
+            limits: Some(BTreeMap::from([("memory".into(), Quantity("64Mi".into()))])),
+            ..Default::default()
+        }),
+        security_context: Some(restricted()),
+        ..Default::default()
+    };
+    // Volumes from provisioners that ignore fsGroup (hostPath) arrive owned by root: hand the
+    // data directory to the nameserver's uid. The only container with a capability, CHOWN alone.
+    let prepare = Container {
+        name: "prepare-data".into(),
+        image: Some(image),
+        image_pull_policy: pull,
+        command: Some(vec!["/usr/local/bin/tfs-operator".into()]),
+        args: Some(vec![
+            "prepare-data".into(),
+            "--dir=/data".into(),
+            format!("--uid={RUN_AS}"),
+            format!("--gid={RUN_AS}"),
+        ]),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(false),
+            run_as_user: Some(0),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: Some(vec!["CHOWN".into()]) }),
+            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![data]),
+        ..Default::default()
+    };
+    Pod {
+        metadata: m,
+        spec: Some(PodSpec {
+            service_account_name: Some(heart(&name)),
+            termination_grace_period_seconds: Some(10),
+            enable_service_links: Some(false),
+            security_context: Some(PodSecurityContext {
+                run_as_user: Some(RUN_AS),
+                run_as_group: Some(RUN_AS),
+                fs_group: Some(RUN_AS),
+                seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
+                ..Default::default()
+            }),
+            init_containers: Some(vec![prepare]),
+            containers: vec![nameserver, heart_c],
+            volumes: Some(vec![Volume {
+                name: "data".into(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: names::pvc(&name, ordinal),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The image a pod runs (to find pods left on an old image).
+pub fn pod_image(p: &Pod) -> Option<String> {
+    p.spec.as_ref()?.containers.iter().find(|c| c.name == "nameserver")?.image.clone()
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

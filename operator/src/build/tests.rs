@@ -1,0 +1,108 @@
+use super::*;
+use crate::crd::TfsNameserverSpec;
+
+pub fn demo() -> TfsNameserver {
+    let spec: TfsNameserverSpec = serde_json::from_value(serde_json::json!({
+        "storage": {"size": "1Gi", "storageClassName": "local"},
+        "replication": {"mode": "Sync"},
+    }))
+    .unwrap();
+    let mut t = TfsNameserver::new("demo", spec);
+    t.metadata.namespace = Some("ns".into());
+    t.metadata.uid = Some("uid-1".into());
+    t
+}
+
+#[test]
+fn every_object_is_owned_and_labelled() {
+    let t = demo();
+    let metas = [
+        config_map(&t).metadata,
+        service_account(&t).metadata,
+        role(&t).metadata,
+        role_binding(&t).metadata,
+        peers_service(&t).metadata,
+        vip_service(&t, None).metadata,
+        lease_object(&t).metadata,
+        pvc(&t, 0).metadata,
+        pdb(&t).metadata,
+        pod(&t, 1).metadata,
+    ];
+    for m in metas {
+        let o = &m.owner_references.as_ref().unwrap()[0];
+        assert_eq!((o.kind.as_str(), o.name.as_str(), o.controller), ("TfsNameserver", "demo", Some(true)));
+        assert_eq!(m.namespace.as_deref(), Some("ns"));
+        assert_eq!(m.labels.as_ref().unwrap()[LABEL_INSTANCE], "demo");
+    }
+}
+
+#[test]
+fn vip_selects_exactly_the_master() {
+    let t = demo();
+    let s = vip_service(&t, Some("demo-1")).spec.unwrap();
+    let sel = s.selector.unwrap();
+    assert_eq!(sel[LABEL_POD], "demo-1");
+    assert_eq!(sel[LABEL_INSTANCE], "demo");
+    assert_eq!(s.ports.unwrap()[0].port, 8100);
+    assert_eq!(vip_service(&t, None).spec.unwrap().selector.unwrap()[LABEL_POD], NO_MASTER);
+    // The pod carries the label the VIP selects on.
+    assert_eq!(pod(&t, 1).metadata.labels.unwrap()[LABEL_POD], "demo-1");
+}
+
+#[test]
+fn heart_role_is_least_privilege() {
+    let r = role(&demo()).rules.unwrap();
+    assert_eq!(r.len(), 2);
+    assert_eq!(r[0].resources.as_deref(), Some(&["leases".to_string()][..]));
+    assert_eq!(r[0].resource_names.as_deref(), Some(&["demo".to_string()][..]), "only its own Lease");
+    assert_eq!(r[0].verbs, vec!["get", "update"]);
+    assert_eq!(r[1].verbs, vec!["get", "list", "watch"]);
+    assert!(r.iter().all(|p| !p.verbs.iter().any(|v| v == "*" || v == "delete" || v == "create")));
+}
+
+#[test]
+fn pods_run_restricted() {
+    let p = pod(&demo(), 0).spec.unwrap();
+    for c in &p.containers {
+        let s = c.security_context.as_ref().unwrap();
+        assert_eq!(s.run_as_non_root, Some(true), "{}", c.name);
+        assert_eq!(s.read_only_root_filesystem, Some(true), "{}", c.name);
+        assert_eq!(s.allow_privilege_escalation, Some(false), "{}", c.name);
+        assert_eq!(s.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_string()][..]));
+        assert!(s.capabilities.as_ref().unwrap().add.is_none());
+        assert_eq!(s.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+    }
+    let init = &p.init_containers.as_ref().unwrap()[0];
+    assert_eq!(
+        init.security_context.as_ref().unwrap().capabilities.as_ref().unwrap().add.as_deref(),
+        Some(&["CHOWN".to_string()][..])
+    );
+    let ns = p.containers.iter().find(|c| c.name == "nameserver").unwrap();
+    let args = ns.args.as_ref().unwrap();
+    assert!(args.contains(&"--admin-listen=127.0.0.1:8102".to_string()), "admin stays on loopback");
+    assert!(args.contains(&"--sync-set-publication=lease".to_string()));
+    assert_eq!(ns.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/health"));
+    assert_eq!(p.volumes.unwrap()[0].persistent_volume_claim.as_ref().unwrap().claim_name, "demo-0-data");
+}
+
+#[test]
+fn storage_and_config() {
+    let t = demo();
+    let c = pvc(&t, 2);
+    assert_eq!(c.metadata.name.as_deref(), Some("demo-2-data"));
+    let s = c.spec.unwrap();
+    assert_eq!(s.storage_class_name.as_deref(), Some("local"));
+    assert_eq!(s.resources.unwrap().requests.unwrap()["storage"].0, "1Gi");
+    let d = config_map(&t).data.unwrap();
+    assert_eq!(d["TFS_REPLICATION_MODE"], "sync");
+    assert_eq!(d["TFS_CLUSTER_ID"], "ns.demo");
+    assert_eq!(d["TFS_LEASE_DURATION_SECONDS"], "5");
+}
+
+#[test]
+fn lease_starts_unheld_at_epoch_zero() {
+    let l = lease_object(&demo()).spec.unwrap();
+    assert_eq!(l.holder_identity, None);
+    assert_eq!(l.lease_transitions, Some(0));
+    assert_eq!(l.lease_duration_seconds, Some(5));
+}

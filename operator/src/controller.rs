@@ -1,0 +1,531 @@
+//! The reconcile loop: dereference (read the resource and what it owns) → build (pure) → apply
+//! (server-side apply, one field manager) → decide failover (pure) → act on the Lease and the VIP
+//! → status. Wrapped in a finalizer so that deletion is observed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{info, warn};
+
+use crate::build;
+use crate::crd::{InstanceStatus, Phase, ReplicationMode, TfsNameserver, TfsNameserverStatus};
+use crate::error::{Error, Result};
+use crate::failover::{self, Decision, Reason};
+use crate::instance::{self, Instance};
+use crate::lease::{LeaseClock, LeaseView};
+use crate::metrics::{ErrorLabels, FailoverLabels, Metrics};
+use crate::names::{self, *};
+
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// Per resource: when its Lease last changed, on this process's clock.
+    pub clocks: Mutex<HashMap<String, LeaseClock>>,
+}
+
+impl Context {
+    pub fn new(client: Client, metrics: Arc<Metrics>) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() },
+        );
+        Context { client, recorder, metrics, clocks: Mutex::new(HashMap::new()) }
+    }
+}
+
+/// Runs the controller until a shutdown signal.
+pub async fn run(client: Client, metrics: Arc<Metrics>) {
+    let tfs = Api::<TfsNameserver>::all(client.clone());
+    let ctx = Arc::new(Context::new(client.clone(), metrics));
+    let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
+    Controller::new(tfs, watcher::Config::default())
+        .owns(Api::<Pod>::all(client.clone()), owned.clone())
+        .owns(Api::<Lease>::all(client.clone()), owned.clone())
+        .owns(Api::<Service>::all(client.clone()), owned)
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                warn!(error = %e, "reconcile failed");
+            }
+        })
+        .await;
+}
+
+pub fn error_policy(t: Arc<TfsNameserver>, e: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_errors.get_or_create(&ErrorLabels { category: e.category() }).inc();
+    warn!(name = %t.name_any(), category = e.category(), error = %e, "reconcile error");
+    Action::requeue(if e.category() == "conflict" { Duration::from_millis(50) } else { Duration::from_secs(2) })
+}
+
+pub async fn reconcile(t: Arc<TfsNameserver>, ctx: Arc<Context>) -> Result<Action> {
+    let t0 = Instant::now();
+    ctx.metrics.reconciles.inc();
+    let ns = t.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let api: Api<TfsNameserver> = Api::namespaced(ctx.client.clone(), &ns);
+    let r = finalizer(&api, FINALIZER, t, |event| async {
+        match event {
+            Finalizer::Apply(t) => apply(&t, &ctx).await,
+            Finalizer::Cleanup(t) => cleanup(&t, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    });
+    ctx.metrics.reconcile_seconds.observe(t0.elapsed().as_secs_f64());
+    r
+}
+
+/// Deletion: everything is owned by the resource and goes with it; forget our clock and say so.
+async fn cleanup(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
+    ctx.clocks.lock().remove(&key(t));
+    event(
+        ctx,
+        t,
+        EventType::Normal,
+        "Deleting",
+        "Deleting",
+        "owned pods, volumes, services and the Lease are garbage-collected",
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+fn key(t: &TfsNameserver) -> String {
+    format!("{}/{}", t.namespace().unwrap_or_default(), t.name_any())
+}
+
+async fn event(ctx: &Context, t: &TfsNameserver, type_: EventType, reason: &str, action: &str, note: &str) {
+    let ev = Event { type_, reason: reason.into(), note: Some(note.into()), action: action.into(), secondary: None };
+    if let Err(e) = ctx.recorder.publish(&ev, &t.object_ref(&())).await {
+        warn!(error = %e, reason, "cannot publish event");
+    }
+}
+
+/// Server-side apply with the operator's one field manager.
+async fn ssa<K>(api: &Api<K>, obj: &K) -> Result<K>
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    let name = obj.meta().name.clone().ok_or(Error::MissingField("metadata.name"))?;
+    Ok(api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(obj)).await?)
+}
+
+/// Creates the object unless it exists (pods and claims are not updated in place).
+async fn create_missing<K>(api: &Api<K>, obj: &K) -> Result<bool>
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    match api.create(&PostParams { field_manager: Some(MANAGER.into()), ..Default::default() }, obj).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn pod_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+async fn observe(pods: &[Pod], name: &str) -> Vec<Instance> {
+    let futs = pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).filter_map(|p| {
+        let pod = p.name_any();
+        let ordinal = names::ordinal(name, &pod)?;
+        let ip = p.status.as_ref().and_then(|s| s.pod_ip.clone());
+        let ready = pod_ready(p);
+        Some(async move {
+            let status = match ip {
+                Some(ip) => instance::probe(&ip, CLIENT_PORT).await,
+                None => None,
+            };
+            Instance { pod, ordinal, ready, status }
+        })
+    });
+    let mut v = futures::future::join_all(futs).await;
+    v.sort_by_key(|i| i.ordinal);
+    v
+}
+
+async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
+    let client = ctx.client.clone();
+    let ns = t.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let name = t.name_any();
+    let replicas = t.spec.replicas.clamp(2, 5) as usize;
+
+    // Apply what does not depend on who is master.
+    ssa(&Api::<ConfigMap>::namespaced(client.clone(), &ns), &build::config_map(t)).await?;
+    ssa(&Api::<ServiceAccount>::namespaced(client.clone(), &ns), &build::service_account(t)).await?;
+    ssa(&Api::<Role>::namespaced(client.clone(), &ns), &build::role(t)).await?;
+    ssa(&Api::<RoleBinding>::namespaced(client.clone(), &ns), &build::role_binding(t)).await?;
+    let services = Api::<Service>::namespaced(client.clone(), &ns);
+    ssa(&services, &build::peers_service(t)).await?;
+    ssa(&Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns), &build::pdb(t)).await?;
+    let pvcs = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns);
+    for i in 0..replicas {
+        create_missing(&pvcs, &build::pvc(t, i)).await?;
+    }
+    let leases = Api::<Lease>::namespaced(client.clone(), &ns);
+    let lease = match leases.get_opt(&names::lease(&name)).await? {
+        Some(l) => l,
+        None => {
+            create_missing(&leases, &build::lease_object(t)).await?;
+            leases.get(&names::lease(&name)).await?
+        }
+    };
+    let lv = LeaseView::of(&lease);
+
+    // Pods: one per ordinal; extra ones (scale down) go, the master last of all.
+    let pods_api = Api::<Pod>::namespaced(client.clone(), &ns);
+    let pods = pods_api.list(&ListParams::default().labels(&selector_string(&name))).await?.items;
+    let present: BTreeMap<usize, &Pod> =
+        pods.iter().filter_map(|p| Some((names::ordinal(&name, &p.name_any())?, p))).collect();
+    for i in 0..replicas {
+        match present.get(&i) {
+            None if create_missing(&pods_api, &build::pod(t, i)).await? => {
+                info!(pod = %names::pod(&name, i), "pod created")
+            }
+            Some(p) if matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Failed" | "Succeeded")) => {
+                pods_api.delete(&p.name_any(), &DeleteParams::default()).await?;
+            }
+            _ => {}
+        }
+    }
+    for (&i, p) in present.iter().filter(|(i, _)| **i >= replicas) {
+        if p.name_any() != lv.holder && p.metadata.deletion_timestamp.is_none() {
+            info!(pod = %p.name_any(), "scaling down");
+            pods_api.delete(&p.name_any(), &DeleteParams::default()).await?;
+            let _ = pvcs.delete(&names::pvc(&name, i), &DeleteParams::default()).await;
+        }
+    }
+
+    let instances = observe(&pods, &name).await;
+    let unchanged_for = ctx.clocks.lock().entry(key(t)).or_default().observe(&lv.resource_version, Instant::now());
+    let lease_duration = Duration::from_secs(t.spec.lease.duration_seconds.max(1) as u64);
+    let mut status = t.status.clone().unwrap_or_default();
+
+    if let Some(done) = switchover(t, ctx, &leases, &lease, &lv, &instances).await? {
+        return Ok(done);
+    }
+
+    let decision = failover::decide(&failover::Input {
+        lease: &lv,
+        unchanged_for,
+        lease_duration,
+        instances: &instances,
+        mode: t.spec.replication.mode,
+    });
+    let (phase, requeue) = match &decision {
+        Decision::Steady { master, recheck } => {
+            ensure_vip(t, &services, master).await?;
+            let healthy = instances.len() == replicas && instances.iter().all(|i| i.ready && i.status.is_some());
+            (if healthy { Phase::Healthy } else { Phase::Degraded }, (*recheck).min(Duration::from_secs(2)))
+        }
+        Decision::Promote { pod, reason } => {
+            promote(
+                t,
+                ctx,
+                &leases,
+                &lease,
+                pod,
+                reason,
+                unchanged_for.saturating_sub(if matches!(reason, Reason::Expired { .. }) {
+                    lease_duration
+                } else {
+                    Duration::ZERO
+                }),
+            )
+            .await?;
+            ensure_vip(t, &services, pod).await?;
+            if !matches!(reason, Reason::Initial) {
+                status.failovers += 1;
+                status.last_failover_time = Some(Time(Timestamp::now()));
+                status.last_failover_reason = Some(reason.describe());
+            }
+            (Phase::FailingOver, Duration::from_millis(200))
+        }
+        Decision::Blocked { why, reason } => {
+            if !matches!(reason, Reason::Initial) {
+                event(ctx, t, EventType::Warning, "PromotionBlocked", "Promote", why).await;
+            }
+            (if matches!(reason, Reason::Initial) { Phase::Creating } else { Phase::Degraded }, Duration::from_secs(1))
+        }
+    };
+    let lease_now = leases.get(&names::lease(&name)).await.map(|l| LeaseView::of(&l)).unwrap_or(lv);
+    let new_status = compute_status(t, &status, phase, &lease_now, &instances, replicas);
+    if t.status.as_ref() != Some(&new_status) {
+        let api: Api<TfsNameserver> = Api::namespaced(client, &ns);
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(serde_json::json!({ "status": new_status })))
+            .await?;
+    }
+    Ok(Action::requeue(requeue))
+}
+
+/// Points the VIP Service at `master` (only the operator writes this selector).
+async fn ensure_vip(t: &TfsNameserver, services: &Api<Service>, master: &str) -> Result<()> {
+    let current = services.get_opt(&names::vip(&t.name_any())).await?;
+    let selected = current.as_ref().and_then(|s| s.spec.as_ref()?.selector.as_ref()?.get(LABEL_POD).cloned());
+    if selected.as_deref() != Some(master) {
+        ssa(services, &build::vip_service(t, Some(master))).await?;
+        info!(name = %t.name_any(), master, "VIP moved");
+    }
+    Ok(())
+}
+
+/// Hands the Lease to `pod` at the next epoch, conditioned on the version we decided on: if
+/// anyone changed the Lease meanwhile, the update fails (409) and we decide again.
+async fn promote(
+    t: &TfsNameserver,
+    ctx: &Context,
+    leases: &Api<Lease>,
+    lease: &Lease,
+    pod: &str,
+    reason: &Reason,
+    noticed_for: Duration,
+) -> Result<()> {
+    let mut l = lease.clone();
+    let spec = l.spec.get_or_insert_default();
+    let epoch = spec.lease_transitions.unwrap_or(0) + 1;
+    let now = MicroTime(Timestamp::now());
+    spec.holder_identity = Some(pod.into());
+    spec.lease_transitions = Some(epoch);
+    spec.acquire_time = Some(now.clone());
+    spec.renew_time = Some(now);
+    spec.lease_duration_seconds = Some(t.spec.lease.duration_seconds);
+    let ann = l.metadata.annotations.get_or_insert_default();
+    ann.insert(ANN_SYNC_SET.into(), String::new());
+    ann.insert(ANN_SYNC_SET_VERSION.into(), "0".into());
+    for k in [ANN_HANDOVER_TO, ANN_RELEASE_REASON, ANN_RELEASED_BY] {
+        ann.remove(k);
+    }
+    leases
+        .replace(
+            &names::lease(&t.name_any()),
+            &PostParams { field_manager: Some(MANAGER.into()), ..Default::default() },
+            &l,
+        )
+        .await?;
+    let kind = match reason {
+        Reason::Initial => "initial",
+        Reason::Released { .. } => "released",
+        Reason::Expired { .. } => "expired",
+    };
+    ctx.metrics.failovers.get_or_create(&FailoverLabels { kind }).inc();
+    let note = format!("{pod} is master at epoch {epoch}: {}", reason.describe());
+    info!(name = %t.name_any(), %note, "lease handed over");
+    if matches!(reason, Reason::Initial) {
+        event(ctx, t, EventType::Normal, "MasterElected", "Promote", &note).await;
+    } else {
+        ctx.metrics.failover_seconds.observe(noticed_for.as_secs_f64());
+        event(ctx, t, EventType::Warning, "FailingOver", "Promote", &format!("{}; promoting {pod}", reason.describe()))
+            .await;
+        event(ctx, t, EventType::Normal, "FailedOver", "Promote", &note).await;
+    }
+    Ok(())
+}
+
+/// Planned switchover, asked for with the `tfs.io/switchover-to` annotation. The operator only
+/// validates and asks; the master's heart drains its nameserver and hands the Lease over itself,
+/// so no acknowledged write is in flight when the target takes over. Returns an action when the
+/// reconcile should stop here.
+async fn switchover(
+    t: &TfsNameserver,
+    ctx: &Context,
+    leases: &Api<Lease>,
+    lease: &Lease,
+    lv: &LeaseView,
+    instances: &[Instance],
+) -> Result<Option<Action>> {
+    let Some(target) = t.annotations().get(ANN_SWITCHOVER_TO).filter(|s| !s.is_empty()).cloned() else {
+        return Ok(None);
+    };
+    let api: Api<TfsNameserver> = Api::namespaced(ctx.client.clone(), &t.namespace().unwrap_or_default());
+    let clear = serde_json::json!({ "metadata": { "annotations": { ANN_SWITCHOVER_TO: null } } });
+    if lv.holder == target {
+        api.patch(&t.name_any(), &PatchParams::default(), &Patch::Merge(&clear)).await?;
+        if lv.release_reason.as_deref() == Some("switchover") || lv.handover_to.is_none() {
+            event(
+                ctx,
+                t,
+                EventType::Normal,
+                "SwitchedOver",
+                "Switchover",
+                &format!("{target} is master at epoch {}", lv.transitions),
+            )
+            .await;
+            ctx.metrics.failovers.get_or_create(&FailoverLabels { kind: "switchover" }).inc();
+        }
+        return Ok(None);
+    }
+    let inst = instances.iter().find(|i| i.pod == target);
+    let problem = if lv.released() {
+        Some("there is no master to switch over from".to_string())
+    } else if inst.is_none() {
+        Some(format!("{target} is not an instance of {}", t.name_any()))
+    } else if !inst.is_some_and(|i| i.ready && i.status.is_some()) {
+        Some(format!("{target} is not ready"))
+    } else if t.spec.replication.mode == ReplicationMode::Sync && !lv.sync_set.contains(&target) {
+        Some(format!("{target} is not in the published sync set [{}]", lv.sync_set.join(", ")))
+    } else {
+        None
+    };
+    if let Some(p) = problem {
+        event(ctx, t, EventType::Warning, "SwitchoverRejected", "Switchover", &p).await;
+        api.patch(&t.name_any(), &PatchParams::default(), &Patch::Merge(&clear)).await?;
+        return Ok(None);
+    }
+    if lv.handover_to.as_deref() != Some(&target) {
+        let mut l = lease.clone();
+        l.metadata.annotations.get_or_insert_default().insert(ANN_HANDOVER_TO.into(), target.clone());
+        leases
+            .replace(
+                &names::lease(&t.name_any()),
+                &PostParams { field_manager: Some(MANAGER.into()), ..Default::default() },
+                &l,
+            )
+            .await?;
+        event(
+            ctx,
+            t,
+            EventType::Normal,
+            "SwitchingOver",
+            "Switchover",
+            &format!("asked {} to hand over to {target}", lv.holder),
+        )
+        .await;
+        let mut status = t.status.clone().unwrap_or_default();
+        status.phase = Some(Phase::SwitchingOver);
+        api.patch_status(
+            &t.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({ "status": status })),
+        )
+        .await?;
+    }
+    Ok(Some(Action::requeue(Duration::from_millis(200))))
+}
+
+fn condition(
+    prev: &[Condition],
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+) -> Condition {
+    let status = if ok { "True" } else { "False" }.to_string();
+    let last = prev.iter().find(|c| c.type_ == type_ && c.status == status).map(|c| c.last_transition_time.clone());
+    Condition {
+        type_: type_.into(),
+        status,
+        reason: reason.into(),
+        message,
+        observed_generation: generation,
+        last_transition_time: last.unwrap_or(Time(Timestamp::now())),
+    }
+}
+
+/// Status from what was observed (pure but for the transition times it keeps).
+pub fn compute_status(
+    t: &TfsNameserver,
+    prev: &TfsNameserverStatus,
+    phase: Phase,
+    lv: &LeaseView,
+    instances: &[Instance],
+    replicas: usize,
+) -> TfsNameserverStatus {
+    let master_durable = instances
+        .iter()
+        .find(|i| i.pod == lv.holder)
+        .and_then(|i| i.status.as_ref())
+        .map(|s| s.durable_seq)
+        .unwrap_or(0);
+    let ready = instances.iter().filter(|i| i.ready).count();
+    let generation = t.metadata.generation;
+    let master = (!lv.holder.is_empty()).then(|| lv.holder.clone());
+    let serving = instances.iter().any(|i| i.pod == lv.holder && i.status.as_ref().is_some_and(|s| s.writable));
+    TfsNameserverStatus {
+        phase: Some(phase),
+        master: master.clone(),
+        epoch: Some(lv.transitions as i64),
+        ready: Some(format!("{ready}/{replicas}")),
+        instances: instances
+            .iter()
+            .map(|i| InstanceStatus {
+                name: i.pod.clone(),
+                role: match &i.status {
+                    Some(s) if s.master => "master".into(),
+                    Some(_) => "slave".into(),
+                    None => "unknown".into(),
+                },
+                ready: i.ready,
+                durable_seq: i.status.as_ref().map(|s| s.durable_seq as i64).unwrap_or(0),
+                lag: i.status.as_ref().map(|s| master_durable.saturating_sub(s.durable_seq) as i64).unwrap_or(0),
+                in_sync_set: lv.sync_set.contains(&i.pod),
+            })
+            .collect(),
+        failovers: prev.failovers,
+        last_failover_time: prev.last_failover_time.clone(),
+        last_failover_reason: prev.last_failover_reason.clone(),
+        conditions: vec![
+            condition(
+                &prev.conditions,
+                "Ready",
+                phase == Phase::Healthy,
+                &phase.to_string(),
+                format!("{ready}/{replicas} instances ready"),
+                generation,
+            ),
+            condition(
+                &prev.conditions,
+                "Available",
+                serving,
+                if serving { "MasterServing" } else { "NoMaster" },
+                format!("master: {}", master.as_deref().unwrap_or("none")),
+                generation,
+            ),
+            condition(
+                &prev.conditions,
+                "FailingOver",
+                matches!(phase, Phase::FailingOver | Phase::SwitchingOver),
+                &phase.to_string(),
+                String::new(),
+                generation,
+            ),
+            condition(
+                &prev.conditions,
+                "Degraded",
+                phase == Phase::Degraded,
+                &phase.to_string(),
+                String::new(),
+                generation,
+            ),
+        ],
+        observed_generation: generation,
+    }
+}
+
+#[cfg(test)]
+mod tests;

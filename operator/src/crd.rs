@@ -1,0 +1,270 @@
+//! The `TfsNameserver` custom resource (tfs.io/v1alpha1, short name `tfsns`).
+//!
+//! Admission-time validation is CEL in the schema, so a malformed resource is refused by the API
+//! server with a message that says what to fix, before the operator ever sees it.
+
+// Printer columns repeat `type_ = ...` by design; clippy reads that as a duplicated attribute.
+#![allow(clippy::duplicated_attributes)]
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+pub const GROUP: &str = "tfs.io";
+pub const DEFAULT_IMAGE: &str = "localhost/tfs:dev";
+
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "tfs.io",
+    version = "v1alpha1",
+    kind = "TfsNameserver",
+    plural = "tfsnameservers",
+    shortname = "tfsns",
+    namespaced,
+    status = "TfsNameserverStatus",
+    doc = "A highly available TFS nameserver: one master and its slaves, with failover driven by a Lease.",
+    printcolumn(
+        name = "MASTER",
+        type_ = "string",
+        json_path = ".status.master",
+        description = "Pod serving as master"
+    ),
+    printcolumn(
+        name = "EPOCH",
+        type_ = "integer",
+        json_path = ".status.epoch",
+        description = "Epoch of the master (Lease transitions)"
+    ),
+    printcolumn(name = "READY", type_ = "string", json_path = ".status.ready", description = "Ready instances"),
+    printcolumn(name = "PHASE", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "LAST-FAILOVER", type_ = "date", json_path = ".status.lastFailoverTime"),
+    printcolumn(name = "AGE", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TfsNameserverSpec {
+    /// Nameserver instances: one master, the rest slaves.
+    #[serde(default = "default_replicas")]
+    #[x_kube(validation = Rule::new("self >= 2 && self <= 5").message("replicas must be between 2 and 5 (one master plus 1 to 4 slaves)"))]
+    pub replicas: i32,
+    /// Container image holding tfs-nameserver and tfs-operator.
+    #[serde(default = "default_image")]
+    #[x_kube(validation = Rule::new("self.size() > 0").message("image must not be empty"))]
+    pub image: String,
+    /// Image pull policy of the nameserver pods (Never for images imported into the node).
+    #[serde(default = "default_pull_policy")]
+    #[x_kube(validation = Rule::new("self in ['Always', 'IfNotPresent', 'Never']").message("imagePullPolicy must be Always, IfNotPresent or Never"))]
+    pub image_pull_policy: String,
+    /// Resources of the nameserver container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Persistent storage of each instance's oplog and checkpoints. Immutable.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("storage is immutable: create a new TfsNameserver to change it"))]
+    pub storage: StorageSpec,
+    /// Heartbeat Lease timing.
+    #[serde(default)]
+    pub lease: LeaseSpec,
+    #[serde(default)]
+    pub replication: ReplicationSpec,
+    /// Replicas of each TFS block on dataservers (not nameserver replicas).
+    #[serde(default = "default_block_replicas")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 4").message("blockReplicas must be between 1 and 4"))]
+    pub block_replicas: i32,
+    #[serde(default)]
+    pub service: ServiceSpec,
+}
+
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// Volume size, a Kubernetes quantity such as 1Gi.
+    #[x_kube(validation = Rule::new("quantity(self).isGreaterThan(quantity('0'))").message("storage.size must be a positive quantity such as 1Gi"))]
+    pub size: String,
+    /// StorageClass of the volumes (the cluster default when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.durationSeconds > self.renewDeadlineSeconds").message("lease.durationSeconds must be greater than lease.renewDeadlineSeconds"))]
+#[x_kube(validation = Rule::new("self.renewDeadlineSeconds * 10 > self.retryPeriodSeconds * 12").message("lease.renewDeadlineSeconds must be greater than 1.2 x lease.retryPeriodSeconds"))]
+pub struct LeaseSpec {
+    /// A master that has not renewed the Lease for this long is replaced.
+    #[serde(default = "default_duration")]
+    #[x_kube(validation = Rule::new("self >= 2 && self <= 300").message("lease.durationSeconds must be between 2 and 300"))]
+    pub duration_seconds: i32,
+    /// A master stops accepting writes this long after the start of its last successful renew.
+    #[serde(default = "default_renew_deadline")]
+    #[x_kube(validation = Rule::new("self >= 1").message("lease.renewDeadlineSeconds must be at least 1"))]
+    pub renew_deadline_seconds: i32,
+    /// How often the heart renews the Lease.
+    #[serde(default = "default_retry")]
+    #[x_kube(validation = Rule::new("self >= 1").message("lease.retryPeriodSeconds must be at least 1"))]
+    pub retry_period_seconds: i32,
+}
+
+impl Default for LeaseSpec {
+    fn default() -> Self {
+        LeaseSpec {
+            duration_seconds: default_duration(),
+            renew_deadline_seconds: default_renew_deadline(),
+            retry_period_seconds: default_retry(),
+        }
+    }
+}
+
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicationSpec {
+    #[serde(default)]
+    pub mode: ReplicationMode,
+}
+
+/// Sync: a write is acknowledged once durable on the master and every slave in the sync set, so
+/// a failover loses nothing. Async: acknowledged once durable on the master (explicit opt-in).
+#[derive(schemars::JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ReplicationMode {
+    #[default]
+    Sync,
+    Async,
+}
+
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    /// Type of the VIP Service.
+    #[serde(default = "default_service_type", rename = "type")]
+    #[x_kube(validation = Rule::new("self in ['ClusterIP', 'NodePort', 'LoadBalancer']").message("service.type must be ClusterIP, NodePort or LoadBalancer"))]
+    pub type_: String,
+    /// Port of the VIP Service.
+    #[serde(default = "default_port")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 65535").message("service.port must be a TCP port (1-65535)"))]
+    pub port: i32,
+}
+
+impl Default for ServiceSpec {
+    fn default() -> Self {
+        ServiceSpec { type_: default_service_type(), port: default_port() }
+    }
+}
+
+fn default_replicas() -> i32 {
+    2
+}
+fn default_image() -> String {
+    DEFAULT_IMAGE.into()
+}
+fn default_pull_policy() -> String {
+    "IfNotPresent".into()
+}
+fn default_block_replicas() -> i32 {
+    2
+}
+fn default_duration() -> i32 {
+    5
+}
+fn default_renew_deadline() -> i32 {
+    3
+}
+fn default_retry() -> i32 {
+    1
+}
+fn default_service_type() -> String {
+    "ClusterIP".into()
+}
+fn default_port() -> i32 {
+    8100
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
+pub enum Phase {
+    #[default]
+    Creating,
+    Healthy,
+    FailingOver,
+    SwitchingOver,
+    Degraded,
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceStatus {
+    pub name: String,
+    /// master, slave or unknown.
+    pub role: String,
+    pub ready: bool,
+    pub durable_seq: i64,
+    /// Records behind the master.
+    pub lag: i64,
+    pub in_sync_set: bool,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TfsNameserverStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<String>,
+    #[serde(default)]
+    pub instances: Vec<InstanceStatus>,
+    #[serde(default)]
+    pub failovers: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failover_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failover_reason: Option<String>,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// The CRD as YAML (what `tfs-operator crd` prints and `make crds` writes).
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    serde_yaml::to_string(&TfsNameserver::crd()).expect("the CRD serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_fill_a_minimal_spec() {
+        let s: TfsNameserverSpec = serde_json::from_value(serde_json::json!({"storage": {"size": "1Gi"}})).unwrap();
+        assert_eq!(s.replicas, 2);
+        assert_eq!(s.lease, LeaseSpec { duration_seconds: 5, renew_deadline_seconds: 3, retry_period_seconds: 1 });
+        assert_eq!(s.replication.mode, ReplicationMode::Sync);
+        assert_eq!(s.service.port, 8100);
+        assert_eq!(s.image, DEFAULT_IMAGE);
+    }
+
+    #[test]
+    fn crd_carries_the_rules_columns_and_short_name() {
+        let y = crd_yaml();
+        for needle in [
+            "tfsns",
+            "replicas must be between 2 and 5",
+            "storage is immutable",
+            "lease.durationSeconds must be greater than lease.renewDeadlineSeconds",
+            "greater than 1.2 x lease.retryPeriodSeconds",
+            "jsonPath: .status.master",
+            "name: LAST-FAILOVER",
+            "subresources",
+        ] {
+            assert!(y.contains(needle), "CRD lacks {needle:?}");
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! The failover decision, pure: given the Lease, how long it has been unchanged on the operator's
+//! clock, and what each instance reports, who should be master.
+//!
+//! Invariant (no acknowledged write lost): in sync mode only a slave in the sync set the master
+//! last *published* on the Lease, or the old master itself, may be promoted. A master stops
+//! waiting for a slave only after publishing that the slave left the set, so every slave in the
+//! published set holds every acknowledged write.
+//!
+//! Invariant (no split brain): a Lease is taken from a holder only when it released it (after
+//! fencing its nameserver or seeing it dead) or when it has not changed for the full lease
+//! duration; the holder's nameserver stops accepting writes renewDeadline (< duration) after the
+//! start of its last successful renew.
+
+use std::time::Duration;
+
+use crate::crd::ReplicationMode;
+use crate::instance::Instance;
+use crate::lease::LeaseView;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// No master ever: the first one is chosen.
+    Initial,
+    /// The holder's heart released the Lease (its nameserver died or was fenced).
+    Released { by: Option<String>, why: Option<String> },
+    /// The holder stopped renewing.
+    Expired { holder: String },
+}
+
+impl Reason {
+    pub fn describe(&self) -> String {
+        match self {
+            Reason::Initial => "first master".into(),
+            Reason::Released { by, why } => format!(
+                "{} released the lease{}",
+                by.as_deref().unwrap_or("the master"),
+                why.as_ref().map(|w| format!(" ({w})")).unwrap_or_default()
+            ),
+            Reason::Expired { holder } => format!("{holder} stopped renewing the lease"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// The holder is master; look again before its lease could expire.
+    Steady { master: String, recheck: Duration },
+    /// Hand the Lease to `pod` at epoch transitions + 1.
+    Promote { pod: String, reason: Reason },
+    /// A master is needed but no instance is safe to promote.
+    Blocked { why: String, reason: Reason },
+}
+
+pub struct Input<'a> {
+    pub lease: &'a LeaseView,
+    pub unchanged_for: Duration,
+    pub lease_duration: Duration,
+    pub instances: &'a [Instance],
+    pub mode: ReplicationMode,
+}
+
+pub fn decide(i: &Input<'_>) -> Decision {
+    let l = i.lease;
+    if !l.released() && i.unchanged_for < i.lease_duration {
+        return Decision::Steady {
+            master: l.holder.clone(),
+            recheck: i.lease_duration - i.unchanged_for + Duration::from_millis(50),
+        };
+    }
+    let (reason, old) = if l.released() && l.transitions == 0 {
+        (Reason::Initial, None)
+    } else if l.released() {
+        (Reason::Released { by: l.released_by.clone(), why: l.release_reason.clone() }, l.released_by.clone())
+    } else {
+        (Reason::Expired { holder: l.holder.clone() }, Some(l.holder.clone()))
+    };
+    let usable = |x: &&Instance| x.ready && x.status.is_some();
+    let safe = |x: &&Instance| match (&reason, i.mode) {
+        (Reason::Initial, _) | (_, ReplicationMode::Async) => true,
+        (_, ReplicationMode::Sync) => l.sync_set.contains(&x.pod),
+    };
+    let best =
+        i.instances.iter().filter(usable).filter(|x| Some(&x.pod) != old.as_ref()).filter(safe).max_by(|a, b| {
+            let (da, db) = (a.status.as_ref().map(|s| s.durable_seq), b.status.as_ref().map(|s| s.durable_seq));
+            da.cmp(&db).then(b.ordinal.cmp(&a.ordinal))
+        });
+    if let Some(b) = best {
+        return Decision::Promote { pod: b.pod.clone(), reason };
+    }
+    // The old master holds everything it acknowledged: it is always safe to give it back.
+    if let Some(o) = old.as_ref().and_then(|o| i.instances.iter().filter(usable).find(|x| &x.pod == o)) {
+        return Decision::Promote { pod: o.pod.clone(), reason };
+    }
+    let why = match (&reason, i.mode) {
+        (Reason::Initial, _) => "no instance is ready yet".to_string(),
+        (_, ReplicationMode::Sync) => format!(
+            "no ready instance is safe to promote: published sync set [{}], old master {} not ready",
+            l.sync_set.join(", "),
+            old.as_deref().unwrap_or("unknown")
+        ),
+        (_, ReplicationMode::Async) => "no ready instance".to_string(),
+    };
+    Decision::Blocked { why, reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::instance::NsStatus;
+
+    fn inst(pod: &str, ordinal: usize, ready: bool, durable: Option<u64>) -> Instance {
+        Instance {
+            pod: pod.into(),
+            ordinal,
+            ready,
+            status: durable.map(|d| NsStatus { durable_seq: d, ..Default::default() }),
+        }
+    }
+
+    fn lease(holder: &str, transitions: i32, sync: &[&str]) -> LeaseView {
+        LeaseView {
+            holder: holder.into(),
+            transitions,
+            resource_version: "1".into(),
+            sync_set: sync.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn run(l: &LeaseView, unchanged: u64, xs: &[Instance], mode: ReplicationMode) -> Decision {
+        decide(&Input {
+            lease: l,
+            unchanged_for: Duration::from_secs(unchanged),
+            lease_duration: Duration::from_secs(5),
+            instances: xs,
+            mode,
+        })
+    }
+
+    #[test]
+    fn a_renewed_lease_is_left_alone() {
+        let xs = [inst("d-0", 0, true, Some(10)), inst("d-1", 1, true, Some(10))];
+        match run(&lease("d-0", 1, &["d-1"]), 2, &xs, ReplicationMode::Sync) {
+            Decision::Steady { master, recheck } => {
+                assert_eq!(master, "d-0");
+                assert!(recheck > Duration::from_secs(3) && recheck < Duration::from_secs(4));
+            }
+            d => panic!("{d:?}"),
+        }
+    }
+
+    #[test]
+    fn first_master_is_the_lowest_ready_ordinal() {
+        let xs = [inst("d-1", 1, true, Some(0)), inst("d-0", 0, true, Some(0)), inst("d-2", 2, false, Some(0))];
+        assert_eq!(
+            run(&lease("", 0, &[]), 0, &xs, ReplicationMode::Sync),
+            Decision::Promote { pod: "d-0".into(), reason: Reason::Initial }
+        );
+        let none = [inst("d-0", 0, false, None)];
+        assert!(matches!(run(&lease("", 0, &[]), 0, &none, ReplicationMode::Sync), Decision::Blocked { .. }));
+    }
+
+    #[test]
+    fn expiry_promotes_the_most_advanced_slave_in_the_published_sync_set() {
+        let xs = [inst("d-0", 0, false, None), inst("d-1", 1, true, Some(90)), inst("d-2", 2, true, Some(100))];
+        let d = run(&lease("d-0", 3, &["d-1", "d-2"]), 5, &xs, ReplicationMode::Sync);
+        assert_eq!(d, Decision::Promote { pod: "d-2".into(), reason: Reason::Expired { holder: "d-0".into() } });
+        // d-2 is more advanced but was not published in the sync set: it may lack acknowledged writes.
+        let d = run(&lease("d-0", 3, &["d-1"]), 5, &xs, ReplicationMode::Sync);
+        assert_eq!(d, Decision::Promote { pod: "d-1".into(), reason: Reason::Expired { holder: "d-0".into() } });
+    }
+
+    #[test]
+    fn nobody_outside_the_sync_set_is_promoted_in_sync_mode() {
+        let xs = [inst("d-0", 0, false, None), inst("d-1", 1, true, Some(100))];
+        match run(&lease("d-0", 2, &[]), 6, &xs, ReplicationMode::Sync) {
+            Decision::Blocked { why, .. } => assert!(why.contains("sync set"), "{why}"),
+            d => panic!("{d:?}"),
+        }
+        // Async mode takes the most advanced ready slave.
+        assert!(matches!(run(&lease("d-0", 2, &[]), 6, &xs, ReplicationMode::Async), Decision::Promote { .. }));
+    }
+
+    #[test]
+    fn release_is_acted_on_at_once_and_prefers_a_slave_over_the_old_master() {
+        let mut l = lease("", 4, &["d-1"]);
+        l.released_by = Some("d-0".into());
+        l.release_reason = Some("nameserver down".into());
+        let xs = [inst("d-0", 0, true, Some(200)), inst("d-1", 1, true, Some(200))];
+        match run(&l, 0, &xs, ReplicationMode::Sync) {
+            Decision::Promote { pod, reason } => {
+                assert_eq!(pod, "d-1");
+                assert_eq!(reason.describe(), "d-0 released the lease (nameserver down)");
+            }
+            d => panic!("{d:?}"),
+        }
+    }
+
+    #[test]
+    fn the_old_master_comes_back_when_no_slave_is_safe() {
+        let xs = [inst("d-0", 0, true, Some(50)), inst("d-1", 1, true, Some(40))];
+        let d = run(&lease("d-0", 2, &[]), 9, &xs, ReplicationMode::Sync);
+        assert_eq!(d, Decision::Promote { pod: "d-0".into(), reason: Reason::Expired { holder: "d-0".into() } });
+    }
+
+    #[test]
+    fn unreachable_or_unready_instances_are_never_promoted() {
+        let xs = [inst("d-1", 1, true, None), inst("d-2", 2, false, Some(500))];
+        assert!(matches!(
+            run(&lease("d-0", 1, &["d-1", "d-2"]), 5, &xs, ReplicationMode::Sync),
+            Decision::Blocked { .. }
+        ));
+    }
+}

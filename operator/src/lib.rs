@@ -1,0 +1,21 @@
+//! tfs-operator: everything of the TFS nameserver that talks to Kubernetes.
+//!
+//! - `crd`: the `TfsNameserver` resource and its admission rules;
+//! - `build`: pure builders of every object a `TfsNameserver` owns;
+//! - `failover`: the pure decision of who is master and when to promote;
+//! - `controller`: the reconcile loop (dereference → build → apply → decide → status);
+//! - `heart`: the sidecar that keeps the Lease for its nameserver;
+//! - `instance`: reading a nameserver's status over its client port.
+
+pub mod build;
+pub mod controller;
+pub mod crd;
+pub mod error;
+pub mod failover;
+pub mod heart;
+pub mod instance;
+pub mod lease;
+pub mod metrics;
+pub mod names;
+
+pub use error::{Error, Result};

@@ -1,0 +1,96 @@
+//! Names, labels and annotations: the contract between the operator, the heart and users.
+
+use std::collections::BTreeMap;
+
+pub const MANAGER: &str = "tfs-operator";
+pub const FINALIZER: &str = "tfs.io/cleanup";
+
+pub const LABEL_NAME: &str = "app.kubernetes.io/name";
+pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// On each nameserver pod, its own name: the VIP Service selects the master by it.
+pub const LABEL_POD: &str = "tfs.io/pod";
+pub const LABEL_ORDINAL: &str = "tfs.io/ordinal";
+
+/// On the TfsNameserver: ask for a planned switchover to this pod.
+pub const ANN_SWITCHOVER_TO: &str = "tfs.io/switchover-to";
+/// On the Lease: the master's sync set as last published by its heart, and its version.
+pub const ANN_SYNC_SET: &str = "tfs.io/sync-set";
+pub const ANN_SYNC_SET_VERSION: &str = "tfs.io/sync-set-version";
+/// On the Lease: the operator asks the master's heart to hand the Lease to this pod.
+pub const ANN_HANDOVER_TO: &str = "tfs.io/handover-to";
+/// On the Lease: why it was last released or handed over (for status and events).
+pub const ANN_RELEASE_REASON: &str = "tfs.io/release-reason";
+/// On the Lease: the pod that last released it.
+pub const ANN_RELEASED_BY: &str = "tfs.io/released-by";
+
+pub const CLIENT_PORT: i32 = 8100;
+pub const REPL_PORT: i32 = 8101;
+pub const ADMIN_PORT: i32 = 8102;
+pub const METRICS_PORT: i32 = 9102;
+
+pub fn pod(name: &str, ordinal: usize) -> String {
+    format!("{name}-{ordinal}")
+}
+
+pub fn pvc(name: &str, ordinal: usize) -> String {
+    format!("{name}-{ordinal}-data")
+}
+
+pub fn config_map(name: &str) -> String {
+    format!("{name}-config")
+}
+
+pub fn heart(name: &str) -> String {
+    format!("{name}-heart")
+}
+
+pub fn peers(name: &str) -> String {
+    format!("{name}-peers")
+}
+
+/// The Lease and the VIP Service share the resource's name.
+pub fn lease(name: &str) -> String {
+    name.to_string()
+}
+
+pub fn vip(name: &str) -> String {
+    name.to_string()
+}
+
+/// Ordinal of a pod named `<name>-<i>`.
+pub fn ordinal(name: &str, pod: &str) -> Option<usize> {
+    pod.strip_prefix(name)?.strip_prefix('-')?.parse().ok()
+}
+
+/// Labels every object of one TfsNameserver carries.
+pub fn labels(name: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_NAME.to_string(), "tfs-nameserver".to_string()),
+        (LABEL_INSTANCE.to_string(), name.to_string()),
+        (LABEL_MANAGED_BY.to_string(), MANAGER.to_string()),
+    ])
+}
+
+/// The selector of all nameserver pods of one TfsNameserver.
+pub fn selector(name: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_NAME.to_string(), "tfs-nameserver".to_string()),
+        (LABEL_INSTANCE.to_string(), name.to_string()),
+    ])
+}
+
+pub fn selector_string(name: &str) -> String {
+    selector(name).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ordinals() {
+        assert_eq!(super::ordinal("demo", "demo-3"), Some(3));
+        assert_eq!(super::ordinal("demo", "demo-x"), None);
+        assert_eq!(super::ordinal("demo", "demox-1"), None);
+        assert_eq!(super::ordinal("de", "demo-1"), None);
+    }
+}
