@@ -253,6 +253,6 @@ conntrack:
 iptables:
   masqueradeAll: false
   syncPeriod: 30s
-  minSyncPeriod: 1s
+  minSyncPeriod: 0s
 EOF2
 }

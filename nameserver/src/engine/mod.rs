@@ -60,6 +60,8 @@ pub enum StartError {
     Checkpoint(#[from] checkpoint::CheckpointError),
     #[error("oplog record seq {seq} cannot be applied: {reason}")]
     Replay { seq: u64, reason: String },
+    #[error("cannot lock the data directory: {0}")]
+    Lock(std::io::Error),
     #[error("cannot start the writer thread: {0}")]
     Thread(std::io::Error),
 }
@@ -105,6 +107,8 @@ pub struct Shared {
     pub feed: crate::replication::feed::Feed,
     pub peers: peers::Peers,
     pub repl: crate::replication::ReplicationConfig,
+    /// Held for the life of the process: one nameserver per data directory.
+    _lock: std::fs::File,
 }
 
 #[derive(Clone)]
@@ -120,6 +124,7 @@ impl Engine {
     }
 
     pub fn open_with(cfg: EngineConfig, repl: crate::replication::ReplicationConfig) -> Result<Self, StartError> {
+        let lock = lock_data_dir(&cfg.data_dir).map_err(StartError::Lock)?;
         let t0 = Instant::now();
         let snap = checkpoint::load_newest(&cfg.checkpoint_dir())?;
         let mut state = match snap {
@@ -160,6 +165,7 @@ impl Engine {
             peers: Default::default(),
             repl,
             cfg,
+            _lock: lock,
         });
         let (tx, rx) = mpsc::channel(1 << 16);
         let engine = Engine { shared: shared.clone(), tx: tx.clone() };
@@ -264,6 +270,30 @@ impl Engine {
 
     pub fn checkpoint_seq(&self) -> u64 {
         self.shared.checkpoint_seq.load(Ordering::Relaxed)
+    }
+}
+
+/// Takes an exclusive lock on the data directory, waiting while another process holds it.
+///
+/// Invariant: two processes never write one oplog. This happens in Kubernetes when a pod is
+/// force-deleted: its replacement mounts the same volume while the old container may still run.
+fn lock_data_dir(dir: &std::path::Path) -> std::io::Result<std::fs::File> {
+    std::fs::create_dir_all(dir)?;
+    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("LOCK"))?;
+    let started = Instant::now();
+    let mut warned = false;
+    loop {
+        match f.try_lock() {
+            Ok(()) => return Ok(f),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                if !warned && started.elapsed() > Duration::from_secs(2) {
+                    tracing::warn!(dir = %dir.display(), "data directory locked by another nameserver process; waiting for it to exit");
+                    warned = true;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
     }
 }
 
