@@ -190,7 +190,8 @@ pub fn pdb(t: &TfsNameserver) -> PodDisruptionBudget {
     PodDisruptionBudget {
         metadata: meta(t, t.name_any()),
         spec: Some(PodDisruptionBudgetSpec {
-            max_unavailable: Some(IntOrString::Int(1)),
+            // minAvailable as a number: maxUnavailable would need a scale subresource on the owner.
+            min_available: Some(IntOrString::Int(t.spec.replicas.clamp(2, 5) - 1)),
             selector: Some(LabelSelector { match_labels: Some(selector(&t.name_any())), ..Default::default() }),
             ..Default::default()
         }),

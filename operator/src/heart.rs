@@ -56,7 +56,9 @@ pub struct Heart {
     pods: Api<Pod>,
     admin: AdminClient<Channel>,
     last_renew: Option<Instant>,
-    holder_addr: Option<(String, String)>,
+    /// (holder, epoch) → its replication address. Keyed by epoch too: a pod recreated under
+    /// the same name has a new address, and it can only hold the Lease again at a new epoch.
+    holder_addr: Option<((String, i32), String)>,
 }
 
 const TICK: Duration = Duration::from_millis(200);
@@ -116,17 +118,22 @@ impl Heart {
             .await
     }
 
-    /// The holder's replication address (pod IP and port), cached per holder.
-    async fn master_addr(&mut self, holder: &str) -> Option<String> {
-        if let Some((h, a)) = &self.holder_addr {
-            if h == holder {
+    /// The holder's replication address (pod IP and port).
+    async fn master_addr(&mut self, holder: &str, epoch: i32) -> Option<String> {
+        let key = (holder.to_string(), epoch);
+        if let Some((k, a)) = &self.holder_addr {
+            if *k == key {
                 return Some(a.clone());
             }
         }
-        let ip = self.pods.get(holder).await.ok()?.status?.pod_ip?;
-        let addr = format!("{ip}:{REPL_PORT}");
-        self.holder_addr = Some((holder.to_string(), addr.clone()));
+        let addr = self.pod_addr(holder).await?;
+        self.holder_addr = Some((key, addr.clone()));
         Some(addr)
+    }
+
+    async fn pod_addr(&self, pod: &str) -> Option<String> {
+        let ip = self.pods.get(pod).await.ok()?.status?.pod_ip.filter(|ip| !ip.is_empty())?;
+        Some(format!("{ip}:{REPL_PORT}"))
     }
 
     pub async fn run(mut self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
@@ -180,7 +187,7 @@ impl Heart {
         } else if !lv.holder.is_empty() {
             self.last_renew = None;
             if let Health::Up(s) = health {
-                let Some(addr) = self.master_addr(&lv.holder).await else { return Ok(()) };
+                let Some(addr) = self.master_addr(&lv.holder, lv.transitions).await else { return Ok(()) };
                 if s.role() != proto::Role::Slave || s.epoch != epoch || s.master_addr != addr {
                     info!(master = %lv.holder, %addr, epoch, "following the lease holder");
                     self.assume(proto::Role::Slave, epoch, addr, Duration::from_secs(3600), 0)
@@ -239,7 +246,7 @@ impl Heart {
             warn!(target, sync_set = ?s.sync_set, "switchover target not in the sync set yet; waiting");
             return Ok(());
         }
-        let Some(addr) = self.master_addr(target).await else { return Ok(()) };
+        let Some(addr) = self.pod_addr(target).await else { return Ok(()) };
         let d = tokio::time::timeout(Duration::from_secs(6), self.admin.drain(proto::DrainRequest {})).await;
         let d = match d {
             Ok(Ok(r)) => r.into_inner(),

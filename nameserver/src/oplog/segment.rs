@@ -93,7 +93,9 @@ pub fn is_torn_tail(data: &[u8], offset: usize, error: &RecordError) -> bool {
 pub struct Cursor {
     dir: PathBuf,
     seg_first: u64,
+    /// Bytes of the segment from file offset `base` on.
     data: Bytes,
+    base: u64,
     offset: usize,
     next_seq: u64,
 }
@@ -109,6 +111,7 @@ impl Cursor {
             dir: dir.to_path_buf(),
             seg_first: seg.first_seq,
             data: Bytes::from(fs::read(&seg.path)?),
+            base: 0,
             offset: 0,
             next_seq: seg.first_seq,
         };
@@ -160,11 +163,21 @@ impl Cursor {
                 Some(next) => {
                     self.seg_first = next.first_seq;
                     self.data = Bytes::from(fs::read(&next.path).map_err(|e| e.to_string())?);
+                    self.base = 0;
                     self.offset = 0;
                 }
                 None => {
+                    // The active segment grew: read only what follows the last whole record.
+                    use std::io::{Read, Seek, SeekFrom};
                     let path = self.dir.join(file_name(self.seg_first));
-                    self.data = Bytes::from(fs::read(&path).map_err(|e| e.to_string())?);
+                    let at = self.base + self.offset as u64;
+                    let mut f = fs::File::open(&path).map_err(|e| e.to_string())?;
+                    f.seek(SeekFrom::Start(at)).map_err(|e| e.to_string())?;
+                    let mut rest = Vec::new();
+                    f.read_to_end(&mut rest).map_err(|e| e.to_string())?;
+                    self.data = Bytes::from(rest);
+                    self.base = at;
+                    self.offset = 0;
                 }
             }
         }

@@ -189,13 +189,23 @@ async fn send_loop(engine: &Engine, wr: &mut OwnedWriteHalf, mut next: u64) -> R
             }
             FeedRead::NotYet => None,
             FeedRead::TooOld => {
-                if cursor.as_ref().is_none_or(|c| c.next_seq() != next) {
-                    cursor = Cursor::seek(&sh.cfg.oplog_dir(), next).map_err(|e| e.to_string())?;
-                }
-                let c = cursor.as_mut().ok_or_else(|| {
-                    format!("records from seq {next} are no longer on disk; the slave needs a snapshot")
-                })?;
-                c.next_chunk(CHUNK)?.map(|(d, _, l)| (d, l))
+                // File reads: off the async runtime, which also serves clients.
+                let dir = sh.cfg.oplog_dir();
+                let c = cursor.take();
+                let (c, chunk) = tokio::task::spawn_blocking(move || -> Result<_, String> {
+                    let mut c = match c {
+                        Some(c) if c.next_seq() == next => c,
+                        _ => Cursor::seek(&dir, next).map_err(|e| e.to_string())?.ok_or_else(|| {
+                            format!("records from seq {next} are no longer on disk; the slave needs a snapshot")
+                        })?,
+                    };
+                    let chunk = c.next_chunk(CHUNK)?;
+                    Ok((c, chunk))
+                })
+                .await
+                .map_err(|e| e.to_string())??;
+                cursor = Some(c);
+                chunk.map(|(d, _, l)| (d, l))
             }
         };
         match chunk {

@@ -93,6 +93,7 @@ struct Counters {
 pub async fn run(addr: &str, a: BenchArgs, json: bool) -> Result<i32> {
     let ep = crate::endpoint(addr)?;
     let chans: Vec<Channel> = (0..a.connections).map(|_| ep.connect_lazy()).collect();
+    let fresh = ep.clone();
     let _sims = match a.sim_dataservers {
         Some(n) => {
             let s = sim::spawn(
@@ -126,8 +127,10 @@ pub async fn run(addr: &str, a: BenchArgs, json: bool) -> Result<i32> {
     for w in 0..a.concurrency {
         let ch = chans[(w % a.connections) as usize].clone();
         let (a, counters, blocks, rec) = (a.clone(), counters.clone(), blocks.clone(), rec_tx.clone());
-        workers
-            .push(tokio::spawn(async move { worker(w, ClientClient::new(ch), a, counters, blocks, rec, start).await }));
+        let ep = fresh.clone();
+        workers.push(tokio::spawn(async move {
+            worker(w, ClientClient::new(ch), ep, a, counters, blocks, rec, start).await
+        }));
     }
     drop(rec_tx);
     let progress = {
@@ -225,9 +228,11 @@ async fn prefill(ch: &Channel, n: u64, replicas: u32) -> Result<Vec<u64>> {
     Ok(ids)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn worker(
     w: u64,
     mut c: ClientClient<Channel>,
+    ep: tonic::transport::Endpoint,
     a: BenchArgs,
     counters: Arc<Counters>,
     blocks: Arc<Vec<u64>>,
@@ -277,6 +282,8 @@ async fn worker(
                 }
                 Err(s) if retryable(&s) && Instant::now() + backoff < give_up => {
                     counters.retries.fetch_add(1, Ordering::Relaxed);
+                    // A new connection: through a Service it may reach the new master.
+                    c = ClientClient::new(ep.connect_lazy());
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_millis(100));
                 }

@@ -115,11 +115,15 @@ pub fn endpoint(addr: &str) -> Result<Endpoint> {
     if !valid {
         bail!("address {addr:?} is not host:port (for example 127.0.0.1:8100)");
     }
+    // Short timeouts: across a failover the old master's address may silently stop answering
+    // (a deleted pod), and a client must notice within a second, not a TCP timeout.
     Ok(Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(Duration::from_secs(3))
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(2))
         .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(5))
-        .keep_alive_timeout(Duration::from_secs(5)))
+        .http2_keep_alive_interval(Duration::from_secs(1))
+        .keep_alive_timeout(Duration::from_secs(1))
+        .keep_alive_while_idle(true))
 }
 
 pub async fn connect(addr: &str) -> Result<Channel> {
