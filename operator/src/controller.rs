@@ -39,6 +39,9 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Per resource: when its Lease last changed, on this process's clock.
     pub clocks: Mutex<HashMap<String, LeaseClock>>,
+    /// Per resource: the generation whose static objects were last applied, and when. Failover
+    /// reconciles skip re-applying them, which keeps the path to a promotion short.
+    pub applied: Mutex<HashMap<String, (Option<i64>, Instant)>>,
 }
 
 impl Context {
@@ -47,7 +50,7 @@ impl Context {
             client.clone(),
             Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() },
         );
-        Context { client, recorder, metrics, clocks: Mutex::new(HashMap::new()) }
+        Context { client, recorder, metrics, clocks: Mutex::new(HashMap::new()), applied: Mutex::new(HashMap::new()) }
     }
 }
 
@@ -99,6 +102,7 @@ pub async fn reconcile(t: Arc<TfsNameserver>, ctx: Arc<Context>) -> Result<Actio
 /// Deletion: everything is owned by the resource and goes with it; forget our clock and say so.
 async fn cleanup(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
     ctx.clocks.lock().remove(&key(t));
+    ctx.applied.lock().remove(&key(t));
     event(
         ctx,
         t,
@@ -175,17 +179,25 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
     let name = t.name_any();
     let replicas = t.spec.replicas.clamp(2, 5) as usize;
 
-    // Apply what does not depend on who is master.
-    ssa(&Api::<ConfigMap>::namespaced(client.clone(), &ns), &build::config_map(t)).await?;
-    ssa(&Api::<ServiceAccount>::namespaced(client.clone(), &ns), &build::service_account(t)).await?;
-    ssa(&Api::<Role>::namespaced(client.clone(), &ns), &build::role(t)).await?;
-    ssa(&Api::<RoleBinding>::namespaced(client.clone(), &ns), &build::role_binding(t)).await?;
+    // Apply what does not depend on who is master: on a new generation, or every 30 s to repair.
     let services = Api::<Service>::namespaced(client.clone(), &ns);
-    ssa(&services, &build::peers_service(t)).await?;
-    ssa(&Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns), &build::pdb(t)).await?;
     let pvcs = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns);
-    for i in 0..replicas {
-        create_missing(&pvcs, &build::pvc(t, i)).await?;
+    let due = ctx
+        .applied
+        .lock()
+        .get(&key(t))
+        .is_none_or(|(g, at)| *g != t.metadata.generation || at.elapsed() > Duration::from_secs(30));
+    if due {
+        ssa(&Api::<ConfigMap>::namespaced(client.clone(), &ns), &build::config_map(t)).await?;
+        ssa(&Api::<ServiceAccount>::namespaced(client.clone(), &ns), &build::service_account(t)).await?;
+        ssa(&Api::<Role>::namespaced(client.clone(), &ns), &build::role(t)).await?;
+        ssa(&Api::<RoleBinding>::namespaced(client.clone(), &ns), &build::role_binding(t)).await?;
+        ssa(&services, &build::peers_service(t)).await?;
+        ssa(&Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns), &build::pdb(t)).await?;
+        for i in 0..replicas {
+            create_missing(&pvcs, &build::pvc(t, i)).await?;
+        }
+        ctx.applied.lock().insert(key(t), (t.metadata.generation, Instant::now()));
     }
     let leases = Api::<Lease>::namespaced(client.clone(), &ns);
     let lease = match leases.get_opt(&names::lease(&name)).await? {

@@ -46,5 +46,5 @@ pub async fn probe(ip: &str, port: i32) -> Option<NsStatus> {
         let ch = ep.connect().await.ok()?;
         ClientClient::new(ch).status(proto::StatusRequest {}).await.ok().map(|r| NsStatus::of(r.get_ref()))
     };
-    tokio::time::timeout(Duration::from_millis(800), fut).await.ok().flatten()
+    tokio::time::timeout(Duration::from_millis(500), fut).await.ok().flatten()
 }

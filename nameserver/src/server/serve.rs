@@ -25,8 +25,7 @@ pub async fn serve(
     let client_l = TcpListener::bind(listen.client)
         .await
         .with_context(|| format!("cannot listen on client address {}", listen.client))?;
-    let admin_l = TcpListener::bind(listen.admin)
-        .await
+    let admin_l = std::net::TcpListener::bind(listen.admin)
         .with_context(|| format!("cannot listen on admin address {}", listen.admin))?;
     let repl_l = if engine.shared.cfg.standalone {
         None
@@ -37,8 +36,7 @@ pub async fn serve(
                 .with_context(|| format!("cannot listen on replication address {}", listen.repl))?,
         )
     };
-    let http_l = TcpListener::bind(listen.metrics)
-        .await
+    let http_l = std::net::TcpListener::bind(listen.metrics)
         .with_context(|| format!("cannot listen on metrics address {}", listen.metrics))?;
     info!(client = %listen.client, repl = %listen.repl, admin = %listen.admin, metrics = %listen.metrics, standalone = engine.shared.cfg.standalone, "nameserver listening");
 
@@ -67,14 +65,32 @@ pub async fn serve(
         .add_service(proto::client_server::ClientServer::new(ClientApi { engine: engine.clone(), default_replicas }))
         .add_service(proto::dataserver_server::DataserverServer::new(DataserverApi { engine: engine.clone() }))
         .serve_with_incoming_shutdown(incoming(client_l), stopped());
-    let admin = Server::builder()
-        .add_service(proto::admin_server::AdminServer::new(AdminApi { engine: engine.clone() }))
-        .serve_with_incoming_shutdown(incoming(admin_l), stopped());
-    let http = axum::serve(http_l, super::http::router(engine.clone())).with_graceful_shutdown(stopped());
-    let (a, b, c) = tokio::join!(client, admin, http);
-    a.context("client server")?;
-    b.context("admin server")?;
-    c.context("metrics server")?;
+    // Health, metrics and roles get a runtime of their own: however busy the client port is,
+    // the heart and the kubelet's probes must get their answers in time (a master whose
+    // readiness probe times out drops out of the VIP's endpoints).
+    let control = {
+        let (engine, stopped) = (engine.clone(), stopped.clone());
+        std::thread::Builder::new().name("control".into()).spawn(move || -> anyhow::Result<()> {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async move {
+                admin_l.set_nonblocking(true)?;
+                http_l.set_nonblocking(true)?;
+                let admin = Server::builder()
+                    .add_service(proto::admin_server::AdminServer::new(AdminApi { engine: engine.clone() }))
+                    .serve_with_incoming_shutdown(incoming(TcpListener::from_std(admin_l)?), stopped());
+                let http = axum::serve(TcpListener::from_std(http_l)?, super::http::router(engine))
+                    .with_graceful_shutdown(stopped());
+                let (a, b) = tokio::join!(admin, http);
+                a.context("admin server")?;
+                b.context("metrics server")?;
+                Ok(())
+            })
+        })?
+    };
+    client.await.context("client server")?;
+    tokio::task::spawn_blocking(move || control.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("control thread panicked"))??;
     Ok(())
 }
 
