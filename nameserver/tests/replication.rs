@@ -275,12 +275,11 @@ async fn proxy(upstream: String, listener: TcpListener) {
                     return;
                 }
                 // The held record frame goes out only after the next record frame overtook it.
-                if is_records {
-                    if let Some(h) = held.take() {
-                        if dw.write_all(&h).await.is_err() {
-                            return;
-                        }
-                    }
+                if is_records
+                    && let Some(h) = held.take()
+                    && dw.write_all(&h).await.is_err()
+                {
+                    return;
                 }
             }
         });

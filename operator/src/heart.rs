@@ -121,10 +121,10 @@ impl Heart {
     /// The holder's replication address (pod IP and port).
     async fn master_addr(&mut self, holder: &str, epoch: i32) -> Option<String> {
         let key = (holder.to_string(), epoch);
-        if let Some((k, a)) = &self.holder_addr {
-            if *k == key {
-                return Some(a.clone());
-            }
+        if let Some((k, a)) = &self.holder_addr
+            && *k == key
+        {
+            return Some(a.clone());
         }
         let addr = self.pod_addr(holder).await?;
         self.holder_addr = Some((key, addr.clone()));
@@ -288,10 +288,10 @@ impl Heart {
             Ok(Ok(_))
         );
         let why = if fenced { "pod shutting down (nameserver drained)" } else { "pod shutting down (nameserver gone)" };
-        if fenced || matches!(self.health().await, Health::Down(_)) {
-            if let Err(e) = self.release(&l, why).await {
-                warn!(error = %e, "cannot release the lease on shutdown");
-            }
+        if (fenced || matches!(self.health().await, Health::Down(_)))
+            && let Err(e) = self.release(&l, why).await
+        {
+            warn!(error = %e, "cannot release the lease on shutdown");
         }
     }
 }

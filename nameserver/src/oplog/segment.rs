@@ -80,10 +80,10 @@ pub fn is_torn_tail(data: &[u8], offset: usize, error: &RecordError) -> bool {
     if error.is_incomplete() || rest.iter().all(|&b| b == 0) {
         return true;
     }
-    if let RecordError::BadCrc { .. } = error {
-        if let Ok(h) = record::decode_header(rest) {
-            return record::HEADER_LEN + h.len as usize == rest.len();
-        }
+    if let RecordError::BadCrc { .. } = error
+        && let Ok(h) = record::decode_header(rest)
+    {
+        return record::HEADER_LEN + h.len as usize == rest.len();
     }
     false
 }

@@ -161,11 +161,11 @@ async fn session(engine: &Engine, role: &RoleState, shutdown: &mut watch::Receiv
                 FrameType::Heartbeat => Ok(Vec::new()),
                 other => Err(format!("unexpected {other:?} frame from the master")),
             });
-            if let Ok(rs) = &item {
-                if let Some(last) = rs.last() {
-                    expected = last.header.seq + 1;
-                    min_epoch = last.header.epoch;
-                }
+            if let Ok(rs) = &item
+                && let Some(last) = rs.last()
+            {
+                expected = last.header.seq + 1;
+                min_epoch = last.header.epoch;
             }
             let stop = item.is_err();
             if tx.send(item).await.is_err() || stop {

@@ -186,11 +186,12 @@ impl State {
             }
             Mutation::TaskDone(d) => {
                 let t = self.tasks.remove(&d.task_id).expect("checked");
-                if d.success && t.kind == proto::TaskKind::Replicate {
-                    if let Some(b) = self.blocks.get_mut(&t.block_id) {
-                        // A full replica list means the copy is surplus; ignore it rather than fail.
-                        let _ = b.add_replica(t.target);
-                    }
+                if d.success
+                    && t.kind == proto::TaskKind::Replicate
+                    && let Some(b) = self.blocks.get_mut(&t.block_id)
+                {
+                    // A full replica list means the copy is surplus; ignore it rather than fail.
+                    let _ = b.add_replica(t.target);
                 }
             }
         }

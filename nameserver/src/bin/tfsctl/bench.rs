@@ -202,10 +202,10 @@ async fn wait_for_dataservers(ch: &Channel, n: u32) -> Result<()> {
     let mut c = ClientClient::new(ch.clone());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(s) = c.status(proto::StatusRequest {}).await {
-            if s.get_ref().live_dataservers >= n as u64 {
-                return Ok(());
-            }
+        if let Ok(s) = c.status(proto::StatusRequest {}).await
+            && s.get_ref().live_dataservers >= n as u64
+        {
+            return Ok(());
         }
         if Instant::now() > deadline {
             bail!("the simulated dataservers did not register within 30s (is the nameserver a writable master?)");
