@@ -8,7 +8,7 @@ KUBECTL := $(ROOT)/.e2e/bin/kubectl
 HELM := $(ROOT)/.e2e/bin/helm
 export KUBECONFIG ?= $(ROOT)/.e2e/kubeconfig
 
-.PHONY: help build release crds check-crds fmt lint unit
+.PHONY: help build release crds check-crds fmt lint unit helm-lint e2e demo test deps
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -39,5 +39,24 @@ lint: ## clippy with warnings as errors
 
 unit: ## Unit and process-level integration tests (no cluster)
 	$(CARGO) test --workspace
+
+helm-lint: cluster-tools ## helm lint the chart
+	$(HELM) lint charts/tfs-operator
+
+deps: ## Install what the build needs (Rust toolchain components, Debian packages for the cluster)
+	@command -v cargo >/dev/null || { echo "Rust (cargo) is required: https://rustup.rs"; exit 1; }
+	@rustup component list --installed 2>/dev/null | grep -q clippy || rustup component add clippy rustfmt
+	@$(MAKE) --no-print-directory deps-cluster
+
+e2e: release cluster image ## End-to-end suites on the local cluster (installs the chart)
+	$(KUBECTL) apply -f examples/storageclass-local.yaml
+	$(CARGO) test -p tfs-e2e --test cluster -- --test-threads=1 --nocapture
+
+demo: deps release cluster image ## The main job: cluster, chart, a TfsNameserver, a failover shown with kubectl
+	e2e/demo.sh
+
+test: deps fmt lint unit check-crds helm-lint ## Everything CI runs: static checks, unit + process tests, CRD drift, chart lint, e2e on a fresh cluster
+	$(MAKE) --no-print-directory e2e
+	$(MAKE) --no-print-directory cluster-down
 
 include e2e/cluster/cluster.mk

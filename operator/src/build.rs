@@ -133,7 +133,8 @@ pub fn peers_service(t: &TfsNameserver) -> Service {
 }
 
 /// The VIP: a Service whose selector points at exactly one pod, the master. Only the operator
-/// writes it.
+/// writes it. Not-ready addresses are published: who is master is decided by the Lease, not by
+/// readiness, and a restart of the master's heart container must not take the VIP away.
 pub fn vip_service(t: &TfsNameserver, master: Option<&str>) -> Service {
     let mut sel = selector(&t.name_any());
     sel.insert(LABEL_POD.into(), master.unwrap_or(NO_MASTER).into());
@@ -142,6 +143,7 @@ pub fn vip_service(t: &TfsNameserver, master: Option<&str>) -> Service {
         spec: Some(ServiceSpec {
             type_: Some(t.spec.service.type_.clone()),
             selector: Some(sel),
+            publish_not_ready_addresses: Some(true),
             ports: Some(vec![ServicePort {
                 name: Some("client".into()),
                 port: t.spec.service.port,

@@ -44,6 +44,7 @@ fn vip_selects_exactly_the_master() {
     assert_eq!(sel[LABEL_POD], "demo-1");
     assert_eq!(sel[LABEL_INSTANCE], "demo");
     assert_eq!(s.ports.unwrap()[0].port, 8100);
+    assert_eq!(s.publish_not_ready_addresses, Some(true));
     assert_eq!(vip_service(&t, None).spec.unwrap().selector.unwrap()[LABEL_POD], NO_MASTER);
     // The pod carries the label the VIP selects on.
     assert_eq!(pod(&t, 1).metadata.labels.unwrap()[LABEL_POD], "demo-1");

@@ -1,0 +1,284 @@
+//! Harness for the end-to-end suites: the real local cluster (`make cluster`), driven the way a
+//! user drives it (helm, kubectl, tfsctl as processes) and observed with kube-rs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{Api, ListParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use tfs_operator::crd::{Phase, TfsNameserver};
+
+pub const OPERATOR_NS: &str = "tfs-system";
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    root().join(".e2e/bin").join(name)
+}
+
+pub fn tfsctl() -> PathBuf {
+    root().join("target/release/tfsctl")
+}
+
+pub fn kubeconfig() -> PathBuf {
+    std::env::var_os("KUBECONFIG").map(PathBuf::from).unwrap_or_else(|| root().join(".e2e/kubeconfig"))
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_millis() as u64
+}
+
+/// Runs a command to completion; fails with its output when it fails.
+pub fn run(cmd: &Path, args: &[&str]) -> Result<Output> {
+    let out = Command::new(cmd).args(args).env("KUBECONFIG", kubeconfig()).stdin(Stdio::null()).output().with_context(|| format!("cannot run {}", cmd.display()))?;
+    if !out.status.success() {
+        bail!("{} {} failed:\n{}{}", cmd.display(), args.join(" "), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(out)
+}
+
+pub fn kubectl(args: &[&str]) -> Result<String> {
+    Ok(String::from_utf8_lossy(&run(&bin("kubectl"), args)?.stdout).into_owned())
+}
+
+pub fn kubectl_stdin(args: &[&str], input: &str) -> Result<String> {
+    use std::io::Write;
+    let mut c = Command::new(bin("kubectl")).args(args).env("KUBECONFIG", kubeconfig()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    c.stdin.take().expect("stdin").write_all(input.as_bytes())?;
+    let out = c.wait_with_output()?;
+    if !out.status.success() {
+        bail!("kubectl {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+pub async fn client() -> Result<kube::Client> {
+    let kc = Kubeconfig::read_from(kubeconfig())?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+    Ok(kube::Client::try_from(cfg)?)
+}
+
+/// Installs (or upgrades) the operator chart once, as a user would, and waits until it runs.
+pub fn ensure_operator() -> Result<()> {
+    let chart = root().join("charts/tfs-operator");
+    run(
+        &bin("helm"),
+        &["upgrade", "--install", "tfs", chart.to_str().expect("utf-8 path"), "--namespace", OPERATOR_NS, "--create-namespace", "--wait", "--timeout", "120s"],
+    )?;
+    // The image tag stays `dev` across builds: restart so the operator runs the image just built.
+    kubectl(&["rollout", "restart", "deployment", "-n", OPERATOR_NS, "-l", "app.kubernetes.io/instance=tfs"])?;
+    kubectl(&["rollout", "status", "deployment", "-n", OPERATOR_NS, "-l", "app.kubernetes.io/instance=tfs", "--timeout=120s"])?;
+    Ok(())
+}
+
+/// A namespace of its own for one scenario, deleted at the end.
+pub struct Namespace(pub String);
+
+impl Namespace {
+    pub fn create(scenario: &str) -> Result<Self> {
+        let name = format!("e2e-{scenario}-{}", now_ms() % 100_000);
+        kubectl(&["create", "namespace", &name])?;
+        Ok(Namespace(name))
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = kubectl(&["delete", "tfsns", "--all", "-n", &self.0, "--wait=true", "--timeout=60s"]);
+        let _ = kubectl(&["delete", "namespace", &self.0, "--wait=false"]);
+    }
+}
+
+/// The example TfsNameserver, in namespace `ns` under `name`.
+pub fn demo_manifest(ns: &str, name: &str, replicas: u32) -> Result<String> {
+    let text = std::fs::read_to_string(root().join("examples/tfsnameserver.yaml"))?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let t = line.trim_start();
+        let indent = &line[..line.len() - t.len()];
+        if t.starts_with("name: demo") {
+            out.push(format!("{indent}name: {name}"));
+        } else if t.starts_with("namespace:") {
+            out.push(format!("{indent}namespace: {ns}"));
+        } else if t.starts_with("replicas:") {
+            out.push(format!("{indent}replicas: {replicas}"));
+        } else {
+            out.push(line.to_string());
+        }
+    }
+    Ok(out.join("\n"))
+}
+
+pub struct Tfs {
+    pub ns: String,
+    pub name: String,
+    pub api: Api<TfsNameserver>,
+    pub leases: Api<Lease>,
+    pub pods: Api<Pod>,
+    pub services: Api<Service>,
+}
+
+impl Tfs {
+    pub async fn create(client: &kube::Client, ns: &str, name: &str, replicas: u32) -> Result<Tfs> {
+        kubectl_stdin(&["apply", "-f", "-"], &demo_manifest(ns, name, replicas)?)?;
+        Ok(Tfs {
+            ns: ns.into(),
+            name: name.into(),
+            api: Api::namespaced(client.clone(), ns),
+            leases: Api::namespaced(client.clone(), ns),
+            pods: Api::namespaced(client.clone(), ns),
+            services: Api::namespaced(client.clone(), ns),
+        })
+    }
+
+    pub async fn get(&self) -> Result<TfsNameserver> {
+        Ok(self.api.get(&self.name).await?)
+    }
+
+    /// (holder, epoch) from the Lease.
+    pub async fn lease(&self) -> Result<(String, i32)> {
+        let l = self.leases.get(&self.name).await?;
+        let s = l.spec.unwrap_or_default();
+        Ok((s.holder_identity.unwrap_or_default(), s.lease_transitions.unwrap_or(0)))
+    }
+
+    /// Waits until the status says Healthy with every instance ready, at an epoch >= `min_epoch`.
+    pub async fn wait_healthy(&self, replicas: usize, min_epoch: i64, timeout: Duration) -> Result<TfsNameserver> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let t = self.get().await?;
+            if let Some(s) = &t.status {
+                let ready = s.ready.as_deref() == Some(&format!("{replicas}/{replicas}"));
+                if s.phase == Some(Phase::Healthy) && ready && s.epoch.unwrap_or(0) >= min_epoch {
+                    return Ok(t);
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("{}/{} not Healthy {replicas}/{replicas} at epoch >= {min_epoch} within {timeout:?}; status {:?}", self.ns, self.name, t.status);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits until the published sync set holds `n` slaves (a failover is then safe).
+    pub async fn wait_sync_set(&self, n: usize, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let l = self.leases.get(&self.name).await?;
+            let set = tfs_operator::lease::LeaseView::of(&l).sync_set;
+            if set.len() >= n {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("sync set {set:?} has not reached {n} slaves within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The VIP Service's ClusterIP:port (reachable from the host through kube-proxy).
+    pub async fn vip(&self) -> Result<String> {
+        let s = self.services.get(&self.name).await?;
+        let spec = s.spec.context("VIP service without spec")?;
+        Ok(format!("{}:{}", spec.cluster_ip.context("no ClusterIP")?, spec.ports.context("no ports")?[0].port))
+    }
+
+    pub async fn pod_names(&self) -> Result<Vec<String>> {
+        let l = self.pods.list(&ListParams::default().labels(&tfs_operator::names::selector_string(&self.name))).await?;
+        Ok(l.items.into_iter().filter_map(|p| p.metadata.name).collect())
+    }
+}
+
+/// A writer through the VIP recording every acknowledged mutation.
+pub struct Writer {
+    child: Child,
+    pub record: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Writer {
+    pub fn start(vip: &str, dir: &Path, concurrency: u32) -> Result<Writer> {
+        let record = dir.join("acked");
+        let log = dir.join("writer.log");
+        let f = std::fs::File::create(&log)?;
+        let child = Command::new(tfsctl())
+            .args(["--addr", vip, "bench", "--op", "create", "--count", "1000000000", "--concurrency", &concurrency.to_string()])
+            .args(["--sim-dataservers", "3", "--record", record.to_str().expect("utf-8"), "--retry-for", "60s"])
+            .stdout(f.try_clone()?)
+            .stderr(f)
+            .spawn()?;
+        Ok(Writer { child, record, log })
+    }
+
+    pub fn acked(&self) -> usize {
+        std::fs::read_to_string(&self.record).map(|s| s.lines().count()).unwrap_or(0)
+    }
+
+    pub async fn wait_acked(&self, n: usize, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while self.acked() < n {
+            if Instant::now() > deadline {
+                bail!("writer acknowledged only {} of {n} within {timeout:?}:\n{}", self.acked(), std::fs::read_to_string(&self.log).unwrap_or_default());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
+    /// Stops the writer; its record keeps every acknowledgement it flushed.
+    pub fn stop(mut self) -> PathBuf {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.record.clone()
+    }
+
+    /// Milliseconds from `fault_ms` to the first write acknowledged at `epoch` after it.
+    pub fn first_ack_after(record: &Path, fault_ms: u64, epoch: u64) -> Option<u64> {
+        let text = std::fs::read_to_string(record).ok()?;
+        text.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let (e, acked) = (f.get(2)?.parse::<u64>().ok()?, f.last()?.parse::<u64>().ok()?);
+                (e == epoch && acked > fault_ms).then(|| acked - fault_ms)
+            })
+            .min()
+    }
+}
+
+/// `tfsctl verify`: exit 0 only if every acknowledged write is there and no id repeats.
+pub fn verify(vip: &str, record: &Path) -> Result<String> {
+    let out = Command::new(tfsctl()).args(["--addr", vip, "verify", "--record", record.to_str().expect("utf-8")]).output()?;
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() {
+        bail!("verify failed: {text}");
+    }
+    Ok(text)
+}
+
+/// Host pid of a container of a pod, through the CRI.
+pub fn container_pid(ns: &str, pod: &str, container: &str) -> Result<u32> {
+    let crictl = bin("crictl");
+    let id = String::from_utf8_lossy(
+        &run(&crictl, &["ps", "-q", "--name", container, "--label", &format!("io.kubernetes.pod.name={pod}"), "--label", &format!("io.kubernetes.pod.namespace={ns}")])?.stdout,
+    )
+    .lines()
+    .next()
+    .context("container not found")?
+    .to_string();
+    let pid = String::from_utf8_lossy(&run(&crictl, &["inspect", "-o", "go-template", "--template", "{{.info.pid}}", &id])?.stdout).trim().to_string();
+    Ok(pid.parse()?)
+}
+
+pub fn kill9(pid: u32) -> Result<()> {
+    let ok = Command::new("kill").args(["-9", &pid.to_string()]).status()?.success();
+    if !ok {
+        bail!("kill -9 {pid} failed");
+    }
+    Ok(())
+}

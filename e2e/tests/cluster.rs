@@ -1,0 +1,216 @@
+//! End to end on the real local cluster: the chart, a TfsNameserver, writes through the VIP, every
+//! kind of failover under a recording writer, scaling, and a clean uninstall.
+//! Run with `make e2e` (one test at a time: they share the cluster's two cores).
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use tfs_e2e::*;
+
+static OPERATOR: OnceLock<()> = OnceLock::new();
+
+fn operator() {
+    OPERATOR.get_or_init(|| ensure_operator().expect("helm install of the operator chart"));
+}
+
+async fn healthy_pair(scenario: &str) -> Result<(Namespace, Tfs)> {
+    operator();
+    let ns = Namespace::create(scenario)?;
+    let c = client().await?;
+    let t = Tfs::create(&c, &ns.0, "demo", 2).await?;
+    t.wait_healthy(2, 1, Duration::from_secs(120)).await?;
+    t.wait_sync_set(1, Duration::from_secs(60)).await?;
+    Ok((ns, t))
+}
+
+/// Largest gap between consecutive acknowledgements after the fault: the write outage.
+fn outage_ms(record: &std::path::Path, fault_ms: u64) -> u64 {
+    let mut acks: Vec<u64> =
+        std::fs::read_to_string(record).unwrap_or_default().lines().filter_map(|l| l.split_whitespace().last()?.parse().ok()).collect();
+    acks.sort();
+    let mut prev = fault_ms;
+    let mut worst = 0;
+    for a in acks.into_iter().filter(|a| *a > fault_ms) {
+        worst = worst.max(a - prev);
+        prev = a;
+    }
+    worst
+}
+
+enum Fault {
+    PodLoss,
+    Kill9,
+    Heart,
+    Switchover,
+    Kill9WithOperatorRestart,
+}
+
+async fn failover(scenario: &str, fault: Fault) -> Result<()> {
+    let (ns, t) = healthy_pair(scenario).await?;
+    let vip = t.vip().await?;
+    let dir = tempdir(scenario)?;
+    let w = Writer::start(&vip, &dir, 16)?;
+    w.wait_acked(2000, Duration::from_secs(60)).await?;
+    let (master, epoch) = t.lease().await?;
+    let slave = t.pod_names().await?.into_iter().find(|p| *p != master).expect("a slave");
+    let fault_ms = now_ms();
+    match fault {
+        Fault::PodLoss => {
+            kubectl(&["delete", "pod", &master, "-n", &ns.0, "--grace-period=0", "--force"])?;
+        }
+        Fault::Kill9 => kill9(container_pid(&ns.0, &master, "nameserver")?)?,
+        Fault::Heart => kill9(container_pid(&ns.0, &master, "heart")?)?,
+        Fault::Switchover => {
+            kubectl(&["annotate", "tfsns", "demo", "-n", &ns.0, &format!("tfs.io/switchover-to={slave}")])?;
+        }
+        Fault::Kill9WithOperatorRestart => {
+            kill9(container_pid(&ns.0, &master, "nameserver")?)?;
+            kubectl(&["delete", "pod", "-n", OPERATOR_NS, "-l", "app.kubernetes.io/name=tfs-operator", "--grace-period=0", "--force"])?;
+        }
+    }
+    let expect_new_master = !matches!(fault, Fault::Heart);
+    let after = t.wait_healthy(2, if expect_new_master { epoch as i64 + 1 } else { epoch as i64 }, Duration::from_secs(90)).await?;
+    let status = after.status.clone().unwrap_or_default();
+    let new_epoch = status.epoch.unwrap_or(0) as u64;
+    let acked_before = w.acked();
+    w.wait_acked(acked_before + 1000, Duration::from_secs(60)).await?;
+    let log = std::fs::read_to_string(&w.log).unwrap_or_default();
+    let record = w.stop();
+    let verdict = verify(&vip, &record)?;
+    let outage = outage_ms(&record, fault_ms);
+    let first = Writer::first_ack_after(&record, fault_ms, new_epoch);
+    let failed = log.lines().filter_map(|l| l.split(", ").nth(1)?.strip_suffix(" failed")?.parse::<u64>().ok()).max().unwrap_or(0);
+    println!(
+        "scenario={scenario} master={master}@{epoch} -> {}@{new_epoch} failover_s={:.3} max_write_gap_s={:.3} failed_requests={failed}\n{verdict}",
+        status.master.as_deref().unwrap_or("?"),
+        first.unwrap_or(outage) as f64 / 1000.0,
+        outage as f64 / 1000.0
+    );
+    if expect_new_master {
+        ensure!(new_epoch > epoch as u64, "epoch did not move: {epoch} -> {new_epoch}");
+        ensure!(status.failovers >= 1, "failover not counted in status");
+    }
+    if matches!(fault, Fault::Switchover) {
+        ensure!(status.master.as_deref() == Some(slave.as_str()), "switchover went to {:?}, not {slave}", status.master);
+        ensure!(failed == 0, "{failed} requests failed during a planned switchover");
+        let ann = after.metadata.annotations.unwrap_or_default();
+        ensure!(!ann.contains_key("tfs.io/switchover-to"), "switchover annotation not cleared");
+    }
+    drop(ns);
+    Ok(())
+}
+
+fn tempdir(scenario: &str) -> Result<std::path::PathBuf> {
+    let d = root().join(".e2e/runs").join(format!("{scenario}-{}", now_ms()));
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}
+
+#[tokio::test]
+async fn t1_demo_is_healthy_and_serves_through_the_vip() -> Result<()> {
+    let (ns, t) = healthy_pair("demo").await?;
+    let st = t.get().await?.status.unwrap_or_default();
+    let (holder, epoch) = t.lease().await?;
+    ensure!(st.master.as_deref() == Some(holder.as_str()) && st.epoch == Some(epoch as i64), "status {st:?} vs lease {holder}@{epoch}");
+    // The VIP's EndpointSlice holds exactly the master's address.
+    let ip = t.pods.get(&holder).await?.status.and_then(|s| s.pod_ip).unwrap_or_default();
+    let eps = kubectl(&["get", "endpointslices", "-n", &ns.0, "-l", "kubernetes.io/service-name=demo", "-o", "jsonpath={.items[*].endpoints[*].addresses[*]}"])?;
+    ensure!(eps.split_whitespace().collect::<Vec<_>>() == vec![ip.as_str()], "VIP endpoints {eps:?}, master {ip}");
+    // Writes and reads through the VIP, as a client would.
+    let vip = t.vip().await?;
+    let dir = tempdir("demo")?;
+    let rec = dir.join("acked");
+    let out = std::process::Command::new(tfsctl())
+        .args(["--addr", &vip, "bench", "--op", "create", "--count", "500", "--concurrency", "8", "--sim-dataservers", "3", "--record", rec.to_str().unwrap()])
+        .output()?;
+    ensure!(out.status.success(), "bench: {}", String::from_utf8_lossy(&out.stderr));
+    verify(&vip, &rec)?;
+    let id = std::fs::read_to_string(&rec)?.lines().next().and_then(|l| l.split(' ').nth(1).map(String::from)).unwrap_or_default();
+    let got = std::process::Command::new(tfsctl()).args(["--addr", &vip, "block", "get", &id]).output()?;
+    ensure!(got.status.success() && String::from_utf8_lossy(&got.stdout).contains(&format!("block {id}")), "block get {id} through the VIP");
+    println!("scenario=demo healthy master={holder} epoch={epoch} vip={vip}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn t2_failover_on_pod_loss() -> Result<()> {
+    failover("podloss", Fault::PodLoss).await
+}
+
+#[tokio::test]
+async fn t3_failover_on_nameserver_kill9() -> Result<()> {
+    failover("kill9", Fault::Kill9).await
+}
+
+#[tokio::test]
+async fn t4_heart_killed_recovers() -> Result<()> {
+    failover("heart", Fault::Heart).await
+}
+
+#[tokio::test]
+async fn t5_planned_switchover() -> Result<()> {
+    failover("switchover", Fault::Switchover).await
+}
+
+#[tokio::test]
+async fn t6_operator_restarted_during_failover() -> Result<()> {
+    failover("operator-restart", Fault::Kill9WithOperatorRestart).await
+}
+
+#[tokio::test]
+async fn t7_scale_2_3_2() -> Result<()> {
+    let (ns, t) = healthy_pair("scale").await?;
+    kubectl(&["patch", "tfsns", "demo", "-n", &ns.0, "--type=merge", "-p", r#"{"spec":{"replicas":3}}"#])?;
+    t.wait_healthy(3, 1, Duration::from_secs(120)).await?;
+    t.wait_sync_set(2, Duration::from_secs(60)).await?;
+    kubectl(&["patch", "tfsns", "demo", "-n", &ns.0, "--type=merge", "-p", r#"{"spec":{"replicas":2}}"#])?;
+    t.wait_healthy(2, 1, Duration::from_secs(120)).await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while t.pod_names().await?.len() != 2 {
+        ensure!(std::time::Instant::now() < deadline, "still {:?}", t.pod_names().await?);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!("scenario=scale 2->3->2 ok");
+    Ok(())
+}
+
+#[tokio::test]
+async fn t8_rejects_invalid_resources_at_admission() -> Result<()> {
+    operator();
+    for f in std::fs::read_dir(root().join("examples/invalid"))? {
+        let f = f?.path();
+        let r = kubectl(&["apply", "--dry-run=server", "-f", f.to_str().unwrap()]);
+        let err = r.expect_err(&format!("{} was accepted", f.display())).to_string();
+        ensure!(err.contains("Invalid value"), "{}: {err}", f.display());
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn t9_delete_and_uninstall_leave_nothing_behind() -> Result<()> {
+    let (ns, _t) = healthy_pair("uninstall").await?;
+    kubectl(&["delete", "tfsns", "demo", "-n", &ns.0, "--wait=true", "--timeout=90s"])?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let left = kubectl(&["get", "pods,pvc,svc,lease,configmap,role,rolebinding,pdb,serviceaccount", "-n", &ns.0, "-l", "app.kubernetes.io/instance=demo", "-o", "name"])?;
+        if left.trim().is_empty() {
+            break;
+        }
+        ensure!(std::time::Instant::now() < deadline, "left behind after deleting the TfsNameserver:\n{left}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    run(&bin("helm"), &["uninstall", "tfs", "--namespace", OPERATOR_NS, "--wait"])?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = kubectl(&["get", "all,serviceaccount,role,rolebinding", "-n", OPERATOR_NS, "-l", "app.kubernetes.io/instance=tfs", "-o", "name"])?;
+        let cluster = kubectl(&["get", "clusterrole,clusterrolebinding", "-l", "app.kubernetes.io/instance=tfs", "-o", "name"])?;
+        if left.trim().is_empty() && cluster.trim().is_empty() {
+            break;
+        }
+        ensure!(std::time::Instant::now() < deadline, "operator objects left after helm uninstall:\n{left}{cluster}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!("scenario=uninstall nothing left");
+    Ok(())
+}
