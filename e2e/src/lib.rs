@@ -36,9 +36,20 @@ pub fn now_ms() -> u64 {
 
 /// Runs a command to completion; fails with its output when it fails.
 pub fn run(cmd: &Path, args: &[&str]) -> Result<Output> {
-    let out = Command::new(cmd).args(args).env("KUBECONFIG", kubeconfig()).stdin(Stdio::null()).output().with_context(|| format!("cannot run {}", cmd.display()))?;
+    let out = Command::new(cmd)
+        .args(args)
+        .env("KUBECONFIG", kubeconfig())
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {}", cmd.display()))?;
     if !out.status.success() {
-        bail!("{} {} failed:\n{}{}", cmd.display(), args.join(" "), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{} {} failed:\n{}{}",
+            cmd.display(),
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(out)
 }
@@ -49,7 +60,13 @@ pub fn kubectl(args: &[&str]) -> Result<String> {
 
 pub fn kubectl_stdin(args: &[&str], input: &str) -> Result<String> {
     use std::io::Write;
-    let mut c = Command::new(bin("kubectl")).args(args).env("KUBECONFIG", kubeconfig()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let mut c = Command::new(bin("kubectl"))
+        .args(args)
+        .env("KUBECONFIG", kubeconfig())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
     c.stdin.take().expect("stdin").write_all(input.as_bytes())?;
     let out = c.wait_with_output()?;
     if !out.status.success() {
@@ -69,11 +86,31 @@ pub fn ensure_operator() -> Result<()> {
     let chart = root().join("charts/tfs-operator");
     run(
         &bin("helm"),
-        &["upgrade", "--install", "tfs", chart.to_str().expect("utf-8 path"), "--namespace", OPERATOR_NS, "--create-namespace", "--wait", "--timeout", "120s"],
+        &[
+            "upgrade",
+            "--install",
+            "tfs",
+            chart.to_str().expect("utf-8 path"),
+            "--namespace",
+            OPERATOR_NS,
+            "--create-namespace",
+            "--wait",
+            "--timeout",
+            "120s",
+        ],
     )?;
     // The image tag stays `dev` across builds: restart so the operator runs the image just built.
     kubectl(&["rollout", "restart", "deployment", "-n", OPERATOR_NS, "-l", "app.kubernetes.io/instance=tfs"])?;
-    kubectl(&["rollout", "status", "deployment", "-n", OPERATOR_NS, "-l", "app.kubernetes.io/instance=tfs", "--timeout=120s"])?;
+    kubectl(&[
+        "rollout",
+        "status",
+        "deployment",
+        "-n",
+        OPERATOR_NS,
+        "-l",
+        "app.kubernetes.io/instance=tfs",
+        "--timeout=120s",
+    ])?;
     Ok(())
 }
 
@@ -160,7 +197,12 @@ impl Tfs {
                 }
             }
             if Instant::now() > deadline {
-                bail!("{}/{} not Healthy {replicas}/{replicas} at epoch >= {min_epoch} within {timeout:?}; status {:?}", self.ns, self.name, t.status);
+                bail!(
+                    "{}/{} not Healthy {replicas}/{replicas} at epoch >= {min_epoch} within {timeout:?}; status {:?}",
+                    self.ns,
+                    self.name,
+                    t.status
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -190,7 +232,8 @@ impl Tfs {
     }
 
     pub async fn pod_names(&self) -> Result<Vec<String>> {
-        let l = self.pods.list(&ListParams::default().labels(&tfs_operator::names::selector_string(&self.name))).await?;
+        let l =
+            self.pods.list(&ListParams::default().labels(&tfs_operator::names::selector_string(&self.name))).await?;
         Ok(l.items.into_iter().filter_map(|p| p.metadata.name).collect())
     }
 }
@@ -208,7 +251,17 @@ impl Writer {
         let log = dir.join("writer.log");
         let f = std::fs::File::create(&log)?;
         let child = Command::new(tfsctl())
-            .args(["--addr", vip, "bench", "--op", "create", "--count", "1000000000", "--concurrency", &concurrency.to_string()])
+            .args([
+                "--addr",
+                vip,
+                "bench",
+                "--op",
+                "create",
+                "--count",
+                "1000000000",
+                "--concurrency",
+                &concurrency.to_string(),
+            ])
             .args(["--sim-dataservers", "3", "--record", record.to_str().expect("utf-8"), "--retry-for", "60s"])
             .stdout(f.try_clone()?)
             .stderr(f)
@@ -224,7 +277,11 @@ impl Writer {
         let deadline = Instant::now() + timeout;
         while self.acked() < n {
             if Instant::now() > deadline {
-                bail!("writer acknowledged only {} of {n} within {timeout:?}:\n{}", self.acked(), std::fs::read_to_string(&self.log).unwrap_or_default());
+                bail!(
+                    "writer acknowledged only {} of {n} within {timeout:?}:\n{}",
+                    self.acked(),
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -253,7 +310,8 @@ impl Writer {
 
 /// `tfsctl verify`: exit 0 only if every acknowledged write is there and no id repeats.
 pub fn verify(vip: &str, record: &Path) -> Result<String> {
-    let out = Command::new(tfsctl()).args(["--addr", vip, "verify", "--record", record.to_str().expect("utf-8")]).output()?;
+    let out =
+        Command::new(tfsctl()).args(["--addr", vip, "verify", "--record", record.to_str().expect("utf-8")]).output()?;
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     if !out.status.success() {
         bail!("verify failed: {text}");
@@ -265,13 +323,30 @@ pub fn verify(vip: &str, record: &Path) -> Result<String> {
 pub fn container_pid(ns: &str, pod: &str, container: &str) -> Result<u32> {
     let crictl = bin("crictl");
     let id = String::from_utf8_lossy(
-        &run(&crictl, &["ps", "-q", "--name", container, "--label", &format!("io.kubernetes.pod.name={pod}"), "--label", &format!("io.kubernetes.pod.namespace={ns}")])?.stdout,
+        &run(
+            &crictl,
+            &[
+                "ps",
+                "-q",
+                "--name",
+                container,
+                "--label",
+                &format!("io.kubernetes.pod.name={pod}"),
+                "--label",
+                &format!("io.kubernetes.pod.namespace={ns}"),
+            ],
+        )?
+        .stdout,
     )
     .lines()
     .next()
     .context("container not found")?
     .to_string();
-    let pid = String::from_utf8_lossy(&run(&crictl, &["inspect", "-o", "go-template", "--template", "{{.info.pid}}", &id])?.stdout).trim().to_string();
+    let pid = String::from_utf8_lossy(
+        &run(&crictl, &["inspect", "-o", "go-template", "--template", "{{.info.pid}}", &id])?.stdout,
+    )
+    .trim()
+    .to_string();
     Ok(pid.parse()?)
 }
 
