@@ -18,4 +18,7 @@ pub mod lease;
 pub mod metrics;
 pub mod names;
 
+#[cfg(test)]
+pub(crate) mod fixtures;
+
 pub use error::{Error, Result};

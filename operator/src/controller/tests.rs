@@ -31,3 +31,84 @@ fn status_reports_roles_lag_and_sync_set() {
     let again = compute_status(&t, &s, Phase::Healthy, &lv, &xs, 2);
     assert_eq!(again.conditions, s.conditions);
 }
+
+mod api {
+    use super::*;
+    use crate::fixtures::mock_client;
+    use k8s_openapi::api::coordination::v1::LeaseSpec as KLeaseSpec;
+
+    fn lease(holder: &str, transitions: i32) -> Lease {
+        let mut l = crate::build::lease_object(&crate::build::tests::demo());
+        l.metadata.resource_version = Some("7".into());
+        l.metadata.annotations = Some(BTreeMap::from([
+            (ANN_HANDOVER_TO.to_string(), "demo-1".to_string()),
+            (ANN_SYNC_SET.to_string(), "demo-1".to_string()),
+        ]));
+        l.spec = Some(KLeaseSpec {
+            holder_identity: Some(holder.into()),
+            lease_transitions: Some(transitions),
+            ..Default::default()
+        });
+        l
+    }
+
+    /// A promotion is exactly one resourceVersion-conditioned Lease update (holder, epoch + 1,
+    /// sync set reset, handover cleared), then the FailingOver and FailedOver events.
+    #[tokio::test]
+    async fn promotion_is_one_conditioned_lease_update_then_events() {
+        let (client, mut api) = mock_client();
+        let t = crate::build::tests::demo();
+        let ctx = Context::new(client.clone(), Arc::new(Metrics::default()));
+        let leases: Api<Lease> = Api::namespaced(client, "ns");
+        let old = lease("demo-0", 3);
+        let verifier = tokio::spawn(async move {
+            let body =
+                api.expect("PUT", "/apis/coordination.k8s.io/v1/namespaces/ns/leases/demo", |b| (200, b.clone())).await;
+            assert_eq!(
+                body["metadata"]["resourceVersion"], "7",
+                "the update must be conditioned on the version decided on"
+            );
+            assert_eq!(body["spec"]["holderIdentity"], "demo-1");
+            assert_eq!(body["spec"]["leaseTransitions"], 4);
+            assert_eq!(body["metadata"]["annotations"][ANN_SYNC_SET], "");
+            assert!(body["metadata"]["annotations"].get(ANN_HANDOVER_TO).is_none());
+            for reason in ["FailingOver", "FailedOver"] {
+                let ev = api.expect("POST", "/apis/events.k8s.io/v1/namespaces/ns/events", |b| (201, b.clone())).await;
+                assert_eq!(ev["reason"], reason);
+                assert_eq!(ev["regarding"]["name"], "demo");
+            }
+        });
+        let reason = Reason::Expired { holder: "demo-0".into() };
+        promote(&t, &ctx, &leases, &old, "demo-1", &reason, Duration::ZERO).await.unwrap();
+        verifier.await.unwrap();
+    }
+
+    /// A conflicting Lease update (someone renewed meanwhile) surfaces as a conflict: the
+    /// reconcile decides again instead of overwriting.
+    #[tokio::test]
+    async fn a_conflict_aborts_the_promotion() {
+        let (client, mut api) = mock_client();
+        let t = crate::build::tests::demo();
+        let ctx = Context::new(client.clone(), Arc::new(Metrics::default()));
+        let leases: Api<Lease> = Api::namespaced(client, "ns");
+        let verifier = tokio::spawn(async move {
+            api.expect("PUT", "/apis/coordination.k8s.io/v1/namespaces/ns/leases/demo", |_| {
+                (409, serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409, "message": "the object has been modified"}))
+            })
+            .await;
+        });
+        let err = promote(
+            &t,
+            &ctx,
+            &leases,
+            &lease("demo-0", 3),
+            "demo-1",
+            &Reason::Expired { holder: "demo-0".into() },
+            Duration::ZERO,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.category(), "conflict");
+        verifier.await.unwrap();
+    }
+}
