@@ -8,7 +8,7 @@ KUBECTL := $(ROOT)/.e2e/bin/kubectl
 HELM := $(ROOT)/.e2e/bin/helm
 export KUBECONFIG ?= $(ROOT)/.e2e/kubeconfig
 
-.PHONY: help build release crds check-crds fmt lint unit helm-lint e2e demo test deps
+.PHONY: bench help build release crds check-crds fmt lint unit helm-lint e2e demo test deps
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -54,6 +54,11 @@ e2e: release cluster image ## End-to-end suites on the local cluster (installs t
 
 demo: deps release cluster image ## The main job: cluster, chart, a TfsNameserver, a failover shown with kubectl
 	e2e/demo.sh
+
+bench: release ## Benchmarks: write path vs a bare RPC, replication, catch-up, memory and restart; core criterion benches
+	bench/run.sh
+	bench/recovery.sh
+	$(CARGO) bench -p tfs-nameserver --bench core -- --noplot
 
 test: deps fmt lint unit check-crds helm-lint ## Everything CI runs: static checks, unit + process tests, CRD drift, chart lint, e2e on a fresh cluster
 	$(MAKE) --no-print-directory e2e
