@@ -38,7 +38,7 @@ lint: ## clippy with warnings as errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 unit: ## Unit and process-level integration tests (no cluster)
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace --exclude tfs-e2e
 
 helm-lint: cluster-tools ## helm lint the chart
 	$(HELM) lint charts/tfs-operator
