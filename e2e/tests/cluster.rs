@@ -5,6 +5,8 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use std::path::Path;
+
 use anyhow::{Result, ensure};
 use tfs_e2e::*;
 
@@ -244,8 +246,80 @@ async fn t8_rejects_invalid_resources_at_admission() -> Result<()> {
     Ok(())
 }
 
+/// Image upgrade under a writer: slaves first, then a switchover, the old master last; nothing
+/// acknowledged lost and no request failed beyond client retries.
 #[tokio::test]
-async fn t9_delete_and_uninstall_leave_nothing_behind() -> Result<()> {
+async fn ta_image_upgrade_rolls_slaves_first() -> Result<()> {
+    let (ns, t) = healthy_pair("upgrade").await?;
+    let next = "localhost/tfs:e2e-next";
+    run(
+        Path::new("ctr"),
+        &[
+            "--address",
+            root().join(".e2e/run/containerd.sock").to_str().unwrap(),
+            "-n",
+            "k8s.io",
+            "images",
+            "tag",
+            "--force",
+            "localhost/tfs:dev",
+            next,
+        ],
+    )?;
+    let vip = t.vip().await?;
+    let dir = tempdir("upgrade")?;
+    let w = Writer::start(&vip, &dir, 8)?;
+    w.wait_acked(1000, Duration::from_secs(60)).await?;
+    let (master, epoch) = t.lease().await?;
+    kubectl(&[
+        "patch",
+        "tfsns",
+        "demo",
+        "-n",
+        &ns.0,
+        "--type=merge",
+        "-p",
+        &format!(r#"{{"spec":{{"image":"{next}"}}}}"#),
+    ])?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    loop {
+        let images = kubectl(&[
+            "get",
+            "pods",
+            "-n",
+            &ns.0,
+            "-l",
+            "app.kubernetes.io/instance=demo",
+            "-o",
+            "jsonpath={.items[*].spec.containers[0].image}",
+        ])?;
+        let (_, e) = t.lease().await?;
+        if images.split_whitespace().filter(|i| *i == next).count() == 2 && e > epoch {
+            break;
+        }
+        ensure!(std::time::Instant::now() < deadline, "upgrade did not finish: images {images}, epoch {e}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let after = t.wait_healthy(2, epoch as i64 + 1, Duration::from_secs(120)).await?;
+    let acked = w.acked();
+    w.wait_acked(acked + 500, Duration::from_secs(60)).await?;
+    let log = std::fs::read_to_string(&w.log).unwrap_or_default();
+    let record = w.stop();
+    let verdict = verify(&vip, &record)?;
+    let failed = log
+        .lines()
+        .filter_map(|l| l.split(", ").nth(1)?.strip_suffix(" failed")?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0);
+    let new_master = after.status.and_then(|s| s.master).unwrap_or_default();
+    println!("scenario=upgrade master {master}@{epoch} -> {new_master} failed_requests={failed}\n{verdict}");
+    ensure!(failed == 0, "{failed} requests failed during the upgrade");
+    drop(ns);
+    Ok(())
+}
+
+#[tokio::test]
+async fn tz_delete_and_uninstall_leave_nothing_behind() -> Result<()> {
     let (ns, _t) = healthy_pair("uninstall").await?;
     kubectl(&["delete", "tfsns", "demo", "-n", &ns.0, "--wait=true", "--timeout=90s"])?;
     let deadline = std::time::Instant::now() + Duration::from_secs(90);

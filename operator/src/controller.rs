@@ -253,6 +253,9 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
         Decision::Steady { master, recheck } => {
             ensure_vip(t, &services, master).await?;
             let healthy = instances.len() == replicas && instances.iter().all(|i| i.ready && i.status.is_some());
+            if healthy {
+                roll(t, ctx, &pods_api, &leases, &lease, &lv, &pods, master, replicas).await?;
+            }
             (if healthy { Phase::Healthy } else { Phase::Degraded }, (*recheck).min(Duration::from_secs(2)))
         }
         Decision::Promote { pod, reason } => {
@@ -293,6 +296,76 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
             .await?;
     }
     Ok(Action::requeue(requeue))
+}
+
+/// Rolling image update, one step per healthy reconcile: slaves on an old image are replaced one
+/// at a time (each must be back, ready and in the published sync set before the next goes); then
+/// the master hands over to an updated slave (the switchover path: drained, nothing lost); the
+/// old master, now a slave, is replaced last.
+#[allow(clippy::too_many_arguments)]
+async fn roll(
+    t: &TfsNameserver,
+    ctx: &Context,
+    pods_api: &Api<Pod>,
+    leases: &Api<Lease>,
+    lease: &Lease,
+    lv: &LeaseView,
+    pods: &[Pod],
+    master: &str,
+    replicas: usize,
+) -> Result<()> {
+    let outdated: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| {
+            p.metadata.deletion_timestamp.is_none() && build::pod_image(p).as_deref() != Some(t.spec.image.as_str())
+        })
+        .collect();
+    if outdated.is_empty() || lv.handover_to.is_some() {
+        return Ok(());
+    }
+    let in_sync = t.spec.replication.mode == ReplicationMode::Async || lv.sync_set.len() + 1 >= replicas;
+    if !in_sync {
+        return Ok(()); // a replaced slave is still catching up
+    }
+    if let Some(slave) = outdated.iter().find(|p| p.name_any() != master) {
+        let name = slave.name_any();
+        event(
+            ctx,
+            t,
+            EventType::Normal,
+            "Upgrading",
+            "Upgrade",
+            &format!("replacing slave {name} with image {}", t.spec.image),
+        )
+        .await;
+        pods_api.delete(&name, &DeleteParams::default()).await?;
+        return Ok(());
+    }
+    let target = pods
+        .iter()
+        .map(|p| p.name_any())
+        .find(|n| n != master && (lv.sync_set.contains(n) || t.spec.replication.mode == ReplicationMode::Async));
+    if let Some(target) = target {
+        let mut l = lease.clone();
+        l.metadata.annotations.get_or_insert_default().insert(ANN_HANDOVER_TO.into(), target.clone());
+        leases
+            .replace(
+                &names::lease(&t.name_any()),
+                &PostParams { field_manager: Some(MANAGER.into()), ..Default::default() },
+                &l,
+            )
+            .await?;
+        event(
+            ctx,
+            t,
+            EventType::Normal,
+            "Upgrading",
+            "Upgrade",
+            &format!("master {master} hands over to updated {target} before its own replacement"),
+        )
+        .await;
+    }
+    Ok(())
 }
 
 /// Points the VIP Service at `master` (only the operator writes this selector).
