@@ -57,7 +57,8 @@ sleep 3
 run "$K" get tfsns demo
 run "$K" get lease demo -o custom-columns=HOLDER:.spec.holderIdentity,EPOCH:.spec.leaseTransitions,SYNC-SET:.metadata.annotations.tfs\\.io/sync-set
 run "$K" get endpointslices -l kubernetes.io/service-name=demo
-run "$K" get events --field-selector involvedObject.name=demo --sort-by=.lastTimestamp
+CR_UID=$("$K" get tfsns demo -o jsonpath='{.metadata.uid}')
+run "$K" get events --field-selector "involvedObject.uid=$CR_UID" --sort-by=.lastTimestamp
 kill $WRITER 2>/dev/null || true; wait $WRITER 2>/dev/null || true; trap - EXIT
 NEW_EPOCH=$("$K" get lease demo -o jsonpath='{.spec.leaseTransitions}')
 FIRST=$(awk -v e="$NEW_EPOCH" -v t0="$T0" '$3==e && $NF>t0 {print $NF-t0; exit}' "$RUN/acked")
