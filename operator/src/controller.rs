@@ -346,15 +346,7 @@ async fn roll(
         .map(|p| p.name_any())
         .find(|n| n != master && (lv.sync_set.contains(n) || t.spec.replication.mode == ReplicationMode::Async));
     if let Some(target) = target {
-        let mut l = lease.clone();
-        l.metadata.annotations.get_or_insert_default().insert(ANN_HANDOVER_TO.into(), target.clone());
-        leases
-            .replace(
-                &names::lease(&t.name_any()),
-                &PostParams { field_manager: Some(MANAGER.into()), ..Default::default() },
-                &l,
-            )
-            .await?;
+        ask_handover(t, leases, lease, &target).await?;
         event(
             ctx,
             t,
@@ -365,6 +357,15 @@ async fn roll(
         )
         .await;
     }
+    Ok(())
+}
+
+/// Asks the master's heart to hand the Lease to `target` (conditioned on the version read).
+async fn ask_handover(t: &TfsNameserver, leases: &Api<Lease>, lease: &Lease, target: &str) -> Result<()> {
+    let mut l = lease.clone();
+    l.metadata.annotations.get_or_insert_default().insert(ANN_HANDOVER_TO.into(), target.to_string());
+    let pp = PostParams { field_manager: Some(MANAGER.into()), ..Default::default() };
+    leases.replace(&names::lease(&t.name_any()), &pp, &l).await?;
     Ok(())
 }
 
@@ -482,15 +483,7 @@ async fn switchover(
         return Ok(None);
     }
     if lv.handover_to.as_deref() != Some(&target) {
-        let mut l = lease.clone();
-        l.metadata.annotations.get_or_insert_default().insert(ANN_HANDOVER_TO.into(), target.clone());
-        leases
-            .replace(
-                &names::lease(&t.name_any()),
-                &PostParams { field_manager: Some(MANAGER.into()), ..Default::default() },
-                &l,
-            )
-            .await?;
+        ask_handover(t, leases, lease, &target).await?;
         event(
             ctx,
             t,

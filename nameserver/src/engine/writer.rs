@@ -144,23 +144,32 @@ impl Writer {
             }
             return;
         }
+        self.in_txn(role.epoch, n, |txn| {
+            for f in writes.drain(..) {
+                txn.last_seq = 0;
+                f(Ok(txn));
+            }
+        });
+    }
+
+    /// Runs `f` over a transaction at `epoch` under the state's write lock, then makes what it
+    /// logged durable (one group commit for `requests` requests).
+    fn in_txn<R>(&mut self, epoch: u64, requests: usize, f: impl FnOnce(&mut Txn<'_>) -> R) -> R {
         let first_seq = self.oplog.last_seq() + 1;
-        {
+        let r = {
             let mut state = self.shared.state.write();
             let mut txn = Txn {
                 state: &mut state,
                 buf: &mut self.buf,
                 scratch: &mut self.scratch,
-                epoch: role.epoch,
+                epoch,
                 time_ms: now_ms(),
                 last_seq: 0,
             };
-            for f in writes.drain(..) {
-                txn.last_seq = 0;
-                f(Ok(&mut txn));
-            }
-        }
-        self.commit_buf(first_seq, role.epoch, n);
+            f(&mut txn)
+        };
+        self.commit_buf(first_seq, epoch, requests);
+        r
     }
 
     /// Appends and syncs whatever the batch encoded, then publishes the durable seq.
@@ -301,24 +310,11 @@ impl Writer {
         *self.shared.role.lock() = new.clone();
         if promote {
             info!(epoch = new.epoch, seq = self.oplog.last_seq(), "promoted to master");
-            let first_seq = self.oplog.last_seq() + 1;
-            {
-                let mut state = self.shared.state.write();
-                let mut txn = Txn {
-                    state: &mut state,
-                    buf: &mut self.buf,
-                    scratch: &mut self.scratch,
-                    epoch: new.epoch,
-                    time_ms: now_ms(),
-                    last_seq: 0,
-                };
-                txn.log(Mutation::EpochStart(proto::EpochStart {
-                    epoch: new.epoch,
-                    node: self.shared.cfg.node.clone(),
-                }))
-                .map_err(|e| e.to_string())?;
-            }
-            self.commit_buf(first_seq, new.epoch, 1);
+            let node = self.shared.cfg.node.clone();
+            self.in_txn(new.epoch, 1, |txn| {
+                txn.log(Mutation::EpochStart(proto::EpochStart { epoch: new.epoch, node })).map(|_| ())
+            })
+            .map_err(|e| e.to_string())?;
         } else if new.role == Role::Slave && cur.is_master() {
             info!(epoch = new.epoch, master = %new.master_addr, "demoted to slave");
         }
