@@ -77,17 +77,7 @@ impl Snapshot {
                     alive: d.alive,
                 })
                 .collect(),
-            tasks: state
-                .tasks
-                .values()
-                .map(|t| proto::TaskCreate {
-                    task_id: t.id,
-                    kind: t.kind as i32,
-                    block_id: t.block_id,
-                    source: t.source,
-                    target: t.target,
-                })
-                .collect(),
+            tasks: state.tasks.values().map(|t| t.to_proto()).collect(),
         }
     }
 

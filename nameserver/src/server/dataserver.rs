@@ -159,19 +159,7 @@ impl Dataserver for DataserverApi {
                 if r.finished.iter().any(|f| !f.success) {
                     plan_replication(txn)?;
                 }
-                Ok(txn
-                    .state()
-                    .tasks
-                    .values()
-                    .filter(|t| t.source == id)
-                    .map(|t| proto::TaskCreate {
-                        task_id: t.id,
-                        kind: t.kind as i32,
-                        block_id: t.block_id,
-                        source: t.source,
-                        target: t.target,
-                    })
-                    .collect::<Vec<_>>())
+                Ok(txn.state().tasks.values().filter(|t| t.source == id).map(|t| t.to_proto()).collect::<Vec<_>>())
             })
             .await
             .map_err(to_status);

@@ -42,6 +42,19 @@ pub struct Task {
     pub target: u32,
 }
 
+impl Task {
+    /// The task as logged and as handed to a dataserver.
+    pub fn to_proto(&self) -> proto::TaskCreate {
+        proto::TaskCreate {
+            task_id: self.id,
+            kind: self.kind as i32,
+            block_id: self.block_id,
+            source: self.source,
+            target: self.target,
+        }
+    }
+}
+
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ApplyError {
     #[error("record seq {got} does not follow applied seq {applied}")]
