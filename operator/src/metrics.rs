@@ -24,7 +24,6 @@ pub struct Metrics {
     pub failovers: Family<FailoverLabels, Counter>,
     /// From the fault being noticed (release seen or expiry reached) to the Lease handed over.
     pub failover_seconds: Histogram,
-    pub lease_renew_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -48,21 +47,7 @@ impl Default for Metrics {
             "from noticing a failed master to handing the Lease over",
             failover_seconds.clone(),
         );
-        let lease_renew_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 14));
-        registry.register(
-            "lease_renew_seconds",
-            "latency of one Lease renew by the heart",
-            lease_renew_seconds.clone(),
-        );
-        Metrics {
-            registry,
-            reconciles,
-            reconcile_errors,
-            reconcile_seconds,
-            failovers,
-            failover_seconds,
-            lease_renew_seconds,
-        }
+        Metrics { registry, reconciles, reconcile_errors, reconcile_seconds, failovers, failover_seconds }
     }
 }
 
