@@ -350,6 +350,14 @@ pub fn container_pid(ns: &str, pod: &str, container: &str) -> Result<u32> {
     Ok(pid.parse()?)
 }
 
+pub fn signal(pid: u32, sig: &str) -> Result<()> {
+    let ok = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status()?.success();
+    if !ok {
+        bail!("kill -{sig} {pid} failed");
+    }
+    Ok(())
+}
+
 pub fn kill9(pid: u32) -> Result<()> {
     let ok = Command::new("kill").args(["-9", &pid.to_string()]).status()?.success();
     if !ok {

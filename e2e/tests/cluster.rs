@@ -49,6 +49,8 @@ enum Fault {
     Heart,
     Switchover,
     Kill9WithOperatorRestart,
+    /// SIGSTOP of the master's nameserver for longer than the lease, then SIGCONT.
+    Freeze,
 }
 
 async fn failover(scenario: &str, fault: Fault) -> Result<()> {
@@ -68,6 +70,12 @@ async fn failover(scenario: &str, fault: Fault) -> Result<()> {
         Fault::Heart => kill9(container_pid(&ns.0, &master, "heart")?)?,
         Fault::Switchover => {
             kubectl(&["annotate", "tfsns", "demo", "-n", &ns.0, &format!("tfs.io/switchover-to={slave}")])?;
+        }
+        Fault::Freeze => {
+            let pid = container_pid(&ns.0, &master, "nameserver")?;
+            signal(pid, "STOP")?;
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            let _ = signal(pid, "CONT"); // the kubelet's liveness probe may have restarted it already
         }
         Fault::Kill9WithOperatorRestart => {
             kill9(container_pid(&ns.0, &master, "nameserver")?)?;
@@ -113,6 +121,18 @@ async fn failover(scenario: &str, fault: Fault) -> Result<()> {
             ensure!(status.failovers >= 1, "failover not counted in status");
         }
     }
+    // No split brain: the old epoch acknowledged nothing after the new one started.
+    let (last_old, first_new) = epoch_windows(&record, epoch as u64, new_epoch);
+    if let (Some(o), Some(n)) = (last_old, first_new) {
+        println!(
+            "scenario={scenario} last_ack_epoch{epoch}_ms={} first_ack_epoch{new_epoch}_ms={}",
+            o.saturating_sub(fault_ms),
+            n.saturating_sub(fault_ms)
+        );
+        if matches!(fault, Fault::Freeze) {
+            ensure!(o < n, "epoch {epoch} acknowledged a write at {o} after epoch {new_epoch} did at {n}");
+        }
+    }
     if matches!(fault, Fault::Switchover) {
         ensure!(
             status.master.as_deref() == Some(slave.as_str()),
@@ -125,6 +145,26 @@ async fn failover(scenario: &str, fault: Fault) -> Result<()> {
     }
     drop(ns);
     Ok(())
+}
+
+/// (last ack of `old`, first ack of `new`), unix ms.
+fn epoch_windows(record: &std::path::Path, old: u64, new: u64) -> (Option<u64>, Option<u64>) {
+    let mut last_old = None;
+    let mut first_new: Option<u64> = None;
+    for l in std::fs::read_to_string(record).unwrap_or_default().lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let (Some(e), Some(t)) =
+            (f.get(2).and_then(|v| v.parse::<u64>().ok()), f.last().and_then(|v| v.parse::<u64>().ok()))
+        else {
+            continue;
+        };
+        if e == old {
+            last_old = last_old.max(Some(t));
+        } else if e == new {
+            first_new = Some(first_new.map_or(t, |x| x.min(t)));
+        }
+    }
+    (last_old, first_new)
 }
 
 fn tempdir(scenario: &str) -> Result<std::path::PathBuf> {
@@ -215,6 +255,11 @@ async fn t5_planned_switchover() -> Result<()> {
 #[tokio::test]
 async fn t6_operator_restarted_during_failover() -> Result<()> {
     failover("operator-restart", Fault::Kill9WithOperatorRestart).await
+}
+
+#[tokio::test]
+async fn t6b_frozen_master_is_replaced_and_fences_itself() -> Result<()> {
+    failover("freeze", Fault::Freeze).await
 }
 
 #[tokio::test]

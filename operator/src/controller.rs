@@ -237,6 +237,7 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
     let unchanged_for = ctx.clocks.lock().entry(key(t)).or_default().observe(&lv.resource_version, Instant::now());
     let lease_duration = Duration::from_secs(t.spec.lease.duration_seconds.max(1) as u64);
     let mut status = t.status.clone().unwrap_or_default();
+    count_unrecorded_failovers(&mut status, &lv);
 
     if let Some(done) = switchover(t, ctx, &leases, &lease, &lv, &instances).await? {
         return Ok(done);
@@ -358,6 +359,20 @@ async fn roll(
         .await;
     }
     Ok(())
+}
+
+/// Counts epoch changes the status has not recorded yet (an operator that handed the Lease over
+/// and died before writing its status), except planned switchovers. The status's epoch is
+/// written together with the count, so each change is counted once.
+pub fn count_unrecorded_failovers(status: &mut TfsNameserverStatus, lv: &LeaseView) {
+    let recorded = status.epoch.unwrap_or(0);
+    let now = lv.transitions as i64;
+    if recorded >= 1 && now > recorded && lv.release_reason.as_deref() != Some("switchover") {
+        status.failovers += now - recorded;
+        status.last_failover_time = Some(Time(Timestamp::now()));
+        status.last_failover_reason = Some(format!("epoch {recorded} -> {now} ({})", lv.holder));
+        status.epoch = Some(now);
+    }
 }
 
 /// Asks the master's heart to hand the Lease to `target` (conditioned on the version read).

@@ -32,6 +32,22 @@ fn status_reports_roles_lag_and_sync_set() {
     assert_eq!(again.conditions, s.conditions);
 }
 
+#[test]
+fn a_failover_the_status_missed_is_counted_once_and_switchovers_are_not() {
+    let mut st = TfsNameserverStatus { epoch: Some(2), failovers: 1, ..Default::default() };
+    let lv = LeaseView { holder: "demo-1".into(), transitions: 3, ..Default::default() };
+    count_unrecorded_failovers(&mut st, &lv);
+    assert_eq!((st.failovers, st.epoch), (2, Some(3)));
+    count_unrecorded_failovers(&mut st, &lv);
+    assert_eq!(st.failovers, 2, "counted once");
+    let sw = LeaseView { transitions: 4, release_reason: Some("switchover".into()), ..lv.clone() };
+    count_unrecorded_failovers(&mut st, &sw);
+    assert_eq!(st.failovers, 2, "a switchover is not a failover");
+    let mut fresh = TfsNameserverStatus::default();
+    count_unrecorded_failovers(&mut fresh, &LeaseView { transitions: 1, ..Default::default() });
+    assert_eq!(fresh.failovers, 0, "the first master is not a failover");
+}
+
 mod api {
     use super::*;
     use crate::fixtures::mock_client;
