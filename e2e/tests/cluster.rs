@@ -228,7 +228,44 @@ async fn t1_demo_is_healthy_and_serves_through_the_vip() -> Result<()> {
         got.status.success() && String::from_utf8_lossy(&got.stdout).contains(&format!("block {id}")),
         "block get {id} through the VIP"
     );
-    println!("scenario=demo healthy master={holder} epoch={epoch} vip={vip}");
+    // Least privilege, checked against the live API server's authorizer.
+    let sa = format!("system:serviceaccount:{}:demo-heart", ns.0);
+    // `kubectl auth can-i` answers yes (exit 0) or no (exit 1); anything else is an error, so a
+    // refusal below can never pass because the check itself failed.
+    let can = |verb: &str, what: &str| -> bool {
+        let out = std::process::Command::new(bin("kubectl"))
+            .args(["auth", "can-i", verb, what, "-n", &ns.0, "--as", &sa])
+            .env("KUBECONFIG", kubeconfig())
+            .output()
+            .expect("kubectl auth can-i");
+        match String::from_utf8_lossy(&out.stdout).trim() {
+            "yes" => true,
+            "no" => false,
+            other => panic!("kubectl auth can-i {verb} {what}: {other:?} {}", String::from_utf8_lossy(&out.stderr)),
+        }
+    };
+    ensure!(can("update", "lease/demo") && can("get", "lease/demo"), "the heart must renew its own Lease");
+    for (verb, what) in [
+        ("update", "lease/other"),
+        ("delete", "lease/demo"),
+        ("create", "leases"),
+        ("delete", "pods"),
+        ("get", "secrets"),
+        ("update", "services"),
+    ] {
+        ensure!(!can(verb, what), "the heart may {verb} {what}: more than it needs");
+    }
+    // Every container of the nameserver pods runs restricted.
+    let spec = t.pods.get(&holder).await?.spec.unwrap_or_default();
+    for c in &spec.containers {
+        let sc = c.security_context.clone().unwrap_or_default();
+        ensure!(
+            sc.run_as_non_root == Some(true) && sc.read_only_root_filesystem == Some(true),
+            "{} is not restricted",
+            c.name
+        );
+    }
+    println!("scenario=demo healthy master={holder} epoch={epoch} vip={vip} heart_rbac=least_privilege");
     Ok(())
 }
 
