@@ -13,9 +13,19 @@ use tonic::transport::Channel;
 pub const NS: &str = env!("CARGO_BIN_EXE_tfs-nameserver");
 pub const CTL: &str = env!("CARGO_BIN_EXE_tfsctl");
 
-/// A free port: the kernel picks it, we release it for the node to bind a moment later.
+/// A free port below the kernel's ephemeral range (32768+), so that no client connection of a
+/// load generator can take it between this check and the node binding it; unique within this
+/// test binary, and spread by pid across binaries.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 10_000 + (std::process::id() % 400) as u16 * 50;
+    loop {
+        let p = base + NEXT.fetch_add(1, Ordering::SeqCst) % 2_000;
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
 }
 
 pub struct Node {
