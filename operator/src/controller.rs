@@ -289,7 +289,11 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
             (if matches!(reason, Reason::Initial) { Phase::Creating } else { Phase::Degraded }, Duration::from_secs(1))
         }
     };
-    let lease_now = leases.get(&names::lease(&name)).await.map(|l| LeaseView::of(&l)).unwrap_or(lv);
+    // The status shows the Lease as this reconcile left it: read again only if it was changed.
+    let lease_now = match decision {
+        Decision::Promote { .. } => leases.get(&names::lease(&name)).await.map(|l| LeaseView::of(&l)).unwrap_or(lv),
+        _ => lv,
+    };
     let new_status = compute_status(t, &status, phase, &lease_now, &instances, replicas);
     if t.status.as_ref() != Some(&new_status) {
         let api: Api<TfsNameserver> = Api::namespaced(client, &ns);

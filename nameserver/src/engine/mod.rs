@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tracing::info;
 
 use crate::checkpoint::{self, Snapshot};
@@ -58,8 +58,6 @@ pub enum StartError {
     Oplog(#[from] crate::oplog::log::OplogError),
     #[error(transparent)]
     Checkpoint(#[from] checkpoint::CheckpointError),
-    #[error("oplog record seq {seq} cannot be applied: {reason}")]
-    Replay { seq: u64, reason: String },
     #[error("cannot lock the data directory: {0}")]
     Lock(std::io::Error),
     #[error("cannot start the writer thread: {0}")]
@@ -83,11 +81,9 @@ pub(crate) enum Command {
         role: RoleState,
         reply: oneshot::Sender<Result<RoleState, String>>,
     },
-    Checkpoint {
-        reply: oneshot::Sender<Result<u64, String>>,
-    },
-    CheckpointWritten {
-        seq: u64,
+    /// A background checkpoint finished: `Some(seq)` written, `None` failed.
+    CheckpointDone {
+        seq: Option<u64>,
     },
 }
 
@@ -250,12 +246,6 @@ impl Engine {
         rx.await.map_err(|_| "writer stopped".to_string())?
     }
 
-    pub async fn checkpoint(&self) -> Result<u64, String> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Command::Checkpoint { reply }).await.map_err(|e| e.to_string())?;
-        rx.await.map_err(|_| "writer stopped".to_string())?
-    }
-
     pub fn durable_seq(&self) -> u64 {
         self.shared.commit.durable()
     }
@@ -295,9 +285,4 @@ fn lock_data_dir(dir: &std::path::Path) -> std::io::Result<std::fs::File> {
             Err(std::fs::TryLockError::Error(e)) => return Err(e),
         }
     }
-}
-
-/// Subscribes to the committed seq (for tests and the replication layer).
-pub fn commit_watch(e: &Engine) -> watch::Receiver<u64> {
-    e.shared.commit.subscribe()
 }

@@ -128,7 +128,7 @@ impl Writer {
         }
         self.writes(&mut writes);
         if self.since_checkpoint >= self.shared.cfg.checkpoint_every && !self.checkpointing {
-            self.start_checkpoint(None);
+            self.start_checkpoint();
         }
     }
 
@@ -213,14 +213,10 @@ impl Writer {
             Command::SetRole { role, reply } => {
                 let _ = reply.send(self.set_role(role));
             }
-            Command::Checkpoint { reply } => {
-                if self.checkpointing {
-                    let _ = reply.send(Err("a checkpoint is already being written".into()));
-                } else {
-                    self.start_checkpoint(Some(reply));
-                }
-            }
-            Command::CheckpointWritten { seq } => {
+            // Cleared on failure too: a failed checkpoint must not stop all later ones (the log
+            // would then grow without bound).
+            Command::CheckpointDone { seq: None } => self.checkpointing = false,
+            Command::CheckpointDone { seq: Some(seq) } => {
                 self.checkpointing = false;
                 self.shared.checkpoint_seq.store(seq, Ordering::Relaxed);
                 match self.oplog.remove_through(seq) {
@@ -322,7 +318,7 @@ impl Writer {
         Ok(new)
     }
 
-    fn start_checkpoint(&mut self, reply: Option<tokio::sync::oneshot::Sender<Result<u64, String>>>) {
+    fn start_checkpoint(&mut self) {
         let t = Instant::now();
         let snap = Snapshot::of(&self.shared.state.read());
         let seq = snap.meta.seq;
@@ -333,17 +329,17 @@ impl Writer {
         let tx = self.tx.clone();
         let spawned = std::thread::Builder::new().name("checkpoint".into()).spawn(move || {
             let t = Instant::now();
-            let r = checkpoint::write(&dir, &snap, 2).map(|_| seq).map_err(|e| e.to_string());
-            match &r {
-                Ok(_) => info!(seq, write_ms = t.elapsed().as_millis() as u64, "checkpoint written"),
-                Err(e) => error!(error = %e, "checkpoint failed"),
-            }
-            if r.is_ok() {
-                let _ = tx.blocking_send(Command::CheckpointWritten { seq });
-            }
-            if let Some(reply) = reply {
-                let _ = reply.send(r);
-            }
+            let done = match checkpoint::write(&dir, &snap, 2) {
+                Ok(_) => {
+                    info!(seq, write_ms = t.elapsed().as_millis() as u64, "checkpoint written");
+                    Some(seq)
+                }
+                Err(e) => {
+                    error!(error = %e, "checkpoint failed");
+                    None
+                }
+            };
+            let _ = tx.blocking_send(Command::CheckpointDone { seq: done });
         });
         if let Err(e) = spawned {
             error!(error = %e, "cannot start the checkpoint thread");
