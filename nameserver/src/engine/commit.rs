@@ -9,19 +9,23 @@
 //!   are decided (with `publish_removals`, the heart writes the set on the Lease and reports the
 //!   version it wrote). So every slave in the last published sync set holds every acknowledged
 //!   write: whoever promotes one of them loses nothing.
+//! - a waiter for seq s is released only once `committed` >= s, and exactly once.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
-use tokio::sync::watch;
+use tokio::sync::oneshot;
 
 use crate::config::ReplicationMode;
 
 pub struct Commit {
     durable: AtomicU64,
-    committed: watch::Sender<u64>,
+    committed: AtomicU64,
     inner: Mutex<Inner>,
+    /// Requests waiting for their seq to commit, by seq. Each advance releases just the waiters it
+    /// satisfies, once each (a broadcast would wake every in-flight request on every advance).
+    waiters: Mutex<BTreeMap<u64, Vec<oneshot::Sender<()>>>>,
 }
 
 struct Inner {
@@ -41,7 +45,8 @@ impl Commit {
         // re-replicated; as a standalone/master with an empty sync set it is committed.
         Commit {
             durable: AtomicU64::new(durable),
-            committed: watch::Sender::new(durable),
+            committed: AtomicU64::new(durable),
+            waiters: Mutex::new(BTreeMap::new()),
             inner: Mutex::new(Inner {
                 mode,
                 sync_set: BTreeMap::new(),
@@ -58,15 +63,11 @@ impl Commit {
     }
 
     pub fn committed(&self) -> u64 {
-        *self.committed.borrow()
+        self.committed.load(Ordering::Acquire)
     }
 
     pub fn mode(&self) -> ReplicationMode {
         self.inner.lock().mode
-    }
-
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.committed.subscribe()
     }
 
     pub fn set_durable(&self, seq: u64) {
@@ -77,7 +78,8 @@ impl Commit {
     /// Resets after a snapshot install or log reset on a slave (seqs may move backwards there).
     pub fn reset(&self, seq: u64) {
         self.durable.store(seq, Ordering::Release);
-        self.committed.send_replace(seq);
+        self.committed.store(seq, Ordering::Release);
+        self.release(seq);
     }
 
     /// Whether removals wait for publication (on when a heart publishes the set on a Lease).
@@ -164,24 +166,50 @@ impl Commit {
             ReplicationMode::Async => durable,
         };
         drop(g);
-        self.committed.send_if_modified(|c| {
-            if floor > *c {
-                *c = floor;
-                true
-            } else {
-                false
+        if self.committed.fetch_max(floor, Ordering::AcqRel) < floor {
+            self.release(floor);
+        }
+    }
+
+    /// Wakes the waiters of every seq <= `upto`. Called after `committed` was raised to `upto`.
+    fn release(&self, upto: u64) {
+        let ready = {
+            let mut w = self.waiters.lock();
+            match upto.checked_add(1) {
+                Some(next) => {
+                    let later = w.split_off(&next);
+                    std::mem::replace(&mut *w, later)
+                }
+                None => std::mem::take(&mut *w),
             }
-        });
+        };
+        for tx in ready.into_values().flatten() {
+            let _ = tx.send(()); // a waiter that gave up (timeout, client gone) is not there
+        }
     }
 
     /// Resolves once `seq` is committed.
     pub async fn wait(&self, seq: u64) {
-        if self.committed() >= seq {
-            return;
-        }
-        let mut rx = self.committed.subscribe();
-        // The sender lives as long as self, so wait_for cannot fail while we borrow self.
-        let _ = rx.wait_for(|c| *c >= seq).await;
+        let rx = {
+            let mut w = self.waiters.lock();
+            // Checked under the waiters' lock: an advance stores `committed` before it takes this
+            // lock to release waiters, so a new waiter either sees the advance here or is released
+            // by it — never missed.
+            if self.committed() >= seq {
+                return;
+            }
+            let (tx, rx) = oneshot::channel();
+            w.entry(seq).or_default().push(tx);
+            rx
+        };
+        // Dropped unsent only with the Commit itself (the engine is gone): return, the caller
+        // re-checks its role before acknowledging anything.
+        let _ = rx.await;
+    }
+
+    /// Requests waiting for a seq to commit.
+    pub fn waiting(&self) -> usize {
+        self.waiters.lock().values().map(Vec::len).sum()
     }
 }
 
@@ -238,5 +266,85 @@ mod tests {
         assert_eq!(c.committed(), 9);
         c.set_durable(3);
         assert_eq!(c.committed(), 9);
+    }
+
+    #[tokio::test]
+    async fn waiters_are_released_when_their_seq_commits_and_not_before() {
+        let c = std::sync::Arc::new(Commit::new(0, ReplicationMode::Sync));
+        c.add_to_sync_set("b", 0);
+        let spawn = |seq| {
+            let c = c.clone();
+            tokio::spawn(async move { c.wait(seq).await })
+        };
+        let (w5, w8, w9) = (spawn(5), spawn(8), spawn(9));
+        while c.waiting() < 3 {
+            tokio::task::yield_now().await;
+        }
+        c.set_durable(9);
+        c.ack("b", 6);
+        w5.await.unwrap();
+        tokio::task::yield_now().await;
+        assert!(!w8.is_finished() && !w9.is_finished(), "released before their seq committed");
+        assert_eq!(c.waiting(), 2);
+        c.ack("b", 9);
+        w8.await.unwrap();
+        w9.await.unwrap();
+        assert_eq!(c.waiting(), 0);
+        c.wait(3).await; // already committed: at once, nothing registered
+        assert_eq!(c.waiting(), 0);
+    }
+
+    /// A waiter registering while another thread advances the commit is never missed.
+    #[test]
+    fn no_waiter_is_missed_by_a_concurrent_advance() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let c = std::sync::Arc::new(Commit::new(0, ReplicationMode::Async));
+        let n = 20_000u64;
+        let waits: Vec<_> = (1..=n)
+            .map(|s| {
+                let c = c.clone();
+                rt.spawn(async move { c.wait(s).await })
+            })
+            .collect();
+        let adv = {
+            let c = c.clone();
+            std::thread::spawn(move || (1..=n).for_each(|s| c.set_durable(s)))
+        };
+        adv.join().unwrap();
+        rt.block_on(async {
+            for w in waits {
+                tokio::time::timeout(std::time::Duration::from_secs(10), w)
+                    .await
+                    .expect("a waiter was missed")
+                    .unwrap();
+            }
+        });
+        assert_eq!(c.waiting(), 0);
+    }
+
+    #[test]
+    fn reset_releases_waiters_at_or_below_the_new_seq() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let c = std::sync::Arc::new(Commit::new(0, ReplicationMode::Sync));
+        c.add_to_sync_set("b", 0);
+        rt.block_on(async {
+            let (a, b) = (
+                rt.spawn({
+                    let c = c.clone();
+                    async move { c.wait(4).await }
+                }),
+                rt.spawn({
+                    let c = c.clone();
+                    async move { c.wait(40).await }
+                }),
+            );
+            while c.waiting() < 2 {
+                tokio::task::yield_now().await;
+            }
+            c.reset(10);
+            a.await.unwrap();
+            assert!(!b.is_finished());
+            assert_eq!(c.committed(), 10);
+        });
     }
 }
