@@ -2,24 +2,14 @@
 
 use tonic::{Request, Response, Status};
 
-use super::limits::*;
-use super::{Timer, to_status};
+use super::{Timer, to_status, validate};
 use crate::engine::{Engine, Txn, WriteError};
 use crate::mutation::Mutation;
 use crate::proto::{self, client_server::Client};
-use crate::state::MAX_REPLICAS;
 
 pub struct ClientApi {
     pub engine: Engine,
     pub default_replicas: u32,
-}
-
-fn replicas(req: u32, default: u32) -> Result<usize, Status> {
-    let n = if req == 0 { default } else { req };
-    if n as usize > MAX_REPLICAS {
-        return Err(Status::invalid_argument(format!("replicas must be 1..={MAX_REPLICAS}, got {n}")));
-    }
-    Ok(n as usize)
 }
 
 /// Allocates a block id and places `n` replicas; logs it. Ids come from `next_block_id`, which is
@@ -45,7 +35,7 @@ impl Client for ClientApi {
     ) -> Result<Response<proto::CreateBlockReply>, Status> {
         let t = Timer::new(&self.engine, "create_block");
         let r = async {
-            let n = replicas(req.get_ref().replicas, self.default_replicas)?;
+            let n = validate::create_block(req.get_ref(), self.default_replicas)?.replicas;
             let est = self.engine.shared.cfg.block_size_estimate;
             let (block, seq) = self.engine.write(move |txn| create_one(txn, n, est)).await.map_err(to_status)?;
             Ok(Response::new(proto::CreateBlockReply { epoch: self.engine.epoch(), block: Some(block), seq }))
@@ -60,14 +50,8 @@ impl Client for ClientApi {
     ) -> Result<Response<proto::BatchCreateBlocksReply>, Status> {
         let t = Timer::new(&self.engine, "batch_create_blocks");
         let r = async {
-            let req = req.into_inner();
-            let n = replicas(req.replicas, self.default_replicas)?;
-            if req.count == 0 || req.count > MAX_BATCH_CREATE {
-                return Err(Status::invalid_argument(format!(
-                    "count must be 1..={MAX_BATCH_CREATE}, got {}",
-                    req.count
-                )));
-            }
+            let req = validate::batch_create_blocks(req.get_ref(), self.default_replicas)?;
+            let n = req.replicas;
             let est = self.engine.shared.cfg.block_size_estimate;
             let (blocks, seq) = self
                 .engine
@@ -101,11 +85,10 @@ impl Client for ClientApi {
         req: Request<proto::BatchGetBlocksRequest>,
     ) -> Result<Response<proto::BatchGetBlocksReply>, Status> {
         let t = Timer::new(&self.engine, "batch_get_blocks");
-        let ids = req.into_inner().block_ids;
-        if ids.len() > MAX_BATCH_GET {
-            return t
-                .done(Err(Status::invalid_argument(format!("at most {MAX_BATCH_GET} ids a call, got {}", ids.len()))));
-        }
+        let ids = match validate::batch_get_blocks(req.into_inner()) {
+            Ok(ids) => ids,
+            Err(e) => return t.done(Err(e)),
+        };
         let (blocks, missing) = self
             .engine
             .read(|s| {
@@ -128,13 +111,10 @@ impl Client for ClientApi {
         req: Request<proto::CommitBlockRequest>,
     ) -> Result<Response<proto::CommitBlockReply>, Status> {
         let t = Timer::new(&self.engine, "commit_block");
-        let c = req.into_inner();
-        if c.del_size > c.size || c.del_file_count > c.file_count {
-            return t.done(Err(Status::invalid_argument(format!(
-                "deleted size/files ({}/{}) exceed size/files ({}/{})",
-                c.del_size, c.del_file_count, c.size, c.file_count
-            ))));
-        }
+        let c = match validate::commit_block(req.into_inner()) {
+            Ok(c) => c,
+            Err(e) => return t.done(Err(e)),
+        };
         let r = self
             .engine
             .write(move |txn| {
@@ -189,18 +169,14 @@ impl Client for ClientApi {
         req: Request<proto::ListBlocksRequest>,
     ) -> Result<Response<proto::ListBlocksReply>, Status> {
         let t = Timer::new(&self.engine, "list_blocks");
-        let req = req.into_inner();
-        let limit = match req.limit {
-            0 => DEFAULT_LIST,
-            n if n > MAX_LIST => {
-                return t.done(Err(Status::invalid_argument(format!("limit must be 1..={MAX_LIST}, got {n}"))));
-            }
-            n => n,
-        } as usize;
+        let (after, limit) = match validate::list_blocks(req.get_ref()) {
+            Ok(l) => (l.after, l.limit),
+            Err(e) => return t.done(Err(e)),
+        };
         let (blocks, more) = self
             .engine
             .read(|s| {
-                let mut it = s.blocks.range(req.after.saturating_add(1)..);
+                let mut it = s.blocks.range(after.saturating_add(1)..);
                 let blocks: Vec<_> = it.by_ref().take(limit).map(|(id, b)| s.block_view(*id, b)).collect();
                 (blocks, it.next().is_some())
             })
@@ -209,10 +185,7 @@ impl Client for ClientApi {
     }
 
     async fn echo(&self, req: Request<proto::EchoRequest>) -> Result<Response<proto::EchoReply>, Status> {
-        let payload = req.into_inner().payload;
-        if payload.len() > MAX_ECHO {
-            return Err(Status::invalid_argument(format!("echo payload is limited to {MAX_ECHO} bytes")));
-        }
+        let payload = validate::echo(req.into_inner())?;
         Ok(Response::new(proto::EchoReply { epoch: self.engine.epoch(), payload }))
     }
 

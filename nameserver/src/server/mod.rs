@@ -7,6 +7,7 @@ pub mod dataserver;
 pub mod http;
 pub mod serve;
 pub mod status;
+pub mod validate;
 
 use std::net::SocketAddr;
 use std::time::Instant;
