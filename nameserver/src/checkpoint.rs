@@ -184,12 +184,12 @@ impl Snapshot {
                 if snap.meta.seq != seq {
                     return Err(frame_err(format!("meta seq {} != header seq {seq}", snap.meta.seq)));
                 }
-                snap.blocks.reserve(snap.meta.block_count.min(1 << 28) as usize);
                 continue;
             }
             let c = proto::SnapshotChunk::decode(&buf[..]).map_err(|e| frame_err(e.to_string()))?;
             snap.dataservers.extend(c.dataservers);
             snap.tasks.extend(c.tasks);
+            reserve_blocks(&mut snap.blocks, snap.meta.block_count, c.blocks.len());
             for b in c.blocks {
                 let mut meta = BlockMeta::new(&b.dataservers).map_err(|e| frame_err(format!("block {}: {e}", b.id)))?;
                 meta.want = b.want.min(u8::MAX as u32) as u8;
@@ -214,6 +214,20 @@ impl Snapshot {
     }
 }
 
+/// Makes room for `incoming` more blocks. The meta's count is only believed as far as blocks
+/// actually arrive: room grows at most to twice what was read, so a corrupt (or hostile, in a
+/// snapshot from the network) count cannot make the reader allocate more than the snapshot holds,
+/// while an honest count still ends with exactly the room it needs.
+fn reserve_blocks(blocks: &mut Vec<(u64, BlockMeta)>, claimed: u64, incoming: usize) {
+    let need = blocks.len() + incoming;
+    if need <= blocks.capacity() {
+        return;
+    }
+    let claimed = usize::try_from(claimed).unwrap_or(usize::MAX);
+    let room = claimed.min(need.max(2 * blocks.len())).max(need);
+    blocks.reserve_exact(room - blocks.len());
+}
+
 fn write_frame(w: &mut impl Write, payload: &[u8]) -> io::Result<()> {
     w.write_all(&(payload.len() as u32).to_le_bytes())?;
     w.write_all(&crc32c::crc32c(payload).to_le_bytes())?;
@@ -232,8 +246,13 @@ fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> Result<usize, String> {
     if len == 0 {
         return if crc == 0 { Ok(0) } else { Err("bad end frame".into()) };
     }
-    buf.resize(len as usize, 0);
-    r.read_exact(buf).map_err(|e| format!("frame body: {e}"))?;
+    // Filled as bytes arrive rather than sized from the length field: a damaged length costs no
+    // more memory than the bytes actually there.
+    buf.clear();
+    let got = r.take(len.into()).read_to_end(buf).map_err(|e| format!("frame body: {e}"))?;
+    if got != len as usize {
+        return Err(format!("frame body: {got} of {len} bytes"));
+    }
     let computed = crc32c::crc32c(buf);
     if computed != crc {
         return Err(format!("crc mismatch: stored {crc:#010x}, computed {computed:#010x}"));

@@ -78,3 +78,52 @@ proptest! {
         }
     }
 }
+
+/// A snapshot whose meta (crc-valid) claims far more blocks than follow.
+fn claiming(block_count: u64, blocks: u64) -> Vec<u8> {
+    let snap = Snapshot {
+        meta: proto::SnapshotMeta { seq: 9, block_count, ..Default::default() },
+        blocks: (1..=blocks).map(|id| (id, BlockMeta::new(&[1, 2]).unwrap())).collect(),
+        ..Default::default()
+    };
+    let mut buf = Vec::new();
+    snap.write_to(&mut buf).unwrap();
+    buf
+}
+
+/// Regression (fuzz target `checkpoint`): a meta claiming 2^28 blocks made the reader reserve
+/// room for them up front, a 15 GB allocation, before a single block was read.
+#[test]
+fn a_lying_block_count_is_refused_without_reserving_for_it() {
+    for claimed in [1 << 28, u64::MAX] {
+        let e = Snapshot::read_from(&mut &claiming(claimed, 3)[..]).unwrap_err();
+        assert!(e.to_string().contains(&format!("3 blocks read, meta says {claimed}")), "{e}");
+    }
+    let mut blocks = Vec::new();
+    reserve_blocks(&mut blocks, 1 << 28, 3);
+    assert!(blocks.capacity() < 1024, "reserved {} for 3 blocks", blocks.capacity());
+}
+
+#[test]
+fn room_for_blocks_grows_with_what_arrives_and_ends_at_an_honest_count() {
+    let mut blocks = Vec::new();
+    let chunk = 1000;
+    for _ in 0..50 {
+        reserve_blocks(&mut blocks, 50 * chunk as u64, chunk);
+        assert!(blocks.capacity() <= 2 * (blocks.len() + chunk));
+        blocks.extend((0..chunk).map(|i| (i as u64, BlockMeta::default())));
+    }
+    assert_eq!(blocks.capacity(), 50 * chunk);
+}
+
+/// A frame length beyond the bytes that follow allocates for the bytes, not for the length.
+#[test]
+fn a_frame_longer_than_its_bytes_is_refused() {
+    let mut buf = claiming(0, 0);
+    buf.truncate(HEADER_LEN);
+    buf.extend_from_slice(&MAX_FRAME.to_le_bytes());
+    buf.extend_from_slice(&[0; 4]);
+    buf.extend_from_slice(b"short");
+    let e = Snapshot::read_from(&mut &buf[..]).unwrap_err();
+    assert!(e.to_string().contains(&format!("frame body: 5 of {MAX_FRAME} bytes")), "{e}");
+}
