@@ -8,7 +8,7 @@ KUBECTL := $(ROOT)/.e2e/bin/kubectl
 HELM := $(ROOT)/.e2e/bin/helm
 export KUBECONFIG ?= $(ROOT)/.e2e/kubeconfig
 
-.PHONY: bench help build release crds check-crds fmt lint unit helm-lint e2e demo test deps
+.PHONY: bench help build release crds check-crds fmt lint unit helm-lint e2e demo test deps fuzz deps-fuzz
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -59,6 +59,24 @@ bench: release ## Benchmarks: write path vs a bare RPC, replication, catch-up, m
 	bench/run.sh
 	bench/recovery.sh
 	$(CARGO) bench -p tfs-nameserver --bench core -- --noplot
+
+FUZZ_DIR := nameserver/fuzz
+FUZZ_SECONDS ?= 60
+# A length field that makes a decoder allocate more than 512 MB at once is a failure, not a slow run.
+FUZZ_FLAGS ?= -rss_limit_mb=2048 -malloc_limit_mb=512
+fuzz: deps-fuzz ## Fuzz every decoder of outside bytes, FUZZ_SECONDS (60) per target; a crash stops with its input in nameserver/fuzz/artifacts/
+	cargo +nightly fuzz build --fuzz-dir $(FUZZ_DIR)
+	@for t in $$(cargo +nightly fuzz list --fuzz-dir $(FUZZ_DIR)); do \
+		log=$(FUZZ_DIR)/target/fuzz-$$t.log; mkdir -p $(FUZZ_DIR)/target/corpus/$$t; \
+		echo "fuzz: $$t for $(FUZZ_SECONDS)s (log: $$log)"; \
+		if cargo +nightly fuzz run --fuzz-dir $(FUZZ_DIR) $$t $(FUZZ_DIR)/target/corpus/$$t $(FUZZ_DIR)/corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) $(FUZZ_FLAGS) >$$log 2>&1; \
+		then grep -E '^#[0-9]+[[:space:]]+DONE' $$log; else tail -n 60 $$log; exit 1; fi; \
+	done
+
+deps-fuzz: ## Install what make fuzz needs (a nightly toolchain is checked for, cargo-fuzz is installed)
+	@rustup toolchain list 2>/dev/null | grep -q '^nightly' || { echo "make fuzz needs a nightly Rust toolchain (sanitizer coverage): rustup toolchain install nightly"; exit 1; }
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
 test: deps fmt lint unit check-crds helm-lint ## Everything CI runs: static checks, unit + process tests, CRD drift, chart lint, e2e on a fresh cluster
 	$(MAKE) --no-print-directory e2e
