@@ -173,6 +173,33 @@ fn tempdir(scenario: &str) -> Result<std::path::PathBuf> {
     Ok(d)
 }
 
+/// Asks the live API server's authorizer, as service account `sa` in namespace `ns`, each query of
+/// `allowed` and `forbidden` (`kubectl auth can-i` arguments: "<verb> <resource>[/<name>] [flags]").
+fn least_privilege(sa: &str, ns: &str, allowed: &[&str], forbidden: &[&str]) -> Result<()> {
+    // `kubectl auth can-i` answers yes (exit 0) or no (exit 1); anything else is an error, so a
+    // refusal can never pass because the check itself failed.
+    let can = |query: &str| -> Result<bool> {
+        let out = std::process::Command::new(bin("kubectl"))
+            .args(["auth", "can-i"])
+            .args(query.split_whitespace())
+            .args(["-n", ns, "--as", sa])
+            .env("KUBECONFIG", kubeconfig())
+            .output()?;
+        match String::from_utf8_lossy(&out.stdout).trim() {
+            "yes" => Ok(true),
+            "no" => Ok(false),
+            other => anyhow::bail!("kubectl auth can-i {query}: {other:?} {}", String::from_utf8_lossy(&out.stderr)),
+        }
+    };
+    for q in allowed {
+        ensure!(can(q)?, "{sa} may not {q}, which it needs");
+    }
+    for q in forbidden {
+        ensure!(!can(q)?, "{sa} may {q}: more than it needs");
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn t1_demo_is_healthy_and_serves_through_the_vip() -> Result<()> {
     let (ns, t) = healthy_pair("demo").await?;
@@ -229,32 +256,94 @@ async fn t1_demo_is_healthy_and_serves_through_the_vip() -> Result<()> {
         "block get {id} through the VIP"
     );
     // Least privilege, checked against the live API server's authorizer.
-    let sa = format!("system:serviceaccount:{}:demo-heart", ns.0);
-    // `kubectl auth can-i` answers yes (exit 0) or no (exit 1); anything else is an error, so a
-    // refusal below can never pass because the check itself failed.
-    let can = |verb: &str, what: &str| -> bool {
-        let out = std::process::Command::new(bin("kubectl"))
-            .args(["auth", "can-i", verb, what, "-n", &ns.0, "--as", &sa])
-            .env("KUBECONFIG", kubeconfig())
-            .output()
-            .expect("kubectl auth can-i");
-        match String::from_utf8_lossy(&out.stdout).trim() {
-            "yes" => true,
-            "no" => false,
-            other => panic!("kubectl auth can-i {verb} {what}: {other:?} {}", String::from_utf8_lossy(&out.stderr)),
-        }
-    };
-    ensure!(can("update", "lease/demo") && can("get", "lease/demo"), "the heart must renew its own Lease");
-    for (verb, what) in [
-        ("update", "lease/other"),
-        ("delete", "lease/demo"),
-        ("create", "leases"),
-        ("delete", "pods"),
-        ("get", "secrets"),
-        ("update", "services"),
-    ] {
-        ensure!(!can(verb, what), "the heart may {verb} {what}: more than it needs");
-    }
+    let heart = format!("system:serviceaccount:{}:demo-heart", ns.0);
+    least_privilege(
+        &heart,
+        &ns.0,
+        &["update lease/demo", "get lease/demo"],
+        &["update lease/other", "delete lease/demo", "create leases", "delete pods", "get secrets", "update services"],
+    )?;
+    // The operator: every verb it uses (controller.rs, kube's finalizer and event recorder), and
+    // none of what it has no business doing.
+    let operator_sa = kubectl(&[
+        "get",
+        "deployments",
+        "-n",
+        OPERATOR_NS,
+        "-l",
+        "app.kubernetes.io/instance=tfs",
+        "-o",
+        "jsonpath={.items[0].spec.template.spec.serviceAccountName}",
+    ])?;
+    let operator = format!("system:serviceaccount:{OPERATOR_NS}:{}", operator_sa.trim());
+    least_privilege(
+        &operator,
+        &ns.0,
+        &[
+            "list tfsnameservers.tfs.io",
+            "watch tfsnameservers.tfs.io",
+            "patch tfsnameservers.tfs.io",
+            "patch tfsnameservers.tfs.io --subresource=status",
+            "update tfsnameservers.tfs.io --subresource=finalizers",
+            "get pods",
+            "list pods",
+            "watch pods",
+            "create pods",
+            "delete pods",
+            "create persistentvolumeclaims",
+            "delete persistentvolumeclaims",
+            "get services",
+            "list services",
+            "watch services",
+            "create services",
+            "patch services",
+            "create configmaps",
+            "patch configmaps",
+            "create serviceaccounts",
+            "patch serviceaccounts",
+            "create roles.rbac.authorization.k8s.io",
+            "patch roles.rbac.authorization.k8s.io",
+            "create rolebindings.rbac.authorization.k8s.io",
+            "patch rolebindings.rbac.authorization.k8s.io",
+            "create poddisruptionbudgets.policy",
+            "patch poddisruptionbudgets.policy",
+            "get leases.coordination.k8s.io",
+            "list leases.coordination.k8s.io",
+            "watch leases.coordination.k8s.io",
+            "create leases.coordination.k8s.io",
+            "update leases.coordination.k8s.io",
+            "create events.events.k8s.io",
+            "patch events.events.k8s.io",
+        ],
+        &[
+            "get secrets",
+            "list secrets",
+            "create pods --subresource=exec",
+            "create pods --subresource=portforward",
+            "update pods",
+            "get nodes",
+            "delete namespaces",
+            "create deployments.apps",
+            "create clusterroles.rbac.authorization.k8s.io",
+            "create clusterrolebindings.rbac.authorization.k8s.io",
+            "bind roles.rbac.authorization.k8s.io",
+            "escalate roles.rbac.authorization.k8s.io",
+            "impersonate serviceaccounts",
+            "create serviceaccounts --subresource=token",
+            "delete services",
+            "delete configmaps",
+            "get configmaps",
+            "delete leases.coordination.k8s.io",
+            "patch leases.coordination.k8s.io",
+            "update tfsnameservers.tfs.io",
+            "delete tfsnameservers.tfs.io",
+            "create tfsnameservers.tfs.io",
+            "update tfsnameservers.tfs.io --subresource=status",
+            "update persistentvolumeclaims",
+            "delete persistentvolumes",
+            "create events",
+        ],
+    )?;
     // Every container of the nameserver pods runs restricted.
     let spec = t.pods.get(&holder).await?.spec.unwrap_or_default();
     for c in &spec.containers {
@@ -265,7 +354,7 @@ async fn t1_demo_is_healthy_and_serves_through_the_vip() -> Result<()> {
             c.name
         );
     }
-    println!("scenario=demo healthy master={holder} epoch={epoch} vip={vip} heart_rbac=least_privilege");
+    println!("scenario=demo healthy master={holder} epoch={epoch} vip={vip} rbac=least_privilege");
     Ok(())
 }
 
