@@ -52,6 +52,7 @@ impl Admin for AdminApi {
         req: Request<proto::AssumeRoleRequest>,
     ) -> Result<Response<proto::AssumeRoleReply>, Status> {
         let mut role = requested_role(req.get_ref(), Instant::now()).map_err(Status::invalid_argument)?;
+        let published = req.get_ref().published_sync_set_version;
         // A renewal of the same mastership keeps a drain in force.
         {
             let cur = self.engine.shared.role.lock();
@@ -60,6 +61,12 @@ impl Admin for AdminApi {
             }
         }
         let r = self.engine.set_role(role).await.map_err(Status::failed_precondition)?;
+        // A renewal says which sync set version its caller has published where promotions are
+        // decided (the heart: on the Lease, before this call). Slaves removed up to that version
+        // stop holding commits back only now (engine/commit.rs).
+        if r.role == Role::Master && published > 0 {
+            self.engine.shared.commit.published(published);
+        }
         Ok(Response::new(proto::AssumeRoleReply {
             role: r.role.to_proto() as i32,
             epoch: r.epoch,

@@ -42,14 +42,17 @@ pub fn spawn(addr: &str, a: &SimArgs) -> Result<Sims> {
     let mut tasks = Vec::new();
     for i in 0..a.count {
         let id = a.first_id + i;
-        let ch = ep.connect_lazy();
-        let a = a.clone();
-        tasks.push(tokio::spawn(async move { one(DataserverClient::new(ch), id, a).await }));
+        let (ep, a) = (ep.clone(), a.clone());
+        tasks.push(tokio::spawn(async move { one(ep, id, a).await }));
     }
     Ok(Sims { tasks })
 }
 
-async fn one(mut c: DataserverClient<tonic::transport::Channel>, id: u32, a: SimArgs) {
+/// One dataserver. After any failure but "no such lease" it dials again: through a Service (the
+/// VIP) a new connection reaches the current master, while the established one stays with the
+/// old master, which may still be up and now refuses (a slave, or fenced).
+async fn one(ep: tonic::transport::Endpoint, id: u32, a: SimArgs) {
+    let mut c = DataserverClient::new(ep.connect_lazy());
     let addr = format!("10.0.0.{}:{}", id % 250 + 1, 3200 + id);
     let mut lease = None;
     let mut finished: Vec<proto::TaskResult> = Vec::new();
@@ -65,7 +68,10 @@ async fn one(mut c: DataserverClient<tonic::transport::Channel>, id: u32, a: Sim
                 };
                 match c.apply(req).await {
                     Ok(r) => lease = Some(r.into_inner().lease_id),
-                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                    Err(_) => {
+                        c = DataserverClient::new(ep.connect_lazy());
+                        tokio::time::sleep(Duration::from_millis(200)).await
+                    }
                 }
             }
             Some(lease_id) => {
@@ -84,7 +90,10 @@ async fn one(mut c: DataserverClient<tonic::transport::Channel>, id: u32, a: Sim
                         }
                     }
                     Err(s) if s.code() == Code::NotFound => lease = None,
-                    Err(_) => finished = req.finished,
+                    Err(_) => {
+                        finished = req.finished;
+                        c = DataserverClient::new(ep.connect_lazy());
+                    }
                 }
             }
         }
