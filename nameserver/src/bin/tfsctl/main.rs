@@ -2,6 +2,7 @@
 //! simulator.
 
 mod bench;
+mod history;
 mod record;
 mod sim;
 mod verify;
@@ -45,12 +46,9 @@ enum Cmd {
     SimDataservers(sim::SimArgs),
     /// Load generator: ops/s and latency percentiles.
     Bench(bench::BenchArgs),
-    /// Check a record of acknowledged mutations against the nameserver.
-    Verify {
-        /// The file written by `bench --record`.
-        #[arg(long)]
-        record: std::path::PathBuf,
-    },
+    /// Check a record of acknowledged mutations against the nameserver, and its history (split
+    /// brain, write outages, per fault with --faults).
+    Verify(verify::VerifyArgs),
     /// Tell the local nameserver its role (admin port).
     Role {
         #[arg(value_enum)]
@@ -299,7 +297,7 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Cmd::SimDataservers(a) => sim::run_until_interrupted(&cli.addr, a).await?,
         Cmd::Bench(a) => return bench::run(&cli.addr, a, json).await,
-        Cmd::Verify { record } => return verify::run(&cli.addr, &record, json).await,
+        Cmd::Verify(a) => return verify::run(&cli.addr, &a, json).await,
         Cmd::Role { role, epoch, master, valid_for } => {
             let role = match role {
                 RoleArg::Master => proto::Role::Master,

@@ -1,13 +1,33 @@
-//! `tfsctl verify`: every acknowledged mutation in a record must be visible, and no block id may
-//! have been acknowledged as created twice.
+//! `tfsctl verify`: every acknowledged mutation in a record must be visible, no block id may
+//! have been acknowledged as created twice, and no two epochs may have acknowledged writes in
+//! overlapping windows (split brain, see history.rs). With a fault log, the write outage each
+//! fault caused, by kind.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use tfs_nameserver::proto::{self, client_client::ClientClient};
 
-use crate::record::{self, Kind};
+use crate::history::{self, History, secs};
+use crate::record::{self, Ack, Kind};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct VerifyArgs {
+    /// A file written by `bench --record`; repeat to check several writers' records together.
+    #[arg(long, required = true)]
+    pub record: Vec<PathBuf>,
+    /// A fault log (JSON lines with `kind` and `t_ms`, as `make chaos` writes): adds the write
+    /// outage after each fault, a table by kind and the one-line verdict `faults=N lost=...`.
+    #[arg(long)]
+    pub faults: Option<PathBuf>,
+    /// Write everything found as JSON to this file.
+    #[arg(long)]
+    pub summary: Option<PathBuf>,
+    /// Do not read the blocks back (no server needed): only the history is checked.
+    #[arg(long)]
+    pub offline: bool,
+}
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Expect {
@@ -16,22 +36,33 @@ struct Expect {
     version: u32,
 }
 
-pub async fn run(addr: &str, path: &Path, json: bool) -> Result<i32> {
-    let acks = record::read(path)?;
-    let mut problems: Vec<String> = Vec::new();
+/// What reading the blocks back found.
+#[derive(Debug, Default, Clone, Copy)]
+struct Found {
+    lost: u64,
+    stale: u64,
+    resurrected: u64,
+}
+
+const MAX_PROBLEMS: usize = 20;
+
+fn note(problems: &mut Vec<String>, p: impl FnOnce() -> String) {
+    if problems.len() < MAX_PROBLEMS {
+        problems.push(p());
+    }
+}
+
+/// What the record promises per block, and how many ids were acknowledged as created twice.
+fn expectations(acks: &[Ack], problems: &mut Vec<String>) -> (BTreeMap<u64, Expect>, u64) {
     let mut expect: BTreeMap<u64, Expect> = BTreeMap::new();
     let mut created_twice = 0u64;
-    let mut epochs: HashMap<u64, u64> = HashMap::new();
-    for a in &acks {
-        *epochs.entry(a.epoch).or_default() += 1;
+    for a in acks {
         let e = expect.entry(a.block).or_default();
         match a.kind {
             Kind::Create => {
                 if e.created {
                     created_twice += 1;
-                    if problems.len() < 20 {
-                        problems.push(format!("block id {} was acknowledged as created twice", a.block));
-                    }
+                    note(problems, || format!("block id {} was acknowledged as created twice", a.block));
                 }
                 e.created = true;
             }
@@ -39,11 +70,13 @@ pub async fn run(addr: &str, path: &Path, json: bool) -> Result<i32> {
             Kind::Remove => e.removed = true,
         }
     }
+    (expect, created_twice)
+}
+
+async fn read_back(addr: &str, expect: &BTreeMap<u64, Expect>, problems: &mut Vec<String>) -> Result<Found> {
     let mut c = ClientClient::new(crate::connect(addr).await?);
     let ids: Vec<u64> = expect.keys().copied().collect();
-    let mut lost = 0u64;
-    let mut stale = 0u64;
-    let mut resurrected = 0u64;
+    let mut f = Found::default();
     for chunk in ids.chunks(5000) {
         let r = c
             .batch_get_blocks(proto::BatchGetBlocksRequest { block_ids: chunk.to_vec() })
@@ -55,51 +88,140 @@ pub async fn run(addr: &str, path: &Path, json: bool) -> Result<i32> {
             let e = expect[id];
             match (found.get(id), e.removed) {
                 (None, false) => {
-                    lost += 1;
-                    if problems.len() < 20 {
-                        problems.push(format!("block {id}: acknowledged, but missing"));
-                    }
+                    f.lost += 1;
+                    note(problems, || format!("block {id}: acknowledged, but missing"));
                 }
                 (Some(_), true) => {
-                    resurrected += 1;
-                    if problems.len() < 20 {
-                        problems.push(format!("block {id}: removal was acknowledged, but it exists"));
-                    }
+                    f.resurrected += 1;
+                    note(problems, || format!("block {id}: removal was acknowledged, but it exists"));
                 }
                 (Some(b), false) if b.version < e.version => {
-                    stale += 1;
-                    if problems.len() < 20 {
-                        problems.push(format!("block {id}: version {} acknowledged, {} found", e.version, b.version));
-                    }
+                    f.stale += 1;
+                    note(problems, || format!("block {id}: version {} acknowledged, {} found", e.version, b.version));
                 }
                 _ => {}
             }
         }
     }
-    let ok = lost == 0 && stale == 0 && resurrected == 0 && created_twice == 0;
-    let mut by_epoch: Vec<_> = epochs.into_iter().collect();
+    Ok(f)
+}
+
+pub async fn run(addr: &str, a: &VerifyArgs, json: bool) -> Result<i32> {
+    let mut acks = Vec::new();
+    for p in &a.record {
+        acks.extend(record::read(p)?);
+    }
+    let faults = match &a.faults {
+        Some(p) => history::parse_faults(
+            &std::fs::read_to_string(p).with_context(|| format!("cannot read fault log {}", p.display()))?,
+        )?,
+        None => Vec::new(),
+    };
+    let mut problems: Vec<String> = Vec::new();
+    let (expect, created_twice) = expectations(&acks, &mut problems);
+    let found = if a.offline { None } else { Some(read_back(addr, &expect, &mut problems).await?) };
+    let h = history::analyze(&acks, &faults);
+    let f = found.unwrap_or_default();
+    // Every acknowledged mutation that is not visible as acknowledged: a missing block, an older
+    // version than acknowledged, or a block back after its removal was acknowledged.
+    let lost = f.lost + f.stale + f.resurrected;
+    let ok = lost == 0 && created_twice == 0 && h.split_brain.certain == 0;
+    let mut by_epoch: Vec<(u64, u64)> = h.windows.iter().map(|w| (w.epoch, w.acks)).collect();
     by_epoch.sort();
+    let verdict = format!(
+        "faults={} lost={} duplicate_ids={created_twice} split_brain={} max_unavailable_s={}",
+        faults.len(),
+        if found.is_some() { lost.to_string() } else { "unchecked".into() },
+        h.split_brain.certain,
+        secs(h.max_unavailable_ms())
+    );
+    let mut report = serde_json::json!({
+        "ok": ok, "acknowledged": acks.len(), "blocks": expect.len(), "read_back": found.is_some(),
+        "lost": lost, "missing": f.lost, "stale": f.stale, "resurrected": f.resurrected,
+        "duplicate_ids": created_twice,
+        "acks_by_epoch": by_epoch.iter().map(|(e, n)| serde_json::json!({"epoch": e, "acks": n})).collect::<Vec<_>>(),
+        "verdict": verdict,
+    });
+    if let (Some(obj), serde_json::Value::Object(hj)) = (report.as_object_mut(), h.to_json()) {
+        obj.extend(hj);
+    }
+    if let Some(p) = &a.summary {
+        std::fs::write(p, serde_json::to_string_pretty(&report)? + "\n")
+            .with_context(|| format!("cannot write {}", p.display()))?;
+    }
     if json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "ok": ok, "acknowledged": acks.len(), "blocks": ids.len(), "lost": lost, "stale": stale,
-                "resurrected": resurrected, "duplicate_ids": created_twice,
-                "acks_by_epoch": by_epoch.iter().map(|(e, n)| serde_json::json!({"epoch": e, "acks": n})).collect::<Vec<_>>(),
-            })
-        );
+        println!("{report}");
     } else {
-        let epochs: Vec<String> = by_epoch.iter().map(|(e, n)| format!("{e}:{n}")).collect();
-        println!(
-            "verify: {} acknowledged mutations on {} blocks (by epoch {}): lost={lost} stale={stale} resurrected={resurrected} duplicate_ids={created_twice} => {}",
-            acks.len(),
-            ids.len(),
-            epochs.join(","),
-            if ok { "OK" } else { "FAILED" }
-        );
-        for p in &problems {
-            println!("  {p}");
+        print_text(&acks, &expect, found, created_twice, &by_epoch, &h, &problems);
+        if a.faults.is_some() {
+            print!("{}", h.kind_table());
+            println!("{verdict}");
         }
     }
     Ok(if ok { 0 } else { 1 })
+}
+
+fn print_text(
+    acks: &[Ack],
+    expect: &BTreeMap<u64, Expect>,
+    found: Option<Found>,
+    created_twice: u64,
+    by_epoch: &[(u64, u64)],
+    h: &History,
+    problems: &[String],
+) {
+    let epochs: Vec<String> = by_epoch.iter().map(|(e, n)| format!("{e}:{n}")).collect();
+    let ok_so_far = found.is_none_or(|f| f.lost + f.stale + f.resurrected == 0) && created_twice == 0;
+    match found {
+        Some(f) => println!(
+            "verify: {} acknowledged mutations on {} blocks (by epoch {}): lost={} stale={} resurrected={} duplicate_ids={created_twice} => {}",
+            acks.len(),
+            expect.len(),
+            epochs.join(","),
+            f.lost,
+            f.stale,
+            f.resurrected,
+            if ok_so_far { "OK" } else { "FAILED" }
+        ),
+        None => println!(
+            "verify: {} acknowledged mutations on {} blocks (by epoch {}), not read back: duplicate_ids={created_twice} => {}",
+            acks.len(),
+            expect.len(),
+            epochs.join(","),
+            if ok_so_far { "OK" } else { "FAILED" }
+        ),
+    }
+    for p in problems {
+        println!("  {p}");
+    }
+    let sb = &h.split_brain;
+    println!(
+        "history: {} epochs, split_brain={} late_acks={} (max {} ms after a newer epoch's first) max_unavailable_s={}{} => {}",
+        h.windows.len(),
+        sb.certain,
+        sb.late,
+        sb.max_late_ms,
+        secs(h.max_unavailable_ms()),
+        h.max_gap.map(|g| format!(" (from {} to {})", g.from_ms, g.to_ms)).unwrap_or_default(),
+        if sb.certain == 0 { "OK" } else { "FAILED" }
+    );
+    for o in &sb.overlaps {
+        println!(
+            "  epoch {} acknowledged {} write(s) sent after epoch {} acknowledged its first at {} (and {} received late); its last sent at {}, received at {}",
+            o.older, o.certain, o.newer, o.newer_first_acked_ms, o.late, o.last_sent_ms, o.last_acked_ms
+        );
+    }
+    for f in &h.faults {
+        println!(
+            "  fault {:>3} {:<28} at {}: outage {} s{}{}",
+            f.index,
+            f.kind,
+            f.t_ms,
+            secs(f.outage.ms()),
+            f.failover
+                .map(|(e, ms)| format!(", epoch {} -> {e} after {} s", f.epoch_before.unwrap_or(0), secs(ms)))
+                .unwrap_or_default(),
+            if f.recovered { "" } else { ", no write acknowledged after it" }
+        );
+    }
 }
