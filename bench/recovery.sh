@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
 # Memory per block and restart time at 1M and 10M blocks (standalone, fsync on).
-# Appends its results to bench/results.json under "recovery".
+# Writes results.json "recovery".
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-B="$ROOT/target/release"
-W=$(mktemp -d /var/tmp/tfs-recovery.XXXX)
+BENCH_NAME=recovery
+source "$(dirname "$0")/lib.sh"
+W=$(workdir)
 trap 'pkill -f "tfs-nameserver --data-dir $W" 2>/dev/null || true; rm -rf "$W"' EXIT
-log() { printf '[recovery %4ss] %s\n' "$SECONDS" "$*" >&2; }
 start() {
   "$B/tfs-nameserver" --data-dir "$W/d" --standalone --listen 127.0.0.1:8100 --admin-listen 127.0.0.1:8102 \
     --metrics-listen 127.0.0.1:9102 >> "$W/ns.log" 2>&1 &
@@ -36,10 +35,4 @@ for n in 1000000 10000000; do
   R[$n]="{\"blocks\": $n, \"rss_kib\": $rss, \"base_rss_kib\": $base, \"bytes_per_block\": $(( (rss - base) * 1024 / n )), \"restart_to_serving_s\": $READY, \"recovery_ms\": $rec}"
   echo "blocks=$n bytes_per_block=$(( (rss - base) * 1024 / n )) rss_mib=$((rss / 1024)) restart_s=$READY recovery_ms=$rec"
 done
-python3 - "$ROOT/bench/results.json" "[${R[1000000]}, ${R[10000000]}]" <<'PY'
-import json, sys, os
-p = sys.argv[1]
-d = json.load(open(p)) if os.path.exists(p) else {}
-d["recovery"] = json.loads(sys.argv[2])
-json.dump(d, open(p, "w"), indent=2)
-PY
+put_result recovery "[${R[1000000]}, ${R[10000000]}]"

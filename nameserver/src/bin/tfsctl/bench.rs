@@ -64,6 +64,9 @@ pub struct BenchArgs {
     /// Echo payload bytes.
     #[arg(long, default_value_t = 16)]
     pub payload: usize,
+    /// How often to print progress (ok, failed, retries so far) on stderr.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub progress_every: Duration,
 }
 
 fn now_ms() -> u64 {
@@ -135,16 +138,18 @@ pub async fn run(addr: &str, a: BenchArgs, json: bool) -> Result<i32> {
     drop(rec_tx);
     let progress = {
         let counters = counters.clone();
+        let every = a.progress_every.max(Duration::from_millis(100));
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            let mut tick = tokio::time::interval(every);
             tick.tick().await;
             loop {
                 tick.tick().await;
                 let ok = counters.ok.load(Ordering::Relaxed);
                 eprintln!(
-                    "tfsctl bench: {:>6.1}s {ok} ok, {} failed",
+                    "tfsctl bench: {:>6.1}s {ok} ok, {} failed, {} retries",
                     start.elapsed().as_secs_f64(),
-                    counters.failed.load(Ordering::Relaxed)
+                    counters.failed.load(Ordering::Relaxed),
+                    counters.retries.load(Ordering::Relaxed)
                 );
             }
         })
