@@ -180,6 +180,9 @@ pub struct FaultOutage {
     /// The longest stretch without an acknowledgement from the fault itself to the next fault
     /// (or the end of the record): the write outage it caused.
     pub outage: Gap,
+    /// All the time in the window spent in gaps of at least `STALL_MS`: a fault that stalls
+    /// writes twice (a frozen slave, then a killed master) shows both stalls here.
+    pub stalled_ms: u64,
     /// Whether any write was acknowledged after the fault (before the next one).
     pub recovered: bool,
     /// The epoch of the last acknowledgement before the fault.
@@ -187,6 +190,10 @@ pub struct FaultOutage {
     /// The first acknowledgement at a higher epoch after the fault: (epoch, ms after the fault).
     pub failover: Option<(u64, u64)>,
 }
+
+/// A gap between acknowledgements at least this long counts as a stall (under a steady load of
+/// hundreds of writes a second, gaps are a few ms).
+pub const STALL_MS: u64 = 250;
 
 /// Outage per fault. Each fault's window runs from its time to the next fault's.
 pub fn fault_outages(acks: &[Ack], faults: &[Fault]) -> Vec<FaultOutage> {
@@ -205,12 +212,14 @@ pub fn fault_outages(acks: &[Ack], faults: &[Fault]) -> Vec<FaultOutage> {
         let times: Vec<u64> =
             std::iter::once(f.t_ms).chain(window.iter().map(|x| x.0)).chain((end != u64::MAX).then_some(end)).collect();
         let outage = longest_gap(&times).unwrap_or(Gap { from_ms: f.t_ms, to_ms: f.t_ms });
+        let stalled_ms = times.windows(2).map(|w| w[1] - w[0]).filter(|g| *g >= STALL_MS).sum();
         let failover = epoch_before.and_then(|e| window.iter().find(|x| x.1 > e)).map(|x| (x.1, x.0 - f.t_ms));
         out.push(FaultOutage {
             index: i,
             kind: f.kind.clone(),
             t_ms: f.t_ms,
             outage,
+            stalled_ms,
             recovered: !window.is_empty(),
             epoch_before,
             failover,
@@ -226,6 +235,8 @@ pub struct KindStats {
     pub count: usize,
     pub p50_ms: u64,
     pub max_ms: u64,
+    pub stalled_p50_ms: u64,
+    pub stalled_max_ms: u64,
     /// How many of them were followed by acknowledgements at a higher epoch.
     pub failovers: usize,
     /// Fault to first acknowledgement at a higher epoch: median over those that failed over.
@@ -253,11 +264,14 @@ pub fn by_kind(outages: &[FaultOutage]) -> Vec<KindStats> {
         .map(|(kind, os)| {
             let ms: Vec<u64> = os.iter().map(|o| o.outage.ms()).collect();
             let fo: Vec<u64> = os.iter().filter_map(|o| o.failover.map(|f| f.1)).collect();
+            let stalled: Vec<u64> = os.iter().map(|o| o.stalled_ms).collect();
             KindStats {
                 kind: kind.to_string(),
                 count: os.len(),
                 p50_ms: percentile(&ms, 0.5).unwrap_or(0),
                 max_ms: ms.iter().copied().max().unwrap_or(0),
+                stalled_p50_ms: percentile(&stalled, 0.5).unwrap_or(0),
+                stalled_max_ms: stalled.iter().copied().max().unwrap_or(0),
                 failovers: fo.len(),
                 failover_p50_ms: percentile(&fo, 0.5),
             }
@@ -300,20 +314,25 @@ impl History {
 
     /// The per-kind table, one line per kind, with a header.
     pub fn kind_table(&self) -> String {
-        let mut s = format!(
-            "{:<28} {:>5} {:>12} {:>12} {:>9} {:>16}\n",
-            "fault kind", "count", "outage p50 s", "outage max s", "failovers", "failover p50 s"
-        );
+        let row = |c: [&str; 8]| {
+            format!(
+                "{:<28} {:>5} {:>9} {:>9} {:>10} {:>10} {:>9} {:>13}\n",
+                c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
+            )
+        };
+        let mut s = row(["fault kind", "count", "outage", "outage", "stalled", "stalled", "failovers", "failover"]);
+        s.push_str(&row(["", "", "p50 s", "max s", "p50 s", "max s", "", "p50 s"]));
         for k in &self.kinds {
-            s.push_str(&format!(
-                "{:<28} {:>5} {:>12} {:>12} {:>9} {:>16}\n",
-                k.kind,
-                k.count,
-                secs(k.p50_ms),
-                secs(k.max_ms),
-                k.failovers,
-                k.failover_p50_ms.map(secs).unwrap_or_else(|| "-".into())
-            ));
+            s.push_str(&row([
+                &k.kind,
+                &k.count.to_string(),
+                &secs(k.p50_ms),
+                &secs(k.max_ms),
+                &secs(k.stalled_p50_ms),
+                &secs(k.stalled_max_ms),
+                &k.failovers.to_string(),
+                &k.failover_p50_ms.map(secs).unwrap_or_else(|| "-".into()),
+            ]));
         }
         s
     }
@@ -336,13 +355,15 @@ impl History {
             "max_gap": self.max_gap.map(|g| json!({"from_ms": g.from_ms, "to_ms": g.to_ms})),
             "faults": self.faults.iter().map(|f| json!({
                 "index": f.index, "kind": f.kind, "t_ms": f.t_ms, "outage_s": f.outage.ms() as f64 / 1000.0,
-                "outage_from_ms": f.outage.from_ms, "outage_to_ms": f.outage.to_ms, "recovered": f.recovered,
+                "outage_from_ms": f.outage.from_ms, "outage_to_ms": f.outage.to_ms,
+                "stalled_s": f.stalled_ms as f64 / 1000.0, "recovered": f.recovered,
                 "epoch_before": f.epoch_before, "failover_epoch": f.failover.map(|x| x.0),
                 "failover_s": f.failover.map(|x| x.1 as f64 / 1000.0),
             })).collect::<Vec<_>>(),
             "by_kind": self.kinds.iter().map(|k| json!({
                 "kind": k.kind, "count": k.count, "outage_p50_s": k.p50_ms as f64 / 1000.0,
-                "outage_max_s": k.max_ms as f64 / 1000.0, "failovers": k.failovers,
+                "outage_max_s": k.max_ms as f64 / 1000.0, "stalled_p50_s": k.stalled_p50_ms as f64 / 1000.0,
+                "stalled_max_s": k.stalled_max_ms as f64 / 1000.0, "failovers": k.failovers,
                 "failover_p50_s": k.failover_p50_ms.map(|m| m as f64 / 1000.0),
             })).collect::<Vec<_>>(),
         })
@@ -440,6 +461,7 @@ mod tests {
         let o = fault_outages(&acks, &[fault("kill9", 1000), fault("heart", 4000)]);
         assert_eq!(o.len(), 2);
         assert_eq!(o[0].outage, Gap { from_ms: 1001, to_ms: 3500 });
+        assert_eq!(o[0].stalled_ms, 2499 + 400, "every gap of 250 ms or more: 1001-3500 and 3600-4000");
         assert_eq!((o[0].epoch_before, o[0].failover), (Some(1), Some((2, 2500))));
         assert!(o[0].recovered);
         assert_eq!(o[1].outage, Gap { from_ms: 4000, to_ms: 5000 });
@@ -469,6 +491,7 @@ mod tests {
                     kind: k.into(),
                     t_ms: 0,
                     outage: Gap { from_ms: 0, to_ms: ms },
+                    stalled_ms: ms * 2,
                     recovered: true,
                     epoch_before: Some(1),
                     failover: fo.then_some((2, ms + 10)),
@@ -483,6 +506,7 @@ mod tests {
             ("kill9", 3, 600, 2000, 3)
         );
         assert_eq!(k[1].failover_p50_ms, Some(610));
+        assert_eq!((k[1].stalled_p50_ms, k[1].stalled_max_ms), (1200, 4000));
         assert_eq!(percentile(&[4, 1, 3, 2], 0.5), Some(2));
         assert_eq!(percentile(&[], 0.5), None);
     }

@@ -213,11 +213,12 @@ fn print_text(
     }
     for f in &h.faults {
         println!(
-            "  fault {:>3} {:<28} at {}: outage {} s{}{}",
+            "  fault {:>3} {:<28} at {}: outage {} s, stalled {} s{}{}",
             f.index,
             f.kind,
             f.t_ms,
             secs(f.outage.ms()),
+            secs(f.stalled_ms),
             f.failover
                 .map(|(e, ms)| format!(", epoch {} -> {e} after {} s", f.epoch_before.unwrap_or(0), secs(ms)))
                 .unwrap_or_default(),
