@@ -8,7 +8,7 @@ KUBECTL := $(ROOT)/.e2e/bin/kubectl
 HELM := $(ROOT)/.e2e/bin/helm
 export KUBECONFIG ?= $(ROOT)/.e2e/kubeconfig
 
-.PHONY: bench help build release crds check-crds fmt lint unit helm-lint e2e demo test deps fuzz deps-fuzz
+.PHONY: bench help build release crds check-crds fmt lint unit helm-lint e2e demo test deps chaos fuzz deps-fuzz
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -51,6 +51,11 @@ deps: ## Install what the build needs (Rust toolchain components, Debian package
 e2e: release cluster image ## End-to-end suites on the local cluster (installs the chart)
 	$(KUBECTL) apply -f examples/storageclass-local.yaml
 	$(CARGO) test -p tfs-e2e --test cluster -- --test-threads=1 --nocapture
+
+CHAOS_FAULTS ?= 30
+CHAOS_SEED ?=
+chaos: release cluster image ## Randomized faults under load on the local cluster, then the history check (CHAOS_FAULTS=30, CHAOS_SEED=<seed to replay>, CHAOS_KINDS=<kind,...>)
+	$(ROOT)/target/release/chaos --faults $(CHAOS_FAULTS) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED)) $(if $(CHAOS_KINDS),--kinds $(CHAOS_KINDS))
 
 demo: deps release cluster image ## The main job: cluster, chart, a TfsNameserver, a failover shown with kubectl
 	e2e/demo.sh

@@ -365,3 +365,16 @@ pub fn kill9(pid: u32) -> Result<()> {
     }
     Ok(())
 }
+
+/// Host pid of a pod's sandbox (pause) process: it holds the pod's network namespace for as long
+/// as the pod lives, whatever its containers do.
+pub fn pod_sandbox_pid(ns: &str, pod: &str) -> Result<u32> {
+    let crictl = bin("crictl");
+    let ids = run(&crictl, &["pods", "-q", "--state", "ready", "--name", &format!("^{pod}$"), "--namespace", ns])?;
+    let id = String::from_utf8_lossy(&ids.stdout).lines().next().context("pod sandbox not found")?.to_string();
+    let pid = run(&crictl, &["inspectp", "-o", "go-template", "--template", "{{.info.pid}}", &id])?;
+    Ok(String::from_utf8_lossy(&pid.stdout).trim().parse()?)
+}
+
+/// The chaos harness (`make chaos`): randomized faults under load and a history check.
+pub mod chaos;
