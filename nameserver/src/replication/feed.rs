@@ -70,6 +70,10 @@ impl Feed {
     }
 
     /// Records from `from` on, about `max_bytes` of them.
+    ///
+    /// Runs under the lock the writer takes to publish, once per shipment to each slave: the start
+    /// is found by binary search (batches are contiguous and ordered by seq; a full feed holds tens
+    /// of thousands of them), and a read within one batch shares its bytes instead of copying.
     pub fn read(&self, from: u64, max_bytes: usize) -> FeedRead {
         let g = self.batches.lock();
         let Some(oldest) = g.0.front() else {
@@ -78,22 +82,33 @@ impl Feed {
         if from < oldest.first {
             return FeedRead::TooOld;
         }
-        let Some(start) = g.0.iter().position(|b| b.last >= from) else {
+        let start = g.0.partition_point(|b| b.last < from);
+        let Some(first) = g.0.get(start) else {
             return FeedRead::NotYet;
         };
-        let mut out = BytesMut::new();
-        let mut last = 0;
-        for b in g.0.iter().skip(start) {
-            let mut data = b.data.clone();
-            if b.first < from {
-                data = data.slice(skip_records(&data, from - b.first)..);
-            }
-            out.extend_from_slice(&data);
-            last = b.last;
-            if out.len() >= max_bytes {
+        let head = if first.first < from {
+            first.data.slice(skip_records(&first.data, from - first.first)..)
+        } else {
+            first.data.clone()
+        };
+        let mut last = first.last;
+        let more = g.0.get(start + 1).is_some() && head.len() < max_bytes;
+        if !more {
+            return FeedRead::Records { data: head, first: from, last };
+        }
+        // Whole batches after the first, until about max_bytes: sized first, copied once.
+        let (mut len, mut end) = (head.len(), start + 1);
+        for b in g.0.range(start + 1..) {
+            if len >= max_bytes {
                 break;
             }
+            len += b.data.len();
+            last = b.last;
+            end += 1;
         }
+        let mut out = BytesMut::with_capacity(len);
+        out.extend_from_slice(&head);
+        g.0.range(start + 1..end).for_each(|b| out.extend_from_slice(&b.data));
         FeedRead::Records { data: out.freeze(), first: from, last }
     }
 }
@@ -150,5 +165,35 @@ mod tests {
         f.reset(100);
         assert!(matches!(f.read(101, 100), FeedRead::NotYet));
         assert!(matches!(f.read(50, 100), FeedRead::TooOld));
+    }
+
+    /// Every start seq and size bound over a feed of many uneven batches gives exactly the records
+    /// from that seq on, whole batches after the first, stopping once the bound is reached.
+    #[test]
+    fn reads_match_the_records_from_any_seq_on() {
+        let f = Feed::new(usize::MAX, 0);
+        let mut seq = 1;
+        for i in 0..300u64 {
+            let n = 1 + (i * 7) % 5;
+            f.publish(seq, seq + n - 1, batch(seq, seq + n - 1));
+            seq += n;
+        }
+        let last = seq - 1;
+        for from in 1..=last {
+            for max in [1, 43 * 3, 43 * 50, usize::MAX] {
+                let FeedRead::Records { data, first, last: got_last } = f.read(from, max) else {
+                    panic!("seq {from} is in the feed");
+                };
+                let got = seqs(&data);
+                assert_eq!(first, from);
+                assert_eq!(got.first(), Some(&from));
+                assert_eq!(got.last(), Some(&got_last));
+                assert_eq!(got, (from..=got_last).collect::<Vec<_>>(), "contiguous from {from}");
+                if max == usize::MAX {
+                    assert_eq!(got_last, last);
+                }
+            }
+        }
+        assert!(matches!(f.read(last + 1, 10), FeedRead::NotYet));
     }
 }
