@@ -71,6 +71,9 @@ pub enum ApplyError {
     NoTask(u64),
     #[error("block {0}: {1}")]
     Replicas(u64, block::TooManyReplicas),
+    /// The allocators keep "every id logged is below next": the largest id would leave no next.
+    #[error("{0} id {1} is out of range")]
+    IdOutOfRange(&'static str, u64),
 }
 
 /// Every seq at which an epoch began: how a master tells where a slave's log diverged from its own.
@@ -120,6 +123,9 @@ impl State {
             Mutation::BlockCreate(c) if self.blocks.contains_key(&c.block_id) => {
                 Err(ApplyError::BlockExists(c.block_id))
             }
+            Mutation::BlockCreate(c) if c.block_id == u64::MAX => Err(ApplyError::IdOutOfRange("block", c.block_id)),
+            Mutation::DataserverJoin(j) if j.lease_id == u64::MAX => Err(ApplyError::IdOutOfRange("lease", j.lease_id)),
+            Mutation::TaskCreate(t) if t.task_id == u64::MAX => Err(ApplyError::IdOutOfRange("task", t.task_id)),
             Mutation::BlockCreate(c) if c.dataservers.len() > MAX_REPLICAS => {
                 Err(ApplyError::Replicas(c.block_id, block::TooManyReplicas))
             }

@@ -46,6 +46,31 @@ fn allocator_stays_above_every_logged_id() {
     assert_eq!(s.next_block_id, 6, "a removed id is never handed out again");
 }
 
+/// A record naming the largest id (only a hostile or corrupt log can: the allocators count up from
+/// 1) is refused, never applied: applying it would leave no id above every logged one.
+#[test]
+fn the_largest_ids_are_refused() {
+    let mut s = State::new();
+    apply_all(&mut s, 1, &[join(1)]);
+    let before = s.clone();
+    let seq = s.applied_seq + 1;
+    assert_eq!(s.apply(&h(seq, 1), &create(u64::MAX, &[1])), Err(ApplyError::IdOutOfRange("block", u64::MAX)));
+    let mut j = join(2);
+    if let Mutation::DataserverJoin(d) = &mut j {
+        d.lease_id = u64::MAX;
+    }
+    assert_eq!(s.apply(&h(seq, 1), &j), Err(ApplyError::IdOutOfRange("lease", u64::MAX)));
+    let t = Mutation::TaskCreate(proto::TaskCreate { task_id: u64::MAX, block_id: 1, source: 1, target: 2, kind: 0 });
+    assert_eq!(s.apply(&h(seq, 1), &t), Err(ApplyError::IdOutOfRange("task", u64::MAX)));
+    assert_eq!(
+        (s.next_block_id, s.next_lease_id, s.next_task_id),
+        (before.next_block_id, before.next_lease_id, before.next_task_id)
+    );
+    assert_eq!(s.applied_seq, before.applied_seq);
+    apply_all(&mut s, 1, &[create(u64::MAX - 1, &[1])]);
+    assert_eq!(s.next_block_id, u64::MAX, "the largest id below the limit still applies");
+}
+
 #[test]
 fn failed_apply_changes_nothing() {
     let mut s = State::new();
