@@ -46,6 +46,7 @@ helm-lint: cluster-tools ## helm lint the chart
 deps: ## Install what the build needs (Rust toolchain components, Debian packages for the cluster)
 	@command -v cargo >/dev/null || { echo "Rust (cargo) is required: https://rustup.rs"; exit 1; }
 	@rustup component list --installed 2>/dev/null | grep -q clippy || rustup component add clippy rustfmt
+	@test -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf || apt-get install -y -q fonts-dejavu-core  # bench-report's PNG text
 	@$(MAKE) --no-print-directory deps-cluster
 
 e2e: release cluster image ## End-to-end suites on the local cluster (installs the chart)
@@ -60,10 +61,8 @@ chaos: release cluster image ## Randomized faults under load on the local cluste
 demo: deps release cluster image ## The main job: cluster, chart, a TfsNameserver, a failover shown with kubectl
 	e2e/demo.sh
 
-bench: release ## Benchmarks: write path vs a bare RPC, replication, catch-up, memory and restart; core criterion benches
+bench: release cluster image ## All figures in one run (< 30 min): writes vs etcd and a bare RPC, engine, recovery, failover distributions, criterion; then bench-report (summary lines, tables, plots)
 	bench/run.sh
-	bench/recovery.sh
-	$(CARGO) bench -p tfs-nameserver --bench core -- --noplot
 
 FUZZ_DIR := nameserver/fuzz
 FUZZ_SECONDS ?= 60

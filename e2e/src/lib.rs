@@ -378,3 +378,6 @@ pub fn pod_sandbox_pid(ns: &str, pod: &str) -> Result<u32> {
 
 /// The chaos harness (`make chaos`): randomized faults under load and a history check.
 pub mod chaos;
+
+/// Failover-time trials (`make bench`): the schedule and the parsing of records and bench logs.
+pub mod trials;

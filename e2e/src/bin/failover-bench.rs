@@ -1,0 +1,188 @@
+//! `failover-bench`: failover time on the local cluster, trial after trial (see e2e/src/trials.rs).
+//! A writer through the VIP records every acknowledged create; each trial injects a fault into
+//! the `demo` pair, times it from the fault to the first acknowledgement at a newer epoch, lets
+//! the pair heal, and counts the writer's failed requests and retries over the trial. At the end
+//! every acknowledged write is read back (`tfsctl verify`). Writes a JSON report.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use tfs_e2e::chaos::converge::converge;
+use tfs_e2e::chaos::faults::{self, Pair};
+use tfs_e2e::chaos::writer::BenchWriter;
+use tfs_e2e::trials::{self, Kind};
+use tfs_e2e::{Namespace, Tfs, client, ensure_operator, kubectl, now_ms, root, verify};
+use tfs_operator::lease::LeaseView;
+
+const NAME: &str = "demo";
+const REPLICAS: usize = 2;
+
+#[derive(Debug, Parser)]
+#[command(about = "Failover-time distributions on the local cluster (kill -9, pod loss, switchover)")]
+struct Cli {
+    /// Trials of each kind.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    trials: u64,
+    /// Kinds of trial (comma-separated: kill, podloss, switchover).
+    #[arg(long, value_delimiter = ',', default_value = "kill,switchover,podloss")]
+    kinds: Vec<String>,
+    /// The writer's rate through the VIP (creates/s, 16 in flight).
+    #[arg(long, default_value_t = 500)]
+    rate: u64,
+    /// Where to write the JSON report.
+    #[arg(long)]
+    out: PathBuf,
+    /// How long the pair may take to heal after a trial.
+    #[arg(long, default_value = "240s", value_parser = humantime::parse_duration)]
+    converge_timeout: Duration,
+}
+
+struct Trial {
+    kind: Kind,
+    seconds: f64,
+    failed: u64,
+    retries: u64,
+    from: String,
+    to: String,
+}
+
+fn say(start: Instant, msg: impl AsRef<str>) {
+    println!("[failover-bench {:>6.1}s] {}", start.elapsed().as_secs_f64(), msg.as_ref());
+}
+
+async fn pair(t: &Tfs) -> Result<Pair> {
+    let lv = LeaseView::of(&t.leases.get(NAME).await?);
+    let slave = t.pod_names().await?.into_iter().find(|p| *p != lv.holder).context("no slave pod")?;
+    Ok(Pair {
+        ns: t.ns.clone(),
+        master: lv.holder,
+        slave,
+        epoch: lv.transitions,
+        master_ip: String::new(),
+        slave_ip: String::new(),
+    })
+}
+
+fn counters(w: &BenchWriter) -> (u64, u64) {
+    trials::bench_counters(&std::fs::read_to_string(&w.log).unwrap_or_default()).unwrap_or((0, 0))
+}
+
+/// Injects `kind`; returns the wall-clock ms of the injection.
+fn inject(kind: Kind, p: &Pair) -> Result<u64> {
+    Ok(match kind {
+        Kind::Kill => faults::kill9_master(p)?.t_ms,
+        Kind::PodLoss => faults::delete_master_pod(p)?.t_ms,
+        Kind::Switchover => {
+            let t = now_ms();
+            kubectl(&[
+                "annotate",
+                "tfsns",
+                NAME,
+                "-n",
+                &p.ns,
+                &format!("tfs.io/switchover-to={}", p.slave),
+                "--overwrite",
+            ])?;
+            t
+        }
+    })
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let kinds: Vec<Kind> = cli.kinds.iter().map(|k| Kind::parse(k.trim())).collect::<Result<_>>()?;
+    let plan = trials::schedule(&kinds, cli.trials as usize);
+    let start = Instant::now();
+    ensure_operator()?;
+    let ns = Namespace::create("fobench")?;
+    let dir = root().join(".e2e/runs").join(&ns.0);
+    std::fs::create_dir_all(&dir)?;
+    let t = Tfs::create(&client().await?, &ns.0, NAME, REPLICAS as u32).await?;
+    t.wait_healthy(REPLICAS, 1, Duration::from_secs(180)).await?;
+    t.wait_sync_set(REPLICAS - 1, Duration::from_secs(60)).await?;
+    let spec = t.get().await?.spec;
+    let vip = t.vip().await?;
+    let rate = cli.rate.to_string();
+    let mut writers = vec![BenchWriter::start(
+        &vip,
+        &dir,
+        "create",
+        "create",
+        &["--concurrency", "16", "--rate", &rate, "--sim-dataservers", "3", "--progress-every", "250ms"],
+    )?];
+    say(start, format!("{} trials in {}; writer through the VIP {vip} at {rate} creates/s", plan.len(), ns.0));
+    converge(&t, REPLICAS, &mut writers, cli.converge_timeout, 200).await?;
+    let mut base = counters(&writers[0]);
+    let mut done: Vec<Trial> = Vec::new();
+    for (i, &kind) in plan.iter().enumerate() {
+        converge(&t, REPLICAS, &mut writers, cli.converge_timeout, 100).await?;
+        let p = pair(&t).await?;
+        let record = writers[0].record.clone();
+        let mut offset = std::fs::metadata(&record)?.len();
+        let fault_ms = inject(kind, &p)?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let first = loop {
+            let new = trials::read_new_lines(&record, &mut offset)?;
+            if let Some(a) = trials::first_ack_after(&new, fault_ms, p.epoch as u64) {
+                break a;
+            }
+            writers[0].check_running()?;
+            if Instant::now() > deadline {
+                bail!("trial {i} ({}): no write acknowledged at an epoch above {} within 120 s", kind.name(), p.epoch);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let healed = converge(&t, REPLICAS, &mut writers, cli.converge_timeout, 100).await?;
+        tokio::time::sleep(Duration::from_millis(400)).await; // one more progress line
+        let now = counters(&writers[0]);
+        let trial = Trial {
+            kind,
+            seconds: (first - fault_ms) as f64 / 1000.0,
+            failed: now.0 - base.0,
+            retries: now.1 - base.1,
+            from: format!("{}@{}", p.master, p.epoch),
+            to: format!("{}@{}", healed.master, healed.epoch),
+        };
+        base = now;
+        say(
+            start,
+            format!(
+                "trial {:>2}/{} {:<10} {:.3} s  failed={} retries={}  {} -> {}  (healed in {:.1} s)",
+                i + 1,
+                plan.len(),
+                kind.name(),
+                trial.seconds,
+                trial.failed,
+                trial.retries,
+                trial.from,
+                trial.to,
+                healed.took.as_secs_f64()
+            ),
+        );
+        done.push(trial);
+    }
+    for w in writers.iter_mut() {
+        w.stop();
+    }
+    let verdict = verify(&vip, &writers[0].record)?;
+    say(start, verdict.trim());
+    let report = serde_json::json!({
+        "command": format!("make bench (bench/failover.sh: failover-bench --trials {} --kinds {})", cli.trials, cli.kinds.join(",")),
+        "lease_duration_s": spec.lease.duration_seconds,
+        "renew_deadline_s": spec.lease.renew_deadline_seconds,
+        "writer": format!("tfsctl bench --op create --concurrency 16 --rate {rate} through the VIP"),
+        "verify": verdict.trim(),
+        "duration_s": start.elapsed().as_secs_f64(),
+        "trials": done.iter().enumerate().map(|(i, t)| serde_json::json!({
+            "kind": t.kind.name(), "trial": i + 1, "seconds": t.seconds, "failed_requests": t.failed,
+            "retries": t.retries, "from": t.from, "to": t.to,
+        })).collect::<Vec<_>>(),
+    });
+    std::fs::write(&cli.out, serde_json::to_string_pretty(&report)? + "\n")?;
+    say(start, format!("report in {}", cli.out.display()));
+    drop(ns);
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! Failover-time trials (`make bench`, bench/failover.sh): the same fault injected again and
+//! again under a recording writer, each timed from the fault to the first write acknowledged
+//! through the VIP at a newer epoch. The parsing here is pure and unit-tested; the binary
+//! `failover-bench` drives the cluster.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+use anyhow::{Result, bail};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// kill -9 of the master's nameserver process: its heart releases the Lease.
+    Kill,
+    /// Force-delete of the master pod.
+    PodLoss,
+    /// Planned switchover to the slave (annotation).
+    Switchover,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Kill, Kind::Switchover, Kind::PodLoss];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Kill => "kill",
+            Kind::PodLoss => "podloss",
+            Kind::Switchover => "switchover",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Kind> {
+        match s {
+            "kill" => Ok(Kind::Kill),
+            "podloss" => Ok(Kind::PodLoss),
+            "switchover" => Ok(Kind::Switchover),
+            other => bail!("unknown trial kind {other:?}: expected kill, podloss or switchover"),
+        }
+    }
+}
+
+/// The order of the trials: kinds interleaved round by round, so that no pod is killed twice in
+/// a row (the kubelet's restart back-off would grow) and the noise of the machine spreads over
+/// every kind alike. A pod killed in one round is replaced by the pod-loss trial of that round.
+pub fn schedule(kinds: &[Kind], trials_each: usize) -> Vec<Kind> {
+    let order: Vec<Kind> = Kind::ALL.iter().copied().filter(|k| kinds.contains(k)).collect();
+    (0..trials_each).flat_map(|_| order.iter().copied()).collect()
+}
+
+/// The first acknowledgement at an epoch above `old_epoch` acknowledged after `fault_ms`, in
+/// record lines (`C <block> <epoch> <seq> <sent_ms> <acked_ms>`, `M <block> <version> <epoch> ...`,
+/// `R ...` as `C`). Returns its acked_ms.
+pub fn first_ack_after(lines: &str, fault_ms: u64, old_epoch: u64) -> Option<u64> {
+    lines
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let epoch_at = if f.first() == Some(&"M") { 3 } else { 2 };
+            let epoch = f.get(epoch_at)?.parse::<u64>().ok()?;
+            let acked = f.get(epoch_at + 3)?.parse::<u64>().ok()?;
+            (f.len() == epoch_at + 4 && epoch > old_epoch && acked > fault_ms).then_some(acked)
+        })
+        .min()
+}
+
+/// (failed, retries) from the last progress line of a `tfsctl bench` log:
+/// `tfsctl bench:   12.0s 4711 ok, 0 failed, 3 retries`.
+pub fn bench_counters(log: &str) -> Option<(u64, u64)> {
+    log.lines().rev().find_map(|l| {
+        let rest = l.strip_prefix("tfsctl bench:")?;
+        let mut parts = rest.split(", ");
+        parts.next()?;
+        let failed = parts.next()?.strip_suffix(" failed")?.parse().ok()?;
+        let retries = parts.next()?.strip_suffix(" retries")?.parse().ok()?;
+        Some((failed, retries))
+    })
+}
+
+/// Reads what a file gained since `offset` (complete lines only) and advances `offset`.
+pub fn read_new_lines(path: &Path, offset: &mut u64) -> Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    f.seek(SeekFrom::Start(*offset))?;
+    let mut buf = String::new();
+    f.read_to_string(&mut buf)?;
+    let end = buf.rfind('\n').map_or(0, |i| i + 1);
+    buf.truncate(end);
+    *offset += end as u64;
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_interleaves_kinds_round_by_round() {
+        let s = schedule(&[Kind::PodLoss, Kind::Kill, Kind::Switchover], 2);
+        assert_eq!(s, vec![Kind::Kill, Kind::Switchover, Kind::PodLoss, Kind::Kill, Kind::Switchover, Kind::PodLoss]);
+        assert_eq!(schedule(&[Kind::Switchover], 3), vec![Kind::Switchover; 3]);
+        assert!(schedule(&[], 5).is_empty());
+        assert!(Kind::parse("reboot").is_err());
+        assert_eq!(Kind::parse("podloss").unwrap(), Kind::PodLoss);
+    }
+
+    #[test]
+    fn first_ack_after_needs_a_newer_epoch_and_a_later_ack() {
+        let rec = "C 1 4 10 990 1000\n\
+                   C 2 4 11 1000 1500\n\
+                   C 3 5 12 1600 1700\n\
+                   M 3 2 5 13 1650 1650\n\
+                   R 3 6 14 1800 1900\n\
+                   C 9 5 15 100\n";
+        // epoch 4's late ack (1500) does not count; epoch 5's commit at 1650 is the first.
+        assert_eq!(first_ack_after(rec, 1200, 4), Some(1650));
+        assert_eq!(first_ack_after(rec, 1200, 5), Some(1900));
+        assert_eq!(first_ack_after(rec, 2000, 4), None);
+        assert_eq!(first_ack_after("garbage\nC x y\n", 0, 0), None);
+    }
+
+    #[test]
+    fn counters_come_from_the_last_progress_line() {
+        let log = "tfsctl bench:    0.5s 10 ok, 0 failed, 0 retries\n\
+                   some warning\n\
+                   tfsctl bench:    1.0s 20 ok, 2 failed, 7 retries\n\
+                   tfsctl bench: torn";
+        assert_eq!(bench_counters(log), Some((2, 7)));
+        assert_eq!(bench_counters("nothing yet"), None);
+    }
+
+    #[test]
+    fn new_lines_are_read_once_and_torn_lines_wait() {
+        use std::io::Write;
+        let dir = std::env::temp_dir().join(format!("trials-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("acked");
+        let mut f = std::fs::File::create(&p).unwrap();
+        let mut off = 0;
+        write!(f, "a\nb\nc").unwrap();
+        assert_eq!(read_new_lines(&p, &mut off).unwrap(), "a\nb\n");
+        writeln!(f, "d").unwrap();
+        assert_eq!(read_new_lines(&p, &mut off).unwrap(), "cd\n");
+        assert_eq!(read_new_lines(&p, &mut off).unwrap(), "");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
