@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::ListParams;
+use kube::api::{Api, ListParams};
 use tfs_operator::crd::Phase;
 use tfs_operator::lease::LeaseView;
 
@@ -58,6 +58,16 @@ async fn healthy(t: &Tfs, replicas: usize) -> Result<(String, i64), String> {
     if pods.len() != replicas || ready != replicas {
         return Err(format!("{ready} of {} pods ready", pods.len()));
     }
+    // The operator too (a fault may have deleted it): the next fault needs it to fail over.
+    let ops: Api<Pod> = Api::namespaced(t.pods.clone().into_client(), OPERATOR_NS);
+    let ops = ops
+        .list(&ListParams::default().labels("app.kubernetes.io/name=tfs-operator"))
+        .await
+        .map_err(|e| format!("cannot list operator pods: {e}"))?
+        .items;
+    if !ops.iter().any(pod_ready) {
+        return Err("no operator pod ready".into());
+    }
     Ok((lv.holder, lv.transitions as i64))
 }
 
@@ -104,6 +114,24 @@ pub async fn converge(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// Container restarts so far, per pod and container (a container restarted many times waits out
+/// the kubelet's crash-loop back-off before its next start).
+pub async fn restarts(t: &Tfs) -> serde_json::Value {
+    let pods = t.pods.list(&ListParams::default().labels(&tfs_operator::names::selector_string(&t.name))).await;
+    let mut m = serde_json::Map::new();
+    for p in pods.map(|l| l.items).unwrap_or_default() {
+        let counts: serde_json::Map<String, serde_json::Value> = p
+            .status
+            .and_then(|s| s.container_statuses)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| (c.name, c.restart_count.into()))
+            .collect();
+        m.insert(p.metadata.name.unwrap_or_default(), counts.into());
+    }
+    m.into()
 }
 
 fn capture(cmd: &std::path::Path, args: &[&str]) -> String {

@@ -291,7 +291,7 @@ async fn one_fault(r: &mut Run, i: usize, n: usize, step: &Step, api: &ApiAddrs)
     ));
     r.log(serde_json::json!({
         "converged": i, "at_ms": conv.t_ms, "healed_ms": healed_ms, "converge_s": (conv.t_ms - inj.t_ms) as f64 / 1000.0,
-        "master": conv.master, "epoch": conv.epoch,
+        "master": conv.master, "epoch": conv.epoch, "restarts": converge::restarts(&r.tfs).await,
     }))?;
     tokio::time::sleep(step.pause).await;
     Ok(())

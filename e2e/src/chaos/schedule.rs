@@ -72,7 +72,8 @@ impl FaultKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Step {
     pub kind: FaultKind,
-    /// How long the fault stays in effect before it is healed (0: it heals itself).
+    /// How long the fault stays in effect, from its injection, before it is healed (0: it heals
+    /// itself).
     pub hold: Duration,
     /// A second delay inside the fault: freeze-slave-kill-master waits this long between freezing
     /// the slave and killing the master; kill-operator-mid-failover between the kill and the
@@ -122,7 +123,7 @@ pub fn plan(seed: u64, n: usize, kinds: &[FaultKind], lease: Duration) -> Vec<St
                 FaultKind::FreezeMaster => (lease + Duration::from_secs(3), Duration::ZERO),
                 FaultKind::CutMasterFromApiserver => (lease + Duration::from_secs(5), Duration::ZERO),
                 FaultKind::CutMasterFromSlave => (cut, Duration::ZERO),
-                FaultKind::FreezeSlaveKillMaster => (thaw_after, freeze_for),
+                FaultKind::FreezeSlaveKillMaster => (freeze_for + thaw_after, freeze_for),
                 FaultKind::KillOperatorMidFailover => (Duration::ZERO, operator_after),
                 FaultKind::StopApiserver => (Duration::from_secs(20), Duration::ZERO),
             };
@@ -171,7 +172,8 @@ mod tests {
                 FaultKind::StopApiserver => assert_eq!(s.hold, Duration::from_secs(20)),
                 FaultKind::CutMasterFromSlave => assert!(s.hold >= Duration::from_secs(2)),
                 FaultKind::FreezeSlaveKillMaster => {
-                    assert!(s.delay >= Duration::from_secs(1) && s.hold >= Duration::from_secs(2))
+                    // The slave stays frozen 2-5 s after the master is killed.
+                    assert!(s.delay >= Duration::from_secs(1) && s.hold >= s.delay + Duration::from_secs(2))
                 }
                 FaultKind::KillOperatorMidFailover => assert!(s.delay <= Duration::from_millis(800)),
                 _ => assert_eq!((s.hold, s.delay), (Duration::ZERO, Duration::ZERO)),
