@@ -149,12 +149,20 @@ pub async fn run(o: Opts) -> Result<i32> {
         }
     }
     kubectl(&["create", "namespace", &ns])?;
+    // Also when interrupted: the namespace goes (its TfsNameserver's finalizer runs meanwhile).
+    let gone = (!o.keep).then(|| {
+        let ns = ns.clone();
+        heal::Heal::new(format!("delete namespace {ns}"), move || {
+            let _ = kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+        })
+    });
     let result = run_in(&o, seed, &dir, &ns).await;
     if o.keep {
         println!("chaos: namespace {ns} kept (kubectl delete namespace {ns})");
     } else {
         delete_namespace(&ns);
     }
+    drop(gone);
     result
 }
 
