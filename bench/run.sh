@@ -6,6 +6,7 @@
 #   BENCH_SCALE=0.2                   fewer requests per point of the write sweep
 #   BENCH_FAILOVER_TRIALS=20          trials of each failover kind
 #   BENCH_RESULTS, BENCH_DOCS, BENCH_PLOTS   where results, the doc and the plots go
+#   BENCH_FRESH=0                     add to the existing results instead of starting afresh
 set -euo pipefail
 BENCH_NAME=bench
 source "$(dirname "$0")/lib.sh"
@@ -13,8 +14,9 @@ cd "$ROOT"
 STEPS="writes engine recovery failover criterion"
 skip() { [[ " ${BENCH_SKIP:-} " == *" $1 "* ]]; }
 
-# Figures from different runs must not mix: start a fresh results file, keep the last one.
-[ -f "$RESULTS" ] && mv "$RESULTS" "$RESULTS.prev"
+# Figures from different runs must not mix: start a fresh results file, keep the last one
+# (BENCH_FRESH=0 keeps it, to redo some steps of the same run with BENCH_SKIP).
+if [ "${BENCH_FRESH:-1}" = 1 ] && [ -f "$RESULTS" ]; then mv "$RESULTS" "$RESULTS.prev"; fi
 put_result machine "$(python3 - <<'PY'
 import json, os, platform, subprocess, datetime
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
