@@ -11,12 +11,12 @@ export KUBECONFIG ?= $(ROOT)/.e2e/kubeconfig
 .PHONY: bench help build release crds check-crds fmt lint unit helm-lint e2e demo test deps chaos fuzz deps-fuzz
 
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
 
 build: ## Debug build of every crate
 	$(CARGO) build --workspace
 
-release: ## Release build of the binaries (tfs-nameserver, tfsctl, tfs-operator)
+release: ## Release build of every binary (tfs-nameserver, tfsctl, tfs-operator, chaos, failover-bench, bench-report)
 	$(CARGO) build --release --workspace --bins
 
 crds: ## Regenerate crds/ and charts/tfs-operator/crds/ from the Rust types
