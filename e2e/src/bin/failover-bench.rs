@@ -7,14 +7,13 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Parser;
 use tfs_e2e::chaos::converge::converge;
 use tfs_e2e::chaos::faults::{self, Pair};
 use tfs_e2e::chaos::writer::BenchWriter;
 use tfs_e2e::trials::{self, Kind};
 use tfs_e2e::{Namespace, Tfs, client, ensure_operator, kubectl, now_ms, root, verify};
-use tfs_operator::lease::LeaseView;
 
 const NAME: &str = "demo";
 const REPLICAS: usize = 2;
@@ -50,19 +49,6 @@ struct Trial {
 
 fn say(start: Instant, msg: impl AsRef<str>) {
     println!("[failover-bench {:>6.1}s] {}", start.elapsed().as_secs_f64(), msg.as_ref());
-}
-
-async fn pair(t: &Tfs) -> Result<Pair> {
-    let lv = LeaseView::of(&t.leases.get(NAME).await?);
-    let slave = t.pod_names().await?.into_iter().find(|p| *p != lv.holder).context("no slave pod")?;
-    Ok(Pair {
-        ns: t.ns.clone(),
-        master: lv.holder,
-        slave,
-        epoch: lv.transitions,
-        master_ip: String::new(),
-        slave_ip: String::new(),
-    })
 }
 
 fn counters(w: &BenchWriter) -> (u64, u64) {
@@ -119,7 +105,7 @@ async fn main() -> Result<()> {
     let mut done: Vec<Trial> = Vec::new();
     for (i, &kind) in plan.iter().enumerate() {
         converge(&t, REPLICAS, &mut writers, cli.converge_timeout, 100).await?;
-        let p = pair(&t).await?;
+        let p = Pair::of(&t).await?;
         let record = writers[0].record.clone();
         let mut offset = std::fs::metadata(&record)?.len();
         let fault_ms = inject(kind, &p)?;

@@ -21,6 +21,23 @@ pub struct Pair {
     pub slave_ip: String,
 }
 
+impl Pair {
+    /// Who is who now: the Lease's holder is the master, the other pod the slave.
+    pub async fn of(t: &crate::Tfs) -> Result<Pair> {
+        let lv = tfs_operator::lease::LeaseView::of(&t.leases.get(&t.name).await?);
+        let slave = t.pod_names().await?.into_iter().find(|p| *p != lv.holder).context("no slave pod")?;
+        let ip = |p: k8s_openapi::api::core::v1::Pod| p.status.and_then(|s| s.pod_ip).unwrap_or_default();
+        Ok(Pair {
+            ns: t.ns.clone(),
+            master_ip: ip(t.pods.get(&lv.holder).await?),
+            slave_ip: ip(t.pods.get(&slave).await?),
+            master: lv.holder,
+            slave,
+            epoch: lv.transitions,
+        })
+    }
+}
+
 /// Where pods reach the API server: the `kubernetes` Service's ClusterIP and port (what
 /// in-cluster clients dial; kube-proxy rewrites it on the host, outside the pod) and the real
 /// endpoint behind it (in case anything dials it directly).

@@ -15,8 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use tfs_operator::lease::LeaseView;
+use anyhow::{Result, bail};
 
 use self::converge::{converge, diagnostics};
 use self::faults::{ApiAddrs, Injected, Pair};
@@ -63,22 +62,6 @@ impl Run {
         writeln!(self.fault_log, "{v}")?;
         self.fault_log.flush()?;
         Ok(())
-    }
-
-    /// Master (the Lease holder) and slave, with their pod addresses.
-    async fn pair(&self) -> Result<Pair> {
-        let lv = LeaseView::of(&self.tfs.leases.get(NAME).await?);
-        let names = self.tfs.pod_names().await?;
-        let slave = names.into_iter().find(|p| *p != lv.holder).context("no slave pod")?;
-        let ip = |p: k8s_openapi::api::core::v1::Pod| p.status.and_then(|s| s.pod_ip).unwrap_or_default();
-        Ok(Pair {
-            ns: self.ns.clone(),
-            master_ip: ip(self.tfs.pods.get(&lv.holder).await?),
-            slave_ip: ip(self.tfs.pods.get(&slave).await?),
-            master: lv.holder,
-            slave,
-            epoch: lv.transitions,
-        })
     }
 
     async fn diagnose(&self, why: &str) -> String {
@@ -263,7 +246,7 @@ async fn run_in(o: &Opts, seed: u64, dir: &Path, ns: &str) -> Result<i32> {
 }
 
 async fn one_fault(r: &mut Run, i: usize, n: usize, step: &Step, api: &ApiAddrs) -> Result<()> {
-    let p = r.pair().await?;
+    let p = Pair::of(&r.tfs).await?;
     for w in r.writers.iter_mut() {
         w.tail.poll()?;
     }

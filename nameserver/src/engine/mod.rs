@@ -211,6 +211,13 @@ impl Engine {
             }
             None => wait.await,
         }
+        // Invariant: a write is acknowledged only once committed (durable on the master and on
+        // every slave of the published sync set) and while mastership is valid. A wait can also
+        // end without a commit (a log reset after a demotion releases its waiters, a dropped
+        // Commit drops them): check both here rather than trust how the wait ended.
+        if self.shared.commit.committed() < seq {
+            return Err(WriteError::Unknown(format!("seq {seq} was not committed")));
+        }
         self.shared.role.lock().check_writable(Instant::now()).map_err(|e| WriteError::Unknown(e.to_string()))
     }
 
