@@ -8,6 +8,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod crashpoint;
 pub mod engine;
 pub mod metrics;
 pub mod mutation;

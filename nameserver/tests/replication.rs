@@ -22,43 +22,8 @@ async fn pair(root: &std::path::Path) -> (Node, Node) {
 async fn pair_with(root: &std::path::Path, a_extra: &[&str]) -> (Node, Node) {
     let mut a = Node::new("a", root, &[SYNC, a_extra].concat());
     let mut b = Node::new("b", root, SYNC);
-    a.start_ready().await;
-    b.start_ready().await;
-    a.master(1).await;
-    b.slave_of(&a, 1).await;
-    a.dataservers(3).await;
-    a.wait_for("b in the sync set", Duration::from_secs(10), |s| s.sync_set.contains(&"b".to_string())).await;
+    start_pair(&mut a, &mut b).await;
     (a, b)
-}
-
-async fn create_blocks(n: &Node, batches: u32, per: u32) -> Vec<u64> {
-    let mut c = n.client().await;
-    let mut ids = Vec::new();
-    for _ in 0..batches {
-        let r = c.batch_create_blocks(proto::BatchCreateBlocksRequest { count: per, replicas: 2 }).await.unwrap();
-        ids.extend(r.into_inner().blocks.iter().map(|b| b.id));
-    }
-    ids
-}
-
-async fn all_blocks(n: &Node) -> Vec<proto::Block> {
-    let mut c = n.client().await;
-    let mut out = Vec::new();
-    let mut after = 0;
-    loop {
-        let r = c.list_blocks(proto::ListBlocksRequest { after, limit: 10_000 }).await.unwrap().into_inner();
-        out.extend(r.blocks);
-        if !r.more {
-            return out;
-        }
-        after = out.last().unwrap().id;
-    }
-}
-
-async fn same_state(a: &Node, b: &Node) {
-    let sa = a.status().await;
-    b.wait_for("caught up", Duration::from_secs(30), |s| s.applied_seq == sa.applied_seq).await;
-    assert_eq!(all_blocks(a).await, all_blocks(b).await, "slave state differs from the master's");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -138,6 +103,32 @@ async fn old_master_rejoins_by_snapshot_after_divergence_then_by_stream() {
         snapshots_before,
         "a slave on the same history must not need a snapshot"
     );
+}
+
+/// 64 concurrent BatchCreateBlocks(10000) make group commits far larger than one replication
+/// frame: the stream must split them, and the slave must keep up and stay in the sync set.
+#[tokio::test(flavor = "multi_thread")]
+async fn group_commits_larger_than_a_frame_reach_the_slave() {
+    let root = tempfile::tempdir().unwrap();
+    let (a, b) = pair(root.path()).await;
+    let c = a.client().await;
+    let calls: Vec<_> = (0..64)
+        .map(|_| {
+            let mut c = c.clone();
+            tokio::spawn(async move {
+                c.batch_create_blocks(proto::BatchCreateBlocksRequest { count: 10_000, replicas: 2 }).await
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for call in calls {
+        created += call.await.unwrap().expect("batch create").into_inner().blocks.len();
+    }
+    assert_eq!(created, 640_000);
+    let sa = a.status().await;
+    b.wait_for("the slave caught up", Duration::from_secs(60), |s| s.applied_seq == sa.applied_seq).await;
+    a.wait_for("b in the sync set", Duration::from_secs(10), |s| s.sync_set.contains(&"b".to_string())).await;
+    assert!(!b.log_text().contains("exceeds"), "the slave was sent a frame over its limit:\n{}", b.log_text());
 }
 
 #[tokio::test(flavor = "multi_thread")]

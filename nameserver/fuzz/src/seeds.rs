@@ -134,8 +134,14 @@ pub fn all() -> Vec<Seed> {
     add("checkpoint", "history", ckpt.clone());
     add("checkpoint", "empty", checkpoint_of(&hist[..1]));
 
-    let login =
-        proto::ReplLogin { cluster_id: "tfs".into(), node: "demo-1".into(), epoch: 2, last_seq: 14, last_epoch: 1 };
+    let login = proto::ReplLogin {
+        cluster_id: "tfs".into(),
+        node: "demo-1".into(),
+        epoch: 2,
+        last_seq: 14,
+        last_epoch: 1,
+        incarnation: 7,
+    };
     add("repl_frame", "login", frame_of(FrameType::Login, &login.encode_to_vec()));
     let ok = proto::ReplLoginOk { lease_id: 5, lease_ms: 1500, epoch: 2, start_seq: 15, snapshot: true };
     add("repl_frame", "login-ok", frame_of(FrameType::LoginOk, &ok.encode_to_vec()));

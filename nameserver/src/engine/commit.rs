@@ -19,6 +19,14 @@ use tokio::sync::oneshot;
 
 use crate::config::ReplicationMode;
 
+/// One consistent reading of the sync set, for publication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncSetView {
+    pub members: Vec<String>,
+    pub version: u64,
+    pub pending: Vec<String>,
+}
+
 pub struct Commit {
     durable: AtomicU64,
     committed: AtomicU64,
@@ -37,6 +45,8 @@ struct Inner {
     version: u64,
     published: u64,
     publish_removals: bool,
+    /// Incarnation of each member and pending removal: only that process may resume the place.
+    incarnations: BTreeMap<String, u64>,
 }
 
 impl Commit {
@@ -54,6 +64,7 @@ impl Commit {
                 version: 0,
                 published: 0,
                 publish_removals: false,
+                incarnations: BTreeMap::new(),
             }),
         }
     }
@@ -124,6 +135,8 @@ impl Commit {
             if g.publish_removals {
                 let v = g.version;
                 g.pending.insert(node.to_string(), (acked, v));
+            } else {
+                g.incarnations.remove(node);
             }
         }
         drop(g);
@@ -135,9 +148,57 @@ impl Commit {
         let mut g = self.inner.lock();
         g.published = g.published.max(version.min(g.version));
         let p = g.published;
-        g.pending.retain(|_, (_, v)| *v > p);
+        let released: Vec<String> = g.pending.iter().filter(|(_, (_, v))| *v <= p).map(|(n, _)| n.clone()).collect();
+        for n in released {
+            g.pending.remove(&n);
+            g.incarnations.remove(&n);
+        }
         drop(g);
         self.recompute();
+    }
+
+    /// Adds a slave to the sync set if it acked everything already committed; returns whether it
+    /// is in the set now.
+    ///
+    /// Invariant: the check and the insert are one step under `inner`, the lock under which
+    /// `committed` is raised (see `recompute`): no commit can pass `acked` between them, so a member
+    /// always holds every committed seq.
+    pub fn join_if_caught_up(&self, node: &str, acked: u64, incarnation: u64) -> bool {
+        let mut g = self.inner.lock();
+        if g.sync_set.contains_key(node) {
+            return true;
+        }
+        if acked < self.committed() {
+            return false;
+        }
+        g.pending.remove(node);
+        g.sync_set.insert(node.to_string(), acked);
+        g.incarnations.insert(node.to_string(), incarnation);
+        g.version += 1;
+        true
+    }
+
+    /// The incarnation whose acks count for `node` (a member, or a removal not yet published).
+    pub fn counted_incarnation(&self, node: &str) -> Option<u64> {
+        let g = self.inner.lock();
+        (g.sync_set.contains_key(node) || g.pending.contains_key(node))
+            .then(|| g.incarnations.get(node).copied())
+            .flatten()
+    }
+
+    /// The sync set as it is published: members, the version they are at, removals pending.
+    ///
+    /// Invariant: read under one lock, so the members are exactly the set of that version. The heart
+    /// writes the members on the Lease and reports the version back ([`Commit::published`]), which
+    /// releases pending removals up to it: a version newer than its members would release a slave
+    /// that the Lease still lists as promotable.
+    pub fn view(&self) -> SyncSetView {
+        let g = self.inner.lock();
+        SyncSetView {
+            members: g.sync_set.keys().cloned().collect(),
+            version: g.version,
+            pending: g.pending.keys().cloned().collect(),
+        }
     }
 
     pub fn sync_set(&self) -> Vec<(String, u64)> {
@@ -156,18 +217,23 @@ impl Commit {
         self.inner.lock().sync_set.contains_key(node)
     }
 
+    /// Raises `committed` to what the set allows. The raise happens under `inner`, so that a
+    /// membership change (a join) sees either the raised value or is counted in the floor.
     fn recompute(&self) {
         let durable = self.durable();
-        let g = self.inner.lock();
-        let floor = match g.mode {
-            ReplicationMode::Sync => {
-                g.sync_set.values().chain(g.pending.values().map(|(a, _)| a)).copied().fold(durable, u64::min)
-            }
-            ReplicationMode::Async => durable,
-        };
-        drop(g);
-        if self.committed.fetch_max(floor, Ordering::AcqRel) < floor {
-            self.release(floor);
+        let raised = {
+            let g = self.inner.lock();
+            let floor = match g.mode {
+                ReplicationMode::Sync => {
+                    g.sync_set.values().chain(g.pending.values().map(|(a, _)| a)).copied().fold(durable, u64::min)
+                }
+                ReplicationMode::Async => durable,
+            };
+            self.committed.fetch_max(floor, Ordering::AcqRel) < floor
+        }
+        .then(|| self.committed());
+        if let Some(upto) = raised {
+            self.release(upto);
         }
     }
 
@@ -256,6 +322,70 @@ mod tests {
         c.remove_from_sync_set("b");
         c.add_to_sync_set("b", 20);
         assert!(c.pending_removals().is_empty());
+    }
+
+    /// A published (members, version) pair must be the set as it was at that version: the heart
+    /// publishes the members and then reports the version, which releases pending removals.
+    #[test]
+    fn the_published_view_is_one_consistent_pair() {
+        let c = std::sync::Arc::new(Commit::new(0, ReplicationMode::Sync));
+        c.set_publish_removals(true);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let churn = {
+            let (c, stop) = (c.clone(), stop.clone());
+            // Versions: add → odd (b in the set), remove → even (b out).
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    c.add_to_sync_set("b", 0);
+                    c.remove_from_sync_set("b");
+                }
+            })
+        };
+        let mut bad = None;
+        for _ in 0..200_000 {
+            let v = c.view();
+            let has_b = v.members.iter().any(|m| m == "b");
+            if has_b != (v.version % 2 == 1) {
+                bad = Some(v);
+                break;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        churn.join().unwrap();
+        assert_eq!(bad, None, "a view whose members are not the set of its version");
+    }
+
+    /// Joining is one step with the caught-up check: once a slave is in the set, nothing beyond its
+    /// acked seq is committed, even while the durable seq races ahead.
+    #[test]
+    fn a_slave_joins_only_if_caught_up_at_that_instant() {
+        let c = std::sync::Arc::new(Commit::new(0, ReplicationMode::Sync));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (c, stop) = (c.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut seq = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    seq += 1;
+                    c.set_durable(seq);
+                }
+            })
+        };
+        let mut violation = None;
+        for _ in 0..200_000 {
+            let acked = c.committed();
+            if c.join_if_caught_up("b", acked, 1) {
+                let committed = c.committed();
+                if committed > acked {
+                    violation = Some((acked, committed));
+                    break;
+                }
+                c.remove_from_sync_set("b");
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
+        assert_eq!(violation, None, "(acked, committed) of a slave that joined: commit passed what it holds");
     }
 
     #[test]

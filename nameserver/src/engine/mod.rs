@@ -81,9 +81,11 @@ pub(crate) enum Command {
         role: RoleState,
         reply: oneshot::Sender<Result<RoleState, String>>,
     },
-    /// A background checkpoint finished: `Some(seq)` written, `None` failed.
+    /// A background checkpoint finished: `Some(seq)` written, `None` failed; started in
+    /// `generation` (see writer `install`).
     CheckpointDone {
         seq: Option<u64>,
+        generation: u64,
     },
 }
 
@@ -122,6 +124,13 @@ impl Engine {
     pub fn open_with(cfg: EngineConfig, repl: crate::replication::ReplicationConfig) -> Result<Self, StartError> {
         let lock = lock_data_dir(&cfg.data_dir).map_err(StartError::Lock)?;
         let t0 = Instant::now();
+        if let Some(staged) = checkpoint::pending_install(&cfg.checkpoint_dir())? {
+            // A crash interrupted a snapshot install past its commit point: finish it first.
+            let seq = staged.meta.seq;
+            let removed = crate::oplog::log::remove_all(&cfg.oplog_dir())?;
+            checkpoint::finish_install(&cfg.checkpoint_dir(), seq)?;
+            info!(seq, removed_segments = removed, "interrupted snapshot install completed");
+        }
         let snap = checkpoint::load_newest(&cfg.checkpoint_dir())?;
         let mut state = match snap {
             Some(s) => s.into_state()?,

@@ -13,6 +13,8 @@ pub struct Peer {
     pub lease_until: Instant,
     /// Identifies the connection, so that an old connection's cleanup never undoes a newer one.
     pub session: u64,
+    /// The slave process's incarnation, from its LOGIN.
+    pub incarnation: u64,
 }
 
 #[derive(Default)]

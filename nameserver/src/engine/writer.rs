@@ -76,6 +76,10 @@ struct Writer {
     scratch: Vec<u8>,
     since_checkpoint: u64,
     checkpointing: bool,
+    /// The background checkpoint in progress, if any.
+    checkpoint_thread: Option<std::thread::JoinHandle<()>>,
+    /// Bumped by each snapshot install: a checkpoint started before it belongs to a replaced history.
+    generation: u64,
     tx: mpsc::Sender<Command>,
 }
 
@@ -93,6 +97,8 @@ pub(super) fn spawn(
         scratch: Vec::new(),
         since_checkpoint: since,
         checkpointing: false,
+        checkpoint_thread: None,
+        generation: 0,
         tx,
     };
     std::thread::Builder::new().name("oplog-writer".into()).spawn(move || {
@@ -213,11 +219,17 @@ impl Writer {
             Command::SetRole { role, reply } => {
                 let _ = reply.send(self.set_role(role));
             }
+            // Of a history a snapshot install replaced since: its file is gone, nothing to do.
+            Command::CheckpointDone { generation, .. } if generation != self.generation => {}
             // Cleared on failure too: a failed checkpoint must not stop all later ones (the log
             // would then grow without bound).
-            Command::CheckpointDone { seq: None } => self.checkpointing = false,
-            Command::CheckpointDone { seq: Some(seq) } => {
+            Command::CheckpointDone { seq: None, .. } => {
                 self.checkpointing = false;
+                self.checkpoint_thread = None;
+            }
+            Command::CheckpointDone { seq: Some(seq), .. } => {
+                self.checkpointing = false;
+                self.checkpoint_thread = None;
                 self.shared.checkpoint_seq.store(seq, Ordering::Relaxed);
                 match self.oplog.remove_through(seq) {
                     Ok(n) if n > 0 => {
@@ -271,10 +283,24 @@ impl Writer {
             return Err("this node is a master; it takes no snapshot from another".into());
         }
         let seq = snap.meta.seq;
-        // Durable first: the checkpoint, then the log restarted after it.
-        checkpoint::write(&self.shared.cfg.checkpoint_dir(), &snap, 2).map_err(|e| e.to_string())?;
+        // A checkpoint of the replaced history still being written would land after the install
+        // (possibly at a higher seq than the snapshot's) and be recovered instead of it: wait for
+        // it, and forget its completion (finish_install removes its file).
+        if let Some(t) = self.checkpoint_thread.take() {
+            let _ = t.join();
+        }
+        self.checkpointing = false;
+        self.generation += 1;
+        // Steps of an atomic install (checkpoint.rs `stage_install`): stage (the commit point),
+        // reset the log, make the snapshot the only checkpoint. Recovery completes the last two.
+        let dir = self.shared.cfg.checkpoint_dir();
+        checkpoint::stage_install(&dir, &snap).map_err(|e| e.to_string())?;
+        crate::crashpoint::reached("install:checkpoint-written");
         let state = snap.into_state().map_err(|e| e.to_string())?;
         self.oplog.reset_after(seq).map_err(|e| e.to_string())?;
+        crate::crashpoint::reached("install:log-reset");
+        checkpoint::finish_install(&dir, seq).map_err(|e| e.to_string())?;
+        crate::crashpoint::reached("install:checkpoints-replaced");
         *self.shared.state.write() = state;
         self.shared.checkpoint_seq.store(seq, Ordering::Relaxed);
         self.shared.first_log_seq.store(self.oplog.first_seq(), Ordering::Relaxed);
@@ -327,6 +353,7 @@ impl Writer {
         self.since_checkpoint = 0;
         let dir = self.shared.cfg.checkpoint_dir();
         let tx = self.tx.clone();
+        let generation = self.generation;
         let spawned = std::thread::Builder::new().name("checkpoint".into()).spawn(move || {
             let t = Instant::now();
             let done = match checkpoint::write(&dir, &snap, 2) {
@@ -339,11 +366,14 @@ impl Writer {
                     None
                 }
             };
-            let _ = tx.blocking_send(Command::CheckpointDone { seq: done });
+            let _ = tx.blocking_send(Command::CheckpointDone { seq: done, generation });
         });
-        if let Err(e) = spawned {
-            error!(error = %e, "cannot start the checkpoint thread");
-            self.checkpointing = false;
+        match spawned {
+            Ok(t) => self.checkpoint_thread = Some(t),
+            Err(e) => {
+                error!(error = %e, "cannot start the checkpoint thread");
+                self.checkpointing = false;
+            }
         }
     }
 }

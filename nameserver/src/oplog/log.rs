@@ -218,13 +218,9 @@ impl Oplog {
 
     /// Drops the whole log and restarts it after `seq` (a slave installing a snapshot).
     pub fn reset_after(&mut self, seq: u64) -> Result<(), OplogError> {
+        self.segments.clear();
+        remove_all(&self.dir)?;
         let seg = Segment { first_seq: seq + 1, path: self.dir.join(segment::file_name(seq + 1)) };
-        for old in self.segments.drain(..) {
-            if old.path != seg.path {
-                fs::remove_file(&old.path).map_err(io_err(&old.path))?;
-            }
-        }
-        let _ = fs::remove_file(&seg.path);
         self.active = create_segment(&self.dir, &seg.path)?;
         self.active_len = 0;
         self.segments.push(seg);
@@ -276,6 +272,20 @@ impl Oplog {
         }
         Ok(Some(out))
     }
+}
+
+/// Removes every segment in `dir` (durably): the log of a history a snapshot install replaces.
+/// Only called past the install's commit point, which recovery completes (checkpoint.rs).
+pub fn remove_all(dir: &Path) -> Result<usize, OplogError> {
+    let segs = segment::list(dir).map_err(io_err(dir))?;
+    for (i, seg) in segs.iter().enumerate() {
+        fs::remove_file(&seg.path).map_err(io_err(&seg.path))?;
+        if i == 0 {
+            crate::crashpoint::reached("install:first-segment-removed");
+        }
+    }
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
+    Ok(segs.len())
 }
 
 fn create_segment(dir: &Path, path: &Path) -> Result<File, OplogError> {

@@ -91,26 +91,48 @@ impl Feed {
         } else {
             first.data.clone()
         };
-        let mut last = first.last;
-        let more = g.0.get(start + 1).is_some() && head.len() < max_bytes;
-        if !more {
-            return FeedRead::Records { data: head, first: from, last };
+        if head.len() > max_bytes {
+            // One group commit larger than a shipment: cut it at a record boundary.
+            let (len, n) = records_within(&head, max_bytes);
+            return FeedRead::Records { data: head.slice(..len), first: from, last: from + n - 1 };
         }
-        // Whole batches after the first, until about max_bytes: sized first, copied once.
+        let mut last = first.last;
+        // Whole batches after the first while they fit: sized first, copied once.
         let (mut len, mut end) = (head.len(), start + 1);
         for b in g.0.range(start + 1..) {
-            if len >= max_bytes {
+            if len + b.data.len() > max_bytes {
                 break;
             }
             len += b.data.len();
             last = b.last;
             end += 1;
         }
+        if end == start + 1 {
+            return FeedRead::Records { data: head, first: from, last };
+        }
         let mut out = BytesMut::with_capacity(len);
         out.extend_from_slice(&head);
         g.0.range(start + 1..end).for_each(|b| out.extend_from_slice(&b.data));
         FeedRead::Records { data: out.freeze(), first: from, last }
     }
+}
+
+/// The longest prefix of whole records within `max_bytes` (at least one record): (bytes, records).
+///
+/// Invariant: a shipment never exceeds the bound it was read with unless a single record does, so
+/// a frame stays under the slave's limit ([`super::frame::MAX_FRAME`]) however large a group
+/// commit was.
+fn records_within(data: &[u8], max_bytes: usize) -> (usize, u64) {
+    let (mut off, mut n) = (0, 0);
+    while off < data.len() {
+        let h = record::decode_header(&data[off..]).expect("the feed holds only records the writer encoded");
+        let next = off + record::HEADER_LEN + h.len as usize;
+        if next > max_bytes && n > 0 {
+            break;
+        }
+        (off, n) = (next, n + 1);
+    }
+    (off, n)
 }
 
 /// Byte offset after the first `n` records of an encoded batch.
@@ -165,6 +187,28 @@ mod tests {
         f.reset(100);
         assert!(matches!(f.read(101, 100), FeedRead::NotYet));
         assert!(matches!(f.read(50, 100), FeedRead::TooOld));
+    }
+
+    /// A shipment never exceeds its bound, however large one group commit was (a frame above the
+    /// slave's limit would be refused, and the slave would log in again into the same frame), and a
+    /// single record larger than the bound still ships, alone.
+    #[test]
+    fn a_batch_larger_than_a_shipment_is_split_at_record_boundaries() {
+        let f = Feed::new(usize::MAX, 0);
+        f.publish(1, 1000, batch(1, 1000));
+        f.publish(1001, 3000, batch(1001, 3000));
+        let max = 43 * 64;
+        let mut from = 1;
+        while from <= 3000 {
+            let FeedRead::Records { data, first, last } = f.read(from, max) else {
+                panic!("seq {from} is in the feed")
+            };
+            assert!(data.len() <= max, "a shipment of {} bytes from seq {from} exceeds {max}", data.len());
+            assert_eq!(seqs(&data), (first..=last).collect::<Vec<_>>());
+            from = last + 1;
+        }
+        let FeedRead::Records { data, first, last } = f.read(5, 10) else { panic!("seq 5 is in the feed") };
+        assert_eq!((first, last, data.len()), (5, 5, 43));
     }
 
     /// Every start seq and size bound over a feed of many uneven batches gives exactly the records

@@ -113,6 +113,9 @@ async fn session(engine: Engine, stream: TcpStream) -> Result<(), String> {
     if login.epoch != role.epoch {
         return refuse(&mut wr, format!("slave epoch {} is not the master's epoch {}", login.epoch, role.epoch)).await;
     }
+    if let Some(reason) = counted_elsewhere(&engine, &login) {
+        return refuse(&mut wr, reason).await;
+    }
     let (epochs, last) = {
         let s = sh.state.read();
         (s.epochs.clone(), s.applied_seq)
@@ -159,10 +162,13 @@ async fn session(engine: Engine, stream: TcpStream) -> Result<(), String> {
         frame::write_frame(&mut wr, FrameType::SnapshotEnd, &[]).await.map_err(|e| e.to_string())?;
     }
     let acked = from.saturating_sub(1);
-    sh.peers.upsert(&node, Peer { addr, acked, lease_id, lease_until: Instant::now() + lease, session });
+    let incarnation = login.incarnation;
+    sh.peers.upsert(&node, Peer { addr, acked, lease_id, lease_until: Instant::now() + lease, session, incarnation });
+    // The highest seq this connection carried: the slave holds at most that much.
+    let sent = AtomicU64::new(acked);
     let result = tokio::select! {
-        r = send_loop(&engine, &mut wr, from) => r,
-        r = recv_loop(&engine, rd, &node, session) => r,
+        r = send_loop(&engine, &mut wr, from, &sent) => r,
+        r = recv_loop(&engine, rd, &node, session, incarnation, &sent) => r,
     };
     // The slave is gone or failed: stop waiting for it. (With the heart, the removal is published
     // on the Lease by the master's Status before the operator may act on it; see commit.rs.)
@@ -174,7 +180,30 @@ async fn session(engine: Engine, stream: TcpStream) -> Result<(), String> {
     result
 }
 
-async fn send_loop(engine: &Engine, wr: &mut OwnedWriteHalf, mut next: u64) -> Result<(), String> {
+/// Why a LOGIN must not take `login.node`'s place: another process of that name still counts,
+/// through a live session or a place in the sync set not yet released. Without this, any peer
+/// could log in under a slave's name and have its acks counted as that slave's.
+fn counted_elsewhere(engine: &Engine, login: &proto::ReplLogin) -> Option<String> {
+    let sh = &engine.shared;
+    let node = &login.node;
+    if let Some(p) = sh.peers.get(node)
+        && p.incarnation != login.incarnation
+        && p.lease_until > Instant::now()
+    {
+        return Some(format!(
+            "{node} already has a live session from {} (another process); retry once its lease lapses",
+            p.addr
+        ));
+    }
+    match sh.commit.counted_incarnation(node) {
+        Some(i) if i != login.incarnation => Some(format!(
+            "{node}'s place in the sync set belongs to another process until its removal is published; retry then"
+        )),
+        _ => None,
+    }
+}
+
+async fn send_loop(engine: &Engine, wr: &mut OwnedWriteHalf, mut next: u64, sent: &AtomicU64) -> Result<(), String> {
     let sh = &engine.shared;
     let mut last_rx = sh.feed.subscribe();
     let mut cursor: Option<Cursor> = None;
@@ -210,6 +239,7 @@ async fn send_loop(engine: &Engine, wr: &mut OwnedWriteHalf, mut next: u64) -> R
         };
         match chunk {
             Some((data, last)) => {
+                sent.store(last, Ordering::Release);
                 frame::write_frame(wr, FrameType::Records, &data).await.map_err(|e| e.to_string())?;
                 next = last + 1;
             }
@@ -252,7 +282,14 @@ impl Drop for AbortOnDrop {
     }
 }
 
-async fn recv_loop(engine: &Engine, rd: BufReader<OwnedReadHalf>, node: &str, session: u64) -> Result<(), String> {
+async fn recv_loop(
+    engine: &Engine,
+    rd: BufReader<OwnedReadHalf>,
+    node: &str,
+    session: u64,
+    incarnation: u64,
+    sent: &AtomicU64,
+) -> Result<(), String> {
     let sh = &engine.shared;
     let (mut frames, _reader) = spawn_reader(rd);
     let lease = sh.repl.slave_lease;
@@ -271,6 +308,12 @@ async fn recv_loop(engine: &Engine, rd: BufReader<OwnedReadHalf>, node: &str, se
                     }
                     FrameType::Ack => {
                         let a: proto::ReplAck = frame::decode(t, payload).map_err(|e| e.to_string())?;
+                        // Invariant: an ack counts only for seqs this connection carried; a peer
+                        // claiming more is lying or broken, and is dropped before it counts.
+                        let carried = sent.load(Ordering::Acquire);
+                        if a.durable_seq > carried {
+                            return Err(format!("{node} acked seq {} but was sent up to {carried}", a.durable_seq));
+                        }
                         if a.durable_seq > acked {
                             acked = a.durable_seq;
                             last_progress = Instant::now();
@@ -278,8 +321,7 @@ async fn recv_loop(engine: &Engine, rd: BufReader<OwnedReadHalf>, node: &str, se
                             sh.commit.ack(node, acked);
                         }
                         // Caught up with every acknowledged write: from now on, commits wait for it.
-                        if !sh.commit.in_sync_set(node) && acked >= sh.commit.committed() {
-                            sh.commit.add_to_sync_set(node, acked);
+                        if !sh.commit.in_sync_set(node) && sh.commit.join_if_caught_up(node, acked, incarnation) {
                             info!(slave = %node, acked, "slave joined the sync set");
                         }
                     }

@@ -80,6 +80,13 @@ pub fn check_records(
     Ok(out)
 }
 
+/// This process's incarnation (see `ReplLogin.incarnation`): random, drawn once.
+fn incarnation() -> u64 {
+    use std::hash::BuildHasher;
+    static ID: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *ID.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(std::process::id()))
+}
+
 fn same_assignment(a: &RoleState, b: &RoleState) -> bool {
     a.role == b.role && a.epoch == b.epoch && a.master_addr == b.master_addr
 }
@@ -103,6 +110,7 @@ async fn session(engine: &Engine, role: &RoleState, shutdown: &mut watch::Receiv
         epoch: role.epoch,
         last_seq,
         last_epoch,
+        incarnation: incarnation(),
     };
     frame::write_msg(&mut wr, FrameType::Login, &login).await.map_err(|e| e.to_string())?;
     let (t, p) = tokio::time::timeout(Duration::from_secs(10), frame::read_frame(&mut rd))

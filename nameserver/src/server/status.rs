@@ -22,7 +22,7 @@ pub fn status(engine: &Engine) -> proto::StatusReply {
     };
     let durable = sh.commit.durable();
     let committed = sh.commit.committed();
-    let sync_set = sh.commit.sync_set();
+    let sync_set = sh.commit.view();
     let writable = role.check_writable(now).is_ok();
     sh.metrics.durable_seq.set(durable as i64);
     sh.metrics.committed_seq.set(committed as i64);
@@ -41,7 +41,7 @@ pub fn status(engine: &Engine) -> proto::StatusReply {
         draining: role.draining,
         writable,
         peers: crate::server::status::peers(engine, durable),
-        sync_set: sync_set.into_iter().map(|(n, _)| n).collect(),
+        sync_set: sync_set.members,
         block_count: blocks,
         dataserver_count: dss,
         live_dataservers: live,
@@ -50,8 +50,8 @@ pub fn status(engine: &Engine) -> proto::StatusReply {
         replication_mode: sh.commit.mode().to_string(),
         checkpoint_seq: sh.checkpoint_seq.load(Ordering::Relaxed),
         first_log_seq: sh.first_log_seq.load(Ordering::Relaxed),
-        sync_set_version: sh.commit.sync_set_version(),
-        sync_set_pending_removal: sh.commit.pending_removals(),
+        sync_set_version: sync_set.version,
+        sync_set_pending_removal: sync_set.pending,
     }
 }
 

@@ -36,6 +36,8 @@ pub struct Node {
     pub admin: String,
     pub metrics: String,
     pub extra: Vec<String>,
+    /// Environment of the next start (e.g. `TFS_CRASH_AT`); cleared by [`Node::start`]'s caller.
+    pub env: Vec<(String, String)>,
     pub child: Option<Child>,
     pub log: PathBuf,
 }
@@ -53,6 +55,7 @@ impl Node {
             admin: format!("127.0.0.1:{}", free_port()),
             metrics: format!("127.0.0.1:{}", free_port()),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
             child: None,
         }
     }
@@ -72,6 +75,7 @@ impl Node {
                 &self.metrics,
             ])
             .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -82,14 +86,21 @@ impl Node {
     /// Starts and waits until the client port answers.
     pub async fn start_ready(&mut self) {
         self.start();
-        let deadline = Instant::now() + Duration::from_secs(20);
+        if !self.wait_ready(Duration::from_secs(20)).await {
+            panic!("{} did not start; log:\n{}", self.name, self.log_text());
+        }
+    }
+
+    /// Waits until the client port answers; false if it did not within `timeout`.
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if self.try_status().await.is_some() {
-                return;
+                return true;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("{} did not start; log:\n{}", self.name, self.log_text());
+        false
     }
 
     pub fn kill9(&mut self) {
@@ -97,6 +108,21 @@ impl Node {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Waits for the process to exit on its own (a crash point); returns whether it did in time.
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(c) = self.child.as_mut()
+                && c.try_wait().unwrap().is_some()
+            {
+                self.child = None;
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     pub fn signal(&self, sig: &str) {
@@ -206,6 +232,49 @@ impl Drop for Node {
         }
         self.kill9();
     }
+}
+
+/// `a` master at epoch 1 with `b` following it in the sync set, 3 dataservers.
+pub async fn start_pair(a: &mut Node, b: &mut Node) {
+    a.start_ready().await;
+    b.start_ready().await;
+    a.master(1).await;
+    b.slave_of(a, 1).await;
+    a.dataservers(3).await;
+    a.wait_for("b in the sync set", Duration::from_secs(10), |s| s.sync_set.contains(&"b".to_string())).await;
+}
+
+/// Creates `batches` × `per` blocks with BatchCreateBlocks; returns their ids.
+pub async fn create_blocks(n: &Node, batches: u32, per: u32) -> Vec<u64> {
+    let mut c = n.client().await;
+    let mut ids = Vec::new();
+    for _ in 0..batches {
+        let r = c.batch_create_blocks(proto::BatchCreateBlocksRequest { count: per, replicas: 2 }).await.unwrap();
+        ids.extend(r.into_inner().blocks.iter().map(|b| b.id));
+    }
+    ids
+}
+
+/// Every block, paged through ListBlocks.
+pub async fn all_blocks(n: &Node) -> Vec<proto::Block> {
+    let mut c = n.client().await;
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let r = c.list_blocks(proto::ListBlocksRequest { after, limit: 10_000 }).await.unwrap().into_inner();
+        out.extend(r.blocks);
+        if !r.more {
+            return out;
+        }
+        after = out.last().unwrap().id;
+    }
+}
+
+/// Waits until `b` applied what `a` did, then compares their blocks.
+pub async fn same_state(a: &Node, b: &Node) {
+    let sa = a.status().await;
+    b.wait_for("caught up", Duration::from_secs(30), |s| s.applied_seq == sa.applied_seq).await;
+    assert_eq!(all_blocks(a).await, all_blocks(b).await, "slave state differs from the master's");
 }
 
 /// Runs tfsctl to completion.
