@@ -37,6 +37,12 @@ pub struct EngineConfig {
     pub block_size_estimate: u64,
     /// Most writes grouped under one fdatasync.
     pub max_batch: usize,
+    /// Most records (as requests estimate them) grouped under one fdatasync: bounds how long the
+    /// writer holds the state's lock, so reads and Status keep answering under any load.
+    pub max_group_records: u64,
+    /// Most records of admitted writes not yet answered (queued, being logged, or waiting for
+    /// their commit). A write beyond it is refused at once (RESOURCE_EXHAUSTED), never queued.
+    pub max_inflight_records: u32,
 }
 
 impl EngineConfig {
@@ -52,6 +58,8 @@ impl EngineConfig {
             dataserver_lease: Duration::from_secs(6),
             block_size_estimate: 64 << 20,
             max_batch: 4096,
+            max_group_records: 16 * 1024,
+            max_inflight_records: 64 * 1024,
         }
     }
 

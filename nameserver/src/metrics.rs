@@ -33,6 +33,8 @@ pub struct Metrics {
     pub is_master: Gauge,
     pub blocks: Gauge,
     pub recovery_seconds: Gauge<f64, AtomicU64>,
+    pub overloaded: Counter,
+    pub abandoned: Counter,
 }
 
 impl Default for Metrics {
@@ -73,6 +75,18 @@ impl Metrics {
         registry.register("blocks", "blocks in the state", blocks.clone());
         let recovery_seconds = Gauge::<f64, AtomicU64>::default();
         registry.register("recovery_seconds", "time taken to recover the state at start", recovery_seconds.clone());
+        let overloaded = Counter::default();
+        registry.register(
+            "writes_refused_overloaded",
+            "writes refused at once because too many records were in flight",
+            overloaded.clone(),
+        );
+        let abandoned = Counter::default();
+        registry.register(
+            "writes_abandoned",
+            "writes skipped by the writer because their caller had gone (cancelled, timed out)",
+            abandoned.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -87,6 +101,8 @@ impl Metrics {
             is_master,
             blocks,
             recovery_seconds,
+            overloaded,
+            abandoned,
         }
     }
 

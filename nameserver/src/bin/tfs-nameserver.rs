@@ -68,6 +68,13 @@ struct Args {
     /// removed slave: `lease` (the heart publishes it on the Kubernetes Lease) or `none`.
     #[arg(long, value_enum, default_value = "none")]
     sync_set_publication: Publication,
+    /// Records of admitted writes not yet answered; a write beyond it is refused at once with
+    /// RESOURCE_EXHAUSTED (and a `retry-after-ms` hint), never queued.
+    #[arg(long, default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    max_inflight_records: u32,
+    /// Records grouped under one fdatasync at most (bounds how long a group holds the state).
+    #[arg(long, default_value_t = 16 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    max_group_records: u64,
     /// Oplog segment size in bytes (older segments are removed after a checkpoint).
     #[arg(long, default_value_t = 64 << 20, hide = true)]
     segment_bytes: u64,
@@ -95,6 +102,8 @@ fn main() -> anyhow::Result<()> {
     cfg.fsync = !args.unsafe_no_fsync;
     cfg.checkpoint_every = args.checkpoint_every.max(1);
     cfg.segment_bytes = args.segment_bytes.max(4096);
+    cfg.max_inflight_records = args.max_inflight_records;
+    cfg.max_group_records = args.max_group_records;
     cfg.replication_mode = match args.replication_mode {
         Mode::Sync => ReplicationMode::Sync,
         Mode::Async => ReplicationMode::Async,

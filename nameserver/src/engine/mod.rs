@@ -39,6 +39,9 @@ pub enum WriteError {
     /// Logged, but mastership lapsed before it was committed: it may or may not survive.
     #[error("outcome unknown: {0}")]
     Unknown(String),
+    /// Refused before anything was done: too much work in flight. Safe to retry after `retry_after`.
+    #[error("{reason}")]
+    Overloaded { reason: String, retry_after: Duration },
 }
 
 impl From<ApplyError> for WriteError {
@@ -64,10 +67,12 @@ pub enum StartError {
     Thread(std::io::Error),
 }
 
-type WriteFn = Box<dyn FnOnce(Result<&mut Txn<'_>, WriteError>) -> Option<u64> + Send>;
+/// A queued write; returns false if it did not run because its requester had gone.
+type WriteFn = Box<dyn FnOnce(Result<&mut Txn<'_>, WriteError>) -> bool + Send>;
 
 pub(crate) enum Command {
-    Write(WriteFn),
+    /// A write and the records it is expected to log (for the writer's group bound).
+    Write(WriteFn, u64),
     /// Records received from the master (slave side), already crc-checked.
     Append {
         records: Vec<Record>,
@@ -105,6 +110,8 @@ pub struct Shared {
     pub feed: crate::replication::feed::Feed,
     pub peers: peers::Peers,
     pub repl: crate::replication::ReplicationConfig,
+    /// Records of admitted writes not yet answered (see `EngineConfig::max_inflight_records`).
+    pub admission: tokio::sync::Semaphore,
     /// Held for the life of the process: one nameserver per data directory.
     _lock: std::fs::File,
 }
@@ -169,6 +176,7 @@ impl Engine {
             feed: crate::replication::feed::Feed::new(repl.feed_bytes, durable),
             peers: Default::default(),
             repl,
+            admission: tokio::sync::Semaphore::new(cfg.max_inflight_records as usize),
             cfg,
             _lock: lock,
         });
@@ -191,20 +199,63 @@ impl Engine {
         &self,
         f: impl FnOnce(&mut Txn<'_>) -> Result<R, WriteError> + Send + 'static,
     ) -> Result<(R, u64), WriteError> {
+        self.write_records(1, f).await
+    }
+
+    /// [`Engine::write`] outside the admission budget, for dataservers' keepalives and reports:
+    /// refusing those under client load would declare live dataservers dead and add work.
+    pub async fn write_unmetered<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Txn<'_>) -> Result<R, WriteError> + Send + 'static,
+    ) -> Result<(R, u64), WriteError> {
+        self.write_records(0, f).await
+    }
+
+    /// [`Engine::write`] for a write expected to log about `records` records.
+    ///
+    /// Invariants (overload brakes): a write is admitted only while the records of admitted,
+    /// unanswered writes stay within `max_inflight_records` — otherwise it is refused at once,
+    /// having done nothing; and a write whose requester has gone (its call cancelled or timed out)
+    /// before the writer reached it is never executed, so a client's retry cannot double it.
+    pub async fn write_records<R: Send + 'static>(
+        &self,
+        records: u32,
+        f: impl FnOnce(&mut Txn<'_>) -> Result<R, WriteError> + Send + 'static,
+    ) -> Result<(R, u64), WriteError> {
+        let _admitted = self.admit(records)?;
         let (tx, rx) = oneshot::channel();
         let job: WriteFn = Box::new(move |txn| {
+            if tx.is_closed() {
+                return false;
+            }
             let out = txn.and_then(|t| {
                 let r = f(t)?;
                 Ok((r, t.last_seq()))
             });
-            let seq = out.as_ref().ok().map(|(_, s)| *s);
             let _ = tx.send(out);
-            seq
+            true
         });
-        self.send(Command::Write(job)).await?;
+        self.send(Command::Write(job, records.into())).await?;
         let (r, seq) = rx.await.map_err(|_| WriteError::Unavailable("the writer stopped".into()))??;
         self.wait_committed(seq).await?;
         Ok((r, seq))
+    }
+
+    fn admit(&self, records: u32) -> Result<tokio::sync::SemaphorePermit<'_>, WriteError> {
+        let limit = self.shared.cfg.max_inflight_records;
+        // A write larger than the whole budget still runs, alone.
+        self.shared.admission.try_acquire_many(records.min(limit)).map_err(|_| {
+            self.shared.metrics.overloaded.inc();
+            let busy = limit as usize - self.shared.admission.available_permits();
+            WriteError::Overloaded {
+                reason: format!(
+                    "nameserver busy: {busy} records of admitted writes in flight (limit {limit}); this write of \
+                     {records} was not executed, retry shortly"
+                ),
+                // About one group commit: by then, some of what is in flight has been answered.
+                retry_after: Duration::from_millis(20),
+            }
+        })
     }
 
     /// Waits until `seq` is committed, and refuses to acknowledge it if mastership lapsed first.

@@ -102,13 +102,17 @@ pub(super) fn spawn(
         tx,
     };
     std::thread::Builder::new().name("oplog-writer".into()).spawn(move || {
-        let max = w.shared.cfg.max_batch;
+        let (max, max_records) = (w.shared.cfg.max_batch, w.shared.cfg.max_group_records);
         let mut batch = Vec::with_capacity(max);
         while let Some(first) = rx.blocking_recv() {
+            let mut records = cost(&first);
             batch.push(first);
-            while batch.len() < max {
+            while batch.len() < max && records < max_records {
                 match rx.try_recv() {
-                    Ok(c) => batch.push(c),
+                    Ok(c) => {
+                        records += cost(&c);
+                        batch.push(c);
+                    }
                     Err(_) => break,
                 }
             }
@@ -119,12 +123,21 @@ pub(super) fn spawn(
     Ok(())
 }
 
+/// Records a command is expected to log.
+fn cost(c: &Command) -> u64 {
+    match c {
+        Command::Write(_, records) => *records,
+        Command::Append { records, .. } => records.len() as u64,
+        _ => 1,
+    }
+}
+
 impl Writer {
     fn run(&mut self, batch: &mut Vec<Command>) {
         let mut writes = Vec::new();
         for cmd in batch.drain(..) {
             match cmd {
-                Command::Write(f) => writes.push(f),
+                Command::Write(f, _) => writes.push(f),
                 other => {
                     // Keep order: whatever writes came before a control command go first.
                     self.writes(&mut writes);
@@ -150,12 +163,19 @@ impl Writer {
             }
             return;
         }
-        self.in_txn(role.epoch, n, |txn| {
+        let abandoned = self.in_txn(role.epoch, n, |txn| {
+            let mut abandoned = 0;
             for f in writes.drain(..) {
                 txn.last_seq = 0;
-                f(Ok(txn));
+                if !f(Ok(txn)) {
+                    abandoned += 1;
+                }
             }
+            abandoned
         });
+        if abandoned > 0 {
+            self.shared.metrics.abandoned.inc_by(abandoned);
+        }
     }
 
     /// Runs `f` over a transaction at `epoch` under the state's write lock, then makes what it
@@ -209,7 +229,7 @@ impl Writer {
 
     fn control(&mut self, cmd: Command) {
         match cmd {
-            Command::Write(_) => unreachable!("handled by run"),
+            Command::Write(..) => unreachable!("handled by run"),
             Command::Append { records, reply } => {
                 let _ = reply.send(self.append(records));
             }

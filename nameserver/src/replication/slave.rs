@@ -189,8 +189,12 @@ async fn session(engine: &Engine, role: &RoleState, shutdown: &mut watch::Receiv
         tokio::select! {
             item = rx.recv() => {
                 let mut records = item.ok_or("replication reader stopped")??;
-                // Group commit on the slave: take whatever else already arrived.
-                while let Ok(more) = rx.try_recv() {
+                // Group commit on the slave: take what else already arrived, up to the group
+                // bound. Unbounded, a large backlog became one append that could outlast the
+                // master's patience for acks (a lease), so the slave was dropped and sent the same
+                // backlog again, and never caught up.
+                let max = sh.cfg.max_group_records as usize;
+                while records.len() < max && let Ok(more) = rx.try_recv() {
                     records.extend(more?);
                 }
                 if records.is_empty() {

@@ -55,7 +55,7 @@ impl Client for ClientApi {
             let est = self.engine.shared.cfg.block_size_estimate;
             let (blocks, seq) = self
                 .engine
-                .write(move |txn| {
+                .write_records(req.count, move |txn| {
                     // All or nothing: check placement is possible before logging any of them.
                     if txn.state().place(n, &[]).is_none() {
                         return create_one(txn, n, est).map(|b| vec![b]);

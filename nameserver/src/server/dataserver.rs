@@ -103,7 +103,7 @@ impl Dataserver for DataserverApi {
         let id = r.id;
         let res = self
             .engine
-            .write(move |txn| {
+            .write_unmetered(move |txn| {
                 let lease_id = txn.state().next_lease_id;
                 txn.log(Mutation::DataserverJoin(proto::DataserverJoin {
                     id,
@@ -137,7 +137,7 @@ impl Dataserver for DataserverApi {
         let (id, lease_id) = (r.id, r.lease_id);
         let res = self
             .engine
-            .write(move |txn| {
+            .write_unmetered(move |txn| {
                 match txn.state().dataservers.get(&id) {
                     Some(d) if d.alive && d.lease_id == lease_id => {}
                     _ => {
@@ -177,7 +177,7 @@ impl Dataserver for DataserverApi {
         let r = req.into_inner();
         let res = self
             .engine
-            .write(move |txn| match txn.state().dataservers.get(&r.id) {
+            .write_unmetered(move |txn| match txn.state().dataservers.get(&r.id) {
                 Some(d) if d.alive && d.lease_id == r.lease_id => leave(txn, r.id, false),
                 _ => Err(WriteError::NotFound(format!("dataserver {} holds no lease {}", r.id, r.lease_id))),
             })
@@ -216,7 +216,7 @@ pub async fn check_leases(engine: Engine) {
         }
         for (id, lease_id) in expired {
             let r = engine
-                .write(move |txn| match txn.state().dataservers.get(&id) {
+                .write_unmetered(move |txn| match txn.state().dataservers.get(&id) {
                     Some(d) if d.alive && d.lease_id == lease_id => leave(txn, id, true),
                     _ => Ok(0),
                 })

@@ -36,8 +36,16 @@ pub fn to_status(e: WriteError) -> Status {
         WriteError::NotFound(m) => Status::not_found(m),
         WriteError::Unavailable(m) => Status::unavailable(m),
         WriteError::Unknown(m) => Status::new(Code::Unavailable, format!("outcome unknown: {m}")),
+        WriteError::Overloaded { reason, retry_after } => {
+            let mut s = Status::resource_exhausted(reason);
+            s.metadata_mut().insert(RETRY_AFTER_MS, (retry_after.as_millis() as u64).into());
+            s
+        }
     }
 }
+
+/// Metadata of a RESOURCE_EXHAUSTED refusal: milliseconds after which a retry may be admitted.
+pub const RETRY_AFTER_MS: &str = "retry-after-ms";
 
 /// Times one request and counts it by method and status code.
 pub(crate) struct Timer<'a> {
@@ -70,6 +78,7 @@ fn code_name(c: Code) -> &'static str {
         Code::FailedPrecondition => "failed_precondition",
         Code::Unavailable => "unavailable",
         Code::AlreadyExists => "already_exists",
+        Code::ResourceExhausted => "resource_exhausted",
         _ => "other",
     }
 }

@@ -83,7 +83,14 @@ fn retryable(s: &Status) -> bool {
             | Code::Unknown
             | Code::Aborted
             | Code::Internal
+            | Code::ResourceExhausted
     )
+}
+
+/// The server's hint for a refused (overloaded) call, if it gave one.
+fn retry_after(s: &Status) -> Option<Duration> {
+    let ms = s.metadata().get(tfs_nameserver::server::RETRY_AFTER_MS)?.to_str().ok()?.parse().ok()?;
+    Some(Duration::from_millis(ms))
 }
 
 struct Counters {
@@ -287,9 +294,16 @@ async fn worker(
                 }
                 Err(s) if retryable(&s) && Instant::now() + backoff < give_up => {
                     counters.retries.fetch_add(1, Ordering::Relaxed);
-                    // A new connection: through a Service it may reach the new master.
-                    c = ClientClient::new(ep.connect_lazy());
-                    tokio::time::sleep(backoff).await;
+                    if let Some(hint) = retry_after(&s) {
+                        // Overloaded: the same server, later (no new connection), with jitter so
+                        // that refused workers do not come back in step.
+                        let jitter = Duration::from_micros(fastrand::u64(..=hint.as_micros() as u64));
+                        tokio::time::sleep(hint.max(backoff) + jitter).await;
+                    } else {
+                        // A new connection: through a Service it may reach the new master.
+                        c = ClientClient::new(ep.connect_lazy());
+                        tokio::time::sleep(backoff).await;
+                    }
                     backoff = (backoff * 2).min(Duration::from_millis(100));
                 }
                 Err(s) => {
