@@ -10,6 +10,18 @@ use std::time::{Duration, Instant};
 
 use crate::proto;
 
+/// Now on CLOCK_BOOTTIME: monotonic, counting suspended time, and one clock for every process of
+/// a kernel — so a deadline computed by the heart means the same instant to its nameserver.
+pub fn boottime() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// The process-local instant of a CLOCK_BOOTTIME deadline (`now` read together with `boot_now`).
+pub fn instant_of_boottime(deadline: Duration, now: Instant, boot_now: Duration) -> Instant {
+    now + deadline.saturating_sub(boot_now)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// Master forever at epoch 1, no replication (development).

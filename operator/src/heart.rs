@@ -11,8 +11,10 @@
 //! - asked to hand over (switchover): drain, hand the Lease to the target, follow it.
 //!
 //! Invariant: the heart never extends a mastership beyond renewDeadline after the start of a
-//! renew that the API server accepted, and releases the Lease only when its nameserver cannot
-//! be accepting writes (dead, restarted below its epoch, or drained).
+//! renew that the API server accepted — the grant carries that end as an instant of CLOCK_BOOTTIME,
+//! which the nameserver shares, so no pause between the renew and the grant's arrival extends it —
+//! and releases the Lease only when its nameserver cannot be accepting writes (dead, restarted
+//! below its epoch, or drained; after a grant that may still be pending, once it has ended).
 
 use std::time::{Duration, Instant};
 
@@ -56,12 +58,22 @@ pub struct Heart {
     pods: Api<Pod>,
     admin: AdminClient<Channel>,
     last_renew: Option<Instant>,
+    /// End of the last mastership granted (CLOCK_BOOTTIME): a grant whose AssumeRole failed may
+    /// still be applied, so the Lease is not released before it passed.
+    granted_until: Option<Duration>,
     /// (holder, epoch) → its replication address. Keyed by epoch too: a pod recreated under
     /// the same name has a new address, and it can only hold the Lease again at a new epoch.
     holder_addr: Option<((String, i32), String)>,
 }
 
 const TICK: Duration = Duration::from_millis(200);
+
+/// A failed AssumeRole: why, and whether the request may still be applied (it timed out or the
+/// connection failed, rather than the nameserver refusing it).
+struct AssumeFailed {
+    why: String,
+    maybe_pending: bool,
+}
 
 impl Heart {
     pub fn new(client: Client, cfg: HeartConfig) -> anyhow::Result<Self> {
@@ -74,6 +86,7 @@ impl Heart {
             admin: AdminClient::new(ch),
             cfg,
             last_renew: None,
+            granted_until: None,
             holder_addr: None,
         })
     }
@@ -94,17 +107,48 @@ impl Heart {
         valid_for: Duration,
         published: u64,
     ) -> Result<(), String> {
+        self.assume_until(role, epoch, master, valid_for, None, published).await.map_err(|e| e.why)
+    }
+
+    /// AssumeRole; a master grant carries its end as an instant of CLOCK_BOOTTIME (`until`), so a
+    /// request delayed on its way grants only what is left of it (see `requested_role`).
+    async fn assume_until(
+        &mut self,
+        role: proto::Role,
+        epoch: u64,
+        master: String,
+        valid_for: Duration,
+        until: Option<Duration>,
+        published: u64,
+    ) -> Result<(), AssumeFailed> {
         let req = proto::AssumeRoleRequest {
             role: role as i32,
             epoch,
             master_addr: master,
             valid_for_ms: valid_for.as_millis() as u64,
             published_sync_set_version: published,
+            valid_until_boottime_ns: until.map(|u| u.as_nanos() as u64).unwrap_or(0),
         };
         match tokio::time::timeout(Duration::from_secs(2), self.admin.assume_role(req)).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(s)) => Err(s.message().to_string()),
-            Err(_) => Err("AssumeRole timed out".into()),
+            // The nameserver answered: it refused, nothing is pending.
+            Ok(Err(s)) if matches!(s.code(), tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument) => {
+                Err(AssumeFailed { why: s.message().to_string(), maybe_pending: false })
+            }
+            Ok(Err(s)) => Err(AssumeFailed { why: s.message().to_string(), maybe_pending: true }),
+            Err(_) => Err(AssumeFailed { why: "AssumeRole timed out".into(), maybe_pending: true }),
+        }
+    }
+
+    /// Waits until the last mastership granted has ended: a grant whose call failed or timed out
+    /// may still be queued in the nameserver and applied after a release.
+    async fn wait_out_grant(&mut self) {
+        if let Some(until) = self.granted_until.take() {
+            let left = until.saturating_sub(tfs_nameserver::role::boottime());
+            if !left.is_zero() {
+                warn!(left_ms = left.as_millis() as u64, "waiting out the last mastership granted before releasing");
+                tokio::time::sleep(left).await;
+            }
         }
     }
 
@@ -205,7 +249,7 @@ impl Heart {
     /// counted from before the request: whatever the renew's latency, it ends renewDeadline after
     /// a moment at which the Lease was still ours.
     async fn renew(&mut self, l: &Lease, s: &proto::StatusReply, epoch: u64) -> anyhow::Result<()> {
-        let start = Instant::now();
+        let (start, boot_start) = (Instant::now(), tfs_nameserver::role::boottime());
         let mut nl = l.clone();
         let spec = nl.spec.get_or_insert_default();
         spec.renew_time = Some(MicroTime(Timestamp::now()));
@@ -221,9 +265,16 @@ impl Heart {
         self.replace(&nl).await?;
         self.last_renew = Some(start);
         let valid = self.cfg.renew_deadline.saturating_sub(start.elapsed());
-        if let Err(e) = self.assume(proto::Role::Master, epoch, String::new(), valid, published).await {
+        let until = boot_start + self.cfg.renew_deadline;
+        self.granted_until = Some(self.granted_until.map_or(until, |g| g.max(until)));
+        if let Err(e) =
+            self.assume_until(proto::Role::Master, epoch, String::new(), valid, Some(until), published).await
+        {
+            if e.maybe_pending {
+                self.wait_out_grant().await;
+            }
             let l = self.leases.get(&lease(&self.cfg.name)).await?;
-            self.release(&l, &format!("nameserver refused mastership at epoch {epoch}: {e}")).await?;
+            self.release(&l, &format!("nameserver refused mastership at epoch {epoch}: {}", e.why)).await?;
         }
         Ok(())
     }

@@ -16,7 +16,12 @@ pub struct AdminApi {
 }
 
 /// Turns a request into the role it asks for, or says what is wrong with it.
-pub fn requested_role(r: &proto::AssumeRoleRequest, now: Instant) -> Result<RoleState, String> {
+///
+/// Invariant: a master's validity ends no later than `valid_until_boottime_ns` when the caller
+/// set it — an instant the heart fixed before sending, on the clock both share — so a request
+/// delayed on its way (a throttled or stopped heart or nameserver) grants only what is left.
+/// `now` and `boot_now` are read together, at the request's arrival.
+pub fn requested_role(r: &proto::AssumeRoleRequest, now: Instant, boot_now: Duration) -> Result<RoleState, String> {
     let role = match r.role() {
         proto::Role::Master => Role::Master,
         proto::Role::Slave => Role::Slave,
@@ -32,10 +37,15 @@ pub fn requested_role(r: &proto::AssumeRoleRequest, now: Instant) -> Result<Role
     if role == Role::Slave && r.master_addr.parse::<std::net::SocketAddr>().is_err() && !r.master_addr.contains(':') {
         return Err(format!("a slave needs its master's replication address as host:port, got {:?}", r.master_addr));
     }
+    let mut until = now + valid_for.min(MAX_VALID_FOR);
+    if r.valid_until_boottime_ns > 0 {
+        let deadline = Duration::from_nanos(r.valid_until_boottime_ns);
+        until = until.min(crate::role::instant_of_boottime(deadline, now, boot_now));
+    }
     Ok(RoleState {
         role,
         epoch: r.epoch,
-        valid_until: Some(now + valid_for.min(MAX_VALID_FOR)),
+        valid_until: Some(until),
         master_addr: r.master_addr.clone(),
         draining: false,
     })
@@ -51,7 +61,8 @@ impl Admin for AdminApi {
         &self,
         req: Request<proto::AssumeRoleRequest>,
     ) -> Result<Response<proto::AssumeRoleReply>, Status> {
-        let mut role = requested_role(req.get_ref(), Instant::now()).map_err(Status::invalid_argument)?;
+        let (now, boot_now) = (Instant::now(), crate::role::boottime());
+        let mut role = requested_role(req.get_ref(), now, boot_now).map_err(Status::invalid_argument)?;
         let published = req.get_ref().published_sync_set_version;
         // A renewal of the same mastership keeps a drain in force.
         {
@@ -107,15 +118,37 @@ mod tests {
     }
 
     #[test]
+    fn a_boottime_deadline_bounds_the_validity() {
+        let (now, boot) = (Instant::now(), Duration::from_secs(100));
+        let mut r = req(proto::Role::Master, 2, "", 3000);
+        r.valid_until_boottime_ns = Duration::from_millis(101_000).as_nanos() as u64;
+        assert_eq!(requested_role(&r, now, boot).unwrap().valid_until, Some(now + Duration::from_secs(1)));
+        r.valid_until_boottime_ns = Duration::from_secs(99).as_nanos() as u64;
+        assert_eq!(requested_role(&r, now, boot).unwrap().valid_until, Some(now), "already past: nothing granted");
+        r.valid_until_boottime_ns = Duration::from_secs(200).as_nanos() as u64;
+        assert_eq!(requested_role(&r, now, boot).unwrap().valid_until, Some(now + Duration::from_secs(3)));
+    }
+
+    #[test]
     fn bad_requests_say_what_is_wrong() {
         let now = Instant::now();
         assert!(
-            requested_role(&req(proto::Role::Unspecified, 1, "", 1000), now).unwrap_err().contains("master or slave")
+            requested_role(&req(proto::Role::Unspecified, 1, "", 1000), now, Duration::ZERO)
+                .unwrap_err()
+                .contains("master or slave")
         );
-        assert!(requested_role(&req(proto::Role::Master, 0, "", 1000), now).unwrap_err().contains("epoch"));
-        assert!(requested_role(&req(proto::Role::Master, 1, "", 0), now).unwrap_err().contains("valid_for"));
-        assert!(requested_role(&req(proto::Role::Slave, 1, "nowhere", 1000), now).unwrap_err().contains("host:port"));
-        let ok = requested_role(&req(proto::Role::Master, 2, "", 3000), now).unwrap();
+        assert!(
+            requested_role(&req(proto::Role::Master, 0, "", 1000), now, Duration::ZERO).unwrap_err().contains("epoch")
+        );
+        assert!(
+            requested_role(&req(proto::Role::Master, 1, "", 0), now, Duration::ZERO).unwrap_err().contains("valid_for")
+        );
+        assert!(
+            requested_role(&req(proto::Role::Slave, 1, "nowhere", 1000), now, Duration::ZERO)
+                .unwrap_err()
+                .contains("host:port")
+        );
+        let ok = requested_role(&req(proto::Role::Master, 2, "", 3000), now, Duration::ZERO).unwrap();
         assert_eq!(ok.valid_until, Some(now + Duration::from_secs(3)));
     }
 }
