@@ -252,20 +252,20 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
     });
     let (phase, requeue) = match &decision {
         Decision::Steady { master, recheck } => {
-            ensure_vip(t, &services, master).await?;
+            ensure_vip(t, &services, master, lv.transitions).await?;
             let healthy = instances.len() == replicas && instances.iter().all(|i| i.ready && i.status.is_some());
             if healthy {
                 roll(t, ctx, &pods_api, &leases, &lease, &lv, &pods, master, replicas).await?;
             }
             (if healthy { Phase::Healthy } else { Phase::Degraded }, (*recheck).min(Duration::from_secs(2)))
         }
-        Decision::Promote { pod, reason } => {
+        Decision::Promote { pod, reason, epoch } => {
             promote(
                 t,
                 ctx,
                 &leases,
                 &lease,
-                pod,
+                (pod, *epoch),
                 reason,
                 unchanged_for.saturating_sub(if matches!(reason, Reason::Expired { .. }) {
                     lease_duration
@@ -274,7 +274,7 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
                 }),
             )
             .await?;
-            ensure_vip(t, &services, pod).await?;
+            ensure_vip(t, &services, pod, *epoch).await?;
             if !matches!(reason, Reason::Initial) {
                 status.failovers += 1;
                 status.last_failover_time = Some(Time(Timestamp::now()));
@@ -382,19 +382,38 @@ pub fn count_unrecorded_failovers(status: &mut TfsNameserverStatus, lv: &LeaseVi
 /// Asks the master's heart to hand the Lease to `target` (conditioned on the version read).
 async fn ask_handover(t: &TfsNameserver, leases: &Api<Lease>, lease: &Lease, target: &str) -> Result<()> {
     let mut l = lease.clone();
-    l.metadata.annotations.get_or_insert_default().insert(ANN_HANDOVER_TO.into(), target.to_string());
+    let ann = l.metadata.annotations.get_or_insert_default();
+    ann.insert(ANN_HANDOVER_TO.into(), target.to_string());
+    ann.remove(ANN_HANDOVER_REFUSED);
     let pp = PostParams { field_manager: Some(MANAGER.into()), ..Default::default() };
     leases.replace(&names::lease(&t.name_any()), &pp, &l).await?;
     Ok(())
 }
 
-/// Points the VIP Service at `master` (only the operator writes this selector).
-async fn ensure_vip(t: &TfsNameserver, services: &Api<Service>, master: &str) -> Result<()> {
+/// Points the VIP Service at `master`, the master of `epoch` (only the operator writes this selector).
+///
+/// Invariant: the VIP moves only forward in epochs. It carries the epoch it serves (`tfs.io/epoch`);
+/// a write for an older epoch is never made, and a write is conditioned on the resourceVersion it
+/// was decided from, so a stale operator process (two can run when a dead kubelet defeats the
+/// Deployment's Recreate strategy) cannot move it back to a deposed master.
+async fn ensure_vip(t: &TfsNameserver, services: &Api<Service>, master: &str, epoch: i32) -> Result<()> {
     let current = services.get_opt(&names::vip(&t.name_any())).await?;
     let selected = current.as_ref().and_then(|s| s.spec.as_ref()?.selector.as_ref()?.get(LABEL_POD).cloned());
+    let served: Option<i32> =
+        current.as_ref().and_then(|s| s.metadata.annotations.as_ref()?.get(ANN_EPOCH)?.parse().ok());
+    if served.is_some_and(|e| e > epoch) {
+        warn!(name = %t.name_any(), master, epoch, served, "the VIP already serves a newer epoch; not moving it back");
+        return Ok(());
+    }
+    if selected.as_deref() == Some(master) && served == Some(epoch) {
+        return Ok(());
+    }
+    let mut svc = build::vip_service(t, Some(master));
+    svc.metadata.annotations.get_or_insert_default().insert(ANN_EPOCH.into(), epoch.to_string());
+    svc.metadata.resource_version = current.and_then(|c| c.metadata.resource_version);
+    ssa(services, &svc).await?;
     if selected.as_deref() != Some(master) {
-        ssa(services, &build::vip_service(t, Some(master))).await?;
-        info!(name = %t.name_any(), master, "VIP moved");
+        info!(name = %t.name_any(), master, epoch, "VIP moved");
     }
     Ok(())
 }
@@ -406,13 +425,12 @@ async fn promote(
     ctx: &Context,
     leases: &Api<Lease>,
     lease: &Lease,
-    pod: &str,
+    (pod, epoch): (&str, i32),
     reason: &Reason,
     noticed_for: Duration,
 ) -> Result<()> {
     let mut l = lease.clone();
     let spec = l.spec.get_or_insert_default();
-    let epoch = spec.lease_transitions.unwrap_or(0) + 1;
     let now = MicroTime(Timestamp::now());
     spec.holder_identity = Some(pod.into());
     spec.lease_transitions = Some(epoch);
@@ -422,7 +440,7 @@ async fn promote(
     let ann = l.metadata.annotations.get_or_insert_default();
     ann.insert(ANN_SYNC_SET.into(), String::new());
     ann.insert(ANN_SYNC_SET_VERSION.into(), "0".into());
-    for k in [ANN_HANDOVER_TO, ANN_RELEASE_REASON, ANN_RELEASED_BY] {
+    for k in [ANN_HANDOVER_TO, ANN_HANDOVER_REFUSED, ANN_RELEASE_REASON, ANN_RELEASED_BY] {
         ann.remove(k);
     }
     leases
@@ -436,6 +454,7 @@ async fn promote(
         Reason::Initial => "initial",
         Reason::Released { .. } => "released",
         Reason::Expired { .. } => "expired",
+        Reason::LeaseLost { .. } => "lease_lost",
     };
     ctx.metrics.failovers.get_or_create(&FailoverLabels { kind }).inc();
     let note = format!("{pod} is master at epoch {epoch}: {}", reason.describe());
@@ -492,7 +511,9 @@ async fn switchover(
     } else if !inst.is_some_and(|i| i.ready && i.status.is_some()) {
         Some(format!("{target} is not ready"))
     } else if t.spec.replication.mode == ReplicationMode::Sync && !lv.sync_set.contains(&target) {
-        Some(format!("{target} is not in the published sync set [{}]", lv.sync_set.join(", ")))
+        // Also where a request the master's heart refused ends: its renewal published the set.
+        let refused = lv.handover_refused.as_ref().map(|w| format!("; the master refused: {w}")).unwrap_or_default();
+        Some(format!("{target} is not in the published sync set [{}]{refused}", lv.sync_set.join(", ")))
     } else {
         None
     };

@@ -25,6 +25,9 @@ pub enum Reason {
     Released { by: Option<String>, why: Option<String> },
     /// The holder stopped renewing.
     Expired { holder: String },
+    /// The Lease's epoch is below what instances run at: it was deleted and recreated, or
+    /// restored from an old copy, and its published sync set is lost with it.
+    LeaseLost { lease_epoch: i32, highest: u64 },
 }
 
 impl Reason {
@@ -37,6 +40,11 @@ impl Reason {
                 why.as_ref().map(|w| format!(" ({w})")).unwrap_or_default()
             ),
             Reason::Expired { holder } => format!("{holder} stopped renewing the lease"),
+            Reason::LeaseLost { lease_epoch, highest } => {
+                format!(
+                    "the lease is at epoch {lease_epoch} but instances run at epoch {highest} (deleted or restored)"
+                )
+            }
         }
     }
 }
@@ -45,8 +53,8 @@ impl Reason {
 pub enum Decision {
     /// The holder is master; look again before its lease could expire.
     Steady { master: String, recheck: Duration },
-    /// Hand the Lease to `pod` at epoch transitions + 1.
-    Promote { pod: String, reason: Reason },
+    /// Hand the Lease to `pod` at `epoch`: above the Lease's and every instance's epoch.
+    Promote { pod: String, reason: Reason, epoch: i32 },
     /// A master is needed but no instance is safe to promote.
     Blocked { why: String, reason: Reason },
 }
@@ -59,12 +67,41 @@ pub struct Input<'a> {
     pub mode: ReplicationMode,
 }
 
+/// Invariant (epochs only rise): a promotion's epoch is above the Lease's and above every epoch an
+/// instance reports, so a Lease that lost its history (deleted, restored) never hands out an epoch
+/// again; and such a Lease is no first election: only the instance still master at the highest
+/// epoch is known to hold what it acknowledged (the published sync set is lost with the Lease).
 pub fn decide(i: &Input<'_>) -> Decision {
     let l = i.lease;
     if !l.released() && i.unchanged_for < i.lease_duration {
         return Decision::Steady {
             master: l.holder.clone(),
             recheck: i.lease_duration - i.unchanged_for + Duration::from_millis(50),
+        };
+    }
+    let highest = i.instances.iter().filter_map(|x| x.status.as_ref().map(|s| s.epoch)).max().unwrap_or(0);
+    let lease_epoch = l.transitions.max(0) as u64;
+    let epoch = i32::try_from(lease_epoch.max(highest) + 1).unwrap_or(i32::MAX);
+    let usable = |x: &&Instance| x.ready && x.status.is_some();
+    if lease_epoch < highest {
+        let reason = Reason::LeaseLost { lease_epoch: l.transitions, highest };
+        let master = |x: &&Instance| x.status.as_ref().is_some_and(|s| s.master && s.epoch == highest);
+        let pick = match i.mode {
+            ReplicationMode::Sync => i.instances.iter().filter(usable).find(master),
+            ReplicationMode::Async => {
+                i.instances.iter().filter(usable).max_by_key(|x| x.status.as_ref().map(|s| s.durable_seq))
+            }
+        };
+        return match pick {
+            Some(x) => Decision::Promote { pod: x.pod.clone(), reason, epoch },
+            None => Decision::Blocked {
+                why: format!(
+                    "{}; the published sync set is lost with it and no ready instance reports being master at epoch \
+                     {highest}: bring that instance back (or recreate the resource from a backup)",
+                    reason.describe()
+                ),
+                reason,
+            },
         };
     }
     let (reason, old) = if l.released() && l.transitions == 0 {
@@ -74,7 +111,6 @@ pub fn decide(i: &Input<'_>) -> Decision {
     } else {
         (Reason::Expired { holder: l.holder.clone() }, Some(l.holder.clone()))
     };
-    let usable = |x: &&Instance| x.ready && x.status.is_some();
     let safe = |x: &&Instance| match (&reason, i.mode) {
         (Reason::Initial, _) | (_, ReplicationMode::Async) => true,
         (_, ReplicationMode::Sync) => l.sync_set.contains(&x.pod),
@@ -85,11 +121,11 @@ pub fn decide(i: &Input<'_>) -> Decision {
             da.cmp(&db).then(b.ordinal.cmp(&a.ordinal))
         });
     if let Some(b) = best {
-        return Decision::Promote { pod: b.pod.clone(), reason };
+        return Decision::Promote { pod: b.pod.clone(), reason, epoch };
     }
     // The old master holds everything it acknowledged: it is always safe to give it back.
     if let Some(o) = old.as_ref().and_then(|o| i.instances.iter().filter(usable).find(|x| &x.pod == o)) {
-        return Decision::Promote { pod: o.pod.clone(), reason };
+        return Decision::Promote { pod: o.pod.clone(), reason, epoch };
     }
     let why = match (&reason, i.mode) {
         (Reason::Initial, _) => "no instance is ready yet".to_string(),
@@ -100,6 +136,7 @@ pub fn decide(i: &Input<'_>) -> Decision {
         ),
         (_, ReplicationMode::Async) => "no ready instance".to_string(),
     };
+    debug_assert!(!matches!(reason, Reason::LeaseLost { .. }), "handled above");
     Decision::Blocked { why, reason }
 }
 
@@ -154,7 +191,7 @@ mod tests {
         let xs = [inst("d-1", 1, true, Some(0)), inst("d-0", 0, true, Some(0)), inst("d-2", 2, false, Some(0))];
         assert_eq!(
             run(&lease("", 0, &[]), 0, &xs, ReplicationMode::Sync),
-            Decision::Promote { pod: "d-0".into(), reason: Reason::Initial }
+            Decision::Promote { pod: "d-0".into(), reason: Reason::Initial, epoch: 1 }
         );
         let none = [inst("d-0", 0, false, None)];
         assert!(matches!(run(&lease("", 0, &[]), 0, &none, ReplicationMode::Sync), Decision::Blocked { .. }));
@@ -164,10 +201,16 @@ mod tests {
     fn expiry_promotes_the_most_advanced_slave_in_the_published_sync_set() {
         let xs = [inst("d-0", 0, false, None), inst("d-1", 1, true, Some(90)), inst("d-2", 2, true, Some(100))];
         let d = run(&lease("d-0", 3, &["d-1", "d-2"]), 5, &xs, ReplicationMode::Sync);
-        assert_eq!(d, Decision::Promote { pod: "d-2".into(), reason: Reason::Expired { holder: "d-0".into() } });
+        assert_eq!(
+            d,
+            Decision::Promote { pod: "d-2".into(), reason: Reason::Expired { holder: "d-0".into() }, epoch: 4 }
+        );
         // d-2 is more advanced but was not published in the sync set: it may lack acknowledged writes.
         let d = run(&lease("d-0", 3, &["d-1"]), 5, &xs, ReplicationMode::Sync);
-        assert_eq!(d, Decision::Promote { pod: "d-1".into(), reason: Reason::Expired { holder: "d-0".into() } });
+        assert_eq!(
+            d,
+            Decision::Promote { pod: "d-1".into(), reason: Reason::Expired { holder: "d-0".into() }, epoch: 4 }
+        );
     }
 
     #[test]
@@ -188,8 +231,8 @@ mod tests {
         l.release_reason = Some("nameserver down".into());
         let xs = [inst("d-0", 0, true, Some(200)), inst("d-1", 1, true, Some(200))];
         match run(&l, 0, &xs, ReplicationMode::Sync) {
-            Decision::Promote { pod, reason } => {
-                assert_eq!(pod, "d-1");
+            Decision::Promote { pod, reason, epoch } => {
+                assert_eq!((pod.as_str(), epoch), ("d-1", 5));
                 assert_eq!(reason.describe(), "d-0 released the lease (nameserver down)");
             }
             d => panic!("{d:?}"),
@@ -200,7 +243,37 @@ mod tests {
     fn the_old_master_comes_back_when_no_slave_is_safe() {
         let xs = [inst("d-0", 0, true, Some(50)), inst("d-1", 1, true, Some(40))];
         let d = run(&lease("d-0", 2, &[]), 9, &xs, ReplicationMode::Sync);
-        assert_eq!(d, Decision::Promote { pod: "d-0".into(), reason: Reason::Expired { holder: "d-0".into() } });
+        assert_eq!(
+            d,
+            Decision::Promote { pod: "d-0".into(), reason: Reason::Expired { holder: "d-0".into() }, epoch: 3 }
+        );
+    }
+
+    /// An instance at `epoch`, master or not.
+    fn at(pod: &str, ordinal: usize, ready: bool, durable: u64, epoch: u64, master: bool) -> Instance {
+        Instance {
+            pod: pod.into(),
+            ordinal,
+            ready,
+            status: Some(NsStatus { durable_seq: durable, epoch, master, ..Default::default() }),
+        }
+    }
+
+    /// A Lease deleted and recreated (or restored from an old backup) starts again at epoch 0:
+    /// that is no first election. The published sync set is gone with it, so only the instance
+    /// still master at the highest epoch is known to hold every write it acknowledged; a lagging
+    /// slave must not win.
+    #[test]
+    fn a_lost_lease_is_not_a_first_election() {
+        let xs = [at("d-0", 0, false, 100, 3, true), at("d-1", 1, true, 50, 3, false)];
+        let d = run(&lease("", 0, &[]), 0, &xs, ReplicationMode::Sync);
+        assert!(matches!(d, Decision::Blocked { .. }), "a lagging slave won a recreated Lease: {d:?}");
+        let xs = [at("d-0", 0, true, 100, 3, true), at("d-1", 1, true, 50, 3, false)];
+        let d = run(&lease("", 0, &[]), 0, &xs, ReplicationMode::Sync);
+        assert!(matches!(&d, Decision::Promote { pod, epoch: 4, .. } if pod == "d-0"), "{d:?}");
+        // A Lease restored at an older epoch with its holder gone: the epoch still rises above all.
+        let d = run(&lease("d-1", 2, &["d-1"]), 9, &xs, ReplicationMode::Sync);
+        assert!(matches!(&d, Decision::Promote { pod, epoch: 4, .. } if pod == "d-0"), "{d:?}");
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //!   release at once, so the operator fails over without waiting for expiry;
 //! - holder, nameserver hung: do nothing; it fences itself and the Lease expires;
 //! - not holder: make the nameserver a slave of the holder;
-//! - asked to hand over (switchover): drain, hand the Lease to the target, follow it.
+//! - asked to hand over (switchover): drain, hand the Lease to the target, follow it — unless the
+//!   target is outside its nameserver's sync set or has no address: then it refuses before
+//!   draining anything (`tfs.io/handover-refused`) and goes on renewing.
 //!
 //! Invariant: the heart never extends a mastership beyond renewDeadline after the start of a
 //! renew that the API server accepted — the grant carries that end as an instant of CLOCK_BOOTTIME,
@@ -203,8 +205,17 @@ impl Heart {
         let lv = LeaseView::of(&l);
         let epoch = lv.transitions.max(0) as u64;
         if lv.holder == self.cfg.pod {
+            let mut refused = None;
             if let Some(target) = lv.handover_to.clone().filter(|t| *t != self.cfg.pod) {
-                return self.hand_over(&l, &target, health).await;
+                match self.handover_target(&target, &health).await {
+                    Ok(addr) => return self.hand_over(&l, &target, addr, health).await,
+                    // Refused before anything was drained: the renewal below removes the request,
+                    // so a planned operation never turns into an unplanned failover.
+                    Err(why) => {
+                        warn!(target, reason = %why, "switchover refused; renewing as master");
+                        refused = Some(format!("{target}: {why}"));
+                    }
+                }
             }
             match health {
                 Health::Down(why) => self.release(&l, &format!("nameserver down: {why}")).await?,
@@ -212,13 +223,14 @@ impl Heart {
                     warn!("nameserver not answering: not renewing; it fences itself when its validity lapses")
                 }
                 Health::Up(s) if s.role() == proto::Role::Master && s.epoch == epoch => {
-                    if !s.draining && self.last_renew.is_none_or(|t| t.elapsed() >= self.cfg.retry_period) {
-                        self.renew(&l, &s, epoch).await?;
+                    let due = self.last_renew.is_none_or(|t| t.elapsed() >= self.cfg.retry_period);
+                    if !s.draining && (due || refused.is_some()) {
+                        self.renew(&l, &s, epoch, refused).await?;
                     }
                 }
                 Health::Up(s) if s.epoch < epoch => {
                     // Newly handed the Lease (or restarted): take the mastership at this epoch.
-                    self.renew(&l, &s, epoch).await?;
+                    self.renew(&l, &s, epoch, refused).await?;
                 }
                 Health::Up(s) => {
                     self.release(
@@ -248,13 +260,24 @@ impl Heart {
     /// Renews the Lease, publishing the sync set, then extends the mastership. The validity is
     /// counted from before the request: whatever the renew's latency, it ends renewDeadline after
     /// a moment at which the Lease was still ours.
-    async fn renew(&mut self, l: &Lease, s: &proto::StatusReply, epoch: u64) -> anyhow::Result<()> {
+    /// `refused`: a handover request this renewal removes, with why it was refused.
+    async fn renew(
+        &mut self,
+        l: &Lease,
+        s: &proto::StatusReply,
+        epoch: u64,
+        refused: Option<String>,
+    ) -> anyhow::Result<()> {
         let (start, boot_start) = (Instant::now(), tfs_nameserver::role::boottime());
         let mut nl = l.clone();
         let spec = nl.spec.get_or_insert_default();
         spec.renew_time = Some(MicroTime(Timestamp::now()));
         spec.lease_duration_seconds = Some(self.cfg.lease_duration.as_secs() as i32);
         let ann = nl.metadata.annotations.get_or_insert_default();
+        if let Some(why) = refused {
+            ann.remove(ANN_HANDOVER_TO);
+            ann.insert(ANN_HANDOVER_REFUSED.into(), why);
+        }
         let published = if s.epoch == epoch {
             ann.insert(ANN_SYNC_SET.into(), s.sync_set.join(","));
             ann.insert(ANN_SYNC_SET_VERSION.into(), s.sync_set_version.to_string());
@@ -291,13 +314,18 @@ impl Heart {
         Ok(())
     }
 
-    async fn hand_over(&mut self, l: &Lease, target: &str, health: Health) -> anyhow::Result<()> {
-        let Health::Up(s) = health else { return self.release(l, "nameserver unavailable during switchover").await };
+    /// Whether a handover to `target` can go ahead: its replication address, or why not. Checked
+    /// before anything is drained; a refusal leaves the master as it was.
+    async fn handover_target(&self, target: &str, health: &Health) -> Result<String, String> {
+        let Health::Up(s) = health else { return Err("the nameserver is not answering".into()) };
         if s.replication_mode == "sync" && !s.sync_set.iter().any(|n| n == target) {
-            warn!(target, sync_set = ?s.sync_set, "switchover target not in the sync set yet; waiting");
-            return Ok(());
+            return Err(format!("not in the sync set [{}]: it may lack acknowledged writes", s.sync_set.join(", ")));
         }
-        let Some(addr) = self.pod_addr(target).await else { return Ok(()) };
+        self.pod_addr(target).await.ok_or_else(|| "no such pod, or it has no address".to_string())
+    }
+
+    async fn hand_over(&mut self, l: &Lease, target: &str, addr: String, health: Health) -> anyhow::Result<()> {
+        let Health::Up(_) = health else { return self.release(l, "nameserver unavailable during switchover").await };
         let d = tokio::time::timeout(Duration::from_secs(6), self.admin.drain(proto::DrainRequest {})).await;
         let d = match d {
             Ok(Ok(r)) => r.into_inner(),
@@ -316,6 +344,7 @@ impl Heart {
         spec.renew_time = Some(now);
         let ann = nl.metadata.annotations.get_or_insert_default();
         ann.remove(ANN_HANDOVER_TO);
+        ann.remove(ANN_HANDOVER_REFUSED);
         ann.insert(ANN_SYNC_SET.into(), String::new());
         ann.insert(ANN_SYNC_SET_VERSION.into(), "0".into());
         ann.insert(ANN_RELEASED_BY.into(), self.cfg.pod.clone());

@@ -20,6 +20,8 @@ pub struct LeaseView {
     pub sync_set: Vec<String>,
     pub sync_set_version: u64,
     pub handover_to: Option<String>,
+    /// A handover the master's heart refused, and why.
+    pub handover_refused: Option<String>,
     pub release_reason: Option<String>,
     pub released_by: Option<String>,
 }
@@ -35,6 +37,7 @@ impl LeaseView {
             sync_set: ann.get(names::ANN_SYNC_SET).map(|s| split_set(s)).unwrap_or_default(),
             sync_set_version: ann.get(names::ANN_SYNC_SET_VERSION).and_then(|v| v.parse().ok()).unwrap_or(0),
             handover_to: ann.get(names::ANN_HANDOVER_TO).filter(|s| !s.is_empty()).cloned(),
+            handover_refused: ann.get(names::ANN_HANDOVER_REFUSED).filter(|s| !s.is_empty()).cloned(),
             release_reason: ann.get(names::ANN_RELEASE_REASON).filter(|s| !s.is_empty()).cloned(),
             released_by: ann.get(names::ANN_RELEASED_BY).filter(|s| !s.is_empty()).cloned(),
         }

@@ -19,6 +19,10 @@ pub const ANN_SYNC_SET: &str = "tfs.io/sync-set";
 pub const ANN_SYNC_SET_VERSION: &str = "tfs.io/sync-set-version";
 /// On the Lease: the operator asks the master's heart to hand the Lease to this pod.
 pub const ANN_HANDOVER_TO: &str = "tfs.io/handover-to";
+/// On the Lease, written by the master's heart: a handover it refused, and why.
+pub const ANN_HANDOVER_REFUSED: &str = "tfs.io/handover-refused";
+/// On the VIP Service: the epoch whose master its selector names.
+pub const ANN_EPOCH: &str = "tfs.io/epoch";
 /// On the Lease: why it was last released or handed over (for status and events).
 pub const ANN_RELEASE_REASON: &str = "tfs.io/release-reason";
 /// On the Lease: the pod that last released it.

@@ -95,7 +95,51 @@ mod api {
             }
         });
         let reason = Reason::Expired { holder: "demo-0".into() };
-        promote(&t, &ctx, &leases, &old, "demo-1", &reason, Duration::ZERO).await.unwrap();
+        promote(&t, &ctx, &leases, &old, ("demo-1", 4), &reason, Duration::ZERO).await.unwrap();
+        verifier.await.unwrap();
+    }
+
+    fn vip(selects: &str, epoch: i32) -> serde_json::Value {
+        let mut svc = crate::build::vip_service(&crate::build::tests::demo(), Some(selects));
+        svc.metadata.annotations.get_or_insert_default().insert(ANN_EPOCH.into(), epoch.to_string());
+        svc.metadata.resource_version = Some("41".into());
+        serde_json::to_value(svc).unwrap()
+    }
+
+    /// A stale operator (it decided at epoch 4) never moves the VIP back from epoch 5's master.
+    #[tokio::test]
+    async fn the_vip_never_moves_back_to_an_older_epoch() {
+        let (client, mut api) = mock_client();
+        let t = crate::build::tests::demo();
+        let services: Api<Service> = Api::namespaced(client, "ns");
+        let verifier = tokio::spawn(async move {
+            api.expect("GET", "/api/v1/namespaces/ns/services/demo", |_| (200, vip("demo-1", 5))).await;
+            // Nothing else: a PATCH here would be the stale write.
+            let next = tokio::time::timeout(Duration::from_millis(300), api.0.next_request()).await;
+            assert!(
+                next.is_err(),
+                "a write for epoch 4 over the VIP of epoch 5: {:?}",
+                next.unwrap().map(|r| r.0.uri().clone())
+            );
+        });
+        ensure_vip(&t, &services, "demo-0", 4).await.unwrap();
+        verifier.await.unwrap();
+    }
+
+    /// Moving the VIP is conditioned on the Service as it was read, and says which epoch it serves.
+    #[tokio::test]
+    async fn a_vip_move_is_conditioned_and_carries_its_epoch() {
+        let (client, mut api) = mock_client();
+        let t = crate::build::tests::demo();
+        let services: Api<Service> = Api::namespaced(client, "ns");
+        let verifier = tokio::spawn(async move {
+            api.expect("GET", "/api/v1/namespaces/ns/services/demo", |_| (200, vip("demo-0", 5))).await;
+            let body = api.expect("PATCH", "/api/v1/namespaces/ns/services/demo", |b| (200, b.clone())).await;
+            assert_eq!(body["metadata"]["resourceVersion"], "41", "the move must be conditioned on what was read");
+            assert_eq!(body["metadata"]["annotations"][ANN_EPOCH], "6");
+            assert_eq!(body["spec"]["selector"][LABEL_POD], "demo-1");
+        });
+        ensure_vip(&t, &services, "demo-1", 6).await.unwrap();
         verifier.await.unwrap();
     }
 
@@ -118,7 +162,7 @@ mod api {
             &ctx,
             &leases,
             &lease("demo-0", 3),
-            "demo-1",
+            ("demo-1", 4),
             &Reason::Expired { holder: "demo-0".into() },
             Duration::ZERO,
         )
