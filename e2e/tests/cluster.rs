@@ -26,6 +26,15 @@ async fn healthy_pair(scenario: &str) -> Result<(Namespace, Tfs)> {
     Ok((ns, t))
 }
 
+/// A healthy pair with a recording writer through the VIP that has 1,000 acknowledgements.
+async fn loaded_pair(scenario: &str) -> Result<(Namespace, Tfs, String, Writer)> {
+    let (ns, t) = healthy_pair(scenario).await?;
+    let vip = t.vip().await?;
+    let w = Writer::start(&vip, &tempdir(scenario)?, 16)?;
+    w.wait_acked(1000, Duration::from_secs(60)).await?;
+    Ok((ns, t, vip, w))
+}
+
 /// Largest gap between consecutive acknowledgements after the fault: the write outage.
 fn outage_ms(record: &std::path::Path, fault_ms: u64) -> u64 {
     let mut acks: Vec<u64> = std::fs::read_to_string(record)
@@ -376,6 +385,129 @@ async fn t4_heart_killed_recovers() -> Result<()> {
 #[tokio::test]
 async fn t5_planned_switchover() -> Result<()> {
     failover("switchover", Fault::Switchover).await
+}
+
+/// A handover the master cannot make (here: to a pod that is not an instance, so outside its sync
+/// set) is refused by its heart before anything is drained; the master keeps renewing, so nothing
+/// fails over and writes go on.
+#[tokio::test]
+async fn t5b_handover_outside_the_sync_set_keeps_the_master() -> Result<()> {
+    let (ns, t, vip, w) = loaded_pair("handover-refused").await?;
+    let (master, epoch) = t.lease().await?;
+    let fault_ms = now_ms();
+    kubectl(&["annotate", "lease", "demo", "-n", &ns.0, "tfs.io/handover-to=demo-7", "--overwrite"])?;
+    // Two lease durations: a master that stopped renewing would have been replaced by now.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (holder, now) = t.lease().await?;
+    let ann = kubectl(&["get", "lease", "demo", "-n", &ns.0, "-o", "jsonpath={.metadata.annotations}"])?;
+    let acked = w.acked();
+    w.wait_acked(acked + 500, Duration::from_secs(30)).await?;
+    let record = w.stop();
+    let verdict = verify(&vip, &record)?;
+    let outage = outage_ms(&record, fault_ms);
+    println!(
+        "scenario=handover-refused master={master}@{epoch} -> {holder}@{now} max_write_gap_s={:.3}\n{verdict}",
+        outage as f64 / 1000.0
+    );
+    ensure!(
+        holder == master && now == epoch,
+        "a refused handover ended in a failover: {master}@{epoch} -> {holder}@{now}"
+    );
+    ensure!(!ann.contains("tfs.io/handover-to"), "the refused request is still on the Lease: {ann}");
+    ensure!(ann.contains("tfs.io/handover-refused") && ann.contains("demo-7"), "no refusal recorded: {ann}");
+    ensure!(outage < 1000, "writes stalled {outage} ms while the master refused a handover");
+    drop(ns);
+    Ok(())
+}
+
+/// The Lease deleted under load (as a bad `kubectl delete`, or etcd restored from an old backup,
+/// would lose it): the operator recreates it, and the epoch still only rises — the master that
+/// still holds every write it acknowledged gets it back at a new epoch, with no overlap of epochs.
+#[tokio::test]
+async fn t6c_lease_deleted_under_load_epochs_only_rise() -> Result<()> {
+    let (ns, t, vip, w) = loaded_pair("lease-deleted").await?;
+    let (master, epoch) = t.lease().await?;
+    let fault_ms = now_ms();
+    kubectl(&["delete", "lease", "demo", "-n", &ns.0])?;
+    let after = t.wait_healthy(2, epoch as i64 + 1, Duration::from_secs(90)).await?;
+    let status = after.status.clone().unwrap_or_default();
+    let new_epoch = status.epoch.unwrap_or(0) as u64;
+    let acked = w.acked();
+    w.wait_acked(acked + 1000, Duration::from_secs(60)).await?;
+    let record = w.stop();
+    let verdict = verify(&vip, &record)?;
+    let (last_old, first_new) = epoch_windows(&record, epoch as u64, new_epoch);
+    println!(
+        "scenario=lease-deleted master={master}@{epoch} -> {}@{new_epoch} max_write_gap_s={:.3} last_old={last_old:?} first_new={first_new:?}\n{verdict}",
+        status.master.as_deref().unwrap_or("?"),
+        outage_ms(&record, fault_ms) as f64 / 1000.0
+    );
+    ensure!(new_epoch > epoch as u64, "the epoch did not rise: {epoch} -> {new_epoch}");
+    ensure!(
+        status.master.as_deref() == Some(master.as_str()),
+        "the lease went to {:?}, not the master {master}",
+        status.master
+    );
+    if let (Some(o), Some(n)) = (last_old, first_new) {
+        ensure!(o < n, "epoch {epoch} acknowledged a write at {o} after epoch {new_epoch} did at {n}");
+    }
+    drop(ns);
+    Ok(())
+}
+
+/// A settings change reaches every process: the lease timing is shortened (5s/3s/1s → 4s/2s/1s)
+/// and the block replicas changed under load; pods roll (slaves first, then a switchover) until
+/// every one runs them (`SettingsApplied`), and the nameserver uses the new replica count. Then
+/// the master is cut from the API server: it fences itself before the operator, judging with the
+/// new timing, promotes the slave — the two epochs' acknowledgements do not overlap.
+#[tokio::test]
+async fn t6d_settings_reach_the_processes_then_the_master_is_cut_off() -> Result<()> {
+    use tfs_e2e::chaos::faults::{ApiAddrs, Pair, cut_master_from_apiserver};
+    let (ns, t, vip, w) = loaded_pair("settings").await?;
+    let patch =
+        r#"{"spec":{"lease":{"durationSeconds":4,"renewDeadlineSeconds":2,"retryPeriodSeconds":1},"blockReplicas":1}}"#;
+    kubectl(&["patch", "tfsns", "demo", "-n", &ns.0, "--type", "merge", "-p", patch])?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    loop {
+        let st = t.get().await?.status.unwrap_or_default();
+        let applied = st.conditions.iter().any(|c| c.type_ == "SettingsApplied" && c.status == "True");
+        if applied && st.phase == Some(tfs_operator::crd::Phase::Healthy) && st.ready.as_deref() == Some("2/2") {
+            break;
+        }
+        ensure!(std::time::Instant::now() < deadline, "settings not rolled out in 240 s: {st:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for pod in t.pod_names().await? {
+        let ann =
+            kubectl(&["get", "pod", &pod, "-n", &ns.0, "-o", "jsonpath={.metadata.annotations.tfs\\.io/settings}"])?;
+        ensure!(ann.contains("blockReplicas=1,lease=4/2/1"), "{pod} runs {ann:?}");
+    }
+    let out = run(&tfsctl(), &["--addr", &vip, "--json", "block", "create"])?;
+    let block: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    ensure!(block["dataservers"].as_array().map(Vec::len) == Some(1), "blockReplicas=1 not used: {block}");
+    w.wait_acked(w.acked() + 500, Duration::from_secs(60)).await?;
+    let p = Pair::of(&t).await?;
+    let cut = cut_master_from_apiserver(&p, &ApiAddrs::discover()?)?;
+    let after = t.wait_healthy(2, p.epoch as i64 + 1, Duration::from_secs(90)).await;
+    drop(cut.guard);
+    let after = after?;
+    let new_epoch = after.status.clone().unwrap_or_default().epoch.unwrap_or(0) as u64;
+    w.wait_acked(w.acked() + 1000, Duration::from_secs(60)).await?;
+    let record = w.stop();
+    let verdict = verify(&vip, &record)?;
+    let (last_old, first_new) = epoch_windows(&record, p.epoch as u64, new_epoch);
+    println!(
+        "scenario=settings cut {}@{} -> epoch {new_epoch} last_old={last_old:?} first_new={first_new:?} failover_s={:.3}\n{verdict}",
+        p.master,
+        p.epoch,
+        first_new.map(|n| n.saturating_sub(cut.t_ms)).unwrap_or(0) as f64 / 1000.0
+    );
+    ensure!(new_epoch > p.epoch as u64, "no failover after the cut");
+    if let (Some(o), Some(n)) = (last_old, first_new) {
+        ensure!(o < n, "epoch {} acknowledged a write at {o} after epoch {new_epoch} did at {n}", p.epoch);
+    }
+    drop(ns);
+    Ok(())
 }
 
 #[tokio::test]

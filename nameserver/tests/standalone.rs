@@ -95,7 +95,7 @@ async fn bad_requests_get_clear_errors() {
     let mut a = Node::new("a", root.path(), &["--standalone"]);
     a.start_ready().await;
     let mut c = a.client().await;
-    let e = c.get_block(proto::GetBlockRequest { block_id: 12345 }).await.unwrap_err();
+    let e = c.get_block(proto::GetBlockRequest { block_id: 12345, stale: false }).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound);
     let e = c.create_block(proto::CreateBlockRequest { replicas: 2 }).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unavailable);
@@ -104,7 +104,7 @@ async fn bad_requests_get_clear_errors() {
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     let e = c.batch_create_blocks(proto::BatchCreateBlocksRequest { count: 1_000_000, replicas: 1 }).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
-    let e = c.list_blocks(proto::ListBlocksRequest { after: 0, limit: u32::MAX }).await.unwrap_err();
+    let e = c.list_blocks(proto::ListBlocksRequest { after: 0, limit: u32::MAX, stale: false }).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     let o = ctl(&["--addr", "not-an-address", "status"]);
     assert!(!o.status.success());

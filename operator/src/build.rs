@@ -18,8 +18,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
-use crate::crd::{ReplicationMode, TfsNameserver};
+use crate::crd::TfsNameserver;
 use crate::names::{self, *};
+use crate::settings::{ANN_SETTINGS, Settings};
 
 /// The uid/gid the containers run as (no root, see the pod security context).
 pub const RUN_AS: i64 = 65532;
@@ -40,20 +41,12 @@ fn meta(t: &TfsNameserver, name: String) -> ObjectMeta {
     }
 }
 
+/// The resource's settings for people to read. Pods do not take the settings from here (a restarted
+/// container would re-read newer values than its pod records): see `settings`.
 pub fn config_map(t: &TfsNameserver) -> ConfigMap {
-    let s = &t.spec;
-    let mode = match s.replication.mode {
-        ReplicationMode::Sync => "sync",
-        ReplicationMode::Async => "async",
-    };
-    let data = BTreeMap::from([
-        ("TFS_CLUSTER_ID".to_string(), format!("{}.{}", t.namespace().unwrap_or_default(), t.name_any())),
-        ("TFS_REPLICATION_MODE".to_string(), mode.to_string()),
-        ("TFS_BLOCK_REPLICAS".to_string(), s.block_replicas.to_string()),
-        ("TFS_LEASE_DURATION_SECONDS".to_string(), s.lease.duration_seconds.to_string()),
-        ("TFS_RENEW_DEADLINE_SECONDS".to_string(), s.lease.renew_deadline_seconds.to_string()),
-        ("TFS_RETRY_PERIOD_SECONDS".to_string(), s.lease.retry_period_seconds.to_string()),
-    ]);
+    let mut data: BTreeMap<String, String> =
+        Settings::of(t).env().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    data.insert("TFS_CLUSTER_ID".to_string(), format!("{}.{}", t.namespace().unwrap_or_default(), t.name_any()));
     ConfigMap { metadata: meta(t, config_map_name(t)), data: Some(data), ..Default::default() }
 }
 
@@ -247,6 +240,15 @@ pub fn pod(t: &TfsNameserver, ordinal: usize) -> Pod {
     let l = m.labels.get_or_insert_default();
     l.insert(LABEL_POD.into(), pod_name.clone());
     l.insert(LABEL_ORDINAL.into(), ordinal.to_string());
+    let settings = Settings::of(t);
+    m.annotations.get_or_insert_default().insert(ANN_SETTINGS.into(), settings.encode());
+    // In the pod's own spec, so that its processes run exactly what its annotation records
+    // (explicit env wins over envFrom).
+    let settings_env: Vec<EnvVar> = settings
+        .env()
+        .into_iter()
+        .map(|(k, v)| EnvVar { name: k.into(), value: Some(v), ..Default::default() })
+        .collect();
     let env_from = vec![EnvFromSource {
         config_map_ref: Some(ConfigMapEnvSource { name: config_map_name(t), ..Default::default() }),
         ..Default::default()
@@ -267,7 +269,7 @@ pub fn pod(t: &TfsNameserver, ordinal: usize) -> Pod {
             format!("--metrics-listen=0.0.0.0:{METRICS_PORT}"),
             "--sync-set-publication=lease".into(),
         ]),
-        env: Some(vec![field_env("TFS_NODE", "metadata.name")]),
+        env: Some([vec![field_env("TFS_NODE", "metadata.name")], settings_env.clone()].concat()),
         env_from: Some(env_from.clone()),
         ports: Some(vec![
             ContainerPort { name: Some("client".into()), container_port: CLIENT_PORT, ..Default::default() },
@@ -289,7 +291,13 @@ pub fn pod(t: &TfsNameserver, ordinal: usize) -> Pod {
         image_pull_policy: pull.clone(),
         command: Some(vec!["/usr/local/bin/tfs-operator".into()]),
         args: Some(vec!["heart".into(), format!("--name={name}")]),
-        env: Some(vec![field_env("POD_NAME", "metadata.name"), field_env("POD_NAMESPACE", "metadata.namespace")]),
+        env: Some(
+            [
+                vec![field_env("POD_NAME", "metadata.name"), field_env("POD_NAMESPACE", "metadata.namespace")],
+                settings_env,
+            ]
+            .concat(),
+        ),
         env_from: Some(env_from),
         resources: Some(ResourceRequirements {
             requests: Some(BTreeMap::from([
@@ -359,6 +367,17 @@ pub fn pod(t: &TfsNameserver, ordinal: usize) -> Pod {
 /// The image a pod runs (to find pods left on an old image).
 pub fn pod_image(p: &Pod) -> Option<String> {
     p.spec.as_ref()?.containers.iter().find(|c| c.name == "nameserver")?.image.clone()
+}
+
+/// Why a pod must be replaced to run what the resource asks (image or settings), if it must.
+pub fn pod_outdated(t: &TfsNameserver, p: &Pod) -> Option<&'static str> {
+    if pod_image(p).as_deref() != Some(t.spec.image.as_str()) {
+        Some("image")
+    } else if Settings::of_pod(p) != Some(Settings::of(t)) {
+        Some("settings")
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ use crate::instance::{self, Instance};
 use crate::lease::{LeaseClock, LeaseView};
 use crate::metrics::{ErrorLabels, FailoverLabels, Metrics};
 use crate::names::{self, *};
+use crate::settings::{self, Settings};
 
 pub struct Context {
     pub client: Client,
@@ -235,7 +236,11 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
 
     let instances = observe(&pods, &name).await;
     let unchanged_for = ctx.clocks.lock().entry(key(t)).or_default().observe(&lv.resource_version, Instant::now());
-    let lease_duration = Duration::from_secs(t.spec.lease.duration_seconds.max(1) as u64);
+    // Judge with the most conservative settings any running pod may still use (settings.rs).
+    let running: Vec<Option<Settings>> =
+        pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).map(Settings::of_pod).collect();
+    let judgement = settings::judgement(&Settings::of(t), &running);
+    let lease_duration = judgement.lease_duration;
     let mut status = t.status.clone().unwrap_or_default();
     count_unrecorded_failovers(&mut status, &lv);
 
@@ -248,7 +253,7 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
         unchanged_for,
         lease_duration,
         instances: &instances,
-        mode: t.spec.replication.mode,
+        mode: judgement.mode,
     });
     let (phase, requeue) = match &decision {
         Decision::Steady { master, recheck } => {
@@ -294,7 +299,8 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
         Decision::Promote { .. } => leases.get(&names::lease(&name)).await.map(|l| LeaseView::of(&l)).unwrap_or(lv),
         _ => lv,
     };
-    let new_status = compute_status(t, &status, phase, &lease_now, &instances, replicas);
+    let mut new_status = compute_status(t, &status, phase, &lease_now, &instances, replicas);
+    new_status.conditions.push(settings_condition(t, &status, &judgement));
     if t.status.as_ref() != Some(&new_status) {
         let api: Api<TfsNameserver> = Api::namespaced(client, &ns);
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(serde_json::json!({ "status": new_status })))
@@ -321,9 +327,7 @@ async fn roll(
 ) -> Result<()> {
     let outdated: Vec<&Pod> = pods
         .iter()
-        .filter(|p| {
-            p.metadata.deletion_timestamp.is_none() && build::pod_image(p).as_deref() != Some(t.spec.image.as_str())
-        })
+        .filter(|p| p.metadata.deletion_timestamp.is_none() && build::pod_outdated(t, p).is_some())
         .collect();
     if outdated.is_empty() || lv.handover_to.is_some() {
         return Ok(());
@@ -334,13 +338,14 @@ async fn roll(
     }
     if let Some(slave) = outdated.iter().find(|p| p.name_any() != master) {
         let name = slave.name_any();
+        let what = build::pod_outdated(t, slave).unwrap_or("image");
         event(
             ctx,
             t,
             EventType::Normal,
             "Upgrading",
             "Upgrade",
-            &format!("replacing slave {name} with image {}", t.spec.image),
+            &format!("replacing slave {name} for its {what} (image {}, {})", t.spec.image, Settings::of(t).encode()),
         )
         .await;
         pods_api.delete(&name, &DeleteParams::default()).await?;
@@ -543,6 +548,26 @@ async fn switchover(
         .await?;
     }
     Ok(Some(Action::requeue(Duration::from_millis(200))))
+}
+
+/// `SettingsApplied`: whether every pod runs the resource's settings, and while not, how the
+/// operator judges meanwhile.
+fn settings_condition(t: &TfsNameserver, prev: &TfsNameserverStatus, j: &settings::Judgement) -> Condition {
+    let done = j.current == j.total;
+    let message = if done {
+        format!("every instance runs {}", Settings::of(t).encode())
+    } else {
+        format!(
+            "{} of {} instances run {}; until all do, failover is judged with lease {}s and {:?} mode",
+            j.current,
+            j.total,
+            Settings::of(t).encode(),
+            j.lease_duration.as_secs(),
+            j.mode
+        )
+    };
+    let reason = if done { "Applied" } else { "RollingOut" };
+    condition(&prev.conditions, "SettingsApplied", done, reason, message, t.metadata.generation)
 }
 
 fn condition(

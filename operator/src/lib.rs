@@ -5,7 +5,8 @@
 //! - `failover`: the pure decision of who is master and when to promote;
 //! - `controller`: the reconcile loop (dereference → build → apply → decide → status);
 //! - `heart`: the sidecar that keeps the Lease for its nameserver;
-//! - `instance`: reading a nameserver's status over its client port.
+//! - `instance`: reading a nameserver's status over its client port;
+//! - `settings`: what a pod's processes run with, and judging while a change rolls out.
 
 pub mod build;
 pub mod controller;
@@ -17,6 +18,7 @@ pub mod instance;
 pub mod lease;
 pub mod metrics;
 pub mod names;
+pub mod settings;
 
 #[cfg(test)]
 pub(crate) mod fixtures;

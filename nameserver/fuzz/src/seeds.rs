@@ -163,8 +163,8 @@ pub fn all() -> Vec<Seed> {
     add(g, "batch-create", grpc_input(Request::BatchCreateBlocks, 1, &batch));
     let batch = proto::BatchCreateBlocksRequest { count: MAX_BATCH_CREATE + 1, replicas: 0 };
     add(g, "batch-create-over", grpc_input(Request::BatchCreateBlocks, 1, &batch));
-    add(g, "get", grpc_input(Request::GetBlock, 1, &proto::GetBlockRequest { block_id: 42 }));
-    let ids = proto::BatchGetBlocksRequest { block_ids: (1..=64).collect() };
+    add(g, "get", grpc_input(Request::GetBlock, 1, &proto::GetBlockRequest { block_id: 42, stale: false }));
+    let ids = proto::BatchGetBlocksRequest { block_ids: (1..=64).collect(), stale: false };
     add(g, "batch-get", grpc_input(Request::BatchGetBlocks, 1, &ids));
     let commit = proto::CommitBlockRequest {
         block_id: 1,
@@ -178,8 +178,12 @@ pub fn all() -> Vec<Seed> {
     let bad = proto::CommitBlockRequest { del_file_count: 101, ..commit };
     add(g, "commit-bad", grpc_input(Request::CommitBlock, 1, &bad));
     add(g, "remove", grpc_input(Request::RemoveBlock, 1, &proto::RemoveBlockRequest { block_id: 7 }));
-    add(g, "list", grpc_input(Request::ListBlocks, 1, &proto::ListBlocksRequest { after: 100, limit: 0 }));
-    let list = proto::ListBlocksRequest { after: 0, limit: MAX_LIST + 1 };
+    add(
+        g,
+        "list",
+        grpc_input(Request::ListBlocks, 1, &proto::ListBlocksRequest { after: 100, limit: 0, stale: false }),
+    );
+    let list = proto::ListBlocksRequest { after: 0, limit: MAX_LIST + 1, stale: false };
     add(g, "list-over", grpc_input(Request::ListBlocks, 1, &list));
     add(g, "echo", grpc_input(Request::Echo, 1, &proto::EchoRequest { payload: b"ping".to_vec() }));
     add(g, "status", grpc_input(Request::Status, 1, &proto::StatusRequest {}));

@@ -50,10 +50,10 @@ struct Args {
     #[arg(long, env = "TFS_NODE")]
     node: Option<String>,
     /// sync: acknowledge once durable on the master and every slave in the sync set.
-    #[arg(long, value_enum, default_value = "sync")]
+    #[arg(long, value_enum, default_value = "sync", env = "TFS_REPLICATION_MODE", ignore_case = true)]
     replication_mode: Mode,
     /// Replicas of a new block when the client does not say.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=4))]
+    #[arg(long, default_value_t = 2, env = "TFS_BLOCK_REPLICAS", value_parser = clap::value_parser!(u32).range(1..=4))]
     block_replicas: u32,
     /// Records between checkpoints.
     #[arg(long, default_value_t = 2_000_000)]

@@ -19,6 +19,9 @@ use tokio::sync::oneshot;
 
 use crate::config::ReplicationMode;
 
+/// A registered wait: its id (to take it out if given up) and how to wake it.
+type Waiter = (u64, oneshot::Sender<()>);
+
 /// One consistent reading of the sync set, for publication.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncSetView {
@@ -33,7 +36,8 @@ pub struct Commit {
     inner: Mutex<Inner>,
     /// Requests waiting for their seq to commit, by seq. Each advance releases just the waiters it
     /// satisfies, once each (a broadcast would wake every in-flight request on every advance).
-    waiters: Mutex<BTreeMap<u64, Vec<oneshot::Sender<()>>>>,
+    waiters: Mutex<BTreeMap<u64, Vec<Waiter>>>,
+    next_waiter: AtomicU64,
 }
 
 struct Inner {
@@ -57,6 +61,7 @@ impl Commit {
             durable: AtomicU64::new(durable),
             committed: AtomicU64::new(durable),
             waiters: Mutex::new(BTreeMap::new()),
+            next_waiter: AtomicU64::new(0),
             inner: Mutex::new(Inner {
                 mode,
                 sync_set: BTreeMap::new(),
@@ -249,14 +254,18 @@ impl Commit {
                 None => std::mem::take(&mut *w),
             }
         };
-        for tx in ready.into_values().flatten() {
-            let _ = tx.send(()); // a waiter that gave up (timeout, client gone) is not there
+        for (_, tx) in ready.into_values().flatten() {
+            let _ = tx.send(());
         }
     }
 
     /// Resolves once `seq` is committed.
+    ///
+    /// Invariant: no waiter outlives its request. A wait given up (a timeout, a client gone, a read
+    /// past its master's validity) takes its entry out when dropped, so a node whose tail never
+    /// commits (a deposed master) does not accumulate one per request.
     pub async fn wait(&self, seq: u64) {
-        let rx = {
+        let (rx, id) = {
             let mut w = self.waiters.lock();
             // Checked under the waiters' lock: an advance stores `committed` before it takes this
             // lock to release waiters, so a new waiter either sees the advance here or is released
@@ -265,17 +274,43 @@ impl Commit {
                 return;
             }
             let (tx, rx) = oneshot::channel();
-            w.entry(seq).or_default().push(tx);
-            rx
+            let id = self.next_waiter.fetch_add(1, Ordering::Relaxed);
+            w.entry(seq).or_default().push((id, tx));
+            (rx, id)
         };
+        let mut entry = WaiterEntry { commit: self, seq, id, released: false };
         // Dropped unsent only with the Commit itself (the engine is gone): return, the caller
         // re-checks its role before acknowledging anything.
         let _ = rx.await;
+        entry.released = true; // `release` took it out already
     }
 
     /// Requests waiting for a seq to commit.
     pub fn waiting(&self) -> usize {
         self.waiters.lock().values().map(Vec::len).sum()
+    }
+}
+
+/// A registered wait; takes its entry out of the waiters if the wait is given up.
+struct WaiterEntry<'a> {
+    commit: &'a Commit,
+    seq: u64,
+    id: u64,
+    released: bool,
+}
+
+impl Drop for WaiterEntry<'_> {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        let mut w = self.commit.waiters.lock();
+        if let Some(v) = w.get_mut(&self.seq) {
+            v.retain(|(id, _)| *id != self.id);
+            if v.is_empty() {
+                w.remove(&self.seq);
+            }
+        }
     }
 }
 
@@ -450,6 +485,18 @@ mod tests {
             }
         });
         assert_eq!(c.waiting(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_wait_given_up_leaves_no_entry() {
+        let c = Commit::new(0, ReplicationMode::Sync);
+        c.add_to_sync_set("b", 0);
+        c.set_durable(10);
+        for _ in 0..100 {
+            let r = tokio::time::timeout(std::time::Duration::from_millis(1), c.wait(5)).await;
+            assert!(r.is_err(), "seq 5 is not committed");
+        }
+        assert_eq!(c.waiting(), 0, "waits given up are still registered");
     }
 
     #[test]

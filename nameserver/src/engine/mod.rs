@@ -55,6 +55,27 @@ impl From<ApplyError> for WriteError {
     }
 }
 
+/// How a read is served (see [`Engine::read`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consistency {
+    Linearizable,
+    Stale,
+}
+
+impl Consistency {
+    pub fn stale_if(stale: bool) -> Self {
+        if stale { Consistency::Stale } else { Consistency::Linearizable }
+    }
+}
+
+/// What a read was served from.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadAt {
+    pub applied_seq: u64,
+    pub epoch: u64,
+    pub stale: bool,
+}
+
 #[derive(Debug, Error)]
 pub enum StartError {
     #[error(transparent)]
@@ -230,14 +251,17 @@ impl Engine {
             }
             let out = txn.and_then(|t| {
                 let r = f(t)?;
-                Ok((r, t.last_seq()))
+                // What `f` saw includes every record applied before it, committed or not: its
+                // answer waits for all of them (a write that logs nothing, e.g. a dataserver renew
+                // returning its tasks, must not show uncommitted state either).
+                Ok((r, t.last_seq(), t.state().applied_seq))
             });
             let _ = tx.send(out);
             true
         });
         self.send(Command::Write(job, records.into())).await?;
-        let (r, seq) = rx.await.map_err(|_| WriteError::Unavailable("the writer stopped".into()))??;
-        self.wait_committed(seq).await?;
+        let (r, seq, seen) = rx.await.map_err(|_| WriteError::Unavailable("the writer stopped".into()))??;
+        self.wait_committed(seq.max(seen)).await?;
         Ok((r, seq))
     }
 
@@ -281,17 +305,43 @@ impl Engine {
         self.shared.role.lock().check_writable(Instant::now()).map_err(|e| WriteError::Unknown(e.to_string()))
     }
 
-    /// Runs a read against the state, answering only with committed data: if the state holds
-    /// records not yet committed, waits for them (a read never shows a write that could be lost).
-    pub async fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+    /// Runs a read against the state.
+    ///
+    /// Invariant (linearizable reads): a `Linearizable` read is answered only by a master inside
+    /// its validity (so no other master can have acknowledged anything since), from state whose
+    /// every record is committed (it waits for them, at most until the validity ends, and fails
+    /// rather than show a write that could be lost), and the validity is checked again after. A
+    /// read at a committed seq does not wait at all. `Stale` reads serve whatever this node has
+    /// applied, on any node, and say so.
+    pub async fn read<R>(&self, c: Consistency, f: impl FnOnce(&State) -> R) -> Result<(R, ReadAt), WriteError> {
+        if c == Consistency::Stale {
+            let s = self.shared.state.read();
+            let at = ReadAt { applied_seq: s.applied_seq, epoch: s.epoch, stale: true };
+            return Ok((f(&s), at));
+        }
+        let role = self.shared.role.lock().clone();
+        role.check_writable(Instant::now())?;
         let (r, applied) = {
             let s = self.shared.state.read();
             (f(&s), s.applied_seq)
         };
-        if self.shared.role.lock().is_master() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), self.shared.commit.wait(applied)).await;
+        if self.shared.commit.committed() < applied {
+            let wait = self.shared.commit.wait(applied);
+            let done = match role.valid_until {
+                Some(d) => tokio::time::timeout_at(d.into(), wait).await.is_ok(),
+                None => {
+                    wait.await;
+                    true
+                }
+            };
+            if !done || self.shared.commit.committed() < applied {
+                return Err(WriteError::Unavailable(format!(
+                    "the state holds seq {applied}, not committed before this master's validity ended; retry"
+                )));
+            }
         }
-        r
+        self.shared.role.lock().check_writable(Instant::now())?;
+        Ok((r, ReadAt { applied_seq: applied, epoch: role.epoch, stale: false }))
     }
 
     pub async fn append_replicated(&self, records: Vec<Record>) -> Result<u64, String> {

@@ -3,7 +3,7 @@
 use tonic::{Request, Response, Status};
 
 use super::{Timer, to_status, validate};
-use crate::engine::{Engine, Txn, WriteError};
+use crate::engine::{Consistency, Engine, Txn, WriteError};
 use crate::mutation::Mutation;
 use crate::proto::{self, client_server::Client};
 
@@ -72,11 +72,17 @@ impl Client for ClientApi {
 
     async fn get_block(&self, req: Request<proto::GetBlockRequest>) -> Result<Response<proto::GetBlockReply>, Status> {
         let t = Timer::new(&self.engine, "get_block");
-        let id = req.get_ref().block_id;
-        let block = self.engine.read(|s| s.blocks.get(&id).map(|b| s.block_view(id, b))).await;
-        t.done(match block {
-            Some(b) => Ok(Response::new(proto::GetBlockReply { epoch: self.engine.epoch(), block: Some(b) })),
-            None => Err(Status::not_found(format!("block {id} does not exist"))),
+        let (id, c) = (req.get_ref().block_id, Consistency::stale_if(req.get_ref().stale));
+        let r = self.engine.read(c, |s| s.blocks.get(&id).map(|b| s.block_view(id, b))).await;
+        t.done(match r {
+            Ok((Some(b), at)) => Ok(Response::new(proto::GetBlockReply {
+                epoch: at.epoch,
+                block: Some(b),
+                applied_seq: at.applied_seq,
+                stale: at.stale,
+            })),
+            Ok((None, _)) => Err(Status::not_found(format!("block {id} does not exist"))),
+            Err(e) => Err(to_status(e)),
         })
     }
 
@@ -85,13 +91,14 @@ impl Client for ClientApi {
         req: Request<proto::BatchGetBlocksRequest>,
     ) -> Result<Response<proto::BatchGetBlocksReply>, Status> {
         let t = Timer::new(&self.engine, "batch_get_blocks");
+        let c = Consistency::stale_if(req.get_ref().stale);
         let ids = match validate::batch_get_blocks(req.into_inner()) {
             Ok(ids) => ids,
             Err(e) => return t.done(Err(e)),
         };
-        let (blocks, missing) = self
+        let r = self
             .engine
-            .read(|s| {
+            .read(c, |s| {
                 let mut found = Vec::with_capacity(ids.len());
                 let mut missing = Vec::new();
                 for id in ids {
@@ -103,7 +110,15 @@ impl Client for ClientApi {
                 (found, missing)
             })
             .await;
-        t.done(Ok(Response::new(proto::BatchGetBlocksReply { epoch: self.engine.epoch(), blocks, missing })))
+        t.done(r.map_err(to_status).map(|((blocks, missing), at)| {
+            Response::new(proto::BatchGetBlocksReply {
+                epoch: at.epoch,
+                blocks,
+                missing,
+                applied_seq: at.applied_seq,
+                stale: at.stale,
+            })
+        }))
     }
 
     async fn commit_block(
@@ -173,15 +188,24 @@ impl Client for ClientApi {
             Ok(l) => (l.after, l.limit),
             Err(e) => return t.done(Err(e)),
         };
-        let (blocks, more) = self
+        let c = Consistency::stale_if(req.get_ref().stale);
+        let r = self
             .engine
-            .read(|s| {
+            .read(c, |s| {
                 let mut it = s.blocks.range(after.saturating_add(1)..);
                 let blocks: Vec<_> = it.by_ref().take(limit).map(|(id, b)| s.block_view(*id, b)).collect();
                 (blocks, it.next().is_some())
             })
             .await;
-        t.done(Ok(Response::new(proto::ListBlocksReply { epoch: self.engine.epoch(), blocks, more })))
+        t.done(r.map_err(to_status).map(|((blocks, more), at)| {
+            Response::new(proto::ListBlocksReply {
+                epoch: at.epoch,
+                blocks,
+                more,
+                applied_seq: at.applied_seq,
+                stale: at.stale,
+            })
+        }))
     }
 
     async fn echo(&self, req: Request<proto::EchoRequest>) -> Result<Response<proto::EchoReply>, Status> {

@@ -52,6 +52,7 @@ pub fn status(engine: &Engine) -> proto::StatusReply {
         first_log_seq: sh.first_log_seq.load(Ordering::Relaxed),
         sync_set_version: sync_set.version,
         sync_set_pending_removal: sync_set.pending,
+        commit_waiters: sh.commit.waiting() as u64,
     }
 }
 

@@ -129,7 +129,7 @@ mod tests {
 
     #[test]
     fn batch_get_holds_at_most_the_limit() {
-        let req = |n: usize| proto::BatchGetBlocksRequest { block_ids: (0..n as u64).collect() };
+        let req = |n: usize| proto::BatchGetBlocksRequest { block_ids: (0..n as u64).collect(), stale: false };
         assert!(batch_get_blocks(req(0)).unwrap().is_empty());
         assert_eq!(batch_get_blocks(req(MAX_BATCH_GET)).unwrap().len(), MAX_BATCH_GET);
         assert_eq!(refused(batch_get_blocks(req(MAX_BATCH_GET + 1))), "at most 10000 ids a call, got 10001");
@@ -158,7 +158,7 @@ mod tests {
 
     #[test]
     fn list_limit_defaults_and_is_capped() {
-        let req = |after, limit| proto::ListBlocksRequest { after, limit };
+        let req = |after, limit| proto::ListBlocksRequest { after, limit, stale: false };
         assert_eq!(list_blocks(&req(5, 0)).unwrap(), ListBlocks { after: 5, limit: DEFAULT_LIST as usize });
         assert_eq!(list_blocks(&req(u64::MAX, MAX_LIST)).unwrap().limit, MAX_LIST as usize);
         assert_eq!(refused(list_blocks(&req(0, MAX_LIST + 1))), "limit must be 1..=10000, got 10001");

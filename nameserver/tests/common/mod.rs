@@ -261,7 +261,9 @@ pub async fn all_blocks(n: &Node) -> Vec<proto::Block> {
     let mut out = Vec::new();
     let mut after = 0;
     loop {
-        let r = c.list_blocks(proto::ListBlocksRequest { after, limit: 10_000 }).await.unwrap().into_inner();
+        // Stale: the harness compares what each node holds, slaves included.
+        let r =
+            c.list_blocks(proto::ListBlocksRequest { after, limit: 10_000, stale: true }).await.unwrap().into_inner();
         out.extend(r.blocks);
         if !r.more {
             return out;

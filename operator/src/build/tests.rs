@@ -107,3 +107,25 @@ fn lease_starts_unheld_at_epoch_zero() {
     assert_eq!(l.lease_transitions, Some(0));
     assert_eq!(l.lease_duration_seconds, Some(5));
 }
+
+/// Each container runs the settings its pod records (in its own spec, not via the ConfigMap), and a
+/// settings change makes the pod outdated like an image change.
+#[test]
+fn pods_carry_their_settings_and_a_change_outdates_them() {
+    let mut t = demo();
+    let p = pod(&t, 0);
+    let recorded = crate::settings::Settings::of_pod(&p).expect("the pod records its settings");
+    assert_eq!(recorded, crate::settings::Settings::of(&t));
+    for c in &p.spec.as_ref().unwrap().containers {
+        let env = c.env.as_ref().unwrap();
+        let get = |k: &str| env.iter().find(|e| e.name == k).and_then(|e| e.value.clone());
+        assert_eq!(get("TFS_REPLICATION_MODE").as_deref(), Some("sync"), "{}", c.name);
+        assert_eq!(get("TFS_LEASE_DURATION_SECONDS").as_deref(), Some("5"), "{}", c.name);
+        assert_eq!(get("TFS_BLOCK_REPLICAS").as_deref(), Some("2"), "{}", c.name);
+    }
+    assert_eq!(pod_outdated(&t, &p), None);
+    t.spec.lease.duration_seconds = 4;
+    assert_eq!(pod_outdated(&t, &p), Some("settings"));
+    t.spec.image = "other:1".into();
+    assert_eq!(pod_outdated(&t, &p), Some("image"));
+}

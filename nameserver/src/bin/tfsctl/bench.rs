@@ -336,7 +336,7 @@ async fn call(c: &mut ClientClient<Channel>, a: &BenchArgs, block: u64, version:
             r.blocks.iter().map(|b| (Kind::Create, b.id, r.epoch, r.seq)).collect()
         }
         Op::Get => {
-            c.get_block(proto::GetBlockRequest { block_id: block }).await?;
+            c.get_block(proto::GetBlockRequest { block_id: block, stale: false }).await?;
             vec![]
         }
         Op::Commit => {

@@ -79,8 +79,12 @@ enum BlockCmd {
         #[arg(long, default_value_t = 0)]
         replicas: u32,
     },
-    /// Show a block.
-    Get { id: u64 },
+    /// Show a block (from the master, linearizable; `--stale`: from any node, as it has applied).
+    Get {
+        id: u64,
+        #[arg(long)]
+        stale: bool,
+    },
     /// Commit a block's new contents.
     Commit {
         id: u64,
@@ -103,6 +107,9 @@ enum BlockCmd {
         after: u64,
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// Read from any node as it has applied (not linearizable); says so on stderr.
+        #[arg(long)]
+        stale: bool,
     },
 }
 
@@ -249,9 +256,15 @@ async fn run(cli: Cli) -> Result<i32> {
                     let b = r.block.context("reply without a block")?;
                     if json { print_block(&b, true) } else { println!("{}", b.id) }
                 }
-                BlockCmd::Get { id } => {
-                    let r =
-                        c.get_block(proto::GetBlockRequest { block_id: id }).await.map_err(status_error)?.into_inner();
+                BlockCmd::Get { id, stale } => {
+                    let r = c
+                        .get_block(proto::GetBlockRequest { block_id: id, stale })
+                        .await
+                        .map_err(status_error)?
+                        .into_inner();
+                    if r.stale {
+                        eprintln!("stale read: as applied at seq {} (epoch {})", r.applied_seq, r.epoch);
+                    }
                     print_block(&r.block.context("reply without a block")?, json);
                 }
                 BlockCmd::Commit { id, version, size, files, del_size, del_files } => {
@@ -275,9 +288,9 @@ async fn run(cli: Cli) -> Result<i32> {
                         println!("removed {id}");
                     }
                 }
-                BlockCmd::Ls { after, limit } => {
+                BlockCmd::Ls { after, limit, stale } => {
                     let r = c
-                        .list_blocks(proto::ListBlocksRequest { after, limit })
+                        .list_blocks(proto::ListBlocksRequest { after, limit, stale })
                         .await
                         .map_err(status_error)?
                         .into_inner();

@@ -79,7 +79,7 @@ async fn read_back(addr: &str, expect: &BTreeMap<u64, Expect>, problems: &mut Ve
     let mut f = Found::default();
     for chunk in ids.chunks(5000) {
         let r = c
-            .batch_get_blocks(proto::BatchGetBlocksRequest { block_ids: chunk.to_vec() })
+            .batch_get_blocks(proto::BatchGetBlocksRequest { block_ids: chunk.to_vec(), stale: false })
             .await
             .map_err(|s| anyhow::anyhow!("reading blocks back: {}: {}", s.code(), s.message()))?
             .into_inner();
