@@ -286,6 +286,42 @@ async fn simulated_dataservers_follow_the_vip_to_a_new_master() {
     assert_eq!(st.live_dataservers, 3, "the simulated dataservers lost their leases on the new master");
 }
 
+/// A client that keeps one channel (as a long-lived client keeps its flow through kube-proxy)
+/// reaches the new master soon after the VIP moves: the demoted master closes its client
+/// connections (GOAWAY), so the channel dials again, through the VIP.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_demoted_master_sends_its_clients_to_the_new_one() {
+    let root = tempfile::tempdir().unwrap();
+    let (a, b) = pair(root.path()).await;
+    let id = create_blocks(&a, 1, 1).await[0];
+    same_state(&a, &b).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let backend = Arc::new(std::sync::Mutex::new(a.client.clone()));
+    tokio::spawn(vip(listener, backend.clone()));
+    let mut c = proto::client_client::ClientClient::new(Node::channel(&addr).await);
+    let get = proto::GetBlockRequest { block_id: id, stale: false };
+    assert_eq!(c.get_block(get).await.unwrap().into_inner().epoch, 1);
+    b.master(2).await;
+    a.slave_of(&b, 2).await;
+    *backend.lock().unwrap() = b.client.clone();
+    let t = Instant::now();
+    let mut last = None;
+    while t.elapsed() < Duration::from_secs(5) {
+        match c.get_block(get).await {
+            Ok(r) if r.get_ref().epoch == 2 => break,
+            other => last = Some(other),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = t.elapsed();
+    println!("the kept channel reached the new master {took:?} after the VIP moved");
+    assert!(
+        took < Duration::from_secs(1),
+        "the kept channel stayed on the old master ({took:?}); last answer {last:?}"
+    );
+}
+
 #[derive(Clone, Copy, Debug)]
 enum Damage {
     /// Flip a payload bit; the frame crc no longer matches.

@@ -75,6 +75,11 @@ struct Args {
     /// Records grouped under one fdatasync at most (bounds how long a group holds the state).
     #[arg(long, default_value_t = 16 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
     max_group_records: u64,
+    /// A master closes its client connections this often (GOAWAY; clients dial again through the
+    /// VIP), so long-lived connections spread again; 0 = never. Nodes that are not a writable
+    /// master close theirs at once on a role change, and every 2 s while it lasts.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    max_connection_age: std::time::Duration,
     /// Oplog segment size in bytes (older segments are removed after a checkpoint).
     #[arg(long, default_value_t = 64 << 20, hide = true)]
     segment_bytes: u64,
@@ -135,7 +140,7 @@ fn main() -> anyhow::Result<()> {
             admin: args.admin_listen,
             metrics: args.metrics_listen,
         };
-        serve(engine, listen, args.block_replicas, shutdown_signal()).await
+        serve(engine, listen, args.block_replicas, args.max_connection_age, shutdown_signal()).await
     })
 }
 

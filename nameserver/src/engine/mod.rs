@@ -282,18 +282,33 @@ impl Engine {
         })
     }
 
+    /// Waits until `seq` is committed while this node is a writable master; false if it stopped
+    /// being one first. The role is looked at again at least every 250 ms, so a validity shortened
+    /// or ended meanwhile (a renewal, a demotion, a drain) ends the wait too: no request outlives
+    /// the mastership it was accepted under.
+    async fn committed_while_master(&self, seq: u64) -> bool {
+        let mut wait = std::pin::pin!(self.shared.commit.wait(seq));
+        loop {
+            let role = self.shared.role.lock().clone();
+            let now = Instant::now();
+            if role.check_writable(now).is_err() {
+                return false;
+            }
+            let Some(until) = role.valid_until else {
+                wait.await;
+                return true;
+            };
+            let slice = until.min(now + Duration::from_millis(250));
+            if tokio::time::timeout_at(slice.into(), &mut wait).await.is_ok() {
+                return true;
+            }
+        }
+    }
+
     /// Waits until `seq` is committed, and refuses to acknowledge it if mastership lapsed first.
     pub async fn wait_committed(&self, seq: u64) -> Result<(), WriteError> {
-        let deadline = self.shared.role.lock().valid_until;
-        let wait = self.shared.commit.wait(seq);
-        match deadline {
-            // The wait can only end at the role's deadline; after it, nothing may be acknowledged.
-            Some(d) => {
-                if tokio::time::timeout_at(d.into(), wait).await.is_err() {
-                    return Err(WriteError::Unknown(format!("seq {seq} not committed before mastership lapsed")));
-                }
-            }
-            None => wait.await,
+        if self.shared.commit.committed() < seq && !self.committed_while_master(seq).await {
+            return Err(WriteError::Unknown(format!("seq {seq} not committed before mastership lapsed")));
         }
         // Invariant: a write is acknowledged only once committed (durable on the master and on
         // every slave of the published sync set) and while mastership is valid. A wait can also
@@ -326,14 +341,7 @@ impl Engine {
             (f(&s), s.applied_seq)
         };
         if self.shared.commit.committed() < applied {
-            let wait = self.shared.commit.wait(applied);
-            let done = match role.valid_until {
-                Some(d) => tokio::time::timeout_at(d.into(), wait).await.is_ok(),
-                None => {
-                    wait.await;
-                    true
-                }
-            };
+            let done = self.committed_while_master(applied).await;
             if !done || self.shared.commit.committed() < applied {
                 return Err(WriteError::Unavailable(format!(
                     "the state holds seq {applied}, not committed before this master's validity ended; retry"

@@ -1,6 +1,7 @@
 //! Starting the listeners of one nameserver process.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -20,6 +21,7 @@ pub async fn serve(
     engine: Engine,
     listen: Listen,
     default_replicas: u32,
+    max_connection_age: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let client_l = TcpListener::bind(listen.client)
@@ -59,12 +61,48 @@ pub async fn serve(
         tokio::spawn(crate::replication::slave::follow(engine.clone(), stop_rx_follow));
     }
 
-    let client = Server::builder()
-        .tcp_nodelay(true)
-        .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .add_service(proto::client_server::ClientServer::new(ClientApi { engine: engine.clone(), default_replicas }))
-        .add_service(proto::dataserver_server::DataserverServer::new(DataserverApi { engine: engine.clone() }))
-        .serve_with_incoming_shutdown(incoming(client_l), stopped());
+    let client = {
+        let (engine, stopped) = (engine.clone(), stopped.clone());
+        let client_l = Arc::new(client_l);
+        let mut cuts = connection_cuts(engine.clone(), max_connection_age);
+        async move {
+            // Invariant (clean demotion): a node that is not a writable master keeps no client
+            // connection: each role change away from writable mastership, and every few seconds
+            // while it lasts, the client server shuts down gracefully (GOAWAY; requests in flight
+            // finish) and serves again on the same socket. A client then dials again — through the
+            // VIP, to the master — instead of keeping a flow that kube-proxy leaves on this pod.
+            loop {
+                let stop = stopped();
+                let cut = cuts.changed();
+                let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let signal = {
+                    let stopping = stopping.clone();
+                    async move {
+                        tokio::select! {
+                            _ = stop => stopping.store(true, std::sync::atomic::Ordering::Relaxed),
+                            _ = cut => {}
+                        }
+                    }
+                };
+                Server::builder()
+                    .tcp_nodelay(true)
+                    .http2_keepalive_interval(Some(Duration::from_secs(10)))
+                    .add_service(proto::client_server::ClientServer::new(ClientApi {
+                        engine: engine.clone(),
+                        default_replicas,
+                    }))
+                    .add_service(proto::dataserver_server::DataserverServer::new(DataserverApi {
+                        engine: engine.clone(),
+                    }))
+                    .serve_with_incoming_shutdown(incoming(client_l.clone()), signal)
+                    .await?;
+                if stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Ok::<(), tonic::transport::Error>(());
+                }
+                info!(reason = %*cuts.borrow_and_update(), "client connections closed (GOAWAY); serving again");
+            }
+        }
+    };
     // Health, metrics and roles get a runtime of their own: however busy the client port is,
     // the heart and the kubelet's probes must get their answers in time (a master whose
     // readiness probe times out drops out of the VIP's endpoints).
@@ -77,7 +115,7 @@ pub async fn serve(
                 http_l.set_nonblocking(true)?;
                 let admin = Server::builder()
                     .add_service(proto::admin_server::AdminServer::new(AdminApi { engine: engine.clone() }))
-                    .serve_with_incoming_shutdown(incoming(TcpListener::from_std(admin_l)?), stopped());
+                    .serve_with_incoming_shutdown(incoming(Arc::new(TcpListener::from_std(admin_l)?)), stopped());
                 let http = axum::serve(TcpListener::from_std(http_l)?, super::http::router(engine))
                     .with_graceful_shutdown(stopped());
                 let (a, b) = tokio::join!(admin, http);
@@ -94,8 +132,51 @@ pub async fn serve(
     Ok(())
 }
 
-/// Accepted connections with TCP_NODELAY set (small RPCs must not wait for Nagle).
-fn incoming(l: TcpListener) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use tokio_stream::StreamExt;
-    tokio_stream::wrappers::TcpListenerStream::new(l).map(|s| s.and_then(|s| s.set_nodelay(true).map(|_| s)))
+/// Accepted connections with TCP_NODELAY set (small RPCs must not wait for Nagle), from a listener
+/// that outlives each run of the server.
+fn incoming(l: Arc<TcpListener>) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    futures_util::stream::unfold(l, |l| async move {
+        let s = l.accept().await.and_then(|(s, _)| s.set_nodelay(true).map(|_| s));
+        Some((s, l))
+    })
+}
+
+/// While not a writable master, how often client connections are closed again (clients that
+/// reconnected while the VIP still pointed here).
+const NOT_MASTER_CUT_EVERY: Duration = Duration::from_secs(2);
+
+/// Changes whenever client connections should be closed (the value says why): on every change of
+/// role that leaves this node unable to write (deposed, fenced, draining, made a slave), every
+/// [`NOT_MASTER_CUT_EVERY`] while that lasts, and on a writable master every `max_age` (if not zero)
+/// so that long-lived connections are spread again.
+fn connection_cuts(engine: Engine, max_age: Duration) -> tokio::sync::watch::Receiver<String> {
+    let (tx, rx) = tokio::sync::watch::channel(String::new());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        let mut last_role = engine.shared.role.lock().clone();
+        let mut last_cut = tokio::time::Instant::now();
+        loop {
+            tick.tick().await;
+            let role = engine.shared.role.lock().clone();
+            let writable = role.check_writable(std::time::Instant::now());
+            let why = match &writable {
+                Err(e) if role != last_role || last_role.check_writable(std::time::Instant::now()).is_ok() => {
+                    Some(format!("no longer a writable master: {e}"))
+                }
+                Err(e) if last_cut.elapsed() >= NOT_MASTER_CUT_EVERY => Some(format!("not a writable master: {e}")),
+                Ok(()) if !max_age.is_zero() && last_cut.elapsed() >= max_age => {
+                    Some(format!("connections older than {max_age:?}"))
+                }
+                _ => None,
+            };
+            last_role = role;
+            if let Some(why) = why {
+                last_cut = tokio::time::Instant::now();
+                if tx.send(why).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    rx
 }
