@@ -467,10 +467,14 @@ async fn t6d_settings_reach_the_processes_then_the_master_is_cut_off() -> Result
     let patch =
         r#"{"spec":{"lease":{"durationSeconds":4,"renewDeadlineSeconds":2,"retryPeriodSeconds":1},"blockReplicas":1}}"#;
     kubectl(&["patch", "tfsns", "demo", "-n", &ns.0, "--type", "merge", "-p", patch])?;
+    let generation = t.get().await?.metadata.generation;
     let deadline = std::time::Instant::now() + Duration::from_secs(240);
     loop {
         let st = t.get().await?.status.unwrap_or_default();
-        let applied = st.conditions.iter().any(|c| c.type_ == "SettingsApplied" && c.status == "True");
+        let applied = st
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "SettingsApplied" && c.status == "True" && c.observed_generation >= generation);
         if applied && st.phase == Some(tfs_operator::crd::Phase::Healthy) && st.ready.as_deref() == Some("2/2") {
             break;
         }
