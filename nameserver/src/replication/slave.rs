@@ -146,6 +146,12 @@ async fn session(engine: &Engine, role: &RoleState, shutdown: &mut watch::Receiv
     } else if ok.start_seq != last_seq + 1 {
         return Err(format!("master starts at seq {} but this log ends at {last_seq}", ok.start_seq));
     }
+    // A LOGIN can be answered late (a master frozen meanwhile): if this node's role changed since
+    // (e.g. it was promoted and logged records of its own), its durable seq is another history's.
+    if !same_assignment(&sh.role.lock(), role) {
+        let _ = frame::write_msg(&mut wr, FrameType::Logout, &proto::ReplLogout { lease_id: ok.lease_id }).await;
+        return Ok(());
+    }
     let mut durable = engine.durable_seq();
     frame::write_msg(&mut wr, FrameType::Ack, &proto::ReplAck { durable_seq: durable })
         .await
