@@ -33,11 +33,7 @@ async fn a_slave_refuses_reads_unless_asked_for_a_stale_one() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lapsed_master_refuses_reads() {
     let root = tempfile::tempdir().unwrap();
-    let mut a = Node::new("a", root.path(), &[]);
-    a.start_ready().await;
-    a.master(1).await;
-    a.dataservers(3).await;
-    let id = create_blocks(&a, 1, 1).await[0];
+    let (a, id) = lone_master(root.path()).await;
     a.assume(proto::Role::Master, 1, "", Duration::from_millis(300)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
     let e = get(&a, id, false).await.expect_err("a lapsed master answered a read");

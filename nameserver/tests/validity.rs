@@ -14,11 +14,7 @@ use tfs_nameserver::proto::admin_client::AdminClient;
 #[tokio::test(flavor = "multi_thread")]
 async fn a_grant_delivered_after_its_deadline_grants_nothing() {
     let root = tempfile::tempdir().unwrap();
-    let mut a = Node::new("a", root.path(), &[]);
-    a.start_ready().await;
-    a.master(1).await;
-    a.dataservers(3).await;
-    create_blocks(&a, 1, 1).await;
+    let (a, _) = lone_master(root.path()).await;
 
     let mut admin = AdminClient::new(Node::channel(&a.admin).await);
     a.signal("STOP");

@@ -122,15 +122,6 @@ impl Commit {
         }
     }
 
-    pub fn add_to_sync_set(&self, node: &str, acked: u64) {
-        let mut g = self.inner.lock();
-        g.pending.remove(node);
-        g.sync_set.insert(node.to_string(), acked);
-        g.version += 1;
-        drop(g);
-        self.recompute();
-    }
-
     /// Takes a slave out of the sync set. It still holds commits back until the removal is
     /// published (see the module invariant), unless publication is not required.
     pub fn remove_from_sync_set(&self, node: &str) {
@@ -163,17 +154,14 @@ impl Commit {
     }
 
     /// Adds a slave to the sync set if it acked everything already committed; returns whether it
-    /// is in the set now.
+    /// joined just now (false: not caught up, or a member already).
     ///
     /// Invariant: the check and the insert are one step under `inner`, the lock under which
     /// `committed` is raised (see `recompute`): no commit can pass `acked` between them, so a member
     /// always holds every committed seq.
     pub fn join_if_caught_up(&self, node: &str, acked: u64, incarnation: u64) -> bool {
         let mut g = self.inner.lock();
-        if g.sync_set.contains_key(node) {
-            return true;
-        }
-        if acked < self.committed() {
+        if g.sync_set.contains_key(node) || acked < self.committed() {
             return false;
         }
         g.pending.remove(node);
@@ -208,14 +196,6 @@ impl Commit {
 
     pub fn sync_set(&self) -> Vec<(String, u64)> {
         self.inner.lock().sync_set.iter().map(|(k, v)| (k.clone(), *v)).collect()
-    }
-
-    pub fn sync_set_version(&self) -> u64 {
-        self.inner.lock().version
-    }
-
-    pub fn pending_removals(&self) -> Vec<String> {
-        self.inner.lock().pending.keys().cloned().collect()
     }
 
     pub fn in_sync_set(&self, node: &str) -> bool {
@@ -321,7 +301,7 @@ mod tests {
     #[test]
     fn sync_set_holds_commit_back() {
         let c = Commit::new(0, ReplicationMode::Sync);
-        c.add_to_sync_set("b", 0);
+        c.join_if_caught_up("b", 0, 0);
         c.set_durable(10);
         assert_eq!(c.committed(), 0);
         c.ack("b", 7);
@@ -339,24 +319,24 @@ mod tests {
     fn removal_holds_commits_back_until_published() {
         let c = Commit::new(0, ReplicationMode::Sync);
         c.set_publish_removals(true);
-        c.add_to_sync_set("b", 0);
+        c.join_if_caught_up("b", 0, 0);
         c.set_durable(10);
         c.ack("b", 4);
         c.remove_from_sync_set("b");
         assert!(c.sync_set().is_empty());
-        assert_eq!(c.pending_removals(), vec!["b".to_string()]);
+        assert_eq!(c.view().pending, vec!["b".to_string()]);
         c.set_durable(20);
         assert_eq!(c.committed(), 4, "an unpublished removal still holds commits back");
-        c.published(c.sync_set_version() - 1);
+        c.published(c.view().version - 1);
         assert_eq!(c.committed(), 4, "publishing an older version is not enough");
-        c.published(c.sync_set_version());
+        c.published(c.view().version);
         assert_eq!(c.committed(), 20);
-        assert!(c.pending_removals().is_empty());
+        assert!(c.view().pending.is_empty());
         // Rejoining cancels a pending removal.
-        c.add_to_sync_set("b", 20);
+        c.join_if_caught_up("b", 20, 0);
         c.remove_from_sync_set("b");
-        c.add_to_sync_set("b", 20);
-        assert!(c.pending_removals().is_empty());
+        c.join_if_caught_up("b", 20, 0);
+        assert!(c.view().pending.is_empty());
     }
 
     /// A published (members, version) pair must be the set as it was at that version: the heart
@@ -371,7 +351,7 @@ mod tests {
             // Versions: add → odd (b in the set), remove → even (b out).
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    c.add_to_sync_set("b", 0);
+                    c.join_if_caught_up("b", 0, 0);
                     c.remove_from_sync_set("b");
                 }
             })
@@ -426,7 +406,7 @@ mod tests {
     #[test]
     fn async_mode_ignores_slaves_and_commit_never_decreases() {
         let c = Commit::new(5, ReplicationMode::Async);
-        c.add_to_sync_set("b", 0);
+        assert!(c.join_if_caught_up("b", 5, 0));
         c.set_durable(9);
         assert_eq!(c.committed(), 9);
         c.set_durable(3);
@@ -436,7 +416,7 @@ mod tests {
     #[tokio::test]
     async fn waiters_are_released_when_their_seq_commits_and_not_before() {
         let c = std::sync::Arc::new(Commit::new(0, ReplicationMode::Sync));
-        c.add_to_sync_set("b", 0);
+        c.join_if_caught_up("b", 0, 0);
         let spawn = |seq| {
             let c = c.clone();
             tokio::spawn(async move { c.wait(seq).await })
@@ -490,7 +470,7 @@ mod tests {
     #[tokio::test]
     async fn a_wait_given_up_leaves_no_entry() {
         let c = Commit::new(0, ReplicationMode::Sync);
-        c.add_to_sync_set("b", 0);
+        c.join_if_caught_up("b", 0, 0);
         c.set_durable(10);
         for _ in 0..100 {
             let r = tokio::time::timeout(std::time::Duration::from_millis(1), c.wait(5)).await;
@@ -503,7 +483,7 @@ mod tests {
     fn reset_releases_waiters_at_or_below_the_new_seq() {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let c = std::sync::Arc::new(Commit::new(0, ReplicationMode::Sync));
-        c.add_to_sync_set("b", 0);
+        c.join_if_caught_up("b", 0, 0);
         rt.block_on(async {
             let (a, b) = (
                 rt.spawn({

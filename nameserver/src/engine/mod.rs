@@ -260,8 +260,9 @@ impl Engine {
             true
         });
         self.send(Command::Write(job, records.into())).await?;
+        // `seen` >= `seq`: the applied seq after `f` covers its own records and all before them.
         let (r, seq, seen) = rx.await.map_err(|_| WriteError::Unavailable("the writer stopped".into()))??;
-        self.wait_committed(seq.max(seen)).await?;
+        self.wait_committed(seen).await?;
         Ok((r, seq))
     }
 

@@ -75,7 +75,6 @@ struct Writer {
     buf: Vec<u8>,
     scratch: Vec<u8>,
     since_checkpoint: u64,
-    checkpointing: bool,
     /// The background checkpoint in progress, if any.
     checkpoint_thread: Option<std::thread::JoinHandle<()>>,
     /// Bumped by each snapshot install: a checkpoint started before it belongs to a replaced history.
@@ -96,7 +95,6 @@ pub(super) fn spawn(
         buf: Vec::with_capacity(1 << 20),
         scratch: Vec::new(),
         since_checkpoint: since,
-        checkpointing: false,
         checkpoint_thread: None,
         generation: 0,
         tx,
@@ -146,7 +144,7 @@ impl Writer {
             }
         }
         self.writes(&mut writes);
-        if self.since_checkpoint >= self.shared.cfg.checkpoint_every && !self.checkpointing {
+        if self.since_checkpoint >= self.shared.cfg.checkpoint_every && self.checkpoint_thread.is_none() {
             self.start_checkpoint();
         }
     }
@@ -243,12 +241,8 @@ impl Writer {
             Command::CheckpointDone { generation, .. } if generation != self.generation => {}
             // Cleared on failure too: a failed checkpoint must not stop all later ones (the log
             // would then grow without bound).
-            Command::CheckpointDone { seq: None, .. } => {
-                self.checkpointing = false;
-                self.checkpoint_thread = None;
-            }
+            Command::CheckpointDone { seq: None, .. } => self.checkpoint_thread = None,
             Command::CheckpointDone { seq: Some(seq), .. } => {
-                self.checkpointing = false;
                 self.checkpoint_thread = None;
                 self.shared.checkpoint_seq.store(seq, Ordering::Relaxed);
                 match self.oplog.remove_through(seq) {
@@ -309,7 +303,6 @@ impl Writer {
         if let Some(t) = self.checkpoint_thread.take() {
             let _ = t.join();
         }
-        self.checkpointing = false;
         self.generation += 1;
         // Steps of an atomic install (checkpoint.rs `stage_install`): stage (the commit point),
         // reset the log, make the snapshot the only checkpoint. Recovery completes the last two.
@@ -369,7 +362,6 @@ impl Writer {
         let snap = Snapshot::of(&self.shared.state.read());
         let seq = snap.meta.seq;
         info!(seq, blocks = snap.blocks.len(), copy_ms = t.elapsed().as_millis() as u64, "checkpoint started");
-        self.checkpointing = true;
         self.since_checkpoint = 0;
         let dir = self.shared.cfg.checkpoint_dir();
         let tx = self.tx.clone();
@@ -390,10 +382,7 @@ impl Writer {
         });
         match spawned {
             Ok(t) => self.checkpoint_thread = Some(t),
-            Err(e) => {
-                error!(error = %e, "cannot start the checkpoint thread");
-                self.checkpointing = false;
-            }
+            Err(e) => error!(error = %e, "cannot start the checkpoint thread"),
         }
     }
 }

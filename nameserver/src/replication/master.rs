@@ -321,7 +321,7 @@ async fn recv_loop(
                             sh.commit.ack(node, acked);
                         }
                         // Caught up with every acknowledged write: from now on, commits wait for it.
-                        if !sh.commit.in_sync_set(node) && sh.commit.join_if_caught_up(node, acked, incarnation) {
+                        if sh.commit.join_if_caught_up(node, acked, incarnation) {
                             info!(slave = %node, acked, "slave joined the sync set");
                         }
                     }

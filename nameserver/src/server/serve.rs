@@ -47,7 +47,7 @@ pub async fn serve(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let stop_rx_follow = stop_rx.clone();
+    let (stop_rx_follow, stop_rx_client) = (stop_rx.clone(), stop_rx.clone());
     let stopped = move || {
         let mut rx = stop_rx.clone();
         async move {
@@ -72,16 +72,11 @@ pub async fn serve(
             // finish) and serves again on the same socket. A client then dials again — through the
             // VIP, to the master — instead of keeping a flow that kube-proxy leaves on this pod.
             loop {
-                let stop = stopped();
-                let cut = cuts.changed();
-                let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
-                let signal = {
-                    let stopping = stopping.clone();
-                    async move {
-                        tokio::select! {
-                            _ = stop => stopping.store(true, std::sync::atomic::Ordering::Relaxed),
-                            _ = cut => {}
-                        }
+                let (stop, cut) = (stopped(), cuts.changed());
+                let signal = async move {
+                    tokio::select! {
+                        _ = stop => {}
+                        _ = cut => {}
                     }
                 };
                 Server::builder()
@@ -96,15 +91,15 @@ pub async fn serve(
                     }))
                     .serve_with_incoming_shutdown(incoming(client_l.clone()), signal)
                     .await?;
-                if stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                if *stop_rx_client.borrow() {
                     return Ok::<(), tonic::transport::Error>(());
                 }
-                let why = cuts.borrow_and_update().clone();
+                let cut = cuts.borrow_and_update().clone();
                 // The periodic cuts of a node that stays a slave are routine: not worth a line each.
-                if why.starts_with("no longer") {
-                    info!(reason = %why, "client connections closed (GOAWAY); serving again");
+                if cut.routine {
+                    tracing::debug!(reason = %cut.why, "client connections closed (GOAWAY); serving again");
                 } else {
-                    tracing::debug!(reason = %why, "client connections closed (GOAWAY); serving again");
+                    info!(reason = %cut.why, "client connections closed (GOAWAY); serving again");
                 }
             }
         }
@@ -147,6 +142,13 @@ fn incoming(l: Arc<TcpListener>) -> impl tokio_stream::Stream<Item = std::io::Re
     })
 }
 
+/// Why client connections are closed; `routine` for the repeated cuts of a node that stays a slave.
+#[derive(Debug, Clone, Default)]
+struct Cut {
+    why: String,
+    routine: bool,
+}
+
 /// While not a writable master, how often client connections are closed again (clients that
 /// reconnected while the VIP still pointed here).
 const NOT_MASTER_CUT_EVERY: Duration = Duration::from_secs(2);
@@ -155,8 +157,8 @@ const NOT_MASTER_CUT_EVERY: Duration = Duration::from_secs(2);
 /// role that leaves this node unable to write (deposed, fenced, draining, made a slave), every
 /// [`NOT_MASTER_CUT_EVERY`] while that lasts, and on a writable master every `max_age` (if not zero)
 /// so that long-lived connections are spread again.
-fn connection_cuts(engine: Engine, max_age: Duration) -> tokio::sync::watch::Receiver<String> {
-    let (tx, rx) = tokio::sync::watch::channel(String::new());
+fn connection_cuts(engine: Engine, max_age: Duration) -> tokio::sync::watch::Receiver<Cut> {
+    let (tx, rx) = tokio::sync::watch::channel(Cut::default());
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         let mut last_role = engine.shared.role.lock().clone();
@@ -165,20 +167,22 @@ fn connection_cuts(engine: Engine, max_age: Duration) -> tokio::sync::watch::Rec
             tick.tick().await;
             let role = engine.shared.role.lock().clone();
             let writable = role.check_writable(std::time::Instant::now());
-            let why = match &writable {
+            let cut = match &writable {
                 Err(e) if role != last_role || last_role.check_writable(std::time::Instant::now()).is_ok() => {
-                    Some(format!("no longer a writable master: {e}"))
+                    Some(Cut { why: format!("no longer a writable master: {e}"), routine: false })
                 }
-                Err(e) if last_cut.elapsed() >= NOT_MASTER_CUT_EVERY => Some(format!("not a writable master: {e}")),
+                Err(e) if last_cut.elapsed() >= NOT_MASTER_CUT_EVERY => {
+                    Some(Cut { why: format!("not a writable master: {e}"), routine: true })
+                }
                 Ok(()) if !max_age.is_zero() && last_cut.elapsed() >= max_age => {
-                    Some(format!("connections older than {max_age:?}"))
+                    Some(Cut { why: format!("connections older than {max_age:?}"), routine: false })
                 }
                 _ => None,
             };
             last_role = role;
-            if let Some(why) = why {
+            if let Some(cut) = cut {
                 last_cut = tokio::time::Instant::now();
-                if tx.send(why).is_err() {
+                if tx.send(cut).is_err() {
                     return;
                 }
             }

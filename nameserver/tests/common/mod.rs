@@ -244,6 +244,16 @@ pub async fn start_pair(a: &mut Node, b: &mut Node) {
     a.wait_for("b in the sync set", Duration::from_secs(10), |s| s.sync_set.contains(&"b".to_string())).await;
 }
 
+/// A master `a` alone (epoch 1), 3 dataservers, one block created; returns it and the block id.
+pub async fn lone_master(root: &Path) -> (Node, u64) {
+    let mut a = Node::new("a", root, &[]);
+    a.start_ready().await;
+    a.master(1).await;
+    a.dataservers(3).await;
+    let id = create_blocks(&a, 1, 1).await[0];
+    (a, id)
+}
+
 /// Creates `batches` × `per` blocks with BatchCreateBlocks; returns their ids.
 pub async fn create_blocks(n: &Node, batches: u32, per: u32) -> Vec<u64> {
     let mut c = n.client().await;
