@@ -448,8 +448,10 @@ async fn t6c_lease_deleted_under_load_epochs_only_rise() -> Result<()> {
         "the lease went to {:?}, not the master {master}",
         status.master
     );
+    // "After" at the record's millisecond resolution, as `tfsctl verify` counts late acks: with 16
+    // concurrent writers, the same master's last epoch-1 and first epoch-2 acks can land in one ms.
     if let (Some(o), Some(n)) = (last_old, first_new) {
-        ensure!(o < n, "epoch {epoch} acknowledged a write at {o} after epoch {new_epoch} did at {n}");
+        ensure!(o <= n, "epoch {epoch} acknowledged a write at {o} after epoch {new_epoch} did at {n}");
     }
     drop(ns);
     Ok(())
