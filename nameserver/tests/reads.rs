@@ -78,3 +78,35 @@ async fn a_read_never_returns_an_uncommitted_tail_and_leaves_no_waiter() {
     b.signal("CONT");
     drop(commit);
 }
+
+/// A refusal is an answer about the state too: a commit refused as older than a version that was
+/// applied but never committed (the only sync slave frozen) would tell the client of a version
+/// the next master may never have. The refusal waits for what it saw, like a read: it fails
+/// UNAVAILABLE when that does not commit, never "older than 5".
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refusal_never_rests_on_an_uncommitted_tail() {
+    let root = tempfile::tempdir().unwrap();
+    let published = ["--sync-set-publication", "lease"];
+    let (mut a, mut b) = (Node::new("a", root.path(), &published), Node::new("b", root.path(), &published));
+    start_pair(&mut a, &mut b).await;
+    let id = create_blocks(&a, 1, 1).await[0];
+    same_state(&a, &b).await;
+    b.signal("STOP");
+    a.wait_for("b's removal pending", Duration::from_secs(10), |s| !s.sync_set_pending_removal.is_empty()).await;
+    let req = move |version| proto::CommitBlockRequest { block_id: id, version, size: 4096, ..Default::default() };
+    let mut c = a.client().await;
+    let pending = tokio::spawn(async move { c.commit_block(req(5)).await });
+    a.wait_for("version 5 applied", Duration::from_secs(5), |s| s.applied_seq > s.committed_seq).await;
+    a.assume(proto::Role::Master, 1, "", Duration::from_secs(2)).await.unwrap();
+    let t0 = Instant::now();
+    let e = a
+        .client()
+        .await
+        .commit_block(req(3))
+        .await
+        .expect_err("version 3 is older than the committed version 0? it was accepted");
+    assert_eq!(e.code(), Code::Unavailable, "refused from uncommitted state: {e:?}");
+    assert!(t0.elapsed() < Duration::from_secs(4), "the refusal waited past the master's validity");
+    b.signal("CONT");
+    drop(pending);
+}

@@ -249,12 +249,13 @@ impl Engine {
             if tx.is_closed() {
                 return false;
             }
-            let out = txn.and_then(|t| {
-                let r = f(t)?;
-                // What `f` saw includes every record applied before it, committed or not: its
-                // answer waits for all of them (a write that logs nothing, e.g. a dataserver renew
-                // returning its tasks, must not show uncommitted state either).
-                Ok((r, t.last_seq(), t.state().applied_seq))
+            // What `f` saw includes every record applied before it, committed or not: its answer
+            // waits for all of them — a write that logs nothing (a dataserver renew returning its
+            // tasks) and a refusal ("older than", "does not exist") are answers about that state
+            // too, and must not show what the next master may never have.
+            let out = txn.map(|t| {
+                let r = f(t);
+                (r, t.last_seq(), t.state().applied_seq)
             });
             let _ = tx.send(out);
             true
@@ -263,7 +264,7 @@ impl Engine {
         // `seen` >= `seq`: the applied seq after `f` covers its own records and all before them.
         let (r, seq, seen) = rx.await.map_err(|_| WriteError::Unavailable("the writer stopped".into()))??;
         self.wait_committed(seen).await?;
-        Ok((r, seq))
+        Ok((r?, seq))
     }
 
     fn admit(&self, records: u32) -> Result<tokio::sync::SemaphorePermit<'_>, WriteError> {
