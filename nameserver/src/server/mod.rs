@@ -44,6 +44,10 @@ pub fn to_status(e: WriteError) -> Status {
     }
 }
 
+/// Header of every client-port reply (answers and refusals alike): the node that gave it, so that
+/// a client's history can say which node answered what (`tfsctl bench --history`).
+pub const NODE_HEADER: &str = "tfs-node";
+
 /// Metadata of a RESOURCE_EXHAUSTED refusal: milliseconds after which a retry may be admitted.
 pub const RETRY_AFTER_MS: &str = "retry-after-ms";
 

@@ -65,6 +65,12 @@ pub async fn serve(
         let (engine, stopped) = (engine.clone(), stopped.clone());
         let client_l = Arc::new(client_l);
         let mut cuts = connection_cuts(engine.clone(), max_connection_age);
+        let node = http::HeaderValue::try_from(engine.shared.cfg.node.as_str())
+            .unwrap_or_else(|_| http::HeaderValue::from_static("-"));
+        let node_header = tower::util::MapResponseLayer::new(move |mut r: http::Response<tonic::body::Body>| {
+            r.headers_mut().insert(super::NODE_HEADER, node.clone());
+            r
+        });
         async move {
             // Invariant (clean demotion): a node that is not a writable master keeps no client
             // connection: each role change away from writable mastership, and every few seconds
@@ -82,6 +88,7 @@ pub async fn serve(
                 Server::builder()
                     .tcp_nodelay(true)
                     .http2_keepalive_interval(Some(Duration::from_secs(10)))
+                    .layer(node_header.clone())
                     .add_service(proto::client_server::ClientServer::new(ClientApi {
                         engine: engine.clone(),
                         default_replicas,

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
+use crate::ops;
 use crate::record::{Ack, Kind};
 use crate::sim::{self, SimArgs};
 
@@ -25,6 +26,8 @@ pub enum Op {
     Get,
     Commit,
     Echo,
+    /// Reads and commits on a few shared blocks, plus creates (see `--mix`, `--history`).
+    Mixed,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -64,9 +67,66 @@ pub struct BenchArgs {
     /// Echo payload bytes.
     #[arg(long, default_value_t = 16)]
     pub payload: usize,
+    /// Mixed: blocks every worker reads and commits (created first).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub shared_blocks: u64,
+    /// Mixed: relative weights of reads, commits and creates.
+    #[arg(long, default_value = "6:3:1", value_parser = parse_mix)]
+    pub mix: Mix,
+    /// Mixed: append every operation (reads, commits whatever their outcome) with its invocation
+    /// and completion times to this file, for `verify --history` (a linearizability check).
+    #[arg(long)]
+    pub history: Option<PathBuf>,
+    /// Never dial a new connection after an error: keep the HTTP/2 connections as long as they
+    /// live (they reconnect to the same address only when the server closes them).
+    #[arg(long)]
+    pub keep_connection: bool,
     /// How often to print progress (ok, failed, retries so far) on stderr.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub progress_every: Duration,
+}
+
+/// Weights of a mixed run's operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mix {
+    pub read: u32,
+    pub commit: u32,
+    pub create: u32,
+}
+
+fn parse_mix(s: &str) -> Result<Mix, String> {
+    let w: Vec<u32> =
+        s.split(':').map(|x| x.trim().parse::<u32>()).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    match w[..] {
+        [read, commit, create] if read + commit + create > 0 => Ok(Mix { read, commit, create }),
+        _ => Err("expected three weights read:commit:create, not all zero (e.g. 6:3:1)".into()),
+    }
+}
+
+/// What one mixed operation does.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Read(u64),
+    Commit(u64, u32),
+    Create,
+}
+
+impl Mix {
+    /// Picks an action; a commit's version is a little past the newest this worker has seen of
+    /// the block, so that workers race on versions and some commits are refused as older.
+    fn pick(&self, blocks: &[u64], seen: &mut std::collections::HashMap<u64, u32>) -> Action {
+        let r = fastrand::u32(..self.read + self.commit + self.create);
+        let block = blocks[fastrand::usize(..blocks.len())];
+        if r < self.read {
+            Action::Read(block)
+        } else if r < self.read + self.commit {
+            let v = seen.entry(block).or_default();
+            *v += 1 + fastrand::u32(..2);
+            Action::Commit(block, *v)
+        } else {
+            Action::Create
+        }
+    }
 }
 
 fn now_ms() -> u64 {
@@ -117,15 +177,14 @@ pub async fn run(addr: &str, a: BenchArgs, json: bool) -> Result<i32> {
     };
     let blocks = match a.op {
         Op::Get | Op::Commit => Arc::new(prefill(&chans[0], a.prefill.max(a.concurrency), a.replicas).await?),
+        Op::Mixed => Arc::new(prefill(&chans[0], a.shared_blocks, a.replicas).await?),
         _ => Arc::new(Vec::new()),
     };
-    let (rec_tx, rec_join) = match &a.record {
-        Some(p) => {
-            let (tx, h) = crate::record::spawn_writer(p)?;
-            (Some(tx), Some(h))
-        }
-        None => (None, None),
-    };
+    if a.history.is_some() && a.op != Op::Mixed {
+        bail!("--history records the operations of --op mixed only");
+    }
+    let (rec_tx, rec_join) = sink(a.record.as_deref())?;
+    let (hist_tx, hist_join) = sink(a.history.as_deref())?;
     let counters = Arc::new(Counters {
         next: AtomicU64::new(0),
         ok: AtomicU64::new(0),
@@ -136,13 +195,14 @@ pub async fn run(addr: &str, a: BenchArgs, json: bool) -> Result<i32> {
     let mut workers = Vec::new();
     for w in 0..a.concurrency {
         let ch = chans[(w % a.connections) as usize].clone();
-        let (a, counters, blocks, rec) = (a.clone(), counters.clone(), blocks.clone(), rec_tx.clone());
+        let (a, counters, blocks) = (a.clone(), counters.clone(), blocks.clone());
+        let sinks = Sinks { rec: rec_tx.clone(), hist: hist_tx.clone() };
         let ep = fresh.clone();
         workers.push(tokio::spawn(async move {
-            worker(w, ClientClient::new(ch), ep, a, counters, blocks, rec, start).await
+            worker(w, ClientClient::new(ch), ep, a, counters, blocks, sinks, start).await
         }));
     }
-    drop(rec_tx);
+    drop((rec_tx, hist_tx));
     let progress = {
         let counters = counters.clone();
         let every = a.progress_every.max(Duration::from_millis(100));
@@ -172,7 +232,7 @@ pub async fn run(addr: &str, a: BenchArgs, json: bool) -> Result<i32> {
     }
     progress.abort();
     let elapsed = start.elapsed().as_secs_f64();
-    if let Some(h) = rec_join {
+    for h in [rec_join, hist_join].into_iter().flatten() {
         h.join().map_err(|_| anyhow::anyhow!("record writer panicked"))??;
     }
     let ok = counters.ok.load(Ordering::Relaxed);
@@ -240,6 +300,34 @@ async fn prefill(ch: &Channel, n: u64, replicas: u32) -> Result<Vec<u64>> {
     Ok(ids)
 }
 
+/// Where a worker writes what it saw: acknowledged mutations, and (mixed) every operation.
+struct Sinks {
+    rec: Option<mpsc::UnboundedSender<Ack>>,
+    hist: Option<mpsc::UnboundedSender<ops::Op>>,
+}
+
+type Sink<T> = (Option<mpsc::UnboundedSender<T>>, Option<std::thread::JoinHandle<Result<()>>>);
+
+fn sink<T: crate::record::Line>(path: Option<&std::path::Path>) -> Result<Sink<T>> {
+    Ok(match path {
+        Some(p) => {
+            let (tx, h) = crate::record::spawn_writer(p)?;
+            (Some(tx), Some(h))
+        }
+        None => (None, None),
+    })
+}
+
+fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+/// The master's definite refusal of a commit older than the block's version: not applied, and
+/// (the refusal waits for what it saw to commit) a fact about the block.
+fn refused_as_older(s: &Status) -> bool {
+    s.code() == Code::InvalidArgument && s.message().contains("is older than")
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn worker(
     w: u64,
@@ -248,12 +336,14 @@ async fn worker(
     a: BenchArgs,
     counters: Arc<Counters>,
     blocks: Arc<Vec<u64>>,
-    rec: Option<mpsc::UnboundedSender<Ack>>,
+    sinks: Sinks,
     start: Instant,
 ) -> (Histogram<u64>, Option<String>) {
     let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("bounds");
     let mut first_error = None;
     let mut version: u32 = 0;
+    let mut seen = std::collections::HashMap::new();
+    let client = format!("p{}w{w}", std::process::id());
     let interval = a.rate.map(|r| Duration::from_secs_f64(a.concurrency as f64 / r.max(1) as f64));
     let mut i = 0u64;
     loop {
@@ -273,23 +363,43 @@ async fn worker(
         let t0 = Instant::now();
         let give_up = t0 + a.retry_for;
         version += 1;
-        // Each worker owns one block, so its versions only move forward.
+        // Each worker owns one block, so its versions only move forward; a mixed run shares them.
         let block = if blocks.is_empty() { 0 } else { blocks[(w % blocks.len() as u64) as usize] };
+        let action = match a.op {
+            Op::Mixed => a.mix.pick(&blocks, &mut seen),
+            Op::Get => Action::Read(block),
+            Op::Commit => Action::Commit(block, version),
+            _ => Action::Create,
+        };
         let mut backoff = Duration::from_millis(10);
         loop {
-            let sent_ms = now_ms();
-            let r = call(&mut c, &a, block, version).await;
+            let (sent_ms, invoked_us) = (now_ms(), now_us());
+            let r = call(&mut c, &a, action).await;
+            if let Some(h) = &sinks.hist
+                && let Some(op) = observed(&client, action, &r, invoked_us)
+            {
+                let _ = h.send(op);
+            }
             match r {
-                Ok(acks) => {
+                Ok(done) => {
                     let us = scheduled.elapsed().as_micros().max(1) as u64;
                     let _ = hist.record(us.min(120_000_000));
                     counters.ok.fetch_add(1, Ordering::Relaxed);
-                    if let Some(rec) = &rec {
+                    if let (Action::Read(b), Some(v)) = (action, done.read) {
+                        let s = seen.entry(b).or_default();
+                        *s = (*s).max(v);
+                    }
+                    if let Some(rec) = &sinks.rec {
                         let acked_ms = now_ms();
-                        for (kind, block, epoch, seq) in acks {
+                        for (kind, block, epoch, seq) in done.acks {
                             let _ = rec.send(Ack { kind, block, epoch, seq, sent_ms, acked_ms });
                         }
                     }
+                    break;
+                }
+                // A definite answer of a mixed run, not a failure.
+                Err(s) if a.op == Op::Mixed && refused_as_older(&s) => {
+                    counters.ok.fetch_add(1, Ordering::Relaxed);
                     break;
                 }
                 Err(s) if retryable(&s) && Instant::now() + backoff < give_up => {
@@ -301,7 +411,9 @@ async fn worker(
                         tokio::time::sleep(hint.max(backoff) + jitter).await;
                     } else {
                         // A new connection: through a Service it may reach the new master.
-                        c = ClientClient::new(ep.connect_lazy());
+                        if !a.keep_connection {
+                            c = ClientClient::new(ep.connect_lazy());
+                        }
                         tokio::time::sleep(backoff).await;
                     }
                     backoff = (backoff * 2).min(Duration::from_millis(100));
@@ -319,27 +431,69 @@ async fn worker(
     (hist, first_error)
 }
 
+/// One attempt of a read or a commit as the history records it; `None` for what the history does
+/// not hold (creates, echoes, and failed reads, which tell nothing).
+fn observed(client: &str, action: Action, r: &Result<Done, Status>, invoked_us: u64) -> Option<ops::Op> {
+    let (call, epoch, node) = match (action, r) {
+        (Action::Read(_), Ok(d)) => (ops::Call::Read { version: d.read? }, d.epoch, d.node.clone()),
+        (Action::Read(_) | Action::Create, _) => return None,
+        (Action::Commit(_, version), Ok(d)) => {
+            (ops::Call::Write { version, outcome: ops::Outcome::Ok }, d.epoch, d.node.clone())
+        }
+        (Action::Commit(_, version), Err(s)) => {
+            let outcome = if refused_as_older(s) { ops::Outcome::Refused } else { ops::Outcome::Unknown };
+            (ops::Call::Write { version, outcome }, 0, node_of(s.metadata()))
+        }
+    };
+    let block = match action {
+        Action::Read(b) | Action::Commit(b, _) => b,
+        Action::Create => return None,
+    };
+    Some(ops::Op { client: client.to_string(), block, call, epoch, node, invoked_us, completed_us: now_us() })
+}
+
+/// The node that answered, from the reply's `tfs-node` header (empty if it has none).
+fn node_of(m: &tonic::metadata::MetadataMap) -> String {
+    m.get(tfs_nameserver::server::NODE_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+}
+
+/// A successful call: the mutations it acknowledged, the version it read, the reply's epoch and
+/// node.
+struct Done {
+    acks: Acked,
+    read: Option<u32>,
+    epoch: u64,
+    node: String,
+}
+
 type Acked = Vec<(Kind, u64, u64, u64)>;
 
-async fn call(c: &mut ClientClient<Channel>, a: &BenchArgs, block: u64, version: u32) -> Result<Acked, Status> {
-    Ok(match a.op {
-        Op::Create => {
-            let r = c.create_block(proto::CreateBlockRequest { replicas: a.replicas }).await?.into_inner();
+async fn call(c: &mut ClientClient<Channel>, a: &BenchArgs, action: Action) -> Result<Done, Status> {
+    let done =
+        |acks: Acked, epoch: u64, m: &tonic::metadata::MetadataMap| Done { acks, read: None, epoch, node: node_of(m) };
+    Ok(match (a.op, action) {
+        (Op::Echo, _) => {
+            let r = c.echo(proto::EchoRequest { payload: vec![7u8; a.payload] }).await?;
+            done(vec![], r.get_ref().epoch, r.metadata())
+        }
+        (Op::BatchCreate, _) => {
+            let r =
+                c.batch_create_blocks(proto::BatchCreateBlocksRequest { count: a.batch, replicas: a.replicas }).await?;
+            let (m, r) = (r.metadata().clone(), r.into_inner());
+            done(r.blocks.iter().map(|b| (Kind::Create, b.id, r.epoch, r.seq)).collect(), r.epoch, &m)
+        }
+        (_, Action::Create) => {
+            let r = c.create_block(proto::CreateBlockRequest { replicas: a.replicas }).await?;
+            let (m, r) = (r.metadata().clone(), r.into_inner());
             let id = r.block.map(|b| b.id).unwrap_or(0);
-            vec![(Kind::Create, id, r.epoch, r.seq)]
+            done(vec![(Kind::Create, id, r.epoch, r.seq)], r.epoch, &m)
         }
-        Op::BatchCreate => {
-            let r = c
-                .batch_create_blocks(proto::BatchCreateBlocksRequest { count: a.batch, replicas: a.replicas })
-                .await?
-                .into_inner();
-            r.blocks.iter().map(|b| (Kind::Create, b.id, r.epoch, r.seq)).collect()
+        (_, Action::Read(block)) => {
+            let r = c.get_block(proto::GetBlockRequest { block_id: block, stale: false }).await?;
+            let version = r.get_ref().block.as_ref().map(|b| b.version);
+            Done { read: version, ..done(vec![], r.get_ref().epoch, r.metadata()) }
         }
-        Op::Get => {
-            c.get_block(proto::GetBlockRequest { block_id: block, stale: false }).await?;
-            vec![]
-        }
-        Op::Commit => {
+        (_, Action::Commit(block, version)) => {
             let req = proto::CommitBlockRequest {
                 block_id: block,
                 version,
@@ -348,12 +502,9 @@ async fn call(c: &mut ClientClient<Channel>, a: &BenchArgs, block: u64, version:
                 del_size: 0,
                 del_file_count: 0,
             };
-            let r = c.commit_block(req).await?.into_inner();
-            vec![(Kind::Commit { version }, block, r.epoch, r.seq)]
-        }
-        Op::Echo => {
-            c.echo(proto::EchoRequest { payload: vec![7u8; a.payload] }).await?;
-            vec![]
+            let r = c.commit_block(req).await?;
+            let (m, r) = (r.metadata().clone(), r.into_inner());
+            done(vec![(Kind::Commit { version }, block, r.epoch, r.seq)], r.epoch, &m)
         }
     })
 }

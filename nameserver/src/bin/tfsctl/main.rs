@@ -3,6 +3,8 @@
 
 mod bench;
 mod history;
+mod linearize;
+mod ops;
 mod record;
 mod sim;
 mod verify;

@@ -65,7 +65,13 @@ impl Ack {
 /// Reads a record file; a torn last line (the writer killed mid-line) is ignored, any other bad
 /// line is an error.
 pub fn read(path: &Path) -> Result<Vec<Ack>> {
-    let f = std::fs::File::open(path).with_context(|| format!("cannot open record file {}", path.display()))?;
+    read_lines(path, Ack::parse)
+}
+
+/// Reads a file of one item a line, written by `spawn_writer`: a torn last line (the writer
+/// killed mid-line) is ignored, any other bad line is an error.
+pub fn read_lines<T>(path: &Path, parse: impl Fn(&str) -> Result<T>) -> Result<Vec<T>> {
+    let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let lines: Vec<String> = std::io::BufReader::new(f).lines().collect::<Result<_, _>>()?;
     let n = lines.len();
     let mut out = Vec::with_capacity(n);
@@ -73,7 +79,7 @@ pub fn read(path: &Path) -> Result<Vec<Ack>> {
         if l.trim().is_empty() {
             continue;
         }
-        match Ack::parse(l) {
+        match parse(l) {
             Ok(a) => out.push(a),
             Err(_) if i + 1 == n => {
                 eprintln!("tfsctl: ignoring a torn last line in {}", path.display())
@@ -84,14 +90,25 @@ pub fn read(path: &Path) -> Result<Vec<Ack>> {
     Ok(out)
 }
 
-/// Appends acknowledgements to the file from a channel, flushing whenever the channel runs dry.
-pub fn spawn_writer(path: &Path) -> Result<(mpsc::UnboundedSender<Ack>, std::thread::JoinHandle<Result<()>>)> {
+/// One line of a record or history file.
+pub trait Line: Send + 'static {
+    fn line(&self) -> String;
+}
+
+impl Line for Ack {
+    fn line(&self) -> String {
+        Ack::line(self)
+    }
+}
+
+/// Appends items to the file from a channel, flushing whenever the channel runs dry.
+pub fn spawn_writer<T: Line>(path: &Path) -> Result<(mpsc::UnboundedSender<T>, std::thread::JoinHandle<Result<()>>)> {
     let f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
-        .with_context(|| format!("cannot open record file {}", path.display()))?;
-    let (tx, mut rx) = mpsc::unbounded_channel::<Ack>();
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let (tx, mut rx) = mpsc::unbounded_channel::<T>();
     let h = std::thread::spawn(move || -> Result<()> {
         let mut w = std::io::BufWriter::new(f);
         while let Some(a) = rx.blocking_recv() {

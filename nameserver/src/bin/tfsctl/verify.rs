@@ -10,17 +10,27 @@ use anyhow::{Context, Result};
 use tfs_nameserver::proto::{self, client_client::ClientClient};
 
 use crate::history::{self, History, secs};
+use crate::linearize::{self, Report};
+use crate::ops;
 use crate::record::{self, Ack, Kind};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct VerifyArgs {
     /// A file written by `bench --record`; repeat to check several writers' records together.
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present = "history")]
     pub record: Vec<PathBuf>,
     /// A fault log (JSON lines with `kind` and `t_ms`, as `make chaos` writes): adds the write
     /// outage after each fault, a table by kind and the one-line verdict `faults=N lost=...`.
     #[arg(long)]
     pub faults: Option<PathBuf>,
+    /// A file written by `bench --op mixed --history`; repeat for several clients. Checks that
+    /// the reads and commits in it are linearizable, per block (see linearize.rs), and counts
+    /// stale reads by the epoch and node that answered them.
+    #[arg(long)]
+    pub history: Vec<PathBuf>,
+    /// Steps the linearizability search may take per block before it calls the block undecided.
+    #[arg(long, default_value_t = linearize::DEFAULT_BUDGET)]
+    pub search_budget: u64,
     /// Write everything found as JSON to this file.
     #[arg(long)]
     pub summary: Option<PathBuf>,
@@ -119,20 +129,35 @@ pub async fn run(addr: &str, a: &VerifyArgs, json: bool) -> Result<i32> {
     };
     let mut problems: Vec<String> = Vec::new();
     let (expect, created_twice) = expectations(&acks, &mut problems);
-    let found = if a.offline { None } else { Some(read_back(addr, &expect, &mut problems).await?) };
+    let found =
+        if a.offline || a.record.is_empty() { None } else { Some(read_back(addr, &expect, &mut problems).await?) };
     let h = history::analyze(&acks, &faults);
+    let lin = if a.history.is_empty() {
+        None
+    } else {
+        let mut ops = Vec::new();
+        for p in &a.history {
+            ops.extend(ops::read(p)?);
+        }
+        Some(linearize::check(&ops, a.search_budget))
+    };
     let f = found.unwrap_or_default();
     // Every acknowledged mutation that is not visible as acknowledged: a missing block, an older
     // version than acknowledged, or a block back after its removal was acknowledged.
     let lost = f.lost + f.stale + f.resurrected;
-    let ok = lost == 0 && created_twice == 0 && h.split_brain.certain == 0;
+    // An undecided history is not called linearizable.
+    let ok = lost == 0
+        && created_twice == 0
+        && h.split_brain.certain == 0
+        && lin.as_ref().is_none_or(|l| l.linearizable() == Some(true));
     let mut by_epoch: Vec<(u64, u64)> = h.windows.iter().map(|w| (w.epoch, w.acks)).collect();
     by_epoch.sort();
     let verdict = format!(
-        "faults={} lost={} duplicate_ids={created_twice} split_brain={} max_unavailable_s={}",
+        "faults={} lost={} duplicate_ids={created_twice} split_brain={}{} max_unavailable_s={}",
         faults.len(),
         if found.is_some() { lost.to_string() } else { "unchecked".into() },
         h.split_brain.certain,
+        lin.as_ref().map(|l| format!(" linearizable={} stale_reads={}", word(l), l.stale_reads())).unwrap_or_default(),
         secs(h.max_unavailable_ms())
     );
     let mut report = serde_json::json!({
@@ -145,6 +170,9 @@ pub async fn run(addr: &str, a: &VerifyArgs, json: bool) -> Result<i32> {
     if let (Some(obj), serde_json::Value::Object(hj)) = (report.as_object_mut(), h.to_json()) {
         obj.extend(hj);
     }
+    if let (Some(obj), Some(l)) = (report.as_object_mut(), &lin) {
+        obj.insert("linearizability".into(), lin_json(l));
+    }
     if let Some(p) = &a.summary {
         std::fs::write(p, serde_json::to_string_pretty(&report)? + "\n")
             .with_context(|| format!("cannot write {}", p.display()))?;
@@ -152,7 +180,12 @@ pub async fn run(addr: &str, a: &VerifyArgs, json: bool) -> Result<i32> {
     if json {
         println!("{report}");
     } else {
-        print_text(&acks, &expect, found, created_twice, &by_epoch, &h, &problems);
+        if !acks.is_empty() || a.history.is_empty() {
+            print_text(&acks, &expect, found, created_twice, &by_epoch, &h, &problems);
+        }
+        if let Some(l) = &lin {
+            print_lin(l);
+        }
         if a.faults.is_some() {
             print!("{}", h.kind_table());
             println!("{verdict}");
@@ -225,4 +258,61 @@ fn print_text(
             if f.recovered { "" } else { ", no write acknowledged after it" }
         );
     }
+}
+
+fn word(l: &Report) -> &'static str {
+    match l.linearizable() {
+        Some(true) => "true",
+        Some(false) => "false",
+        None => "undecided",
+    }
+}
+
+fn show(o: &ops::Op) -> String {
+    let what = match o.call {
+        ops::Call::Read { version } => format!("read {version}"),
+        ops::Call::Write { version, outcome } => format!("commit {version} ({outcome:?})").to_lowercase(),
+    };
+    let node = if o.node.is_empty() { "?" } else { &o.node };
+    format!("{} {what} from epoch {} node {node}, {}..{} us", o.client, o.epoch, o.invoked_us, o.completed_us)
+}
+
+fn print_lin(l: &Report) {
+    println!(
+        "linearizability: {} reads, {} commits ({} of unknown outcome) on {} blocks: linearizable={} stale_reads={} => {}",
+        l.reads,
+        l.writes,
+        l.unknown_writes,
+        l.blocks,
+        word(l),
+        l.stale_reads(),
+        if l.linearizable() == Some(true) { "OK" } else { "FAILED" }
+    );
+    for ((epoch, node), n) in &l.stale_by_reply {
+        println!("  {n} stale read(s) answered by epoch {epoch} node {}", if node.is_empty() { "?" } else { node });
+    }
+    for v in &l.violations {
+        println!("  block {}: {}: {}", v.block, show(&v.op), v.why);
+        for c in &v.concurrent {
+            println!("    concurrent: {}", show(c));
+        }
+    }
+    for s in l.stale_examples.iter().take(5) {
+        println!("  stale: {} (version {} was in place)", show(&s.read), s.known);
+    }
+    if !l.undecided.is_empty() {
+        println!("  undecided (search budget spent): blocks {:?}", l.undecided);
+    }
+}
+
+fn lin_json(l: &Report) -> serde_json::Value {
+    serde_json::json!({
+        "linearizable": l.linearizable(), "reads": l.reads, "writes": l.writes,
+        "unknown_writes": l.unknown_writes, "blocks": l.blocks, "stale_reads": l.stale_reads(),
+        "stale_by_reply": l.stale_by_reply.iter()
+            .map(|((e, n), c)| serde_json::json!({"epoch": e, "node": n, "reads": c})).collect::<Vec<_>>(),
+        "violations": l.violations.iter()
+            .map(|v| serde_json::json!({"block": v.block, "op": show(&v.op), "why": v.why})).collect::<Vec<_>>(),
+        "undecided_blocks": l.undecided,
+    })
 }
