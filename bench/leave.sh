@@ -42,7 +42,8 @@ for _ in $(seq 100); do [ "$(field live_dataservers)" = 30 ] && break; sleep 0.1
 log "filling to $BLOCKS blocks (batch-create, 1000 a call)"
 t0=$SECONDS
 tfs_bench $M --op batch-create --batch 1000 --count $((BLOCKS / 1000)) --concurrency 8 >/dev/null
-log "filled in $((SECONDS - t0)) s; rss master $(awk '/VmRSS/ {print $2}' "/proc/$(pgrep -f "data-dir $W/m ")/status") KiB"
+RSS=$(awk '/VmRSS/ {print $2}' "/proc/$(pgrep -f "data-dir $W/m ")/status")
+log "filled in $((SECONDS - t0)) s; master RSS $RSS KiB"
 # Records until the next checkpoint is due (it starts at the end of the group commit that reaches it).
 due() { echo $((EVERY - $(field durable_seq) + $(field checkpoint_seq))); }
 ckpt_after() { # SEQ: wait until a checkpoint above SEQ is written
@@ -84,14 +85,14 @@ ckpt_after "$ck0"
 copy_ms() { strip "$1" | grep "checkpoint started" | tail -1 | grep -o 'copy_ms=[0-9.]*' | cut -d= -f2 || true; }
 
 put_result leave "$(python3 - "$BLOCKS" "$RATE" "$SECS" "$base" "$leave" "$ckpt" "${planned:-null}" "${hold:-null}" \
-  "$(copy_ms "$W/m.log")" "$(copy_ms "$W/s.log")" <<'PY'
+  "$(copy_ms "$W/m.log")" "$(copy_ms "$W/s.log")" "$RSS" <<'PY'
 import json, sys
-blocks, rate, secs = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+blocks, rate, secs, rss = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[11])
 base, leave, ckpt = (json.loads(a) for a in sys.argv[4:7])
 print(json.dumps({
   "command": "make bench (bench/leave.sh)",
   "setup": f"master + sync slave, {blocks} blocks on 30 simulated dataservers, single creates open loop at {rate}/s for {secs} s",
-  "blocks": blocks, "dataservers": 30, "rate": rate,
+  "blocks": blocks, "dataservers": 30, "rate": rate, "master_rss_kib": rss, "rss_bytes_per_block": rss * 1024 // blocks,
   "baseline": base, "leave": leave, "checkpoint": ckpt,
   "leave_replicate_tasks_first_txn": json.loads(sys.argv[7]), "leave_txn_ms": json.loads(sys.argv[8]),
   "checkpoint_copy_ms_master": json.loads(sys.argv[9] or "null"), "checkpoint_copy_ms_slave": json.loads(sys.argv[10] or "null"),
@@ -105,5 +106,5 @@ print(f"leave_p999_ms={l['leave']['p999_ms']:.1f} leave_max_ms={l['leave']['max_
       f"baseline_p999_ms={l['baseline']['p999_ms']:.1f} baseline_max_ms={l['baseline']['max_ms']:.1f} "
       f"checkpoint_p999_ms={l['checkpoint']['p999_ms']:.1f} checkpoint_max_ms={l['checkpoint']['max_ms']:.1f} "
       f"checkpoint_copy_ms={l['checkpoint_copy_ms_master']} replicate_tasks_first_txn={l['leave_replicate_tasks_first_txn']} "
-      f"leave_txn_ms={l['leave_txn_ms']}")
+      f"leave_txn_ms={l['leave_txn_ms']} rss_bytes_per_block={l['rss_bytes_per_block']}")
 PY
