@@ -105,10 +105,8 @@ fn oplog(c: &mut Criterion) {
 }
 
 fn checkpoint(c: &mut Criterion) {
-    let mut s = State::new();
-    for id in 1..=100_000u64 {
-        s.blocks.insert(id, tfs_nameserver::state::BlockMeta::new(&[1, 2]).unwrap());
-    }
+    let blocks = (1..=100_000u64).map(|id| (id, tfs_nameserver::state::BlockMeta::new(&[1, 2]).unwrap())).collect();
+    let s = Snapshot { blocks, ..Default::default() }.into_state().unwrap();
     let mut g = c.benchmark_group("checkpoint");
     g.sample_size(10);
     g.throughput(Throughput::Elements(100_000));

@@ -20,7 +20,7 @@ use thiserror::Error;
 use tracing::{info, warn};
 
 use crate::proto;
-use crate::state::{BlockMeta, Dataserver, EpochMark, State, Task};
+use crate::state::{BlockMeta, Blocks, Dataserver, EpochMark, State, Task};
 
 pub const MAGIC: u32 = 0x4353_4654; // "TFSC"
 pub const VERSION: u16 = 1;
@@ -38,17 +38,23 @@ pub enum CheckpointError {
     Frame { index: usize, reason: String },
 }
 
-/// A copy of the state at `meta.seq`, detached from the live state so it can be encoded elsewhere.
+/// The state at `meta.seq`, detached from the live state so it can be encoded elsewhere.
+///
+/// Invariant (a snapshot is the state at exactly its seq): `blocks` shares the live table's
+/// chunks, which the writer copies before changing (see [`Blocks`]); so the writer may go on
+/// applying while this is written, and what is written is still the state at `meta.seq`.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub meta: proto::SnapshotMeta,
-    pub blocks: Vec<(u64, BlockMeta)>,
+    pub blocks: Blocks,
     pub dataservers: Vec<proto::SnapshotDataserver>,
     pub tasks: Vec<proto::TaskCreate>,
 }
 
 impl Snapshot {
-    /// Copies the state; cheap enough (a flat copy of the block table) to run on the write path.
+    /// Takes the state's view: O(chunks of blocks + dataservers + tasks), no block copied, so it
+    /// runs under the state's lock (on the writer thread) without stalling writes; the encoding
+    /// happens later, on another thread.
     pub fn of(state: &State) -> Self {
         Snapshot {
             meta: proto::SnapshotMeta {
@@ -57,14 +63,14 @@ impl Snapshot {
                 next_block_id: state.next_block_id,
                 next_task_id: state.next_task_id,
                 next_lease_id: state.next_lease_id,
-                block_count: state.blocks.len() as u64,
+                block_count: state.blocks().len() as u64,
                 epochs: state
                     .epochs
                     .iter()
                     .map(|e| proto::EpochMark { epoch: e.epoch, start_seq: e.start_seq })
                     .collect(),
             },
-            blocks: state.blocks.iter().map(|(k, v)| (*k, *v)).collect(),
+            blocks: state.blocks().clone(),
             dataservers: state
                 .dataservers
                 .values()
@@ -77,22 +83,19 @@ impl Snapshot {
                     alive: d.alive,
                 })
                 .collect(),
-            tasks: state.tasks.values().map(|t| t.to_proto()).collect(),
+            tasks: state.tasks().values().map(|t| t.to_proto()).collect(),
         }
     }
 
     pub fn into_state(self) -> Result<State, CheckpointError> {
         let m = self.meta;
-        let mut s = State {
-            next_block_id: m.next_block_id,
-            next_task_id: m.next_task_id,
-            next_lease_id: m.next_lease_id,
-            applied_seq: m.seq,
-            epoch: m.epoch,
-            epochs: m.epochs.iter().map(|e| EpochMark { epoch: e.epoch, start_seq: e.start_seq }).collect(),
-            ..State::new()
-        };
-        s.blocks = self.blocks.into_iter().collect();
+        let mut s = State::new();
+        s.next_block_id = m.next_block_id;
+        s.next_task_id = m.next_task_id;
+        s.next_lease_id = m.next_lease_id;
+        s.applied_seq = m.seq;
+        s.epoch = m.epoch;
+        s.epochs = m.epochs.iter().map(|e| EpochMark { epoch: e.epoch, start_seq: e.start_seq }).collect();
         for d in self.dataservers {
             s.dataservers.insert(
                 d.id,
@@ -108,13 +111,14 @@ impl Snapshot {
                 },
             );
         }
-        for t in self.tasks {
-            let kind = t.kind();
-            s.tasks.insert(
-                t.task_id,
-                Task { id: t.task_id, kind, block_id: t.block_id, source: t.source, target: t.target },
-            );
-        }
+        let tasks = self.tasks.into_iter().map(|t| Task {
+            id: t.task_id,
+            kind: t.kind(),
+            block_id: t.block_id,
+            source: t.source,
+            target: t.target,
+        });
+        s.restore(self.blocks, tasks);
         Ok(s)
     }
 
@@ -131,17 +135,18 @@ impl Snapshot {
         let mut buf = Vec::new();
         self.meta.encode(&mut buf).expect("vec");
         write_frame(w, &buf)?;
+        let mut blocks = self.blocks.iter().peekable();
         let mut first = true;
-        for chunk in self.blocks.chunks(BLOCKS_PER_CHUNK).map(Some).chain(self.blocks.is_empty().then_some(None)) {
+        while first || blocks.peek().is_some() {
             let mut c = proto::SnapshotChunk::default();
             if first {
                 c.dataservers = self.dataservers.clone();
                 c.tasks = self.tasks.clone();
                 first = false;
             }
-            for (id, b) in chunk.unwrap_or_default() {
+            for (id, b) in blocks.by_ref().take(BLOCKS_PER_CHUNK) {
                 c.blocks.push(proto::SnapshotBlock {
-                    id: *id,
+                    id,
                     version: b.version,
                     size: b.size,
                     file_count: b.file_count,
@@ -170,6 +175,7 @@ impl Snapshot {
         let seq = u64::from_le_bytes(h[8..16].try_into().expect("8"));
         let mut snap = Snapshot::default();
         let mut buf = Vec::new();
+        let mut last_id = None;
         for index in 0.. {
             let frame_err = |reason: String| CheckpointError::Frame { index, reason };
             let len = read_frame(r, &mut buf).map_err(frame_err)?;
@@ -189,8 +195,13 @@ impl Snapshot {
             let c = proto::SnapshotChunk::decode(&buf[..]).map_err(|e| frame_err(e.to_string()))?;
             snap.dataservers.extend(c.dataservers);
             snap.tasks.extend(c.tasks);
-            reserve_blocks(&mut snap.blocks, snap.meta.block_count, c.blocks.len());
+            // The table grows with the blocks that actually arrive, never with the meta's count:
+            // a corrupt or hostile count costs nothing.
             for b in c.blocks {
+                if last_id.is_some_and(|l| b.id <= l) {
+                    return Err(frame_err(format!("block ids not strictly increasing at {}", b.id)));
+                }
+                last_id = Some(b.id);
                 let mut meta = BlockMeta::new(&b.dataservers).map_err(|e| frame_err(format!("block {}: {e}", b.id)))?;
                 meta.want = b.want.min(u8::MAX as u32) as u8;
                 meta.version = b.version;
@@ -198,7 +209,7 @@ impl Snapshot {
                 meta.file_count = b.file_count;
                 meta.del_size = b.del_size;
                 meta.del_file_count = b.del_file_count;
-                snap.blocks.push((b.id, meta));
+                snap.blocks.insert(b.id, meta);
             }
         }
         if snap.blocks.len() as u64 != snap.meta.block_count {
@@ -207,25 +218,8 @@ impl Snapshot {
                 reason: format!("{} blocks read, meta says {}", snap.blocks.len(), snap.meta.block_count),
             });
         }
-        if !snap.blocks.windows(2).all(|w| w[0].0 < w[1].0) {
-            return Err(CheckpointError::Frame { index: 0, reason: "block ids not strictly increasing".into() });
-        }
         Ok(snap)
     }
-}
-
-/// Makes room for `incoming` more blocks. The meta's count is only believed as far as blocks
-/// actually arrive: room grows at most to twice what was read, so a corrupt (or hostile, in a
-/// snapshot from the network) count cannot make the reader allocate more than the snapshot holds,
-/// while an honest count still ends with exactly the room it needs.
-fn reserve_blocks(blocks: &mut Vec<(u64, BlockMeta)>, claimed: u64, incoming: usize) {
-    let need = blocks.len() + incoming;
-    if need <= blocks.capacity() {
-        return;
-    }
-    let claimed = usize::try_from(claimed).unwrap_or(usize::MAX);
-    let room = claimed.min(need.max(2 * blocks.len())).max(need);
-    blocks.reserve_exact(room - blocks.len());
 }
 
 fn write_frame(w: &mut impl Write, payload: &[u8]) -> io::Result<()> {

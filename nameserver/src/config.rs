@@ -43,6 +43,9 @@ pub struct EngineConfig {
     /// Most records of admitted writes not yet answered (queued, being logged, or waiting for
     /// their commit). A write beyond it is refused at once (RESOURCE_EXHAUSTED), never queued.
     pub max_inflight_records: u32,
+    /// Most replicate tasks a dataserver takes part in at once, as source or target (TFS bounds
+    /// replication per dataserver likewise): the copies after a leave are planned as room frees.
+    pub max_replicate_tasks: usize,
 }
 
 impl EngineConfig {
@@ -60,6 +63,7 @@ impl EngineConfig {
             max_batch: 4096,
             max_group_records: 16 * 1024,
             max_inflight_records: 64 * 1024,
+            max_replicate_tasks: 8,
         }
     }
 

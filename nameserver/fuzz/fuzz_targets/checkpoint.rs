@@ -16,7 +16,7 @@ fn check(data: &[u8]) {
     assert_eq!(back.dataservers, snap.dataservers);
     assert_eq!(back.tasks, snap.tasks);
     let state = snap.into_state().expect("a read snapshot becomes a state");
-    assert_eq!(state.blocks.len() as u64, back.meta.block_count);
+    assert_eq!(state.blocks().len() as u64, back.meta.block_count);
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -72,6 +72,10 @@ struct Args {
     /// RESOURCE_EXHAUSTED (and a `retry-after-ms` hint), never queued.
     #[arg(long, default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(1..))]
     max_inflight_records: u32,
+    /// Most replicate tasks a dataserver takes part in at once (as source or target); the copies
+    /// a leave calls for are planned as tasks finish.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    max_replicate_tasks: u64,
     /// Records grouped under one fdatasync at most (bounds how long a group holds the state).
     #[arg(long, default_value_t = 16 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
     max_group_records: u64,
@@ -108,6 +112,7 @@ fn main() -> anyhow::Result<()> {
     cfg.checkpoint_every = args.checkpoint_every.max(1);
     cfg.segment_bytes = args.segment_bytes.max(4096);
     cfg.max_inflight_records = args.max_inflight_records;
+    cfg.max_replicate_tasks = args.max_replicate_tasks as usize;
     cfg.max_group_records = args.max_group_records;
     cfg.replication_mode = match args.replication_mode {
         Mode::Sync => ReplicationMode::Sync,

@@ -175,7 +175,7 @@ impl Engine {
             checkpoint_seq = ckpt_seq,
             replayed = rec.replayed,
             torn_bytes = rec.torn_bytes,
-            blocks = state.blocks.len(),
+            blocks = state.blocks().len(),
             seq = state.applied_seq,
             epoch = state.epoch,
             elapsed_ms = elapsed.as_millis() as u64,

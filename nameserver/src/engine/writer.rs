@@ -361,7 +361,7 @@ impl Writer {
         let t = Instant::now();
         let snap = Snapshot::of(&self.shared.state.read());
         let seq = snap.meta.seq;
-        info!(seq, blocks = snap.blocks.len(), copy_ms = t.elapsed().as_millis() as u64, "checkpoint started");
+        info!(seq, blocks = snap.blocks.len(), copy_ms = t.elapsed().as_secs_f64() * 1000.0, "checkpoint started");
         self.since_checkpoint = 0;
         let dir = self.shared.cfg.checkpoint_dir();
         let tx = self.tx.clone();

@@ -24,7 +24,7 @@ fn create_one(txn: &mut Txn<'_>, n: usize, size_estimate: u64) -> Result<proto::
     txn.log(Mutation::BlockCreate(proto::BlockCreate { block_id: id, dataservers: ds.clone() }))?;
     txn.soft().reserve(&ds, size_estimate);
     let s = txn.state();
-    Ok(s.block_view(id, &s.blocks[&id]))
+    Ok(s.block_view(id, &s.blocks()[&id]))
 }
 
 #[tonic::async_trait]
@@ -73,7 +73,7 @@ impl Client for ClientApi {
     async fn get_block(&self, req: Request<proto::GetBlockRequest>) -> Result<Response<proto::GetBlockReply>, Status> {
         let t = Timer::new(&self.engine, "get_block");
         let (id, c) = (req.get_ref().block_id, Consistency::stale_if(req.get_ref().stale));
-        let r = self.engine.read(c, |s| s.blocks.get(&id).map(|b| s.block_view(id, b))).await;
+        let r = self.engine.read(c, |s| s.blocks().get(&id).map(|b| s.block_view(id, b))).await;
         t.done(match r {
             Ok((Some(b), at)) => Ok(Response::new(proto::GetBlockReply {
                 epoch: at.epoch,
@@ -102,7 +102,7 @@ impl Client for ClientApi {
                 let mut found = Vec::with_capacity(ids.len());
                 let mut missing = Vec::new();
                 for id in ids {
-                    match s.blocks.get(&id) {
+                    match s.blocks().get(&id) {
                         Some(b) => found.push(s.block_view(id, b)),
                         None => missing.push(id),
                     }
@@ -133,7 +133,7 @@ impl Client for ClientApi {
         let r = self
             .engine
             .write(move |txn| {
-                let Some(b) = txn.state().blocks.get(&c.block_id) else {
+                let Some(b) = txn.state().blocks().get(&c.block_id) else {
                     return Err(WriteError::NotFound(format!("block {} does not exist", c.block_id)));
                 };
                 // Versions only move forward; a retry of the same version is accepted (idempotent).
@@ -152,7 +152,7 @@ impl Client for ClientApi {
                     del_file_count: c.del_file_count,
                 }))?;
                 let s = txn.state();
-                Ok(s.block_view(c.block_id, &s.blocks[&c.block_id]))
+                Ok(s.block_view(c.block_id, &s.blocks()[&c.block_id]))
             })
             .await
             .map_err(to_status)
@@ -192,8 +192,8 @@ impl Client for ClientApi {
         let r = self
             .engine
             .read(c, |s| {
-                let mut it = s.blocks.range(after.saturating_add(1)..);
-                let blocks: Vec<_> = it.by_ref().take(limit).map(|(id, b)| s.block_view(*id, b)).collect();
+                let mut it = s.blocks().range_from(after.saturating_add(1));
+                let blocks: Vec<_> = it.by_ref().take(limit).map(|(id, b)| s.block_view(id, b)).collect();
                 (blocks, it.next().is_some())
             })
             .await;

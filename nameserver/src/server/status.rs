@@ -14,7 +14,7 @@ pub fn status(engine: &Engine) -> proto::StatusReply {
         let s = sh.state.read();
         (
             s.applied_seq,
-            s.blocks.len() as u64,
+            s.blocks().len() as u64,
             s.dataservers.len() as u64,
             s.live_dataservers().count() as u64,
             s.next_block_id,

@@ -65,6 +65,11 @@ impl BlockMeta {
     pub fn under_replicated(&self) -> bool {
         self.nrep < self.want
     }
+
+    /// Under-replicated with a replica left to copy from: what replication can repair.
+    pub fn needs_copy(&self) -> bool {
+        self.nrep > 0 && self.under_replicated()
+    }
 }
 
 #[cfg(test)]

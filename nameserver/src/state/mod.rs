@@ -3,6 +3,9 @@
 //! slave equal to the master it replaces.
 
 pub mod block;
+pub mod blocks;
+pub mod index;
+pub mod tasks;
 
 use std::collections::BTreeMap;
 
@@ -12,6 +15,9 @@ use crate::mutation::Mutation;
 use crate::oplog::Header;
 use crate::proto;
 pub use block::{BlockMeta, MAX_REPLICAS};
+pub use blocks::Blocks;
+pub use index::Index;
+pub use tasks::Tasks;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dataserver {
@@ -69,6 +75,9 @@ pub enum ApplyError {
     NoDataserver(u32),
     #[error("task {0} is unknown")]
     NoTask(u64),
+    /// The planner gives a block one task at a time; the index of tasks by block relies on it.
+    #[error("block {0} already has a task")]
+    BlockBusy(u64),
     #[error("block {0}: {1}")]
     Replicas(u64, block::TooManyReplicas),
     /// The allocators keep "every id logged is below next": the largest id would leave no next.
@@ -83,11 +92,15 @@ pub struct EpochMark {
     pub start_seq: u64,
 }
 
+/// Cloning a state is cheap in blocks (copy-on-write chunks, see [`Blocks`]) but copies the
+/// derived index; a snapshot takes only what it writes ([`crate::checkpoint::Snapshot::of`]).
 #[derive(Debug, Default, Clone)]
 pub struct State {
-    pub blocks: BTreeMap<u64, BlockMeta>,
+    /// Changed only through `apply`, which keeps `index` equal to what the blocks derive.
+    blocks: Blocks,
+    index: Index,
     pub dataservers: BTreeMap<u32, Dataserver>,
-    pub tasks: BTreeMap<u64, Task>,
+    tasks: Tasks,
     /// Every block id ever logged is below this: the allocator never hands one out twice.
     pub next_block_id: u64,
     pub next_task_id: u64,
@@ -100,6 +113,49 @@ pub struct State {
 impl State {
     pub fn new() -> Self {
         State { next_block_id: 1, next_task_id: 1, next_lease_id: 1, ..Default::default() }
+    }
+
+    pub fn blocks(&self) -> &Blocks {
+        &self.blocks
+    }
+
+    pub fn tasks(&self) -> &Tasks {
+        &self.tasks
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// Sets the blocks and tasks a snapshot holds, and derives the index from them.
+    pub fn restore(&mut self, blocks: Blocks, tasks: impl IntoIterator<Item = Task>) {
+        self.index = Index::of(&blocks);
+        self.blocks = blocks;
+        self.tasks = Tasks::default();
+        for t in tasks {
+            self.tasks.insert(t);
+        }
+    }
+
+    /// Replaces (or creates, or with `None` removes) block `id`, keeping the index in step.
+    fn put_block(&mut self, id: u64, new: Option<BlockMeta>) {
+        let old = match new {
+            Some(b) => self.blocks.insert(id, b),
+            None => self.blocks.remove(&id),
+        };
+        self.index.update(id, old.as_ref(), new.as_ref());
+    }
+
+    /// Changes block `id` with `f`, keeping the index in step.
+    fn change_block<R>(&mut self, id: u64, f: impl FnOnce(&mut BlockMeta) -> R) -> Option<R> {
+        let b = self.blocks.get_mut(&id)?;
+        let old = *b;
+        let r = f(b);
+        let new = *b;
+        if old.replicas() != new.replicas() || old.want != new.want {
+            self.index.update(id, Some(&old), Some(&new));
+        }
+        Some(r)
     }
 
     /// Applies one record. Invariant: records are applied exactly once, in seq order, and never
@@ -140,6 +196,9 @@ impl State {
                 Err(ApplyError::NoDataserver(l.id))
             }
             Mutation::TaskDone(d) if !self.tasks.contains_key(&d.task_id) => Err(ApplyError::NoTask(d.task_id)),
+            Mutation::TaskCreate(t) if self.tasks.of_block(t.block_id).is_some_and(|o| o.id != t.task_id) => {
+                Err(ApplyError::BlockBusy(t.block_id))
+            }
             _ => Ok(()),
         }
     }
@@ -150,7 +209,7 @@ impl State {
             Mutation::EpochStart(e) => self.epochs.push(EpochMark { epoch: e.epoch, start_seq: h.seq }),
             Mutation::BlockCreate(c) => {
                 let meta = BlockMeta::new(&c.dataservers).map_err(|e| ApplyError::Replicas(c.block_id, e))?;
-                self.blocks.insert(c.block_id, meta);
+                self.put_block(c.block_id, Some(meta));
                 self.next_block_id = self.next_block_id.max(c.block_id + 1);
             }
             Mutation::BlockCommit(c) => {
@@ -161,9 +220,7 @@ impl State {
                 b.del_size = c.del_size;
                 b.del_file_count = c.del_file_count;
             }
-            Mutation::BlockRemove(r) => {
-                self.blocks.remove(&r.block_id);
-            }
+            Mutation::BlockRemove(r) => self.put_block(r.block_id, None),
             Mutation::DataserverJoin(j) => {
                 let ds = self.dataservers.entry(j.id).or_insert_with(|| Dataserver {
                     id: j.id,
@@ -186,35 +243,47 @@ impl State {
             }
             Mutation::DataserverLeave(l) => {
                 self.dataservers.get_mut(&l.id).expect("checked").alive = false;
-                // A dead dataserver holds nothing we can count on.
-                for b in self.blocks.values_mut() {
-                    b.remove_replica(l.id);
-                }
-                self.tasks.retain(|_, t| t.source != l.id && t.target != l.id);
+                self.leave(l.id);
             }
             Mutation::ReplicaAdd(r) => {
-                let b = self.blocks.get_mut(&r.block_id).expect("checked");
-                b.add_replica(r.dataserver).map_err(|e| ApplyError::Replicas(r.block_id, e))?;
+                self.change_block(r.block_id, |b| b.add_replica(r.dataserver))
+                    .expect("checked")
+                    .map_err(|e| ApplyError::Replicas(r.block_id, e))?;
             }
             Mutation::TaskCreate(t) => {
-                self.tasks.insert(
-                    t.task_id,
-                    Task { id: t.task_id, kind: t.kind(), block_id: t.block_id, source: t.source, target: t.target },
-                );
+                self.tasks.insert(Task {
+                    id: t.task_id,
+                    kind: t.kind(),
+                    block_id: t.block_id,
+                    source: t.source,
+                    target: t.target,
+                });
                 self.next_task_id = self.next_task_id.max(t.task_id + 1);
             }
             Mutation::TaskDone(d) => {
                 let t = self.tasks.remove(&d.task_id).expect("checked");
-                if d.success
-                    && t.kind == proto::TaskKind::Replicate
-                    && let Some(b) = self.blocks.get_mut(&t.block_id)
-                {
+                if d.success && t.kind == proto::TaskKind::Replicate {
                     // A full replica list means the copy is surplus; ignore it rather than fail.
-                    let _ = b.add_replica(t.target);
+                    let _ = self.change_block(t.block_id, |b| b.add_replica(t.target));
                 }
             }
         }
         Ok(())
+    }
+
+    /// A dead dataserver holds nothing we can count on: its replicas and tasks go. Costs
+    /// O(its blocks + its tasks), found through the index, never a scan of all blocks.
+    fn leave(&mut self, ds: u32) {
+        let held = self.index.take_dataserver(ds);
+        let mut now_need_copy = roaring::RoaringTreemap::new();
+        self.blocks.update_sorted(held.iter(), |id, b| {
+            b.remove_replica(ds);
+            if b.needs_copy() {
+                index::append(&mut now_need_copy, id);
+            }
+        });
+        self.index.after_leave(&held, now_need_copy);
+        self.tasks.remove_dataserver(ds);
     }
 
     pub fn live_dataservers(&self) -> impl Iterator<Item = &Dataserver> {
@@ -223,8 +292,13 @@ impl State {
 
     /// Picks `n` live dataservers with the most free space, excluding `exclude`.
     pub fn place(&self, n: usize, exclude: &[u32]) -> Option<Vec<u32>> {
+        self.place_where(n, |d| !exclude.contains(&d.id))
+    }
+
+    /// Picks `n` live dataservers with the most free space among those `eligible` accepts.
+    pub fn place_where(&self, n: usize, eligible: impl Fn(&Dataserver) -> bool) -> Option<Vec<u32>> {
         let mut best: Vec<&Dataserver> = Vec::with_capacity(n + 1);
-        for d in self.live_dataservers().filter(|d| !exclude.contains(&d.id)) {
+        for d in self.live_dataservers().filter(|d| eligible(d)) {
             let at = best.iter().position(|b| d.free() > b.free()).unwrap_or(best.len());
             if at < n {
                 best.insert(at, d);

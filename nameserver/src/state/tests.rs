@@ -1,6 +1,7 @@
 use super::*;
 use crate::oplog::RecordType;
 use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
 
 fn h(seq: u64, epoch: u64) -> Header {
     Header { rtype: RecordType::EpochStart, epoch, seq, time_ms: 1000 + seq, len: 0, crc: 0 }
@@ -83,7 +84,7 @@ fn failed_apply_changes_nothing() {
         Err(ApplyError::NoBlock(9))
     );
     assert_eq!(s.apply(&h(seq, 1), &create(2, &[1, 2, 3, 4, 5])), Err(ApplyError::Replicas(2, block::TooManyReplicas)));
-    assert_eq!(s.blocks, before.blocks);
+    assert_eq!(s.blocks(), before.blocks());
     assert_eq!(s.applied_seq, before.applied_seq);
 }
 
@@ -103,10 +104,10 @@ fn dead_dataserver_loses_its_replicas_and_tasks() {
         })],
     );
     apply_all(&mut s, 1, &[Mutation::DataserverLeave(proto::DataserverLeave { id: 2, expired: true })]);
-    assert_eq!(s.blocks[&1].replicas(), &[1]);
-    assert_eq!(s.blocks[&2].replicas(), &[3]);
-    assert!(s.blocks[&1].under_replicated());
-    assert!(s.tasks.is_empty());
+    assert_eq!(s.blocks()[&1].replicas(), &[1]);
+    assert_eq!(s.blocks()[&2].replicas(), &[3]);
+    assert!(s.blocks()[&1].under_replicated());
+    assert!(s.tasks().is_empty());
     assert_eq!(s.live_dataservers().count(), 2);
 }
 
@@ -128,7 +129,7 @@ fn finished_replicate_task_adds_the_replica() {
             Mutation::TaskDone(proto::TaskDone { task_id: 4, success: true }),
         ],
     );
-    assert_eq!(s.blocks[&1].replicas(), &[1, 2]);
+    assert_eq!(s.blocks()[&1].replicas(), &[1, 2]);
     assert_eq!(s.next_task_id, 5);
 }
 
@@ -146,7 +147,7 @@ fn placement_prefers_free_space_and_spreads_with_reservations() {
 
 /// A random but valid history of mutations, as a master would log it.
 pub(crate) fn history() -> impl Strategy<Value = Vec<Mutation>> {
-    proptest::collection::vec((0u8..6, 1u64..40, 1u32..5, any::<u32>()), 1..120).prop_map(|ops| {
+    proptest::collection::vec((0u8..9, 1u64..40, 1u32..5, any::<u32>()), 1..120).prop_map(|ops| {
         let mut s = State::new();
         let mut out = vec![join(1), join(2), join(3), join(4)];
         apply_all(&mut s, 1, &out);
@@ -163,7 +164,19 @@ pub(crate) fn history() -> impl Strategy<Value = Vec<Mutation>> {
                 }),
                 3 => Mutation::BlockRemove(proto::BlockRemove { block_id: id }),
                 4 => Mutation::DataserverLeave(proto::DataserverLeave { id: ds, expired: false }),
-                _ => join(ds),
+                5 => join(ds),
+                6 => Mutation::ReplicaAdd(proto::ReplicaAdd { block_id: id, dataserver: ds }),
+                7 => Mutation::TaskCreate(proto::TaskCreate {
+                    task_id: s.next_task_id,
+                    kind: proto::TaskKind::Replicate as i32,
+                    block_id: id,
+                    source: ds,
+                    target: ds % 4 + 1,
+                }),
+                _ => match s.tasks().values().nth(v as usize % s.tasks().len().max(1)) {
+                    Some(t) => Mutation::TaskDone(proto::TaskDone { task_id: t.id, success: v % 3 != 0 }),
+                    None => join(ds),
+                },
             };
             if s.check(&m).is_ok() {
                 apply_all(&mut s, 1, std::slice::from_ref(&m));
@@ -182,7 +195,7 @@ proptest! {
         let mut b = State::new();
         apply_all(&mut a, 1, &ms);
         apply_all(&mut b, 1, &ms);
-        prop_assert_eq!(&a.blocks, &b.blocks);
+        prop_assert_eq!(a.blocks(), b.blocks());
         prop_assert_eq!(&a.dataservers, &b.dataservers);
         prop_assert_eq!(a.next_block_id, b.next_block_id);
     }
@@ -198,8 +211,66 @@ proptest! {
             }
         }
         apply_all(&mut s, 1, &ms);
-        prop_assert!(s.blocks.keys().all(|id| *id < s.next_block_id));
+        prop_assert!(s.blocks().keys().all(|id| id < s.next_block_id));
     }
+}
+
+/// The derived views equal what a full scan derives.
+fn check_index(s: &State) -> Result<(), TestCaseError> {
+    prop_assert_eq!(s.index(), &Index::of(s.blocks()));
+    s.tasks().check_index().map_err(TestCaseError::fail)?;
+    Ok(())
+}
+
+proptest! {
+    /// After any history, and after each of its records, the index is what a scan derives.
+    #[test]
+    fn the_index_equals_a_full_scan(ms in history()) {
+        let mut s = State::new();
+        for m in &ms {
+            apply_all(&mut s, 1, std::slice::from_ref(m));
+            check_index(&s)?;
+        }
+    }
+
+    /// A leave takes exactly that dataserver's replicas off, and exactly its tasks; nothing else.
+    #[test]
+    fn a_leave_removes_exactly_that_dataservers_replicas(ms in history(), ds in 1u32..5) {
+        let mut s = State::new();
+        apply_all(&mut s, 1, &ms);
+        if !s.dataservers.contains_key(&ds) {
+            return Ok(());
+        }
+        let before = s.clone();
+        apply_all(&mut s, 1, &[Mutation::DataserverLeave(proto::DataserverLeave { id: ds, expired: true })]);
+        prop_assert_eq!(s.blocks().len(), before.blocks().len());
+        for (id, b) in before.blocks().iter() {
+            let want: Vec<u32> = b.replicas().iter().copied().filter(|&d| d != ds).collect();
+            prop_assert_eq!(s.blocks()[&id].replicas(), &want[..], "block {}", id);
+        }
+        let kept: Vec<u64> = before.tasks().values().filter(|t| t.source != ds && t.target != ds).map(|t| t.id).collect();
+        prop_assert_eq!(s.tasks().values().map(|t| t.id).collect::<Vec<_>>(), kept);
+        prop_assert_eq!(s.index().blocks_of(ds).count(), 0);
+        check_index(&s)?;
+    }
+}
+
+/// A leave costs O(the leaving dataserver's blocks): the chunks of blocks it held none of are not
+/// even copied (a snapshot taken before still shares them), and neither is anything on a commit.
+#[test]
+fn a_leave_touches_only_the_chunks_of_the_blocks_it_held() {
+    let mut s = State::new();
+    apply_all(&mut s, 1, &[join(1), join(2), join(3)]);
+    let creates: Vec<Mutation> =
+        (1..=10_000).map(|id| create(id, if id <= 1500 { &[1, 2] } else { &[2, 3] })).collect();
+    apply_all(&mut s, 1, &creates);
+    let snap = s.blocks().clone();
+    let chunks = snap.shared_chunks(s.blocks());
+    apply_all(&mut s, 1, &[Mutation::DataserverLeave(proto::DataserverLeave { id: 1, expired: true })]);
+    // Blocks 1..=1500 lie in the first two chunks of 1024 ids.
+    assert_eq!(s.blocks().shared_chunks(&snap), chunks - 2);
+    assert_eq!(s.index().needs_copy().collect::<Vec<_>>(), (1..=1500).collect::<Vec<u64>>());
+    assert!(snap.iter().take(1500).all(|(_, b)| b.replicas() == [1, 2]), "the snapshot kept its view");
 }
 
 pub(crate) fn join_ds(id: u32) -> Mutation {
