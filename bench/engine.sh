@@ -30,9 +30,11 @@ echo2=$(tfs_bench 127.0.0.1:8100 --op echo --count "$N" --concurrency 256)
 create2=$(tfs_bench 127.0.0.1:8100 --op create --count "$N" --concurrency 256 --sim-dataservers 3)
 half2=$(half_of "$create2")
 createh2=$(tfs_bench 127.0.0.1:8100 --op create --count $((half2 * 8)) --concurrency 256 --sim-dataservers 3 --rate "$half2")
+log "replicated: linearizable GetBlock at concurrency 256 (a read at a committed seq must not wait)"
+get2=$(tfs_bench 127.0.0.1:8100 --op get --count "$N" --concurrency 256 --prefill 10000 --sim-dataservers 3)
 [ "$(status_field 127.0.0.1:8100 sync_set)" != "[]" ] || die "the slave left the sync set during the run"
 ns_stop "$W" s
-put_result replicated "{\"echo\": $echo2, \"create\": $create2, \"create_half_rate\": $createh2}"
+put_result replicated "{\"echo\": $echo2, \"create\": $create2, \"create_half_rate\": $createh2, \"get\": $get2}"
 
 log "catch-up: a fresh slave joins a master holding $((N * 10)) more records"
 tfs_bench 127.0.0.1:8100 --op batch-create --batch 1000 --count $((N / 100)) --concurrency 8 --sim-dataservers 3 >/dev/null
@@ -51,5 +53,6 @@ s, p, c = res["standalone"], res["replicated"], res["catch_up"]
 print(f"standalone_create_ops={s['create']['ops_per_s']:.0f} echo_ops={s['echo']['ops_per_s']:.0f} ratio={s['create']['ops_per_s']/s['echo']['ops_per_s']:.2f} p99_half_rate_ms={s['create_half_rate']['p99_ms']:.2f}")
 print(f"batch_create_blocks_per_s={s['batch_create']['items_per_s']:.0f}")
 print(f"replicated_create_ops={p['create']['ops_per_s']:.0f} echo_ops={p['echo']['ops_per_s']:.0f} ratio={p['create']['ops_per_s']/p['echo']['ops_per_s']:.2f} p99_half_rate_ms={p['create_half_rate']['p99_ms']:.2f} replication_cost={p['create']['ops_per_s']/s['create']['ops_per_s']:.2f}")
+print(f"replicated_get_ops={p['get']['ops_per_s']:.0f} p99_ms={p['get']['p99_ms']:.2f} echo_ops={p['echo']['ops_per_s']:.0f} ratio={p['get']['ops_per_s']/p['echo']['ops_per_s']:.2f}")
 print(f"catch_up_records_per_s={c['records']/c['seconds']:.0f} ({c['records']} records in {c['seconds']:.2f}s)")
 PY

@@ -238,12 +238,29 @@ impl Tfs {
     }
 }
 
-/// A writer through the VIP recording every acknowledged mutation.
+/// A writer through the VIP recording every acknowledged mutation, and two mixed clients
+/// (reads and commits on shared blocks, `tfsctl bench --op mixed --history`) whose histories
+/// `verify` checks for linearizability: one dials a new connection after every error, the other
+/// keeps its one HTTP/2 connection as long as the server keeps it.
 pub struct Writer {
     child: Child,
+    mixed: Vec<Child>,
     pub record: PathBuf,
     pub log: PathBuf,
 }
+
+impl Drop for Writer {
+    /// A test that fails midway leaves no load running behind it.
+    fn drop(&mut self) {
+        for c in std::iter::once(&mut self.child).chain(self.mixed.iter_mut()) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The mixed clients' histories, next to the writer's record (see `verify`).
+pub const HISTORIES: [&str; 2] = ["history-redial", "history-keep"];
 
 impl Writer {
     pub fn start(vip: &str, dir: &Path, concurrency: u32) -> Result<Writer> {
@@ -266,7 +283,37 @@ impl Writer {
             .stdout(f.try_clone()?)
             .stderr(f)
             .spawn()?;
-        Ok(Writer { child, record, log })
+        let mut mixed = Vec::new();
+        for (name, keep) in HISTORIES.iter().zip([false, true]) {
+            let f = std::fs::File::create(dir.join(format!("{name}.log")))?;
+            let history = dir.join(name);
+            let mut cmd = Command::new(tfsctl());
+            cmd.args(["--addr", vip, "bench", "--op", "mixed", "--count", "1000000000", "--concurrency", "8"])
+                .args(["--connections", "1", "--shared-blocks", "4", "--mix", "6:3:0", "--retry-for", "60s"])
+                .args(["--history", history.to_str().expect("utf-8")])
+                .stdout(f.try_clone()?)
+                .stderr(f);
+            if keep {
+                cmd.arg("--keep-connection");
+            }
+            mixed.push(cmd.spawn()?);
+        }
+        Ok(Writer { child, mixed, record, log })
+    }
+
+    /// Milliseconds from `fault_ms` to the first operation of a mixed client's history answered
+    /// at `epoch`.
+    pub fn first_op_after(history: &Path, fault_ms: u64, epoch: u64) -> Option<u64> {
+        let text = std::fs::read_to_string(history).ok()?;
+        text.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                // r: epoch is field 4; w: field 5 (after the outcome). Completion is last (us).
+                let e = f.get(if f.first() == Some(&"w") { 5 } else { 4 })?.parse::<u64>().ok()?;
+                let done_ms = f.last()?.parse::<u64>().ok()? / 1000;
+                (e == epoch && done_ms > fault_ms).then(|| done_ms - fault_ms)
+            })
+            .min()
     }
 
     pub fn acked(&self) -> usize {
@@ -288,10 +335,8 @@ impl Writer {
         Ok(())
     }
 
-    /// Stops the writer; its record keeps every acknowledgement it flushed.
-    pub fn stop(mut self) -> PathBuf {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// Stops the writer and the mixed clients; the record and histories keep what they flushed.
+    pub fn stop(self) -> PathBuf {
         self.record.clone()
     }
 
@@ -308,10 +353,15 @@ impl Writer {
     }
 }
 
-/// `tfsctl verify`: exit 0 only if every acknowledged write is there and no id repeats.
+/// `tfsctl verify`: exit 0 only if every acknowledged write is there, no id repeats, and the
+/// histories of the `Writer`'s mixed clients next to the record (if any) are linearizable.
 pub fn verify(vip: &str, record: &Path) -> Result<String> {
-    let out =
-        Command::new(tfsctl()).args(["--addr", vip, "verify", "--record", record.to_str().expect("utf-8")]).output()?;
+    let mut cmd = Command::new(tfsctl());
+    cmd.args(["--addr", vip, "verify", "--record", record.to_str().expect("utf-8")]);
+    for h in HISTORIES.iter().filter_map(|n| Some(record.parent()?.join(n))).filter(|p| p.exists()) {
+        cmd.arg("--history").arg(h);
+    }
+    let out = cmd.output()?;
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     if !out.status.success() {
         bail!("verify failed: {text}");

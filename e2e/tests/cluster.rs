@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use std::path::Path;
 
-use anyhow::{Result, ensure};
+use anyhow::{Result, bail, ensure};
 use tfs_e2e::*;
 
 static OPERATOR: OnceLock<()> = OnceLock::new();
@@ -124,7 +124,23 @@ async fn failover(scenario: &str, fault: Fault) -> Result<()> {
         first.unwrap_or(outage) as f64 / 1000.0,
         outage as f64 / 1000.0
     );
+    // Clean demotion: the client that never dials on its own reaches the new master about when
+    // the VIP moved (the first answer of the new epoch to any client).
+    let [redial, keep] = HISTORIES.map(|h| Writer::first_op_after(&dir.join(h), fault_ms, new_epoch));
+    let vip_moved = [first, redial].into_iter().flatten().min();
+    println!(
+        "scenario={scenario} new_epoch_first_answer_ms: redialing_client={redial:?} kept_connection={keep:?} vip_moved={vip_moved:?}"
+    );
     if expect_new_master {
+        let (Some(k), Some(v)) = (keep, vip_moved) else {
+            bail!("the client keeping its connection never reached epoch {new_epoch} ({keep:?}, {vip_moved:?})");
+        };
+        println!("scenario={scenario} kept_connection_lag_after_vip_move_ms={}", k.saturating_sub(v));
+        ensure!(
+            k <= v + 1000,
+            "the client keeping its connection reached the new master {} ms after the VIP moved",
+            k - v
+        );
         ensure!(new_epoch > epoch as u64, "epoch did not move: {epoch} -> {new_epoch}");
         if !matches!(fault, Fault::Switchover) {
             ensure!(status.failovers >= 1, "failover not counted in status");

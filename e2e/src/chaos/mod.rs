@@ -37,9 +37,18 @@ pub struct Opts {
 
 const NAME: &str = "demo";
 /// The writers: `tfsctl bench --op` and its flags, rate-limited so that a long run stays small.
-const WRITERS: [(&str, &[&str]); 2] = [
-    ("create", &["--concurrency", "8", "--rate", "300", "--sim-dataservers", "3"]),
-    ("commit", &["--concurrency", "4", "--rate", "100", "--prefill", "64"]),
+/// (name, `tfsctl bench --op`, more flags). The mixed writers read and commit on shared blocks
+/// and keep a history of every attempt for the linearizability check: one dials anew after every
+/// error, the other keeps its one connection as long as the server does.
+const WRITERS: [(&str, &str, &[&str]); 4] = [
+    ("create", "create", &["--concurrency", "8", "--rate", "300", "--sim-dataservers", "3"]),
+    ("commit", "commit", &["--concurrency", "4", "--rate", "100", "--prefill", "64"]),
+    ("mixed-redial", "mixed", &["--concurrency", "8", "--rate", "200", "--mix", "6:3:0", "--connections", "1"]),
+    (
+        "mixed-keep",
+        "mixed",
+        &["--concurrency", "8", "--rate", "200", "--mix", "6:3:0", "--connections", "1", "--keep-connection"],
+    ),
 ];
 const REPLICAS: usize = 2;
 
@@ -171,14 +180,14 @@ async fn run_in(o: &Opts, seed: u64, dir: &Path, ns: &str) -> Result<i32> {
     let watch = leasewatch::LeaseWatch::start(r.tfs.leases.clone(), NAME, &dir.join("lease.jsonl"))?;
     // One after the other: the commit writer first creates the blocks it commits to, which needs
     // the create writer's simulated dataservers to place them.
-    for (op, extra) in WRITERS {
-        r.writers.push(BenchWriter::start(&vip, dir, op, op, extra)?);
+    for (name, op, extra) in WRITERS {
+        r.writers.push(BenchWriter::start(&vip, dir, name, op, extra)?);
         if let Err(e) = converge(&r.tfs, REPLICAS, &mut r.writers, o.converge_timeout, 100).await {
-            eprintln!("{}", r.diagnose(&format!("starting the {op} writer: {e:#}")).await);
+            eprintln!("{}", r.diagnose(&format!("starting the {name} writer: {e:#}")).await);
             return Ok(1);
         }
     }
-    r.say(format!("healthy; writers through the VIP {vip} (creates 300/s, commits 100/s); API server {api:?}"));
+    r.say(format!("healthy; writers through the VIP {vip} (creates 300/s, commits 100/s, two mixed readers/committers 200/s each); API server {api:?}"));
     let steps = plan(seed, o.faults, &o.kinds, lease);
     let mut failure = None;
     for (i, step) in steps.iter().enumerate() {
@@ -213,6 +222,9 @@ async fn run_in(o: &Opts, seed: u64, dir: &Path, ns: &str) -> Result<i32> {
     let mut args: Vec<String> = vec!["--addr".into(), vip.clone(), "verify".into()];
     for w in &r.writers {
         args.extend(["--record".into(), w.record.display().to_string()]);
+        if let Some(h) = &w.history {
+            args.extend(["--history".into(), h.display().to_string()]);
+        }
     }
     args.extend(["--faults".into(), dir.join("faults.jsonl").display().to_string()]);
     args.extend(["--summary".into(), summary.display().to_string()]);

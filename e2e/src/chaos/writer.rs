@@ -15,6 +15,8 @@ use crate::tfsctl;
 pub struct BenchWriter {
     pub name: String,
     pub record: PathBuf,
+    /// Every operation with its times, for a mixed writer (`--history`).
+    pub history: Option<PathBuf>,
     pub log: PathBuf,
     pid: u32,
     child: Option<Child>,
@@ -28,9 +30,11 @@ impl BenchWriter {
         let record = dir.join(format!("acked-{name}"));
         let log = dir.join(format!("writer-{name}.log"));
         let f = std::fs::File::create(&log)?;
+        let history = (op == "mixed").then(|| dir.join(format!("history-{name}")));
         let child = Command::new(tfsctl())
             .args(["--addr", vip, "bench", "--op", op, "--count", "1000000000", "--retry-for", "600s"])
             .args(["--record", record.to_str().expect("utf-8 path")])
+            .args(history.iter().flat_map(|h| [std::ffi::OsStr::new("--history"), h.as_os_str()]))
             .args(extra)
             .stdout(f.try_clone()?)
             .stderr(f)
@@ -43,6 +47,7 @@ impl BenchWriter {
             name: name.into(),
             tail: RecordTail::new(&record),
             record,
+            history,
             log,
             pid,
             child: Some(child),

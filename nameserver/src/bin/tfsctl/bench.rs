@@ -176,8 +176,10 @@ pub async fn run(addr: &str, a: BenchArgs, json: bool) -> Result<i32> {
         None => None,
     };
     let blocks = match a.op {
-        Op::Get | Op::Commit => Arc::new(prefill(&chans[0], a.prefill.max(a.concurrency), a.replicas).await?),
-        Op::Mixed => Arc::new(prefill(&chans[0], a.shared_blocks, a.replicas).await?),
+        Op::Get | Op::Commit => {
+            Arc::new(prefill(&chans[0], a.prefill.max(a.concurrency), a.replicas, a.retry_for).await?)
+        }
+        Op::Mixed => Arc::new(prefill(&chans[0], a.shared_blocks, a.replicas, a.retry_for).await?),
         _ => Arc::new(Vec::new()),
     };
     if a.history.is_some() && a.op != Op::Mixed {
@@ -286,16 +288,21 @@ async fn wait_for_dataservers(ch: &Channel, n: u32) -> Result<()> {
     }
 }
 
-async fn prefill(ch: &Channel, n: u64, replicas: u32) -> Result<Vec<u64>> {
+/// Creates the blocks a get, commit or mixed run works on; retries what may pass later (no
+/// master yet, no dataserver registered yet) for up to `retry_for`.
+async fn prefill(ch: &Channel, n: u64, replicas: u32, retry_for: Duration) -> Result<Vec<u64>> {
     let mut c = ClientClient::new(ch.clone());
     let mut ids = Vec::with_capacity(n as usize);
+    let give_up = Instant::now() + retry_for;
     while (ids.len() as u64) < n {
         let count = (n - ids.len() as u64).min(1000) as u32;
-        let r = c
-            .batch_create_blocks(proto::BatchCreateBlocksRequest { count, replicas })
-            .await
-            .map_err(|s| anyhow::anyhow!("prefill: {}", s.message()))?;
-        ids.extend(r.into_inner().blocks.iter().map(|b| b.id));
+        match c.batch_create_blocks(proto::BatchCreateBlocksRequest { count, replicas }).await {
+            Ok(r) => ids.extend(r.into_inner().blocks.iter().map(|b| b.id)),
+            Err(s) if Instant::now() < give_up && (retryable(&s) || s.code() == Code::FailedPrecondition) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(s) => bail!("prefill: {}: {}", s.code(), s.message()),
+        }
     }
     Ok(ids)
 }
