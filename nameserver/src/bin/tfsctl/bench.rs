@@ -448,8 +448,7 @@ fn observed(client: &str, action: Action, r: &Result<Done, Status>, invoked_us: 
             (ops::Call::Write { version, outcome: ops::Outcome::Ok }, d.epoch, d.node.clone())
         }
         (Action::Commit(_, version), Err(s)) => {
-            let outcome = if refused_as_older(s) { ops::Outcome::Refused } else { ops::Outcome::Unknown };
-            (ops::Call::Write { version, outcome }, 0, node_of(s.metadata()))
+            (ops::Call::Write { version, outcome: outcome_of(s) }, 0, node_of(s.metadata()))
         }
     };
     let block = match action {
@@ -457,6 +456,21 @@ fn observed(client: &str, action: Action, r: &Result<Done, Status>, invoked_us: 
         Action::Create => return None,
     };
     Some(ops::Op { client: client.to_string(), block, call, epoch, node, invoked_us, completed_us: now_us() })
+}
+
+/// What a failed commit tells: refused as older, not run at all (the server said so: its reply
+/// carries the node header, and it is not an "outcome unknown"), or unknown (no answer from a
+/// server: a timeout, a connection lost with the request in flight).
+fn outcome_of(s: &Status) -> ops::Outcome {
+    let answered = !node_of(s.metadata()).is_empty();
+    let m = s.message();
+    if refused_as_older(s) {
+        ops::Outcome::Refused
+    } else if answered && !m.starts_with("outcome unknown") && !m.contains("writer stopped") {
+        ops::Outcome::Failed
+    } else {
+        ops::Outcome::Unknown
+    }
 }
 
 /// The node that answered, from the reply's `tfs-node` header (empty if it has none).

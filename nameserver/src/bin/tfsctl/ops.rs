@@ -6,8 +6,9 @@
 //! `r <client> <block> <version> <epoch> <node> <invoked_us> <completed_us>`            a read
 //! `w <client> <block> <version> <outcome> <epoch> <node> <invoked_us> <completed_us>`  a commit
 //! where `outcome` is `ok` (acknowledged), `refused` (the master said the version is older than
-//! the block's: certainly not applied) or `unknown` (any other error: it may have been applied, or
-//! may be later). `epoch` and `node` are the reply's (0 and `-` when there was none). Times are
+//! the block's: certainly not applied), `failed` (the server answered that it did not run it: not
+//! master, lapsed, overloaded) or `unknown` (no answer, or "outcome unknown": it may have been
+//! applied, or may be later). `epoch` and `node` are the reply's (0 and `-` when there was none). Times are
 //! microseconds of the client's wall clock.
 
 use std::path::Path;
@@ -18,6 +19,9 @@ use anyhow::{Context, Result, bail};
 pub enum Outcome {
     Ok,
     Refused,
+    /// The server answered that it did not apply it (not master, lapsed, overloaded, ...): no
+    /// effect, and nothing learnt about the block.
+    Failed,
     Unknown,
 }
 
@@ -50,6 +54,7 @@ impl Op {
                 let o = match outcome {
                     Outcome::Ok => "ok",
                     Outcome::Refused => "refused",
+                    Outcome::Failed => "failed",
                     Outcome::Unknown => "unknown",
                 };
                 format!("w {} {} {version} {o} {tail}\n", self.client, self.block)
@@ -69,6 +74,7 @@ impl Op {
                 let outcome = match f.get(4).copied() {
                     Some("ok") => Outcome::Ok,
                     Some("refused") => Outcome::Refused,
+                    Some("failed") => Outcome::Failed,
                     Some("unknown") => Outcome::Unknown,
                     other => bail!("unknown outcome {other:?}"),
                 };
@@ -118,8 +124,9 @@ mod tests {
             Call::Write { version: 4, outcome: Outcome::Ok },
             Call::Write { version: 5, outcome: Outcome::Refused },
             Call::Write { version: 6, outcome: Outcome::Unknown },
+            Call::Write { version: 7, outcome: Outcome::Failed },
         ];
-        for (call, node) in calls.into_iter().zip(["ns-0", "", "ns-1", ""]) {
+        for (call, node) in calls.into_iter().zip(["ns-0", "", "ns-1", "", "ns-0"]) {
             let o = Op {
                 client: "p7w3".into(),
                 block: 42,

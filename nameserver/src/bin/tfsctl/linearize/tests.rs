@@ -137,6 +137,27 @@ fn a_spent_budget_is_undecided_never_linearizable() {
     assert_eq!(r.undecided, vec![1]);
 }
 
+/// A commit retried through an outage leaves many writes of unknown outcome with one version;
+/// they are one possibility, not 2^k. Here an acknowledged commit of 2 must come before any of 40
+/// retried commits of 3 lands: a search that tries every subset of the retries as "landed early"
+/// cannot finish within the budget.
+#[test]
+fn retries_of_one_unknown_version_do_not_multiply_the_search() {
+    let mut lines: Vec<String> = vec!["w 1 ok 0 10".into()];
+    for i in 0..40u64 {
+        let t = 100 + i * 50;
+        lines.push(format!("w 3 unknown {t} {}", t + 5));
+    }
+    lines.push("w 2 ok 3000 3010".into());
+    lines.push("r 3 4000 4010".into());
+    let h: Vec<Op> = lines.iter().map(|l| op(l)).collect();
+    assert_eq!(check(&h, 1_000_000).linearizable(), Some(true));
+    // And a read that no write explains is still found.
+    let mut bad = h.clone();
+    bad.push(op("r 5 5000 5010"));
+    assert_eq!(check(&bad, 1_000_000).linearizable(), Some(false));
+}
+
 /// A history made by a real register: each operation takes effect at a random moment inside its
 /// interval, `clients` at a time; its results are what the register answered then.
 fn simulated(seed: u64, clients: usize, per_client: usize) -> Vec<Op> {
