@@ -18,6 +18,7 @@ pub mod instance;
 pub mod lease;
 pub mod metrics;
 pub mod names;
+pub mod pki;
 pub mod settings;
 
 #[cfg(test)]
