@@ -316,6 +316,16 @@ impl Writer {
             .min()
     }
 
+    /// Requests the create writer counted failed (its progress lines), so far.
+    pub fn failed_requests(&self) -> u64 {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(", ").nth(1)?.strip_suffix(" failed")?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0)
+    }
+
     pub fn acked(&self) -> usize {
         std::fs::read_to_string(&self.record).map(|s| s.lines().count()).unwrap_or(0)
     }

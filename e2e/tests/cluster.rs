@@ -108,16 +108,11 @@ async fn failover(scenario: &str, fault: Fault) -> Result<()> {
     let new_epoch = status.epoch.unwrap_or(0) as u64;
     let acked_before = w.acked();
     w.wait_acked(acked_before + 1000, Duration::from_secs(60)).await?;
-    let log = std::fs::read_to_string(&w.log).unwrap_or_default();
+    let failed = w.failed_requests();
     let record = w.stop();
     let verdict = verify(&vip, &record)?;
     let outage = outage_ms(&record, fault_ms);
     let first = Writer::first_ack_after(&record, fault_ms, new_epoch);
-    let failed = log
-        .lines()
-        .filter_map(|l| l.split(", ").nth(1)?.strip_suffix(" failed")?.parse::<u64>().ok())
-        .max()
-        .unwrap_or(0);
     println!(
         "scenario={scenario} master={master}@{epoch} -> {}@{new_epoch} failover_s={:.3} max_write_gap_s={:.3} failed_requests={failed}\n{verdict}",
         status.master.as_deref().unwrap_or("?"),
@@ -545,17 +540,55 @@ async fn t6b_frozen_master_is_replaced_and_fences_itself() -> Result<()> {
 #[tokio::test]
 async fn t7_scale_2_3_2() -> Result<()> {
     let (ns, t) = healthy_pair("scale").await?;
-    kubectl(&["patch", "tfsns", "demo", "-n", &ns.0, "--type=merge", "-p", r#"{"spec":{"replicas":3}}"#])?;
+    // `kubectl scale` goes through the scale subresource.
+    kubectl(&["scale", "tfsns", "demo", "-n", &ns.0, "--replicas", "3"])?;
     t.wait_healthy(3, 1, Duration::from_secs(120)).await?;
     t.wait_sync_set(2, Duration::from_secs(60)).await?;
-    kubectl(&["patch", "tfsns", "demo", "-n", &ns.0, "--type=merge", "-p", r#"{"spec":{"replicas":2}}"#])?;
-    t.wait_healthy(2, 1, Duration::from_secs(120)).await?;
+    let scale = kubectl(&[
+        "get",
+        "tfsns",
+        "demo",
+        "-n",
+        &ns.0,
+        "--subresource",
+        "scale",
+        "-o",
+        "jsonpath={.status.replicas} {.status.selector}",
+    ])?;
+    ensure!(
+        scale.starts_with("3 ") && scale.contains("app.kubernetes.io/instance=demo"),
+        "scale subresource says {scale:?}"
+    );
+    // The master on the highest ordinal, then scale down under load: it must hand over first.
+    kubectl(&["annotate", "tfsns", "demo", "-n", &ns.0, "tfs.io/switchover-to=demo-2"])?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while t.lease().await?.0 != "demo-2" {
+        ensure!(std::time::Instant::now() < deadline, "switchover to demo-2 did not happen: {:?}", t.lease().await?);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, epoch) = t.lease().await?;
+    t.wait_healthy(3, epoch as i64, Duration::from_secs(60)).await?;
+    t.wait_sync_set(2, Duration::from_secs(60)).await?;
+    let vip = t.vip().await?;
+    let dir = tempdir("scale")?;
+    let w = Writer::start(&vip, &dir, 8)?;
+    w.wait_acked(1000, Duration::from_secs(60)).await?;
+    kubectl(&["scale", "tfsns", "demo", "-n", &ns.0, "--replicas", "2"])?;
+    let after = t.wait_healthy(2, epoch as i64 + 1, Duration::from_secs(120)).await?;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while t.pod_names().await?.len() != 2 {
         ensure!(std::time::Instant::now() < deadline, "still {:?}", t.pod_names().await?);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    println!("scenario=scale 2->3->2 ok");
+    let acked = w.acked();
+    w.wait_acked(acked + 500, Duration::from_secs(60)).await?;
+    let failed = w.failed_requests();
+    let record = w.stop();
+    let verdict = verify(&vip, &record)?;
+    let master = after.status.as_ref().and_then(|s| s.master.clone()).unwrap_or_default();
+    println!("scenario=scale 2->3, switchover to demo-2, 3->2: master {master}, failed_requests={failed}\n{verdict}");
+    ensure!(master != "demo-2", "the removed ordinal is still master");
+    ensure!(failed == 0, "{failed} requests failed during the scale-down");
     Ok(())
 }
 
@@ -628,14 +661,9 @@ async fn ta_image_upgrade_rolls_slaves_first() -> Result<()> {
     let after = t.wait_healthy(2, epoch as i64 + 1, Duration::from_secs(120)).await?;
     let acked = w.acked();
     w.wait_acked(acked + 500, Duration::from_secs(60)).await?;
-    let log = std::fs::read_to_string(&w.log).unwrap_or_default();
+    let failed = w.failed_requests();
     let record = w.stop();
     let verdict = verify(&vip, &record)?;
-    let failed = log
-        .lines()
-        .filter_map(|l| l.split(", ").nth(1)?.strip_suffix(" failed")?.parse::<u64>().ok())
-        .max()
-        .unwrap_or(0);
     let new_master = after.status.and_then(|s| s.master).unwrap_or_default();
     println!("scenario=upgrade master {master}@{epoch} -> {new_master} failed_requests={failed}\n{verdict}");
     ensure!(failed == 0, "{failed} requests failed during the upgrade");

@@ -235,6 +235,16 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
     }
 
     let instances = observe(&pods, &name).await;
+    // Scaling down the master's ordinal: a planned switchover to a kept, in-sync slave first
+    // (nothing lost, no failover); the old master is then an extra slave and goes like the others.
+    if let Some(target) = scale_down_target(&name, &lv, replicas, &instances)
+        && lv.handover_to.as_deref() != Some(target.as_str())
+    {
+        ask_handover(t, &leases, &lease, &target).await?;
+        let why = format!("scaling down to {replicas}: the master {} hands over to {target}", lv.holder);
+        event(ctx, t, EventType::Normal, "SwitchingOver", "ScaleDown", &why).await;
+        return Ok(Action::requeue(Duration::from_millis(200)));
+    }
     let unchanged_for = ctx.clocks.lock().entry(key(t)).or_default().observe(&lv.resource_version, Instant::now());
     // Judge with the most conservative settings any running pod may still use (settings.rs).
     let running: Vec<Option<Settings>> =
@@ -385,6 +395,21 @@ pub fn count_unrecorded_failovers(status: &mut TfsNameserverStatus, lv: &LeaseVi
 }
 
 /// Asks the master's heart to hand the Lease to `target` (conditioned on the version read).
+/// The pod the master must hand over to before a scale-down removes its ordinal: a ready slave
+/// that stays and is in the published sync set (so the handover loses nothing). None when the
+/// master stays, or no such slave exists yet (then the scale-down waits).
+pub fn scale_down_target(name: &str, lv: &LeaseView, replicas: usize, instances: &[Instance]) -> Option<String> {
+    let holder = names::ordinal(name, &lv.holder)?;
+    if holder < replicas {
+        return None;
+    }
+    instances
+        .iter()
+        .filter(|i| i.ordinal < replicas && i.ready && i.status.is_some() && lv.sync_set.contains(&i.pod))
+        .map(|i| i.pod.clone())
+        .next()
+}
+
 async fn ask_handover(t: &TfsNameserver, leases: &Api<Lease>, lease: &Lease, target: &str) -> Result<()> {
     let mut l = lease.clone();
     let ann = l.metadata.annotations.get_or_insert_default();
@@ -654,7 +679,11 @@ pub fn compute_status(
                 "FailingOver",
                 matches!(phase, Phase::FailingOver | Phase::SwitchingOver),
                 &phase.to_string(),
-                String::new(),
+                match phase {
+                    Phase::FailingOver => format!("promoting a new master at epoch {}", lv.transitions),
+                    Phase::SwitchingOver => format!("{} is handing the Lease over", lv.holder),
+                    _ => format!("no master change in progress (epoch {})", lv.transitions),
+                },
                 generation,
             ),
             condition(
@@ -662,10 +691,25 @@ pub fn compute_status(
                 "Degraded",
                 phase == Phase::Degraded,
                 &phase.to_string(),
-                String::new(),
+                match phase {
+                    Phase::Degraded => {
+                        let missing: Vec<&str> = instances
+                            .iter()
+                            .filter(|i| !i.ready || i.status.is_none())
+                            .map(|i| i.pod.as_str())
+                            .collect();
+                        format!(
+                            "{ready}/{replicas} instances ready; not ready or not answering: [{}]",
+                            missing.join(", ")
+                        )
+                    }
+                    _ => format!("{ready}/{replicas} instances ready"),
+                },
                 generation,
             ),
         ],
+        replicas: instances.len() as i32,
+        label_selector: Some(selector_string(&t.name_any())),
         observed_generation: generation,
     }
 }

@@ -39,7 +39,12 @@ pub const DEFAULT_IMAGE: &str = "localhost/tfs:dev";
     printcolumn(name = "READY", type_ = "string", json_path = ".status.ready", description = "Ready instances"),
     printcolumn(name = "PHASE", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "LAST-FAILOVER", type_ = "date", json_path = ".status.lastFailoverTime"),
-    printcolumn(name = "AGE", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "AGE", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.labelSelector"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TfsNameserverSpec {
@@ -64,12 +69,14 @@ pub struct TfsNameserverSpec {
     /// Heartbeat Lease timing.
     #[serde(default)]
     pub lease: LeaseSpec,
+    /// How writes are replicated to the slaves before they are acknowledged.
     #[serde(default)]
     pub replication: ReplicationSpec,
     /// Replicas of each TFS block on dataservers (not nameserver replicas).
     #[serde(default = "default_block_replicas")]
     #[x_kube(validation = Rule::new("self >= 1 && self <= 4").message("blockReplicas must be between 1 and 4"))]
     pub block_replicas: i32,
+    /// The VIP Service clients and dataservers use: its selector names the master.
     #[serde(default)]
     pub service: ServiceSpec,
 }
@@ -196,37 +203,58 @@ impl std::fmt::Display for Phase {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InstanceStatus {
+    /// The pod.
     pub name: String,
     /// master, slave or unknown.
     pub role: String,
+    /// The pod's Ready condition.
     pub ready: bool,
+    /// Last oplog seq durable on this instance.
     pub durable_seq: i64,
     /// Records behind the master.
     pub lag: i64,
+    /// Whether the master counts this slave for commits (only such a slave can be promoted).
     pub in_sync_set: bool,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TfsNameserverStatus {
+    /// Creating, Healthy, FailingOver, SwitchingOver or Degraded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
+    /// The pod holding the Lease: the master, which the VIP Service selects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub master: Option<String>,
+    /// The master's epoch (the Lease's transitions); it only rises.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epoch: Option<i64>,
+    /// Ready instances out of the replicas asked for, such as 2/2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready: Option<String>,
+    /// Each instance as the operator last observed it.
     #[serde(default)]
     pub instances: Vec<InstanceStatus>,
+    /// Failovers (unplanned master changes) since the resource was created.
     #[serde(default)]
     pub failovers: i64,
+    /// When the last failover promoted a new master.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failover_time: Option<Time>,
+    /// Why the last failover happened.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failover_reason: Option<String>,
+    /// Ready, Available, FailingOver, Degraded and SettingsApplied, one of each type.
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+    /// Instances that exist now (`kubectl scale` and autoscalers read it).
+    #[serde(default)]
+    pub replicas: i32,
+    /// The nameserver pods' label selector, as a string (the scale subresource's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_selector: Option<String>,
+    /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 }
@@ -263,8 +291,41 @@ mod tests {
             "jsonPath: .status.master",
             "name: LAST-FAILOVER",
             "subresources",
+            "x-kubernetes-list-type: map",
+            "specReplicasPath: .spec.replicas",
+            "labelSelectorPath: .status.labelSelector",
         ] {
             assert!(y.contains(needle), "CRD lacks {needle:?}");
         }
+    }
+
+    /// Every property of spec and status says what it is (`kubectl explain tfsns.spec...`),
+    /// except inside types Kubernetes defines (resources, conditions), which carry their own.
+    #[test]
+    fn every_field_is_described_for_kubectl_explain() {
+        use kube::CustomResourceExt;
+        fn walk(path: &str, v: &serde_json::Value, missing: &mut Vec<String>) {
+            let Some(props) = v.get("properties").and_then(|p| p.as_object()) else { return };
+            for (k, p) in props {
+                let here = format!("{path}.{k}");
+                if p.get("description").and_then(|d| d.as_str()).is_none_or(|d| d.trim().is_empty()) {
+                    missing.push(here.clone());
+                }
+                if ["resources", "conditions"].contains(&k.as_str()) {
+                    continue;
+                }
+                walk(&here, p, missing);
+                if let Some(items) = p.get("items") {
+                    walk(&format!("{here}[]"), items, missing);
+                }
+            }
+        }
+        let crd = serde_json::to_value(TfsNameserver::crd()).unwrap();
+        let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        let mut missing = Vec::new();
+        for top in ["spec", "status"] {
+            walk(top, &schema["properties"][top], &mut missing);
+        }
+        assert!(missing.is_empty(), "{} fields without a description: {missing:?}", missing.len());
     }
 }

@@ -33,6 +33,46 @@ fn status_reports_roles_lag_and_sync_set() {
 }
 
 #[test]
+fn scaling_down_the_masters_ordinal_hands_over_to_a_kept_in_sync_slave() {
+    let lv = |holder: &str, sync: &[&str]| LeaseView {
+        holder: holder.into(),
+        transitions: 4,
+        sync_set: sync.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    let xs = [inst("demo-0", 0, 90, false), inst("demo-1", 1, 90, false), inst("demo-2", 2, 100, true)];
+    assert_eq!(scale_down_target("demo", &lv("demo-2", &["demo-0", "demo-1"]), 2, &xs).as_deref(), Some("demo-0"));
+    // Only a slave of the published sync set may take over.
+    assert_eq!(scale_down_target("demo", &lv("demo-2", &["demo-1"]), 2, &xs).as_deref(), Some("demo-1"));
+    assert_eq!(scale_down_target("demo", &lv("demo-2", &[]), 2, &xs), None);
+    // The master keeps its ordinal: nothing to do.
+    assert_eq!(scale_down_target("demo", &lv("demo-1", &["demo-0", "demo-2"]), 2, &xs), None);
+    // A slave that is not ready does not take over.
+    let mut down = xs.clone();
+    down[0].ready = false;
+    assert_eq!(scale_down_target("demo", &lv("demo-2", &["demo-0"]), 2, &down), None);
+}
+
+/// `kubectl describe` shows why: every condition says something, in every phase, and one type
+/// appears once.
+#[test]
+fn every_condition_has_a_message_in_every_phase() {
+    let t = crate::build::tests::demo();
+    let lv = LeaseView { holder: "demo-0".into(), transitions: 3, ..Default::default() };
+    let xs = [inst("demo-0", 0, 100, true), Instance { ready: false, status: None, ..inst("demo-1", 1, 0, false) }];
+    for phase in [Phase::Creating, Phase::Healthy, Phase::FailingOver, Phase::SwitchingOver, Phase::Degraded] {
+        let s = compute_status(&t, &TfsNameserverStatus::default(), phase, &lv, &xs, 2);
+        let mut types: Vec<&str> = s.conditions.iter().map(|c| c.type_.as_str()).collect();
+        types.sort();
+        types.dedup();
+        assert_eq!(types.len(), s.conditions.len(), "one condition of each type");
+        for c in &s.conditions {
+            assert!(!c.message.is_empty(), "{phase}: condition {} ({}) says nothing", c.type_, c.status);
+        }
+    }
+}
+
+#[test]
 fn a_failover_the_status_missed_is_counted_once_and_switchovers_are_not() {
     let mut st = TfsNameserverStatus { epoch: Some(2), failovers: 1, ..Default::default() };
     let lv = LeaseView { holder: "demo-1".into(), transitions: 3, ..Default::default() };
