@@ -84,6 +84,10 @@ pub async fn client() -> Result<kube::Client> {
 /// Installs (or upgrades) the operator chart once, as a user would, and waits until it runs.
 pub fn ensure_operator() -> Result<()> {
     let chart = root().join("charts/tfs-operator");
+    // Helm installs a chart's crds/ once and never upgrades them: apply the current CRD first, as
+    // a user upgrading the operator does (docs/OPERATIONS.md).
+    let crds = chart.join("crds");
+    kubectl(&["apply", "--server-side", "--force-conflicts", "-f", crds.to_str().expect("utf-8 path")])?;
     run(
         &bin("helm"),
         &[
