@@ -136,6 +136,19 @@ fn certified_key(crt: &[u8], key: &[u8], what: &str) -> anyhow::Result<Arc<Certi
     Ok(Arc::new(ck))
 }
 
+/// A client trusting the CA of `ca_pem`, presenting `id` (certificate chain, key; PEM) if given.
+pub fn client_config(ca_pem: &[u8], id: Option<(&[u8], &[u8])>) -> anyhow::Result<ClientConfig> {
+    let b = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots_from_pem(ca_pem, CA_CRT)?);
+    Ok(match id {
+        Some((crt, key)) => b
+            .with_client_auth_cert(certs_from_pem(crt, TLS_CRT)?, key_from_pem(key, TLS_KEY)?)
+            .context("not usable as a client certificate")?,
+        None => b.with_no_client_auth(),
+    })
+}
+
 /// The DNS names (subjectAltName) of a certificate: the identities it proves.
 pub fn dns_names(cert: &CertificateDer<'_>) -> Vec<String> {
     let Ok((_, c)) = x509_parser::parse_x509_certificate(cert.as_ref()) else { return Vec::new() };
@@ -195,11 +208,7 @@ impl Configs {
             client_server.with_cert_resolver(Arc::new(VipOrPod { vip, pod: pod.clone(), pod_names }));
         // tonic speaks HTTP/2 only; its TLS clients insist on negotiating it.
         client_server.alpn_protocols = vec![b"h2".to_vec()];
-        let repl_client = ClientConfig::builder_with_provider(p.clone())
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots.clone())
-            .with_client_auth_cert(pod.cert.clone(), key_from_pem(&f.key, TLS_KEY)?)
-            .context("tls.crt/tls.key as a client certificate")?;
+        let repl_client = client_config(&f.ca, Some((&f.crt, &f.key)))?;
         Ok(Configs {
             repl_server: Arc::new(repl_server),
             repl_client: Arc::new(repl_client),

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod certs;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -40,6 +42,8 @@ pub struct Node {
     pub env: Vec<(String, String)>,
     pub child: Option<Child>,
     pub log: PathBuf,
+    /// How this harness dials the client port when the node serves TLS there.
+    pub client_tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl Node {
@@ -57,6 +61,7 @@ impl Node {
             extra: extra.iter().map(|s| s.to_string()).collect(),
             env: Vec::new(),
             child: None,
+            client_tls: None,
         }
     }
 
@@ -136,14 +141,25 @@ impl Node {
     }
 
     pub async fn channel(addr: &str) -> Channel {
-        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect_timeout(Duration::from_secs(1))
-            .connect_lazy()
+        Self::dial(format!("http://{addr}"), None)
+    }
+
+    fn dial(url: String, tls: Option<tonic::transport::ClientTlsConfig>) -> Channel {
+        let mut ep = tonic::transport::Endpoint::from_shared(url).unwrap();
+        if let Some(t) = tls {
+            ep = ep.tls_config(t).unwrap();
+        }
+        ep.connect_timeout(Duration::from_secs(1)).connect_lazy()
+    }
+
+    /// A channel to the client port, over TLS if the node serves it.
+    pub fn client_channel(&self) -> Channel {
+        let scheme = if self.client_tls.is_some() { "https" } else { "http" };
+        Self::dial(format!("{scheme}://{}", self.client), self.client_tls.clone())
     }
 
     pub async fn client(&self) -> ClientClient<Channel> {
-        ClientClient::new(Self::channel(&self.client).await)
+        ClientClient::new(self.client_channel())
     }
 
     pub async fn try_status(&self) -> Option<proto::StatusReply> {
@@ -209,7 +225,7 @@ impl Node {
 
     /// Registers `n` dataservers (ids from 1) with a lease that outlives the test.
     pub async fn dataservers(&self, n: u32) {
-        let mut d = tfs_nameserver::proto::dataserver_client::DataserverClient::new(Self::channel(&self.client).await);
+        let mut d = tfs_nameserver::proto::dataserver_client::DataserverClient::new(self.client_channel());
         for id in 1..=n {
             d.apply(proto::DataserverApplyRequest {
                 id,

@@ -239,10 +239,23 @@ fn print_status(s: &proto::StatusReply, json: bool) {
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
+    // Where a TLS failure could have been: the client port (the admin port is plain).
+    let client_port = match &cli.cmd {
+        Cmd::Role { .. } | Cmd::Drain | Cmd::Status { admin: true } | Cmd::DevCerts(_) => None,
+        _ => Some(cli.addr.clone()),
+    };
     match run(cli).await {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("tfsctl: {e:#}");
+            let msg = format!("{e:#}");
+            let why = match client_port {
+                Some(addr) if !msg.contains("TLS:") => tls::diagnose(&addr).await,
+                _ => None,
+            };
+            eprintln!("tfsctl: {msg}");
+            if let Some(why) = why {
+                eprintln!("tfsctl: {why}");
+            }
             std::process::exit(1);
         }
     }

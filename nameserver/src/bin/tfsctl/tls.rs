@@ -3,10 +3,13 @@
 
 use std::error::Error as StdError;
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use rustls::pki_types::ServerName;
 use rustls::{AlertDescription, CertificateError};
+use tokio::io::AsyncReadExt;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -27,10 +30,17 @@ pub struct TlsArgs {
 
 /// The TLS every channel of this process uses, set once from the flags: the commands reach
 /// `crate::endpoint` from many places (bench workers, simulated dataservers, verify), all alike.
-static CLIENT_TLS: OnceLock<Option<ClientTlsConfig>> = OnceLock::new();
+static CLIENT_TLS: OnceLock<Option<Settings>> = OnceLock::new();
+
+struct Settings {
+    channel: ClientTlsConfig,
+    /// The same, for [`diagnose`]'s handshake of its own.
+    probe: Arc<rustls::ClientConfig>,
+    server_name: Option<String>,
+}
 
 pub fn init(a: &TlsArgs) -> Result<()> {
-    let cfg = match &a.ca {
+    let settings = match &a.ca {
         None => {
             if a.cert.is_some() || a.tls_server_name.is_some() {
                 bail!("--cert/--key and --tls-server-name need --ca (TLS)");
@@ -39,21 +49,48 @@ pub fn init(a: &TlsArgs) -> Result<()> {
         }
         Some(ca) => {
             let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
-            let mut c = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?));
-            if let (Some(cert), Some(key)) = (&a.cert, &a.key) {
-                c = c.identity(Identity::from_pem(read(cert)?, read(key)?));
+            let ca = read(ca)?;
+            let id = match (&a.cert, &a.key) {
+                (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+                _ => None,
+            };
+            let mut channel = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&ca));
+            if let Some((c, k)) = &id {
+                channel = channel.identity(Identity::from_pem(c, k));
             }
             if let Some(n) = &a.tls_server_name {
-                c = c.domain_name(n.clone());
+                channel = channel.domain_name(n.clone());
             }
-            Some(c)
+            let mut probe = tfs_nameserver::tls::client_config(&ca, id.as_ref().map(|(c, k)| (&c[..], &k[..])))?;
+            probe.alpn_protocols = vec![b"h2".to_vec()];
+            Some(Settings { channel, probe: Arc::new(probe), server_name: a.tls_server_name.clone() })
         }
     };
-    CLIENT_TLS.set(cfg).map_err(|_| anyhow::anyhow!("TLS settings made twice"))
+    CLIENT_TLS.set(settings).map_err(|_| anyhow::anyhow!("TLS settings made twice"))
 }
 
 pub fn client_tls() -> Option<ClientTlsConfig> {
-    CLIENT_TLS.get().cloned().flatten()
+    CLIENT_TLS.get()?.as_ref().map(|s| s.channel.clone())
+}
+
+/// After a failure whose cause went unnamed, the TLS reason if there is one: a handshake of our
+/// own with the server and a short read. (Over TLS 1.3 a server judges the client's certificate
+/// after the client's handshake ended, and HTTP/2 reports only a closed connection.)
+pub async fn diagnose(addr: &str) -> Option<String> {
+    let s = CLIENT_TLS.get()?.as_ref()?;
+    let name = match &s.server_name {
+        Some(n) => ServerName::try_from(n.clone()).ok()?,
+        None => tfs_nameserver::tls::conn::server_name(addr).ok()?,
+    };
+    let probe = async {
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        let mut t = tokio_rustls::TlsConnector::from(s.probe.clone()).connect(name, tcp).await?;
+        t.read(&mut [0u8; 1]).await
+    };
+    match tokio::time::timeout(Duration::from_secs(2), probe).await {
+        Ok(Err(e)) => explain(&e),
+        _ => None,
+    }
 }
 
 /// What went wrong in plain words, if a TLS failure is among the causes of `e`.
