@@ -44,6 +44,16 @@ async fn a_master_and_its_slave_replicate_over_mutual_tls_and_clients_use_tls() 
     assert!(plain.try_status().await.is_none(), "a plain client was served by a TLS port");
 }
 
+/// The GOAWAY loop of the client port (serve.rs) works over TLS as over plain TCP.
+#[tokio::test(flavor = "multi_thread")]
+async fn over_tls_a_demoted_master_sends_its_clients_to_the_new_one() {
+    let root = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA").unwrap();
+    let (a, _sa, b, _sb) = tls_pair(root.path(), &ca).await;
+    let tls = a.client_tls.clone();
+    the_kept_channel_follows_the_vip(&a, &b, |addr| Node::dial(format!("https://{addr}"), tls.clone())).await;
+}
+
 /// Writes a LOGIN as `node` on `s` and returns what comes back: a frame, or the error that ended
 /// the connection.
 async fn login_on<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, node: &str) -> Result<(FrameType, String), String> {
