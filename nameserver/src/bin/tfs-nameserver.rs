@@ -137,6 +137,11 @@ fn main() -> anyhow::Result<()> {
     if let Some(n) = args.node {
         cfg.node = n;
     }
+    if let Some(t) = &tls
+        && !t.pod_names().contains(&cfg.node)
+    {
+        tracing::warn!(node = %cfg.node, certificate = ?t.pod_names(), "tls.crt does not name this node: a master will refuse its LOGIN");
+    }
     cfg.standalone = args.standalone;
     cfg.fsync = !args.unsafe_no_fsync;
     cfg.checkpoint_every = args.checkpoint_every.max(1);

@@ -232,6 +232,11 @@ impl Tls {
         self.current.read().clone()
     }
 
+    /// The DNS names of the loaded tls.crt: the node names this process can log in as.
+    pub fn pod_names(&self) -> Vec<String> {
+        certs_from_pem(&self.loaded.lock().crt, TLS_CRT).map(|c| dns_names(&c[0])).unwrap_or_default()
+    }
+
     /// Reads the files again; true when they changed and now serve. A set that does not make a
     /// valid configuration (a half-written update) leaves the current one in place.
     pub fn reload(&self) -> anyhow::Result<bool> {
@@ -264,5 +269,54 @@ impl Tls {
         if let Err(e) = spawned {
             warn!(error = %e, "cannot start the TLS reload thread; certificates will not rotate");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::devcerts::{Ca, write_dir, write_file};
+    use super::*;
+
+    fn settings(dir: &Path) -> TlsSettings {
+        TlsSettings { dir: dir.into(), client_auth: ClientAuth::None, reload_every: Duration::from_secs(3600) }
+    }
+
+    #[test]
+    fn a_change_loads_and_a_set_that_does_not_load_leaves_the_previous_one() {
+        let d = tempfile::tempdir().unwrap();
+        let ca = Ca::new("ca").unwrap();
+        let first = ca.issue(&["n1".into()], 1).unwrap();
+        write_dir(d.path(), &ca.cert_pem, &first, None).unwrap();
+        let tls = Tls::load(settings(d.path())).unwrap();
+        assert_eq!(tls.pod_names(), ["n1"]);
+        assert!(!tls.reload().unwrap(), "nothing changed");
+        let before = tls.current();
+        // Half an update: the new certificate with the old key.
+        let second = ca.issue(&["n1".into(), "n1.headless".into()], 1).unwrap();
+        write_file(d.path(), TLS_CRT, &second.cert_pem).unwrap();
+        assert!(tls.reload().is_err());
+        assert!(Arc::ptr_eq(&before, &tls.current()), "the previous set still serves");
+        write_file(d.path(), TLS_KEY, &second.key_pem).unwrap();
+        assert!(tls.reload().unwrap());
+        assert!(!Arc::ptr_eq(&before, &tls.current()));
+        assert_eq!(tls.pod_names(), ["n1", "n1.headless"]);
+    }
+
+    #[test]
+    fn a_vip_pair_must_be_whole() {
+        let d = tempfile::tempdir().unwrap();
+        let ca = Ca::new("ca").unwrap();
+        write_dir(d.path(), &ca.cert_pem, &ca.issue(&["n1".into()], 1).unwrap(), None).unwrap();
+        write_file(d.path(), VIP_CRT, &ca.issue(&["vip".into()], 1).unwrap().cert_pem).unwrap();
+        assert!(format!("{:#}", Tls::load(settings(d.path())).unwrap_err()).contains("only one of"));
+    }
+
+    #[test]
+    fn the_server_name_is_the_host_of_the_address() {
+        use rustls::pki_types::ServerName;
+        let name = |a: &str| conn::server_name(a).unwrap().to_str().into_owned();
+        assert_eq!(name("tfs-0.tfs-headless.ns.svc:8101"), "tfs-0.tfs-headless.ns.svc");
+        assert_eq!(name("10.1.2.3:8101"), "10.1.2.3");
+        assert!(matches!(conn::server_name("[::1]:8101").unwrap(), ServerName::IpAddress(_)));
     }
 }
