@@ -18,3 +18,4 @@ pub mod replication;
 pub mod role;
 pub mod server;
 pub mod state;
+pub mod tls;

@@ -19,6 +19,11 @@ pub struct OpName {
     pub op: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Reason {
+    pub reason: &'static str,
+}
+
 pub struct Metrics {
     pub registry: Registry,
     pub requests: Family<OpLabels, Counter>,
@@ -35,6 +40,8 @@ pub struct Metrics {
     pub recovery_seconds: Gauge<f64, AtomicU64>,
     pub overloaded: Counter,
     pub abandoned: Counter,
+    pub repl_refused: Family<Reason, Counter>,
+    pub client_handshakes_failed: Counter,
 }
 
 impl Default for Metrics {
@@ -87,6 +94,18 @@ impl Metrics {
             "writes skipped by the writer because their caller had gone (cancelled, timed out)",
             abandoned.clone(),
         );
+        let repl_refused = Family::<Reason, Counter>::default();
+        registry.register(
+            "replication_peers_refused",
+            "replication peers refused before anything counted: handshake (no certificate of the CA), identity (the certificate does not name the LOGIN's node)",
+            repl_refused.clone(),
+        );
+        let client_handshakes_failed = Counter::default();
+        registry.register(
+            "client_tls_handshakes_failed",
+            "client-port connections dropped in their TLS handshake",
+            client_handshakes_failed.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -103,6 +122,8 @@ impl Metrics {
             recovery_seconds,
             overloaded,
             abandoned,
+            repl_refused,
+            client_handshakes_failed,
         }
     }
 

@@ -246,20 +246,6 @@ async fn a_dropped_slave_stops_holding_writes_once_the_renewal_reports_it_publis
     b.signal("CONT");
 }
 
-/// A VIP the way kube-proxy makes one: a new connection goes to the current backend, an
-/// established one stays with the backend it was made to.
-async fn vip(listener: TcpListener, backend: Arc<std::sync::Mutex<String>>) {
-    loop {
-        let (mut down, _) = listener.accept().await.unwrap();
-        let to = backend.lock().unwrap().clone();
-        tokio::spawn(async move {
-            if let Ok(mut up) = TcpStream::connect(&to).await {
-                let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
-            }
-        });
-    }
-}
-
 /// `tfsctl sim-dataservers` through a VIP keep their leases across a failover in which the old
 /// master stays up: they dial again when it refuses, and reach the new master.
 #[tokio::test(flavor = "multi_thread")]
@@ -293,33 +279,7 @@ async fn simulated_dataservers_follow_the_vip_to_a_new_master() {
 async fn a_demoted_master_sends_its_clients_to_the_new_one() {
     let root = tempfile::tempdir().unwrap();
     let (a, b) = pair(root.path()).await;
-    let id = create_blocks(&a, 1, 1).await[0];
-    same_state(&a, &b).await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let backend = Arc::new(std::sync::Mutex::new(a.client.clone()));
-    tokio::spawn(vip(listener, backend.clone()));
-    let mut c = proto::client_client::ClientClient::new(Node::channel(&addr).await);
-    let get = proto::GetBlockRequest { block_id: id, stale: false };
-    assert_eq!(c.get_block(get).await.unwrap().into_inner().epoch, 1);
-    b.master(2).await;
-    a.slave_of(&b, 2).await;
-    *backend.lock().unwrap() = b.client.clone();
-    let t = Instant::now();
-    let mut last = None;
-    while t.elapsed() < Duration::from_secs(5) {
-        match c.get_block(get).await {
-            Ok(r) if r.get_ref().epoch == 2 => break,
-            other => last = Some(other),
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let took = t.elapsed();
-    println!("the kept channel reached the new master {took:?} after the VIP moved");
-    assert!(
-        took < Duration::from_secs(1),
-        "the kept channel stayed on the old master ({took:?}); last answer {last:?}"
-    );
+    the_kept_channel_follows_the_vip(&a, &b, |addr| Node::dial(format!("http://{addr}"), None)).await;
 }
 
 #[derive(Clone, Copy, Debug)]

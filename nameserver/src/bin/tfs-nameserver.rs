@@ -11,6 +11,7 @@ use tfs_nameserver::engine::Engine;
 use tfs_nameserver::mutation::Mutation;
 use tfs_nameserver::proto;
 use tfs_nameserver::server::{Listen, serve::serve};
+use tfs_nameserver::tls::{ClientAuth, Tls, TlsSettings};
 use tracing::info;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -23,6 +24,12 @@ enum Mode {
 enum Publication {
     None,
     Lease,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ClientAuthArg {
+    None,
+    Required,
 }
 
 #[derive(Debug, Parser)]
@@ -84,6 +91,17 @@ struct Args {
     /// master close theirs at once on a role change, and every 2 s while it lasts.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     max_connection_age: std::time::Duration,
+    /// TLS on the client and replication ports, from a directory laid out as a mounted Secret:
+    /// ca.crt, tls.crt, tls.key (this pod's; its DNS names include --node), optionally
+    /// vip.crt/vip.key (served on the client port). Re-read while running. Absent: plain TCP.
+    #[arg(long, env = "TFS_TLS_DIR")]
+    tls_dir: Option<PathBuf>,
+    /// With --tls-dir: whether client-port clients must present a certificate of the CA.
+    #[arg(long, value_enum, default_value = "none", env = "TFS_CLIENT_AUTH", ignore_case = true)]
+    client_auth: ClientAuthArg,
+    /// How often the --tls-dir files are read again (rotation without restart).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    tls_reload_every: std::time::Duration,
     /// Oplog segment size in bytes (older segments are removed after a checkpoint).
     #[arg(long, default_value_t = 64 << 20, hide = true)]
     segment_bytes: u64,
@@ -103,9 +121,26 @@ fn main() -> anyhow::Result<()> {
             args.admin_listen
         );
     }
+    let tls = match (&args.tls_dir, args.client_auth) {
+        (None, ClientAuthArg::Required) => anyhow::bail!("--client-auth required needs --tls-dir"),
+        (None, _) => None,
+        (Some(dir), auth) => Some(Tls::load(TlsSettings {
+            dir: dir.clone(),
+            client_auth: match auth {
+                ClientAuthArg::None => ClientAuth::None,
+                ClientAuthArg::Required => ClientAuth::Required,
+            },
+            reload_every: args.tls_reload_every,
+        })?),
+    };
     let mut cfg = EngineConfig::new(&args.data_dir);
     if let Some(n) = args.node {
         cfg.node = n;
+    }
+    if let Some(t) = &tls
+        && !t.pod_names().contains(&cfg.node)
+    {
+        tracing::warn!(node = %cfg.node, certificate = ?t.pod_names(), "tls.crt does not name this node: a master will refuse its LOGIN");
     }
     cfg.standalone = args.standalone;
     cfg.fsync = !args.unsafe_no_fsync;
@@ -144,7 +179,11 @@ fn main() -> anyhow::Result<()> {
             repl: args.repl_listen,
             admin: args.admin_listen,
             metrics: args.metrics_listen,
+            tls,
         };
+        if let Some(t) = &listen.tls {
+            t.watch();
+        }
         serve(engine, listen, args.block_replicas, args.max_connection_age, shutdown_signal()).await
     })
 }

@@ -75,9 +75,21 @@ pub fn encode_header(t: FrameType, payload: &[u8]) -> [u8; HEADER_LEN] {
 }
 
 pub async fn write_frame(w: &mut (impl AsyncWrite + Unpin), t: FrameType, payload: &[u8]) -> std::io::Result<()> {
-    w.write_all(&encode_header(t, payload)).await?;
+    let header = encode_header(t, payload);
+    // A small frame (ACK, RENEW, HEARTBEAT) goes out in one write: one segment, and over TLS one
+    // record instead of two.
+    if payload.len() <= SMALL_FRAME {
+        let mut buf = Vec::with_capacity(HEADER_LEN + payload.len());
+        buf.extend_from_slice(&header);
+        buf.extend_from_slice(payload);
+        return w.write_all(&buf).await;
+    }
+    w.write_all(&header).await?;
     w.write_all(payload).await
 }
+
+/// Frames up to this payload are copied to be written at once.
+const SMALL_FRAME: usize = 16 << 10;
 
 pub async fn write_msg(w: &mut (impl AsyncWrite + Unpin), t: FrameType, m: &impl Message) -> std::io::Result<()> {
     write_frame(w, t, &m.encode_to_vec()).await

@@ -12,9 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -27,6 +26,11 @@ use crate::oplog::segment::Cursor;
 use crate::proto;
 use crate::role::Role;
 use crate::state::EpochMark;
+use crate::tls::Tls;
+use crate::tls::conn::{self, Conn};
+
+type Reader = BufReader<ReadHalf<Conn>>;
+type Writer = WriteHalf<Conn>;
 
 const CHUNK: usize = 1 << 20;
 
@@ -64,13 +68,25 @@ pub fn plan_start(
 
 static SESSIONS: AtomicU64 = AtomicU64::new(1);
 
-pub async fn serve(engine: Engine, listener: TcpListener) {
+/// Accepts slaves; with `tls`, only those presenting a certificate of the CA (mutual TLS).
+pub async fn serve(engine: Engine, listener: TcpListener, tls: Option<std::sync::Arc<Tls>>) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let engine = engine.clone();
+                // The files as they are now: a rotation applies to the next connection.
+                let cfg = tls.as_ref().map(|t| t.current().repl_server.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = session(engine, stream).await {
+                    let _ = stream.set_nodelay(true);
+                    let conn = match conn::accept(stream, cfg).await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            warn!(%peer, error = %e, "replication peer refused: TLS handshake failed (no certificate, or not one of this cluster's CA?)");
+                            refused(&engine, "handshake");
+                            return;
+                        }
+                    };
+                    if let Err(e) = session(engine, conn).await {
                         warn!(%peer, error = %e, "replication session ended");
                     }
                 });
@@ -83,21 +99,34 @@ pub async fn serve(engine: Engine, listener: TcpListener) {
     }
 }
 
-async fn refuse(w: &mut OwnedWriteHalf, reason: String) -> Result<(), String> {
+fn refused(engine: &Engine, reason: &'static str) {
+    engine.shared.metrics.repl_refused.get_or_create(&crate::metrics::Reason { reason }).inc();
+}
+
+async fn refuse(w: &mut Writer, reason: String) -> Result<(), String> {
     let _ = frame::write_msg(w, FrameType::Refused, &proto::ReplRefused { reason: reason.clone() }).await;
     Err(format!("login refused: {reason}"))
 }
 
-async fn session(engine: Engine, stream: TcpStream) -> Result<(), String> {
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let addr = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-    let (rd, mut wr) = stream.into_split();
+async fn session(engine: Engine, conn: Conn) -> Result<(), String> {
+    let addr = conn.peer_addr();
+    let identity = conn.peer_names();
+    let (rd, mut wr) = tokio::io::split(conn);
     let mut rd = BufReader::with_capacity(64 << 10, rd);
     let login: proto::ReplLogin =
         tokio::time::timeout(Duration::from_secs(5), frame::read_msg(&mut rd, FrameType::Login))
             .await
             .map_err(|_| "no LOGIN within 5s".to_string())?
             .map_err(|e| e.to_string())?;
+    // Invariant: with TLS, a LOGIN counts only from a certificate of the CA that names the node
+    // it logs in as; any other peer of the cluster would otherwise answer for that node's acks.
+    if let Some(names) = identity
+        && !names.contains(&login.node)
+    {
+        warn!(%addr, login = %login.node, certificate = ?names, "replication LOGIN refused: the peer's certificate does not name the node it logs in as");
+        refused(&engine, "identity");
+        return refuse(&mut wr, format!("the certificate names {names:?}, not {:?}", login.node)).await;
+    }
     let sh = &engine.shared;
     if login.cluster_id != sh.repl.cluster_id {
         return refuse(
@@ -203,7 +232,7 @@ fn counted_elsewhere(engine: &Engine, login: &proto::ReplLogin) -> Option<String
     }
 }
 
-async fn send_loop(engine: &Engine, wr: &mut OwnedWriteHalf, mut next: u64, sent: &AtomicU64) -> Result<(), String> {
+async fn send_loop(engine: &Engine, wr: &mut Writer, mut next: u64, sent: &AtomicU64) -> Result<(), String> {
     let sh = &engine.shared;
     let mut last_rx = sh.feed.subscribe();
     let mut cursor: Option<Cursor> = None;
@@ -260,7 +289,7 @@ async fn send_loop(engine: &Engine, wr: &mut OwnedWriteHalf, mut next: u64, sent
 /// branch of a `select!` that another branch can win mid-frame.
 type Frames = mpsc::Receiver<Result<(FrameType, Bytes), String>>;
 
-fn spawn_reader(mut rd: BufReader<OwnedReadHalf>) -> (Frames, AbortOnDrop) {
+fn spawn_reader(mut rd: Reader) -> (Frames, AbortOnDrop) {
     let (tx, rx) = mpsc::channel(64);
     let h = tokio::spawn(async move {
         loop {
@@ -284,7 +313,7 @@ impl Drop for AbortOnDrop {
 
 async fn recv_loop(
     engine: &Engine,
-    rd: BufReader<OwnedReadHalf>,
+    rd: Reader,
     node: &str,
     session: u64,
     incarnation: u64,

@@ -19,10 +19,13 @@ use crate::engine::Engine;
 use crate::oplog::{Record, record};
 use crate::proto;
 use crate::role::{Role, RoleState};
+use crate::tls::{Tls, conn};
 
 /// Runs for the life of the process: whenever this node is a slave with a known master, keeps a
 /// replication session with it.
-pub async fn follow(engine: Engine, mut shutdown: watch::Receiver<bool>) {
+/// With `tls`, the master must prove the host of its address with a certificate of the CA, and
+/// this node presents its own.
+pub async fn follow(engine: Engine, mut shutdown: watch::Receiver<bool>, tls: Option<std::sync::Arc<Tls>>) {
     let mut backoff = Duration::from_millis(50);
     loop {
         if *shutdown.borrow() {
@@ -37,7 +40,9 @@ pub async fn follow(engine: Engine, mut shutdown: watch::Receiver<bool>) {
             continue;
         }
         let started = Instant::now();
-        match session(&engine, &role, &mut shutdown).await {
+        // The files as they are now: a rotation applies to the next session.
+        let cfg = tls.as_ref().map(|t| t.current().repl_client.clone());
+        match session(&engine, &role, &mut shutdown, cfg).await {
             Ok(()) => backoff = Duration::from_millis(50),
             Err(e) => {
                 warn!(master = %role.master_addr, error = %e, "replication from master interrupted; logging in again");
@@ -91,14 +96,22 @@ fn same_assignment(a: &RoleState, b: &RoleState) -> bool {
     a.role == b.role && a.epoch == b.epoch && a.master_addr == b.master_addr
 }
 
-async fn session(engine: &Engine, role: &RoleState, shutdown: &mut watch::Receiver<bool>) -> Result<(), String> {
+async fn session(
+    engine: &Engine,
+    role: &RoleState,
+    shutdown: &mut watch::Receiver<bool>,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+) -> Result<(), String> {
     let sh = &engine.shared;
     let stream = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(&role.master_addr))
         .await
         .map_err(|_| format!("connect to {} timed out", role.master_addr))?
         .map_err(|e| format!("connect to {}: {e}", role.master_addr))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let (rd, mut wr) = stream.into_split();
+    let stream = conn::connect(stream, &role.master_addr, tls)
+        .await
+        .map_err(|e| format!("TLS handshake with the master at {}: {e}", role.master_addr))?;
+    let (rd, mut wr) = tokio::io::split(stream);
     let mut rd = BufReader::with_capacity(1 << 20, rd);
     let (last_seq, last_epoch) = {
         let s = sh.state.read();

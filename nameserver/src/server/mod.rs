@@ -87,11 +87,13 @@ fn code_name(c: Code) -> &'static str {
     }
 }
 
-/// The addresses a nameserver listens on.
+/// The addresses a nameserver listens on, and the TLS of its client and replication ports (none:
+/// plain TCP; the admin and metrics ports are always plain).
 #[derive(Debug, Clone)]
 pub struct Listen {
     pub client: SocketAddr,
     pub repl: SocketAddr,
     pub admin: SocketAddr,
     pub metrics: SocketAddr,
+    pub tls: Option<std::sync::Arc<crate::tls::Tls>>,
 }

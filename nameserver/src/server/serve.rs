@@ -5,9 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpListener;
+use tokio::sync::{Mutex, mpsc};
 use tonic::transport::Server;
-use tracing::info;
+use tracing::{debug, info, warn};
 
 use super::Listen;
 use super::admin::AdminApi;
@@ -15,6 +17,7 @@ use super::client::ClientApi;
 use super::dataserver::{DataserverApi, check_leases};
 use crate::engine::Engine;
 use crate::proto;
+use crate::tls::conn::{self, Conn};
 
 /// Serves every port until `shutdown` resolves.
 pub async fn serve(
@@ -40,7 +43,7 @@ pub async fn serve(
     };
     let http_l = std::net::TcpListener::bind(listen.metrics)
         .with_context(|| format!("cannot listen on metrics address {}", listen.metrics))?;
-    info!(client = %listen.client, repl = %listen.repl, admin = %listen.admin, metrics = %listen.metrics, standalone = engine.shared.cfg.standalone, "nameserver listening");
+    info!(client = %listen.client, repl = %listen.repl, admin = %listen.admin, metrics = %listen.metrics, standalone = engine.shared.cfg.standalone, tls = listen.tls.is_some(), "nameserver listening");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -57,13 +60,13 @@ pub async fn serve(
 
     tokio::spawn(check_leases(engine.clone()));
     if let Some(l) = repl_l {
-        tokio::spawn(crate::replication::master::serve(engine.clone(), l));
-        tokio::spawn(crate::replication::slave::follow(engine.clone(), stop_rx_follow));
+        tokio::spawn(crate::replication::master::serve(engine.clone(), l, listen.tls.clone()));
+        tokio::spawn(crate::replication::slave::follow(engine.clone(), stop_rx_follow, listen.tls.clone()));
     }
 
     let client = {
         let (engine, stopped) = (engine.clone(), stopped.clone());
-        let client_l = Arc::new(client_l);
+        let client_l = accepted(client_l, listen.tls.clone(), engine.shared.metrics.client_handshakes_failed.clone());
         let mut cuts = connection_cuts(engine.clone(), max_connection_age);
         let node = http::HeaderValue::try_from(engine.shared.cfg.node.as_str())
             .unwrap_or_else(|_| http::HeaderValue::from_static("-"));
@@ -123,7 +126,10 @@ pub async fn serve(
                 http_l.set_nonblocking(true)?;
                 let admin = Server::builder()
                     .add_service(proto::admin_server::AdminServer::new(AdminApi { engine: engine.clone() }))
-                    .serve_with_incoming_shutdown(incoming(Arc::new(TcpListener::from_std(admin_l)?)), stopped());
+                    .serve_with_incoming_shutdown(
+                        incoming(accepted(TcpListener::from_std(admin_l)?, None, Default::default())),
+                        stopped(),
+                    );
                 let http = axum::serve(TcpListener::from_std(http_l)?, super::http::router(engine))
                     .with_graceful_shutdown(stopped());
                 let (a, b) = tokio::join!(admin, http);
@@ -140,12 +146,52 @@ pub async fn serve(
     Ok(())
 }
 
-/// Accepted connections with TCP_NODELAY set (small RPCs must not wait for Nagle), from a listener
-/// that outlives each run of the server.
-fn incoming(l: Arc<TcpListener>) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    futures_util::stream::unfold(l, |l| async move {
-        let s = l.accept().await.and_then(|(s, _)| s.set_nodelay(true).map(|_| s));
-        Some((s, l))
+/// Connections accepted on `l` with TCP_NODELAY set (small RPCs must not wait for Nagle) and, with
+/// `tls`, their handshake done — each in a task of its own, so a slow or silent peer holds up no
+/// other. They queue for whichever run of the server is current: the listener and this queue
+/// outlive each run (the GOAWAY loop in [`serve`]).
+fn accepted(l: TcpListener, tls: Option<Arc<crate::tls::Tls>>, failed: Counter) -> Accepted {
+    let (tx, rx) = mpsc::channel(256);
+    tokio::spawn(async move {
+        loop {
+            let (s, peer) = match l.accept().await {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            if tx.is_closed() {
+                return;
+            }
+            // The files as they are now: a rotation applies to the next connection.
+            let cfg = tls.as_ref().map(|t| t.current().client_server.clone());
+            let (tx, failed) = (tx.clone(), failed.clone());
+            tokio::spawn(async move {
+                let _ = s.set_nodelay(true);
+                match conn::accept(s, cfg).await {
+                    Ok(c) => {
+                        let _ = tx.send(c).await;
+                    }
+                    Err(e) => {
+                        debug!(%peer, error = %e, "client TLS handshake failed");
+                        failed.inc();
+                    }
+                }
+            });
+        }
+    });
+    Arc::new(Mutex::new(rx))
+}
+
+type Accepted = Arc<Mutex<mpsc::Receiver<Conn>>>;
+
+/// One run's view of the accepted connections.
+fn incoming(a: Accepted) -> impl tokio_stream::Stream<Item = std::io::Result<Conn>> {
+    futures_util::stream::unfold(a, |a| async move {
+        let c = a.lock().await.recv().await?;
+        Some((Ok(c), a))
     })
 }
 

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod certs;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -40,6 +42,8 @@ pub struct Node {
     pub env: Vec<(String, String)>,
     pub child: Option<Child>,
     pub log: PathBuf,
+    /// How this harness dials the client port when the node serves TLS there.
+    pub client_tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl Node {
@@ -57,6 +61,7 @@ impl Node {
             extra: extra.iter().map(|s| s.to_string()).collect(),
             env: Vec::new(),
             child: None,
+            client_tls: None,
         }
     }
 
@@ -136,14 +141,25 @@ impl Node {
     }
 
     pub async fn channel(addr: &str) -> Channel {
-        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect_timeout(Duration::from_secs(1))
-            .connect_lazy()
+        Self::dial(format!("http://{addr}"), None)
+    }
+
+    pub fn dial(url: String, tls: Option<tonic::transport::ClientTlsConfig>) -> Channel {
+        let mut ep = tonic::transport::Endpoint::from_shared(url).unwrap();
+        if let Some(t) = tls {
+            ep = ep.tls_config(t).unwrap();
+        }
+        ep.connect_timeout(Duration::from_secs(1)).connect_lazy()
+    }
+
+    /// A channel to the client port, over TLS if the node serves it.
+    pub fn client_channel(&self) -> Channel {
+        let scheme = if self.client_tls.is_some() { "https" } else { "http" };
+        Self::dial(format!("{scheme}://{}", self.client), self.client_tls.clone())
     }
 
     pub async fn client(&self) -> ClientClient<Channel> {
-        ClientClient::new(Self::channel(&self.client).await)
+        ClientClient::new(self.client_channel())
     }
 
     pub async fn try_status(&self) -> Option<proto::StatusReply> {
@@ -209,7 +225,7 @@ impl Node {
 
     /// Registers `n` dataservers (ids from 1) with a lease that outlives the test.
     pub async fn dataservers(&self, n: u32) {
-        let mut d = tfs_nameserver::proto::dataserver_client::DataserverClient::new(Self::channel(&self.client).await);
+        let mut d = tfs_nameserver::proto::dataserver_client::DataserverClient::new(self.client_channel());
         for id in 1..=n {
             d.apply(proto::DataserverApplyRequest {
                 id,
@@ -316,4 +332,51 @@ pub async fn wait_acked(p: &Path, n: usize, timeout: Duration) {
         assert!(Instant::now() < deadline, "only {} acknowledged after {timeout:?}", lines(p));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A VIP the way kube-proxy makes one: a new connection goes to the current backend, an
+/// established one stays with the backend it was made to.
+pub async fn vip(listener: tokio::net::TcpListener, backend: std::sync::Arc<std::sync::Mutex<String>>) {
+    loop {
+        let (mut down, _) = listener.accept().await.unwrap();
+        let to = backend.lock().unwrap().clone();
+        tokio::spawn(async move {
+            if let Ok(mut up) = tokio::net::TcpStream::connect(&to).await {
+                let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+            }
+        });
+    }
+}
+
+/// Master `a` at epoch 1 with slave `b`: a channel kept through a VIP (dialled by `dial`) reaches
+/// `b` within a second once `b` is master at epoch 2 and the VIP moved: the demoted master closes
+/// its client connections (GOAWAY), so the channel dials again, through the VIP.
+pub async fn the_kept_channel_follows_the_vip(a: &Node, b: &Node, dial: impl Fn(&str) -> Channel) {
+    let id = create_blocks(a, 1, 1).await[0];
+    same_state(a, b).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let backend = std::sync::Arc::new(std::sync::Mutex::new(a.client.clone()));
+    tokio::spawn(vip(listener, backend.clone()));
+    let mut c = ClientClient::new(dial(&addr));
+    let get = proto::GetBlockRequest { block_id: id, stale: false };
+    assert_eq!(c.get_block(get).await.unwrap().into_inner().epoch, 1);
+    b.master(2).await;
+    a.slave_of(b, 2).await;
+    *backend.lock().unwrap() = b.client.clone();
+    let t = Instant::now();
+    let mut last = None;
+    while t.elapsed() < Duration::from_secs(5) {
+        match c.get_block(get).await {
+            Ok(r) if r.get_ref().epoch == 2 => break,
+            other => last = Some(other),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = t.elapsed();
+    println!("the kept channel reached the new master {took:?} after the VIP moved");
+    assert!(
+        took < Duration::from_secs(1),
+        "the kept channel stayed on the old master ({took:?}); last answer {last:?}"
+    );
 }

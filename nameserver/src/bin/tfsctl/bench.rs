@@ -428,7 +428,7 @@ async fn worker(
                 Err(s) => {
                     counters.failed.fetch_add(1, Ordering::Relaxed);
                     if first_error.is_none() {
-                        first_error = Some(format!("{}: {}", s.code(), s.message()));
+                        first_error = Some(crate::tls::describe(&s));
                     }
                     break;
                 }

@@ -2,11 +2,13 @@
 //! simulator.
 
 mod bench;
+mod devcerts;
 mod history;
 mod linearize;
 mod ops;
 mod record;
 mod sim;
+mod tls;
 mod verify;
 
 use std::net::SocketAddr;
@@ -29,6 +31,8 @@ struct Cli {
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     json: bool,
+    #[command(flatten)]
+    tls: tls::TlsArgs,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -66,6 +70,8 @@ enum Cmd {
     },
     /// Stop accepting writes (planned switchover) and print the last seq.
     Drain,
+    /// Write a development CA and a TLS directory per node (for --tls-dir, --ca/--cert/--key).
+    DevCerts(devcerts::DevCertsArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -122,9 +128,15 @@ pub fn endpoint(addr: &str) -> Result<Endpoint> {
     if !valid {
         bail!("address {addr:?} is not host:port (for example 127.0.0.1:8100)");
     }
+    let tls = tls::client_tls();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut ep = Endpoint::from_shared(format!("{scheme}://{addr}"))?;
+    if let Some(t) = tls {
+        ep = ep.tls_config(t)?;
+    }
     // Short timeouts: across a failover the old master's address may silently stop answering
     // (a deleted pod), and a client must notice within a second, not a TCP timeout.
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+    Ok(ep
         .connect_timeout(Duration::from_secs(1))
         .timeout(Duration::from_secs(2))
         .tcp_nodelay(true)
@@ -134,11 +146,14 @@ pub fn endpoint(addr: &str) -> Result<Endpoint> {
 }
 
 pub async fn connect(addr: &str) -> Result<Channel> {
-    endpoint(addr)?.connect().await.with_context(|| format!("cannot connect to the nameserver at {addr}"))
+    endpoint(addr)?.connect().await.map_err(|e| match tls::explain(&e) {
+        Some(tls) => anyhow::anyhow!("cannot connect to the nameserver at {addr}: {tls}"),
+        None => anyhow::Error::new(e).context(format!("cannot connect to the nameserver at {addr}")),
+    })
 }
 
 fn status_error(s: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{}: {}", s.code(), s.message())
+    anyhow::anyhow!("{}", tls::describe(&s))
 }
 
 fn print_block(b: &proto::Block, json: bool) {
@@ -224,10 +239,23 @@ fn print_status(s: &proto::StatusReply, json: bool) {
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
+    // Where a TLS failure could have been: the client port (the admin port is plain).
+    let client_port = match &cli.cmd {
+        Cmd::Role { .. } | Cmd::Drain | Cmd::Status { admin: true } | Cmd::DevCerts(_) => None,
+        _ => Some(cli.addr.clone()),
+    };
     match run(cli).await {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("tfsctl: {e:#}");
+            let msg = format!("{e:#}");
+            let why = match client_port {
+                Some(addr) if !msg.contains("TLS:") => tls::diagnose(&addr).await,
+                _ => None,
+            };
+            eprintln!("tfsctl: {msg}");
+            if let Some(why) = why {
+                eprintln!("tfsctl: {why}");
+            }
             std::process::exit(1);
         }
     }
@@ -235,6 +263,7 @@ async fn main() {
 
 async fn run(cli: Cli) -> Result<i32> {
     let json = cli.json;
+    tls::init(&cli.tls)?;
     match cli.cmd {
         Cmd::Status { admin } => {
             let s = if admin {
@@ -331,6 +360,7 @@ async fn run(cli: Cli) -> Result<i32> {
                 .into_inner();
             println!("role {:?} epoch {} durable seq {}", r.role(), r.epoch, r.durable_seq);
         }
+        Cmd::DevCerts(a) => devcerts::run(&a)?,
         Cmd::Drain => {
             let r = AdminClient::new(connect(&cli.admin_addr).await?)
                 .drain(proto::DrainRequest {})
