@@ -312,6 +312,8 @@ async fn t1_demo_is_healthy_and_serves_through_the_vip() -> Result<()> {
             "delete pods",
             "create persistentvolumeclaims",
             "delete persistentvolumeclaims",
+            "list persistentvolumeclaims",
+            "patch persistentvolumeclaims",
             "get services",
             "list services",
             "watch services",
@@ -540,6 +542,19 @@ async fn t6b_frozen_master_is_replaced_and_fences_itself() -> Result<()> {
 #[tokio::test]
 async fn t7_scale_2_3_2() -> Result<()> {
     let (ns, t) = healthy_pair("scale").await?;
+    // The volume's size and class are immutable; its delete policy is not (tz changes it).
+    let size = kubectl(&[
+        "patch",
+        "tfsns",
+        "demo",
+        "-n",
+        &ns.0,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"storage":{"size":"2Gi"}}}"#,
+    ]);
+    let err = size.expect_err("storage.size was changed").to_string();
+    ensure!(err.contains("storage is immutable"), "{err}");
     // `kubectl scale` goes through the scale subresource.
     kubectl(&["scale", "tfsns", "demo", "-n", &ns.0, "--replicas", "3"])?;
     t.wait_healthy(3, 1, Duration::from_secs(120)).await?;
@@ -589,6 +604,17 @@ async fn t7_scale_2_3_2() -> Result<()> {
     println!("scenario=scale 2->3, switchover to demo-2, 3->2: master {master}, failed_requests={failed}\n{verdict}");
     ensure!(master != "demo-2", "the removed ordinal is still master");
     ensure!(failed == 0, "{failed} requests failed during the scale-down");
+    // deletePolicy Retain (the default): the removed instance's claim stays, unowned, and is
+    // reused when the ordinal comes back.
+    let uid = |ns: &str| {
+        kubectl(&["get", "pvc", "demo-2-data", "-n", ns, "-o", "jsonpath={.metadata.uid} {.metadata.ownerReferences}"])
+    };
+    let kept = uid(&ns.0)?;
+    ensure!(!kept.trim().is_empty() && !kept.contains("TfsNameserver"), "retained claim: {kept:?}");
+    kubectl(&["scale", "tfsns", "demo", "-n", &ns.0, "--replicas", "3"])?;
+    t.wait_healthy(3, 1, Duration::from_secs(120)).await?;
+    ensure!(uid(&ns.0)? == kept, "demo-2 came back on another claim: {kept:?} -> {:?}", uid(&ns.0)?);
+    println!("scenario=scale retained claim reused: {kept}");
     Ok(())
 }
 
@@ -674,6 +700,33 @@ async fn ta_image_upgrade_rolls_slaves_first() -> Result<()> {
 #[tokio::test]
 async fn tz_delete_and_uninstall_leave_nothing_behind() -> Result<()> {
     let (ns, _t) = healthy_pair("uninstall").await?;
+    // Under the default Retain the claims would stay (t7 checks that); Delete takes them along.
+    kubectl(&[
+        "patch",
+        "tfsns",
+        "demo",
+        "-n",
+        &ns.0,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"storage":{"deletePolicy":"Delete"}}}"#,
+    ])?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !kubectl(&[
+        "get",
+        "pvc",
+        "-n",
+        &ns.0,
+        "-l",
+        "app.kubernetes.io/instance=demo",
+        "-o",
+        "jsonpath={.items[*].metadata.ownerReferences[*].kind}",
+    ])?
+    .contains("TfsNameserver")
+    {
+        ensure!(std::time::Instant::now() < deadline, "claims not owned after deletePolicy: Delete");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     kubectl(&["delete", "tfsns", "demo", "-n", &ns.0, "--wait=true", "--timeout=90s"])?;
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     loop {

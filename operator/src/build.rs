@@ -18,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
-use crate::crd::TfsNameserver;
+use crate::crd::{DeletePolicy, TfsNameserver};
 use crate::names::{self, *};
 use crate::settings::{ANN_SETTINGS, Settings};
 
@@ -163,9 +163,16 @@ pub fn lease_object(t: &TfsNameserver) -> Lease {
     }
 }
 
+/// The owner references a volume claim carries under the delete policy: owned (garbage-collected
+/// with the TfsNameserver) only under Delete.
+pub fn pvc_owners(t: &TfsNameserver) -> Option<Vec<OwnerReference>> {
+    (t.spec.storage.delete_policy == DeletePolicy::Delete).then(|| vec![owner(t)])
+}
+
 pub fn pvc(t: &TfsNameserver, ordinal: usize) -> PersistentVolumeClaim {
     let mut m = meta(t, names::pvc(&t.name_any(), ordinal));
     m.labels.get_or_insert_default().insert(LABEL_ORDINAL.into(), ordinal.to_string());
+    m.owner_references = pvc_owners(t);
     PersistentVolumeClaim {
         metadata: m,
         spec: Some(PersistentVolumeClaimSpec {

@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
 use crate::build;
-use crate::crd::{InstanceStatus, Phase, ReplicationMode, TfsNameserver, TfsNameserverStatus};
+use crate::crd::{DeletePolicy, InstanceStatus, Phase, ReplicationMode, TfsNameserver, TfsNameserverStatus};
 use crate::error::{Error, Result};
 use crate::failover::{self, Decision, Reason};
 use crate::instance::{self, Instance};
@@ -198,6 +198,14 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
         for i in 0..replicas {
             create_missing(&pvcs, &build::pvc(t, i)).await?;
         }
+        // The delete policy may change: every claim of this resource follows the current one.
+        let owners = build::pvc_owners(t);
+        for c in pvcs.list(&ListParams::default().labels(&selector_string(&name))).await?.items {
+            if c.metadata.owner_references.as_ref().filter(|o| !o.is_empty()) != owners.as_ref() {
+                let patch = serde_json::json!({ "metadata": { "ownerReferences": owners } });
+                pvcs.patch(&c.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            }
+        }
         ctx.applied.lock().insert(key(t), (t.metadata.generation, Instant::now()));
     }
     let leases = Api::<Lease>::namespaced(client.clone(), &ns);
@@ -228,9 +236,11 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
     }
     for (&i, p) in present.iter().filter(|(i, _)| **i >= replicas) {
         if p.name_any() != lv.holder && p.metadata.deletion_timestamp.is_none() {
-            info!(pod = %p.name_any(), "scaling down");
+            info!(pod = %p.name_any(), policy = ?t.spec.storage.delete_policy, "scaling down");
             pods_api.delete(&p.name_any(), &DeleteParams::default()).await?;
-            let _ = pvcs.delete(&names::pvc(&name, i), &DeleteParams::default()).await;
+            if t.spec.storage.delete_policy == DeletePolicy::Delete {
+                let _ = pvcs.delete(&names::pvc(&name, i), &DeleteParams::default()).await;
+            }
         }
     }
 

@@ -63,8 +63,9 @@ pub struct TfsNameserverSpec {
     /// Resources of the nameserver container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
-    /// Persistent storage of each instance's oplog and checkpoints. Immutable.
-    #[x_kube(validation = Rule::new("self == oldSelf").message("storage is immutable: create a new TfsNameserver to change it"))]
+    /// Persistent storage of each instance's oplog and checkpoints. Size and class are immutable;
+    /// the delete policy may change.
+    #[x_kube(validation = Rule::new("self.size == oldSelf.size && has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)").message("storage is immutable (size and storageClassName): create a new TfsNameserver to change it"))]
     pub storage: StorageSpec,
     /// Heartbeat Lease timing.
     #[serde(default)]
@@ -90,6 +91,19 @@ pub struct StorageSpec {
     /// StorageClass of the volumes (the cluster default when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
+    /// What happens to an instance's volume when a scale-down removes the instance or the
+    /// TfsNameserver is deleted: Retain (default, like a StatefulSet's claims: the volume stays,
+    /// and an instance that comes back with the same ordinal reuses it) or Delete.
+    #[serde(default)]
+    pub delete_policy: DeletePolicy,
+}
+
+/// Retain keeps volumes (and the metadata in them) until deleted by hand; Delete removes them.
+#[derive(schemars::JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DeletePolicy {
+    #[default]
+    Retain,
+    Delete,
 }
 
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]

@@ -24,7 +24,6 @@ fn every_object_is_owned_and_labelled() {
         peers_service(&t).metadata,
         vip_service(&t, None).metadata,
         lease_object(&t).metadata,
-        pvc(&t, 0).metadata,
         pdb(&t).metadata,
         pod(&t, 1).metadata,
     ];
@@ -34,6 +33,8 @@ fn every_object_is_owned_and_labelled() {
         assert_eq!(m.namespace.as_deref(), Some("ns"));
         assert_eq!(m.labels.as_ref().unwrap()[LABEL_INSTANCE], "demo");
     }
+    // Claims are labelled too; their ownership follows the delete policy (below).
+    assert_eq!(pvc(&t, 0).metadata.labels.unwrap()[LABEL_INSTANCE], "demo");
 }
 
 #[test]
@@ -128,4 +129,15 @@ fn pods_carry_their_settings_and_a_change_outdates_them() {
     assert_eq!(pod_outdated(&t, &p), Some("settings"));
     t.spec.image = "other:1".into();
     assert_eq!(pod_outdated(&t, &p), Some("image"));
+}
+
+#[test]
+fn claims_are_owned_only_under_the_delete_policy() {
+    let mut t = demo();
+    assert_eq!(t.spec.storage.delete_policy, crate::crd::DeletePolicy::Retain, "Retain is the default");
+    assert!(pvc(&t, 0).metadata.owner_references.is_none(), "a retained claim outlives the resource");
+    t.spec.storage.delete_policy = crate::crd::DeletePolicy::Delete;
+    let owners = pvc(&t, 0).metadata.owner_references.unwrap();
+    assert_eq!(owners.len(), 1);
+    assert_eq!(owners[0].kind, "TfsNameserver");
 }
