@@ -193,6 +193,11 @@ fn tempdir(scenario: &str) -> Result<std::path::PathBuf> {
     Ok(d)
 }
 
+/// A JSON merge patch of the TfsNameserver `demo` in `ns`.
+fn patch_demo(ns: &str, patch: &str) -> Result<String> {
+    kubectl(&["patch", "tfsns", "demo", "-n", ns, "--type=merge", "-p", patch])
+}
+
 /// Asks the live API server's authorizer, as service account `sa` in namespace `ns`, each query of
 /// `allowed` and `forbidden` (`kubectl auth can-i` arguments: "<verb> <resource>[/<name>] [flags]").
 fn least_privilege(sa: &str, ns: &str, allowed: &[&str], forbidden: &[&str]) -> Result<()> {
@@ -481,7 +486,7 @@ async fn t6d_settings_reach_the_processes_then_the_master_is_cut_off() -> Result
     let (ns, t, vip, w) = loaded_pair("settings").await?;
     let patch =
         r#"{"spec":{"lease":{"durationSeconds":4,"renewDeadlineSeconds":2,"retryPeriodSeconds":1},"blockReplicas":1}}"#;
-    kubectl(&["patch", "tfsns", "demo", "-n", &ns.0, "--type", "merge", "-p", patch])?;
+    patch_demo(&ns.0, patch)?;
     let generation = t.get().await?.metadata.generation;
     let deadline = std::time::Instant::now() + Duration::from_secs(240);
     loop {
@@ -543,16 +548,7 @@ async fn t6b_frozen_master_is_replaced_and_fences_itself() -> Result<()> {
 async fn t7_scale_2_3_2() -> Result<()> {
     let (ns, t) = healthy_pair("scale").await?;
     // The volume's size and class are immutable; its delete policy is not (tz changes it).
-    let size = kubectl(&[
-        "patch",
-        "tfsns",
-        "demo",
-        "-n",
-        &ns.0,
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"storage":{"size":"2Gi"}}}"#,
-    ]);
+    let size = patch_demo(&ns.0, r#"{"spec":{"storage":{"size":"2Gi"}}}"#);
     let err = size.expect_err("storage.size was changed").to_string();
     ensure!(err.contains("storage is immutable"), "{err}");
     // `kubectl scale` goes through the scale subresource.
@@ -655,16 +651,7 @@ async fn ta_image_upgrade_rolls_slaves_first() -> Result<()> {
     let w = Writer::start(&vip, &dir, 8)?;
     w.wait_acked(1000, Duration::from_secs(60)).await?;
     let (master, epoch) = t.lease().await?;
-    kubectl(&[
-        "patch",
-        "tfsns",
-        "demo",
-        "-n",
-        &ns.0,
-        "--type=merge",
-        "-p",
-        &format!(r#"{{"spec":{{"image":"{next}"}}}}"#),
-    ])?;
+    patch_demo(&ns.0, &format!(r#"{{"spec":{{"image":"{next}"}}}}"#))?;
     let deadline = std::time::Instant::now() + Duration::from_secs(240);
     loop {
         let images = kubectl(&[
@@ -701,16 +688,7 @@ async fn ta_image_upgrade_rolls_slaves_first() -> Result<()> {
 async fn tz_delete_and_uninstall_leave_nothing_behind() -> Result<()> {
     let (ns, _t) = healthy_pair("uninstall").await?;
     // Under the default Retain the claims would stay (t7 checks that); Delete takes them along.
-    kubectl(&[
-        "patch",
-        "tfsns",
-        "demo",
-        "-n",
-        &ns.0,
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"storage":{"deletePolicy":"Delete"}}}"#,
-    ])?;
+    patch_demo(&ns.0, r#"{"spec":{"storage":{"deletePolicy":"Delete"}}}"#)?;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while !kubectl(&[
         "get",
