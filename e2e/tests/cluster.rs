@@ -108,6 +108,15 @@ async fn failover(scenario: &str, fault: Fault) -> Result<()> {
     let new_epoch = status.epoch.unwrap_or(0) as u64;
     let acked_before = w.acked();
     w.wait_acked(acked_before + 1000, Duration::from_secs(60)).await?;
+    // Give the client that keeps its connection time to get there (measured below), if it has not.
+    let keep = dir.join(HISTORIES[1]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while expect_new_master
+        && Writer::first_op_after(&keep, fault_ms, new_epoch).is_none()
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let failed = w.failed_requests();
     let record = w.stop();
     let verdict = verify(&vip, &record)?;

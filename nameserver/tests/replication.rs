@@ -279,7 +279,18 @@ async fn simulated_dataservers_follow_the_vip_to_a_new_master() {
 async fn a_demoted_master_sends_its_clients_to_the_new_one() {
     let root = tempfile::tempdir().unwrap();
     let (a, b) = pair(root.path()).await;
-    the_kept_channel_follows_the_vip(&a, &b, |addr| Node::dial(format!("http://{addr}"), None)).await;
+    the_kept_channel_follows_the_vip(&a, &b, Duration::ZERO, |addr| Node::dial(format!("http://{addr}"), None)).await;
+}
+
+/// The VIP moves 300 ms after the demotion (kube-proxy's lag): the client redials at the demoted
+/// master's GOAWAY, lands on it again and is refused. That node then cuts its connections soon
+/// (not at its next 2 s routine cut), so the client reaches the new master within 1 s of the move.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_redialled_before_the_vip_moved_is_sent_on_soon() {
+    let root = tempfile::tempdir().unwrap();
+    let (a, b) = pair(root.path()).await;
+    let dial = |addr: &str| Node::dial(format!("http://{addr}"), None);
+    the_kept_channel_follows_the_vip(&a, &b, Duration::from_millis(300), dial).await;
 }
 
 #[derive(Clone, Copy, Debug)]

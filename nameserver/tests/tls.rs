@@ -51,7 +51,8 @@ async fn over_tls_a_demoted_master_sends_its_clients_to_the_new_one() {
     let ca = Ca::new("test CA").unwrap();
     let (a, _sa, b, _sb) = tls_pair(root.path(), &ca).await;
     let tls = a.client_tls.clone();
-    the_kept_channel_follows_the_vip(&a, &b, |addr| Node::dial(format!("https://{addr}"), tls.clone())).await;
+    the_kept_channel_follows_the_vip(&a, &b, Duration::ZERO, |addr| Node::dial(format!("https://{addr}"), tls.clone()))
+        .await;
 }
 
 /// Writes a LOGIN as `node` on `s` and returns what comes back: a frame, or the error that ended

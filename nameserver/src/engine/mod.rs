@@ -133,6 +133,9 @@ pub struct Shared {
     pub repl: crate::replication::ReplicationConfig,
     /// Records of admitted writes not yet answered (see `EngineConfig::max_inflight_records`).
     pub admission: tokio::sync::Semaphore,
+    /// Requests refused because this node is not a writable master: a client still on this node
+    /// (the client server cuts its connections soon after one, see serve.rs).
+    pub refused_not_master: AtomicU64,
     /// Held for the life of the process: one nameserver per data directory.
     _lock: std::fs::File,
 }
@@ -198,6 +201,7 @@ impl Engine {
             peers: Default::default(),
             repl,
             admission: tokio::sync::Semaphore::new(cfg.max_inflight_records as usize),
+            refused_not_master: AtomicU64::new(0),
             cfg,
             _lock: lock,
         });
@@ -262,9 +266,18 @@ impl Engine {
         });
         self.send(Command::Write(job, records.into())).await?;
         // `seen` >= `seq`: the applied seq after `f` covers its own records and all before them.
-        let (r, seq, seen) = rx.await.map_err(|_| WriteError::Unavailable("the writer stopped".into()))??;
+        let (r, seq, seen) =
+            rx.await.map_err(|_| WriteError::Unavailable("the writer stopped".into()))?.inspect_err(|e| {
+                if matches!(e, WriteError::NotWritable(_)) {
+                    self.refused_as_not_master();
+                }
+            })?;
         self.wait_committed(seen).await?;
         Ok((r?, seq))
+    }
+
+    fn refused_as_not_master(&self) {
+        self.shared.refused_not_master.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn admit(&self, records: u32) -> Result<tokio::sync::SemaphorePermit<'_>, WriteError> {
@@ -337,7 +350,7 @@ impl Engine {
             return Ok((f(&s), at));
         }
         let role = self.shared.role.lock().clone();
-        role.check_writable(Instant::now())?;
+        role.check_writable(Instant::now()).inspect_err(|_| self.refused_as_not_master())?;
         let (r, applied) = {
             let s = self.shared.state.read();
             (f(&s), s.applied_seq)

@@ -205,6 +205,9 @@ struct Cut {
 /// While not a writable master, how often client connections are closed again (clients that
 /// reconnected while the VIP still pointed here).
 const NOT_MASTER_CUT_EVERY: Duration = Duration::from_secs(2);
+/// A node that is not a writable master cuts its client connections this soon after it refused a
+/// request for that reason (no more often: a client must get its answer before the cut).
+const NOT_MASTER_CUT_AFTER_REFUSAL: Duration = Duration::from_millis(200);
 
 /// Changes whenever client connections should be closed (the value says why): on every change of
 /// role that leaves this node unable to write (deposed, fenced, draining, made a slave), every
@@ -216,6 +219,8 @@ fn connection_cuts(engine: Engine, max_age: Duration) -> tokio::sync::watch::Rec
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         let mut last_role = engine.shared.role.lock().clone();
         let mut last_cut = tokio::time::Instant::now();
+        let refused = || engine.shared.refused_not_master.load(std::sync::atomic::Ordering::Relaxed);
+        let mut last_refused = refused();
         loop {
             tick.tick().await;
             let role = engine.shared.role.lock().clone();
@@ -227,6 +232,11 @@ fn connection_cuts(engine: Engine, max_age: Duration) -> tokio::sync::watch::Rec
                 Err(e) if last_cut.elapsed() >= NOT_MASTER_CUT_EVERY => {
                     Some(Cut { why: format!("not a writable master: {e}"), routine: true })
                 }
+                // A client refused here reconnected to this node (kube-proxy had not yet moved the
+                // VIP when it redialled): send it through the VIP again soon, not in 2 s.
+                Err(e) if refused() != last_refused && last_cut.elapsed() >= NOT_MASTER_CUT_AFTER_REFUSAL => {
+                    Some(Cut { why: format!("a client was refused: not a writable master: {e}"), routine: true })
+                }
                 Ok(()) if !max_age.is_zero() && last_cut.elapsed() >= max_age => {
                     Some(Cut { why: format!("connections older than {max_age:?}"), routine: false })
                 }
@@ -235,6 +245,7 @@ fn connection_cuts(engine: Engine, max_age: Duration) -> tokio::sync::watch::Rec
             last_role = role;
             if let Some(cut) = cut {
                 last_cut = tokio::time::Instant::now();
+                last_refused = refused();
                 if tx.send(cut).is_err() {
                     return;
                 }
