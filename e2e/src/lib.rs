@@ -167,7 +167,19 @@ pub struct Tfs {
 
 impl Tfs {
     pub async fn create(client: &kube::Client, ns: &str, name: &str, replicas: u32) -> Result<Tfs> {
-        kubectl_stdin(&["apply", "-f", "-"], &demo_manifest(ns, name, replicas)?)?;
+        Self::create_with(client, ns, name, replicas, "").await
+    }
+
+    /// The example with `more_spec` (YAML lines at the spec's indentation) added to its spec.
+    pub async fn create_with(
+        client: &kube::Client,
+        ns: &str,
+        name: &str,
+        replicas: u32,
+        more_spec: &str,
+    ) -> Result<Tfs> {
+        let manifest = format!("{}\n{more_spec}", demo_manifest(ns, name, replicas)?);
+        kubectl_stdin(&["apply", "-f", "-"], &manifest)?;
         Ok(Tfs {
             ns: ns.into(),
             name: name.into(),

@@ -350,10 +350,14 @@ async fn t1_demo_is_healthy_and_serves_through_the_vip() -> Result<()> {
             "update leases.coordination.k8s.io",
             "create events.events.k8s.io",
             "patch events.events.k8s.io",
+            "get secrets",
+            "create secrets",
+            "patch secrets",
         ],
         &[
-            "get secrets",
             "list secrets",
+            "watch secrets",
+            "delete secrets",
             "create pods --subresource=exec",
             "create pods --subresource=portforward",
             "update pods",
@@ -691,6 +695,110 @@ async fn ta_image_upgrade_rolls_slaves_first() -> Result<()> {
     ensure!(failed == 0, "{failed} requests failed during the upgrade");
     drop(ns);
     Ok(())
+}
+
+/// spec.tls: the operator's CA and certificates, mutual TLS between the instances (the slave
+/// joins the sync set only over it), the operator probing its pods over TLS, a client port that
+/// refuses plain and certificate-less clients; then a kill -9 failover under TLS load, with
+/// nothing lost and the history linearizable.
+#[tokio::test]
+async fn tb_tls_everywhere_and_a_failover_under_it() -> Result<()> {
+    operator();
+    let ns = Namespace::create("tls")?;
+    let c = client().await?;
+    let t = Tfs::create_with(&c, &ns.0, "demo", 2, "  tls:\n    enabled: true\n    clientAuth: Required").await?;
+    t.wait_healthy(2, 1, Duration::from_secs(180)).await?;
+    t.wait_sync_set(1, Duration::from_secs(60)).await?;
+    let secrets = kubectl(&["get", "secrets", "-n", &ns.0, "-o", "name"])?;
+    for s in ["demo-ca", "demo-0-tls", "demo-1-tls", "demo-client"] {
+        ensure!(secrets.contains(&format!("secret/{s}")), "no Secret {s}: {secrets}");
+    }
+    // The client Secret, as a user would take it out for tfsctl.
+    let dir = tempdir("tls")?;
+    for (key, file) in [("ca.crt", "ca.crt"), ("tls.crt", "client.crt"), ("tls.key", "client.key")] {
+        let b64 = kubectl(&[
+            "get",
+            "secret",
+            "demo-client",
+            "-n",
+            &ns.0,
+            "-o",
+            &format!("jsonpath={{.data.{}}}", key.replace('.', "\\.")),
+        ])?;
+        let pem = base64_decode(b64.trim())?;
+        std::fs::write(dir.join(file), pem)?;
+    }
+    let vip = t.vip().await?;
+    let f = |n: &str| dir.join(n).to_str().expect("utf-8").to_string();
+    let ctl =
+        |extra: &[&str]| std::process::Command::new(tfsctl()).args(["--addr", &vip]).args(extra).arg("status").output();
+    let ok = ctl(&[
+        "--ca",
+        &f("ca.crt"),
+        "--cert",
+        &f("client.crt"),
+        "--key",
+        &f("client.key"),
+        "--tls-server-name",
+        "demo",
+    ])?;
+    ensure!(ok.status.success(), "tfsctl with the client certificate: {}", String::from_utf8_lossy(&ok.stderr));
+    let plain = ctl(&[])?;
+    ensure!(!plain.status.success(), "a plain client was served");
+    let anonymous = ctl(&["--ca", &f("ca.crt"), "--tls-server-name", "demo"])?;
+    ensure!(!anonymous.status.success(), "a client without a certificate was served (clientAuth: Required)");
+    println!("scenario=tls plain refused: {}", String::from_utf8_lossy(&anonymous.stderr).lines().last().unwrap_or(""));
+    // The load's clients take their TLS settings from the environment (tests run one at a time).
+    let env = [
+        ("TFS_CA", f("ca.crt")),
+        ("TFS_CERT", f("client.crt")),
+        ("TFS_KEY", f("client.key")),
+        ("TFS_TLS_SERVER_NAME", "demo".to_string()),
+    ];
+    for (k, v) in &env {
+        // SAFETY: the e2e suite runs its tests on one thread (--test-threads=1).
+        unsafe { std::env::set_var(k, v) };
+    }
+    let result = async {
+        let w = Writer::start(&vip, &dir, 16)?;
+        w.wait_acked(1000, Duration::from_secs(60)).await?;
+        let (master, epoch) = t.lease().await?;
+        let fault_ms = now_ms();
+        kill9(container_pid(&ns.0, &master, "nameserver")?)?;
+        let after = t.wait_healthy(2, epoch as i64 + 1, Duration::from_secs(90)).await?;
+        let new_epoch = after.status.as_ref().and_then(|s| s.epoch).unwrap_or(0) as u64;
+        let acked = w.acked();
+        w.wait_acked(acked + 1000, Duration::from_secs(60)).await?;
+        let record = w.stop();
+        let verdict = verify(&vip, &record)?;
+        let first = Writer::first_ack_after(&record, fault_ms, new_epoch).unwrap_or(0);
+        println!(
+            "scenario=tls kill9 {master}@{epoch} -> epoch {new_epoch} failover_s={:.3}\n{verdict}",
+            first as f64 / 1000.0
+        );
+        Ok::<(), anyhow::Error>(())
+    }
+    .await;
+    for (k, _) in &env {
+        // SAFETY: as above.
+        unsafe { std::env::remove_var(k) };
+    }
+    result?;
+    drop(ns);
+    Ok(())
+}
+
+fn base64_decode(s: &str) -> Result<Vec<u8>> {
+    let out = std::process::Command::new("base64")
+        .arg("-d")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    use std::io::Write;
+    out.stdin.as_ref().expect("piped").write_all(s.as_bytes())?;
+    let o = out.wait_with_output()?;
+    ensure!(o.status.success(), "base64 -d failed");
+    Ok(o.stdout)
 }
 
 #[tokio::test]

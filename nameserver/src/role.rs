@@ -47,6 +47,8 @@ pub struct RoleState {
     pub valid_until: Option<Instant>,
     /// Replication address of the master this node knows (for slaves, and for write refusals).
     pub master_addr: String,
+    /// The name the master's TLS certificate must carry (empty: the host of `master_addr`).
+    pub master_name: String,
     /// Draining (planned switchover): a master that accepts no more writes.
     pub draining: bool,
 }
@@ -63,11 +65,25 @@ pub enum NotWritable {
 
 impl RoleState {
     pub fn slave_unknown_master() -> Self {
-        RoleState { role: Role::Slave, epoch: 0, valid_until: None, master_addr: String::new(), draining: false }
+        RoleState {
+            role: Role::Slave,
+            epoch: 0,
+            valid_until: None,
+            master_addr: String::new(),
+            master_name: String::new(),
+            draining: false,
+        }
     }
 
     pub fn standalone() -> Self {
-        RoleState { role: Role::Standalone, epoch: 1, valid_until: None, master_addr: String::new(), draining: false }
+        RoleState {
+            role: Role::Standalone,
+            epoch: 1,
+            valid_until: None,
+            master_addr: String::new(),
+            master_name: String::new(),
+            draining: false,
+        }
     }
 
     pub fn is_master(&self) -> bool {
@@ -111,6 +127,7 @@ mod tests {
             epoch: 3,
             valid_until: Some(t0 + Duration::from_millis(100)),
             master_addr: String::new(),
+            master_name: String::new(),
             draining: false,
         };
         assert!(r.check_writable(t0).is_ok());

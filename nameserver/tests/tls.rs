@@ -215,3 +215,44 @@ async fn a_rotated_certificate_serves_new_connections_and_the_master_keeps_its_s
     assert_eq!(a.log_text().matches("slave logged in").count(), 1, "the slave logged in again");
     same_state(&a, &b).await;
 }
+
+/// The operator's heart tells a slave its master's pod IP, which the master's certificate does not
+/// name (pods get their IP after their Secret is mounted); it also tells the master's node name,
+/// which the certificate does name: the slave verifies that name. Without it, the handshake fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slave_verifies_its_master_by_node_name_when_dialling_an_ip() {
+    let root = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA").unwrap();
+    let (mut a, mut sa) = tls_node("a", root.path(), &ca, None, &[]);
+    let (mut b, _sb) = tls_node("b", root.path(), &ca, None, &[]);
+    // The master's pod certificate (the replication port's) names only its node, like a pod's: no
+    // IP; the harness reaches its client port through the VIP certificate.
+    let vip = ca.issue(&["127.0.0.1".into()], 30).unwrap();
+    sa.publish(&ca, &ca.issue(&["a".into()], 30).unwrap(), Some(&vip));
+    a.start_ready().await;
+    b.start_ready().await;
+    a.master(1).await;
+    let assume = |name: &str| {
+        let (admin, repl, name) = (b.admin.clone(), a.repl.clone(), name.to_string());
+        async move {
+            let ch =
+                tonic::transport::Endpoint::from_shared(format!("http://{admin}")).unwrap().connect().await.unwrap();
+            tfs_nameserver::proto::admin_client::AdminClient::new(ch)
+                .assume_role(proto::AssumeRoleRequest {
+                    role: proto::Role::Slave as i32,
+                    epoch: 1,
+                    master_addr: repl,
+                    master_name: name,
+                    valid_for_ms: 3_600_000,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
+    };
+    assume("").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(a.status().await.sync_set.is_empty(), "a slave accepted a certificate that does not name 127.0.0.1");
+    assume("a").await;
+    a.wait_for("b in the sync set", Duration::from_secs(10), |s| s.sync_set == ["b"]).await;
+}

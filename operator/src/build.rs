@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar, EnvVarSource,
     HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
     PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, Probe, ResourceRequirements, SeccompProfile,
-    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+    SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
     VolumeResourceRequirements,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
@@ -18,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
-use crate::crd::{DeletePolicy, TfsNameserver};
+use crate::crd::{ClientAuth, DeletePolicy, TfsNameserver};
 use crate::names::{self, *};
 use crate::settings::{ANN_SETTINGS, Settings};
 
@@ -29,6 +29,11 @@ pub const NO_MASTER: &str = "none";
 
 fn owner(t: &TfsNameserver) -> OwnerReference {
     t.controller_owner_ref(&()).expect("a TfsNameserver read from the API has a name and uid")
+}
+
+/// Metadata of an object owned by `t` (name, namespace, labels, owner).
+pub fn meta_of(t: &TfsNameserver, name: String) -> ObjectMeta {
+    meta(t, name)
 }
 
 fn meta(t: &TfsNameserver, name: String) -> ObjectMeta {
@@ -263,6 +268,22 @@ pub fn pod(t: &TfsNameserver, ordinal: usize) -> Pod {
     let image = t.spec.image.clone();
     let pull = Some(t.spec.image_pull_policy.clone());
     let data = VolumeMount { name: "data".into(), mount_path: "/data".into(), ..Default::default() };
+    // TLS: the pod's Secret (ca.crt, tls.*, vip.*), re-read by the nameserver when it changes.
+    let tls = t.spec.tls.enabled;
+    let tls_mount =
+        VolumeMount { name: "tls".into(), mount_path: TLS_DIR.into(), read_only: Some(true), ..Default::default() };
+    let tls_env = if tls {
+        let auth = match t.spec.tls.client_auth {
+            ClientAuth::None => "none",
+            ClientAuth::Required => "required",
+        };
+        vec![
+            EnvVar { name: "TFS_TLS_DIR".into(), value: Some(TLS_DIR.into()), ..Default::default() },
+            EnvVar { name: "TFS_CLIENT_AUTH".into(), value: Some(auth.into()), ..Default::default() },
+        ]
+    } else {
+        vec![]
+    };
     let nameserver = Container {
         name: "nameserver".into(),
         image: Some(image.clone()),
@@ -276,7 +297,7 @@ pub fn pod(t: &TfsNameserver, ordinal: usize) -> Pod {
             format!("--metrics-listen=0.0.0.0:{METRICS_PORT}"),
             "--sync-set-publication=lease".into(),
         ]),
-        env: Some([vec![field_env("TFS_NODE", "metadata.name")], settings_env.clone()].concat()),
+        env: Some([vec![field_env("TFS_NODE", "metadata.name")], settings_env.clone(), tls_env].concat()),
         env_from: Some(env_from.clone()),
         ports: Some(vec![
             ContainerPort { name: Some("client".into()), container_port: CLIENT_PORT, ..Default::default() },
@@ -289,7 +310,7 @@ pub fn pod(t: &TfsNameserver, ordinal: usize) -> Pod {
         startup_probe: Some(health_probe(1, 120)),
         resources: t.spec.resources.clone(),
         security_context: Some(restricted()),
-        volume_mounts: Some(vec![data.clone()]),
+        volume_mounts: Some(if tls { vec![data.clone(), tls_mount] } else { vec![data.clone()] }),
         ..Default::default()
     };
     let heart_c = Container {
@@ -357,18 +378,36 @@ pub fn pod(t: &TfsNameserver, ordinal: usize) -> Pod {
             }),
             init_containers: Some(vec![prepare]),
             containers: vec![nameserver, heart_c],
-            volumes: Some(vec![Volume {
-                name: "data".into(),
-                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                    claim_name: names::pvc(&name, ordinal),
+            volumes: Some(
+                [Volume {
+                    name: "data".into(),
+                    persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                        claim_name: names::pvc(&name, ordinal),
+                        ..Default::default()
+                    }),
                     ..Default::default()
-                }),
-                ..Default::default()
-            }]),
+                }]
+                .into_iter()
+                .chain(tls.then(|| Volume {
+                    name: "tls".into(),
+                    secret: Some(SecretVolumeSource {
+                        secret_name: Some(names::tls_secret(&pod_name)),
+                        default_mode: Some(0o440),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }))
+                .collect(),
+            ),
             ..Default::default()
         }),
         ..Default::default()
     }
+}
+
+/// Whether a pod mounts its certificates (was made with TLS on).
+pub fn pod_has_tls(p: &Pod) -> bool {
+    p.spec.as_ref().and_then(|s| s.volumes.as_ref()).is_some_and(|v| v.iter().any(|v| v.name == "tls"))
 }
 
 /// The image a pod runs (to find pods left on an old image).
@@ -382,6 +421,8 @@ pub fn pod_outdated(t: &TfsNameserver, p: &Pod) -> Option<&'static str> {
         Some("image")
     } else if Settings::of_pod(p) != Some(Settings::of(t)) {
         Some("settings")
+    } else if pod_has_tls(p) != t.spec.tls.enabled {
+        Some("tls")
     } else {
         None
     }

@@ -43,6 +43,8 @@ pub struct Context {
     /// Per resource: the generation whose static objects were last applied, and when. Failover
     /// reconciles skip re-applying them, which keeps the path to a promotion short.
     pub applied: Mutex<HashMap<String, (Option<i64>, Instant)>>,
+    /// Per resource with TLS: the CA and the operator's client certificate for probing its pods.
+    pub tls: Mutex<HashMap<String, Arc<certs::Material>>>,
 }
 
 impl Context {
@@ -51,7 +53,14 @@ impl Context {
             client.clone(),
             Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() },
         );
-        Context { client, recorder, metrics, clocks: Mutex::new(HashMap::new()), applied: Mutex::new(HashMap::new()) }
+        Context {
+            client,
+            recorder,
+            metrics,
+            clocks: Mutex::new(HashMap::new()),
+            applied: Mutex::new(HashMap::new()),
+            tls: Mutex::new(HashMap::new()),
+        }
     }
 }
 
@@ -104,6 +113,7 @@ pub async fn reconcile(t: Arc<TfsNameserver>, ctx: Arc<Context>) -> Result<Actio
 async fn cleanup(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
     ctx.clocks.lock().remove(&key(t));
     ctx.applied.lock().remove(&key(t));
+    ctx.tls.lock().remove(&key(t));
     event(
         ctx,
         t,
@@ -155,15 +165,22 @@ fn pod_ready(p: &Pod) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-async fn observe(pods: &[Pod], name: &str) -> Vec<Instance> {
+async fn observe(pods: &[Pod], name: &str, tls: Option<&certs::Material>) -> Vec<Instance> {
     let futs = pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).filter_map(|p| {
         let pod = p.name_any();
         let ordinal = names::ordinal(name, &pod)?;
         let ip = p.status.as_ref().and_then(|s| s.pod_ip.clone());
         let ready = pod_ready(p);
         Some(async move {
+            // Over TLS the pod proves its own name (SNI asks for the pod's certificate).
+            let cfg = tls.map(|m| {
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(&m.ca))
+                    .identity(tonic::transport::Identity::from_pem(&m.client.cert, &m.client.key))
+                    .domain_name(pod.clone())
+            });
             let status = match ip {
-                Some(ip) => instance::probe(&ip, CLIENT_PORT).await,
+                Some(ip) => instance::probe(&ip, CLIENT_PORT, cfg).await,
                 None => None,
             };
             Instance { pod, ordinal, ready, status }
@@ -197,6 +214,17 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
         ssa(&Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns), &build::pdb(t)).await?;
         for i in 0..replicas {
             create_missing(&pvcs, &build::pvc(t, i)).await?;
+        }
+        if t.spec.tls.enabled {
+            let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns);
+            let vip_ip = services
+                .get_opt(&names::vip(&name))
+                .await?
+                .and_then(|s| s.spec?.cluster_ip?.parse::<std::net::IpAddr>().ok());
+            let m = certs::ensure(t, &secrets, replicas, vip_ip).await?;
+            ctx.tls.lock().insert(key(t), Arc::new(m));
+        } else {
+            ctx.tls.lock().remove(&key(t));
         }
         // The delete policy may change: every claim of this resource follows the current one.
         let owners = build::pvc_owners(t);
@@ -244,7 +272,8 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
         }
     }
 
-    let instances = observe(&pods, &name).await;
+    let tls = ctx.tls.lock().get(&key(t)).cloned();
+    let instances = observe(&pods, &name, tls.as_deref()).await;
     // Scaling down the master's ordinal: a planned switchover to a kept, in-sync slave first
     // (nothing lost, no failover); the old master is then an extra slave and goes like the others.
     if let Some(target) = scale_down_target(&name, &lv, replicas, &instances)
@@ -724,5 +753,6 @@ pub fn compute_status(
     }
 }
 
+mod certs;
 #[cfg(test)]
 mod tests;

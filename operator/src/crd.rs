@@ -80,6 +80,33 @@ pub struct TfsNameserverSpec {
     /// The VIP Service clients and dataservers use: its selector names the master.
     #[serde(default)]
     pub service: ServiceSpec,
+    /// TLS on every port but the loopback admin port: certificates from a CA the operator keeps
+    /// for this resource (Secret `<name>-ca`), mutual between instances. Chosen at creation: a
+    /// master and a slave of different choices could not replicate during a roll.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self.enabled == oldSelf.enabled").message("tls.enabled is chosen at creation: create a new TfsNameserver to change it"))]
+    pub tls: TlsSpec,
+}
+
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSpec {
+    /// Issue a CA and certificates (per pod `<pod>-tls`, clients `<name>-client`) and serve only
+    /// TLS: mutual TLS between master and slaves, TLS on the client and dataserver port.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Client certificates on the client port: None, or Required (certificates of the CA, such as
+    /// the one in Secret `<name>-client`).
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+}
+
+/// Whether clients of the client port must present a certificate of the CA.
+#[derive(schemars::JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ClientAuth {
+    #[default]
+    None,
+    Required,
 }
 
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]

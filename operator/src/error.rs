@@ -14,6 +14,8 @@ pub enum Error {
     Finalizer(String),
     #[error("serialization: {0}")]
     Serde(#[from] serde_json::Error),
+    #[error("certificates: {0}")]
+    Pki(#[from] crate::pki::PkiError),
 }
 
 impl Error {
@@ -27,6 +29,7 @@ impl Error {
             Error::InvalidSpec(_) => "invalid_spec",
             Error::Finalizer(_) => "finalizer",
             Error::Serde(_) => "serde",
+            Error::Pki(_) => "pki",
         }
     }
 }

@@ -105,7 +105,7 @@ impl Heart {
         &mut self,
         role: proto::Role,
         epoch: u64,
-        master: String,
+        master: (String, String),
         valid_for: Duration,
         published: u64,
     ) -> Result<(), String> {
@@ -118,15 +118,17 @@ impl Heart {
         &mut self,
         role: proto::Role,
         epoch: u64,
-        master: String,
+        (master_addr, master_name): (String, String),
         valid_for: Duration,
         until: Option<Duration>,
         published: u64,
     ) -> Result<(), AssumeFailed> {
+        // A slave gets its master's pod IP and, for TLS, the node name its certificate carries.
         let req = proto::AssumeRoleRequest {
             role: role as i32,
             epoch,
-            master_addr: master,
+            master_addr,
+            master_name,
             valid_for_ms: valid_for.as_millis() as u64,
             published_sync_set_version: published,
             valid_until_boottime_ns: until.map(|u| u.as_nanos() as u64).unwrap_or(0),
@@ -246,7 +248,7 @@ impl Heart {
                 let Some(addr) = self.master_addr(&lv.holder, lv.transitions).await else { return Ok(()) };
                 if s.role() != proto::Role::Slave || s.epoch != epoch || s.master_addr != addr {
                     info!(master = %lv.holder, %addr, epoch, "following the lease holder");
-                    self.assume(proto::Role::Slave, epoch, addr, Duration::from_secs(3600), 0)
+                    self.assume(proto::Role::Slave, epoch, (addr, lv.holder.clone()), Duration::from_secs(3600), 0)
                         .await
                         .map_err(anyhow::Error::msg)?;
                 }
@@ -291,7 +293,7 @@ impl Heart {
         let until = boot_start + self.cfg.renew_deadline;
         self.granted_until = Some(self.granted_until.map_or(until, |g| g.max(until)));
         if let Err(e) =
-            self.assume_until(proto::Role::Master, epoch, String::new(), valid, Some(until), published).await
+            self.assume_until(proto::Role::Master, epoch, Default::default(), valid, Some(until), published).await
         {
             if e.maybe_pending {
                 self.wait_out_grant().await;
@@ -352,7 +354,7 @@ impl Heart {
         self.replace(&nl).await?;
         self.last_renew = None;
         info!(target, epoch, last_seq = d.last_seq, "handed the lease over");
-        self.assume(proto::Role::Slave, epoch as u64, addr, Duration::from_secs(3600), 0)
+        self.assume(proto::Role::Slave, epoch as u64, (addr, target.to_string()), Duration::from_secs(3600), 0)
             .await
             .map_err(anyhow::Error::msg)
     }

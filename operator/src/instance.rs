@@ -38,10 +38,15 @@ impl NsStatus {
 }
 
 /// Reads a nameserver's Status at `ip:port`, giving up quickly: a slow instance is not a candidate.
-pub async fn probe(ip: &str, port: i32) -> Option<NsStatus> {
-    let ep = tonic::transport::Endpoint::from_shared(format!("http://{ip}:{port}"))
+/// With `tls`, over TLS verifying the pod's certificate (its name set in the config).
+pub async fn probe(ip: &str, port: i32, tls: Option<tonic::transport::ClientTlsConfig>) -> Option<NsStatus> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut ep = tonic::transport::Endpoint::from_shared(format!("{scheme}://{ip}:{port}"))
         .ok()?
         .connect_timeout(Duration::from_millis(300));
+    if let Some(t) = tls {
+        ep = ep.tls_config(t).ok()?;
+    }
     let fut = async {
         let ch = ep.connect().await.ok()?;
         ClientClient::new(ch).status(proto::StatusRequest {}).await.ok().map(|r| NsStatus::of(r.get_ref()))

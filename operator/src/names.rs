@@ -53,6 +53,24 @@ pub fn peers(name: &str) -> String {
     format!("{name}-peers")
 }
 
+/// The CA of one TfsNameserver (ca.crt, ca.key).
+pub fn ca_secret(name: &str) -> String {
+    format!("{name}-ca")
+}
+
+/// One pod's certificates: ca.crt, tls.crt/tls.key (the pod), vip.crt/vip.key (the VIP).
+pub fn tls_secret(pod: &str) -> String {
+    format!("{pod}-tls")
+}
+
+/// A client certificate of the CA (ca.crt, tls.crt, tls.key), for tfsctl and dataservers.
+pub fn client_secret(name: &str) -> String {
+    format!("{name}-client")
+}
+
+/// Where a pod mounts its certificates.
+pub const TLS_DIR: &str = "/etc/tfs/tls";
+
 /// The Lease and the VIP Service share the resource's name.
 pub fn lease(name: &str) -> String {
     name.to_string()

@@ -93,7 +93,7 @@ fn incarnation() -> u64 {
 }
 
 fn same_assignment(a: &RoleState, b: &RoleState) -> bool {
-    a.role == b.role && a.epoch == b.epoch && a.master_addr == b.master_addr
+    a.role == b.role && a.epoch == b.epoch && a.master_addr == b.master_addr && a.master_name == b.master_name
 }
 
 async fn session(
@@ -108,7 +108,10 @@ async fn session(
         .map_err(|_| format!("connect to {} timed out", role.master_addr))?
         .map_err(|e| format!("connect to {}: {e}", role.master_addr))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let stream = conn::connect(stream, &role.master_addr, tls)
+    // The master proves its node name when it is given (its address is then an IP its certificate
+    // need not carry), else the host of its address.
+    let name = if role.master_name.is_empty() { &role.master_addr } else { &role.master_name };
+    let stream = conn::connect(stream, name, tls)
         .await
         .map_err(|e| format!("TLS handshake with the master at {}: {e}", role.master_addr))?;
     let (rd, mut wr) = tokio::io::split(stream);

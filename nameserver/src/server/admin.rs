@@ -47,6 +47,7 @@ pub fn requested_role(r: &proto::AssumeRoleRequest, now: Instant, boot_now: Dura
         epoch: r.epoch,
         valid_until: Some(until),
         master_addr: r.master_addr.clone(),
+        master_name: r.master_name.clone(),
         draining: false,
     })
 }

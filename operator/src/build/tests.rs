@@ -141,3 +141,26 @@ fn claims_are_owned_only_under_the_delete_policy() {
     assert_eq!(owners.len(), 1);
     assert_eq!(owners[0].kind, "TfsNameserver");
 }
+
+#[test]
+fn with_tls_a_pod_mounts_its_certificates_and_says_where() {
+    let mut t = demo();
+    let plain = pod(&t, 1);
+    assert!(!pod_has_tls(&plain));
+    t.spec.tls.enabled = true;
+    t.spec.tls.client_auth = crate::crd::ClientAuth::Required;
+    let p = pod(&t, 1);
+    assert!(pod_has_tls(&p));
+    let spec = p.spec.as_ref().unwrap();
+    let vol = spec.volumes.as_ref().unwrap().iter().find(|v| v.name == "tls").unwrap();
+    assert_eq!(vol.secret.as_ref().unwrap().secret_name.as_deref(), Some("demo-1-tls"), "each pod its own Secret");
+    let ns = &spec.containers[0];
+    assert!(ns.volume_mounts.as_ref().unwrap().iter().any(|m| m.mount_path == TLS_DIR && m.read_only == Some(true)));
+    let env: Vec<(String, Option<String>)> =
+        ns.env.as_ref().unwrap().iter().map(|e| (e.name.clone(), e.value.clone())).collect();
+    assert!(env.contains(&("TFS_TLS_DIR".into(), Some(TLS_DIR.into()))));
+    assert!(env.contains(&("TFS_CLIENT_AUTH".into(), Some("required".into()))));
+    // A pod made without TLS is outdated for a resource with TLS (and the other way round).
+    assert_eq!(pod_outdated(&t, &plain), Some("tls"));
+    assert_eq!(pod_outdated(&t, &p), None);
+}

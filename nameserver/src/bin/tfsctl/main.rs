@@ -64,6 +64,9 @@ enum Cmd {
         /// The master's replication address, for a slave.
         #[arg(long, default_value = "")]
         master: String,
+        /// Over TLS: the name the master's certificate carries, when --master is an IP it does not.
+        #[arg(long, default_value = "")]
+        master_name: String,
         /// How long the role holds without renewal (e.g. 3s, 500ms).
         #[arg(long, value_parser = humantime::parse_duration)]
         valid_for: Duration,
@@ -342,7 +345,7 @@ async fn run(cli: Cli) -> Result<i32> {
         Cmd::SimDataservers(a) => sim::run_until_interrupted(&cli.addr, a).await?,
         Cmd::Bench(a) => return bench::run(&cli.addr, a, json).await,
         Cmd::Verify(a) => return verify::run(&cli.addr, &a, json).await,
-        Cmd::Role { role, epoch, master, valid_for } => {
+        Cmd::Role { role, epoch, master, master_name, valid_for } => {
             let role = match role {
                 RoleArg::Master => proto::Role::Master,
                 RoleArg::Slave => proto::Role::Slave,
@@ -352,6 +355,7 @@ async fn run(cli: Cli) -> Result<i32> {
                     role: role as i32,
                     epoch,
                     master_addr: master,
+                    master_name,
                     valid_for_ms: valid_for.as_millis() as u64,
                     ..Default::default()
                 })
