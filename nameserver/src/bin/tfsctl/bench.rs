@@ -381,6 +381,19 @@ async fn worker(
         let mut backoff = Duration::from_millis(10);
         loop {
             let (sent_ms, invoked_us) = (now_ms(), now_us());
+            if let (Some(h), Action::Commit(block, version)) = (&sinks.hist, action) {
+                let call = ops::Call::Write { version, outcome: ops::Outcome::Pending };
+                let completed_us = invoked_us;
+                let _ = h.send(ops::Op {
+                    client: client.clone(),
+                    block,
+                    call,
+                    epoch: 0,
+                    node: String::new(),
+                    invoked_us,
+                    completed_us,
+                });
+            }
             let r = call(&mut c, &a, action).await;
             if let Some(h) = &sinks.hist
                 && let Some(op) = observed(&client, action, &r, invoked_us)

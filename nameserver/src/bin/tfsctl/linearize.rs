@@ -151,12 +151,12 @@ fn step(version: u32, call: Call) -> Option<u32> {
         Call::Write { version: v, outcome: Outcome::Refused } => (v < version).then_some(version),
         Call::Write { outcome: Outcome::Failed, .. } => Some(version),
         // Applied if it may be, refused otherwise: either is a possible outcome.
-        Call::Write { version: v, outcome: Outcome::Unknown } => Some(version.max(v)),
+        Call::Write { version: v, outcome: Outcome::Unknown | Outcome::Pending } => Some(version.max(v)),
     }
 }
 
 fn unknown(o: &Op) -> bool {
-    matches!(o.call, Call::Write { outcome: Outcome::Unknown, .. })
+    matches!(o.call, Call::Write { outcome: Outcome::Unknown | Outcome::Pending, .. })
 }
 
 /// Writes of unknown outcome are what makes the search expensive: each may land at any moment
@@ -336,7 +336,7 @@ fn stale_reads(h: &[&Op]) -> Vec<StaleRead> {
             let at_least = match o.call {
                 Call::Read { version } | Call::Write { version, outcome: Outcome::Ok } => version,
                 Call::Write { version, outcome: Outcome::Refused } => version.saturating_add(1),
-                Call::Write { outcome: Outcome::Unknown | Outcome::Failed, .. } => return None,
+                Call::Write { outcome: Outcome::Unknown | Outcome::Failed | Outcome::Pending, .. } => return None,
             };
             Some((o.completed_us, at_least))
         })
