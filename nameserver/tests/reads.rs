@@ -40,19 +40,26 @@ async fn a_lapsed_master_refuses_reads() {
     assert_eq!(e.code(), Code::Unavailable, "{e:?}");
 }
 
+/// Master `a` whose only sync slave `b` is frozen and whose removal is not published: whatever `a`
+/// applies from now on cannot commit. Returns them and a block both held before.
+async fn master_with_a_frozen_slave(root: &std::path::Path) -> (Node, Node, u64) {
+    let published = ["--sync-set-publication", "lease"];
+    let (mut a, mut b) = (Node::new("a", root, &published), Node::new("b", root, &published));
+    start_pair(&mut a, &mut b).await;
+    let id = create_blocks(&a, 1, 1).await[0];
+    same_state(&a, &b).await;
+    b.signal("STOP");
+    a.wait_for("b's removal pending", Duration::from_secs(10), |s| !s.sync_set_pending_removal.is_empty()).await;
+    (a, b, id)
+}
+
 /// A write applied on the master but never committed (its only sync slave is frozen and its
 /// removal not published) is never shown to a reader: the read fails instead, within the master's
 /// validity, and leaves no waiter behind.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_read_never_returns_an_uncommitted_tail_and_leaves_no_waiter() {
     let root = tempfile::tempdir().unwrap();
-    let published = ["--sync-set-publication", "lease"];
-    let (mut a, mut b) = (Node::new("a", root.path(), &published), Node::new("b", root.path(), &published));
-    start_pair(&mut a, &mut b).await;
-    let id = create_blocks(&a, 1, 1).await[0];
-    same_state(&a, &b).await;
-    b.signal("STOP");
-    a.wait_for("b's removal pending", Duration::from_secs(10), |s| !s.sync_set_pending_removal.is_empty()).await;
+    let (a, b, id) = master_with_a_frozen_slave(root.path()).await;
     let mut c = a.client().await;
     let commit = tokio::spawn(async move {
         let req =
@@ -86,13 +93,7 @@ async fn a_read_never_returns_an_uncommitted_tail_and_leaves_no_waiter() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refusal_never_rests_on_an_uncommitted_tail() {
     let root = tempfile::tempdir().unwrap();
-    let published = ["--sync-set-publication", "lease"];
-    let (mut a, mut b) = (Node::new("a", root.path(), &published), Node::new("b", root.path(), &published));
-    start_pair(&mut a, &mut b).await;
-    let id = create_blocks(&a, 1, 1).await[0];
-    same_state(&a, &b).await;
-    b.signal("STOP");
-    a.wait_for("b's removal pending", Duration::from_secs(10), |s| !s.sync_set_pending_removal.is_empty()).await;
+    let (a, b, id) = master_with_a_frozen_slave(root.path()).await;
     let req = move |version| proto::CommitBlockRequest { block_id: id, version, size: 4096, ..Default::default() };
     let mut c = a.client().await;
     let pending = tokio::spawn(async move { c.commit_block(req(5)).await });

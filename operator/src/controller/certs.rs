@@ -85,14 +85,17 @@ pub async fn ensure(
     let name = t.name_any();
     let now = OffsetDateTime::now_utc();
     let ca_name = names::ca_secret(&name);
-    if secrets.get_opt(&ca_name).await?.is_none() {
-        let ca = pki::new_ca(&format!("{}/{name}", t.namespace().unwrap_or_default()), now)?;
-        create_missing(secrets, &secret(t, ca_name.clone(), "Opaque", &[("ca.crt", &ca.cert), ("ca.key", &ca.key)]))
-            .await?;
-        info!(secret = %ca_name, "CA created");
-    }
-    // Read back: if another operator process created it first, its CA is the one.
-    let s = secrets.get(&ca_name).await?;
+    let s = match secrets.get_opt(&ca_name).await? {
+        Some(s) => s,
+        None => {
+            let ca = pki::new_ca(&format!("{}/{name}", t.namespace().unwrap_or_default()), now)?;
+            let data = [("ca.crt", ca.cert.as_str()), ("ca.key", &ca.key)];
+            create_missing(secrets, &secret(t, ca_name.clone(), "Opaque", &data)).await?;
+            info!(secret = %ca_name, "CA created");
+            // Read back: if another operator process created it first, its CA is the one.
+            secrets.get(&ca_name).await?
+        }
+    };
     let ca = Pem {
         cert: text(&s, "ca.crt").ok_or(Error::MissingField("ca.crt in the CA Secret"))?,
         key: text(&s, "ca.key").ok_or(Error::MissingField("ca.key in the CA Secret"))?,
