@@ -85,6 +85,7 @@ unmount_all() {
 
 main() {
   mkdir -p "$PIDS"
+  stop local-volumes "$BIN/local-volumes" 5
   stop kube-proxy "$BIN/kube-proxy"
   stop kubelet "$BIN/kubelet" 30
   stop_pods

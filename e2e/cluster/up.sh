@@ -143,7 +143,6 @@ main() {
     --cluster-signing-cert-file="$CA" --cluster-signing-key-file="$C/ca.key" \
     --use-service-account-credentials=true \
     --service-cluster-ip-range="$SERVICE_CIDR" --allocate-node-cidrs=false \
-    --enable-hostpath-provisioner=true \
     --v=1 && started=1
   start kube-scheduler "$BIN/kube-scheduler" "$BIN/kube-scheduler" \
     --kubeconfig="$CFG/scheduler.kubeconfig" \
@@ -179,6 +178,21 @@ main() {
 
   say "waiting for node $NODE_NAME to be Ready"
   await kubelet "$BIN/kubelet" 180 "node $NODE_NAME Ready" node_ready $kubelet_since
+
+  # Node-local PersistentVolumes (a Rust host process of this repository; see Storage in README.md)
+  # and the default StorageClass that uses them.
+  if [ ! -x "$BIN/local-volumes" ] || [ -n "$(find "$ROOT/e2e/src/local_volumes.rs" "$ROOT/e2e/src/bin/local-volumes.rs" -newer "$BIN/local-volumes" -print -quit)" ]; then
+    say "building local-volumes (the cluster's volume provisioner)"
+    (cd "$ROOT" && cargo build --release -q -p tfs-e2e --bin local-volumes) || die "cannot build local-volumes"
+    install -m 0755 "$ROOT/target/release/local-volumes" "$BIN/local-volumes.new" && mv -f "$BIN/local-volumes.new" "$BIN/local-volumes"
+    stop local-volumes "$BIN/local-volumes" 5
+  fi
+  start local-volumes "$BIN/local-volumes" env KUBECONFIG="$KUBECONFIG_ADMIN" "$BIN/local-volumes" --root "$E2E/volumes" && started=1
+  local class; class=$(kubectl --kubeconfig "$KUBECONFIG_ADMIN" get storageclass standard -o jsonpath='{.provisioner}' 2>/dev/null || true)
+  # (a class's provisioner cannot change: one left by an older cluster is replaced)
+  [ -z "$class" ] || [ "$class" = tfs.io/local-volumes ] || kubectl --kubeconfig "$KUBECONFIG_ADMIN" delete storageclass standard >/dev/null
+  kubectl --kubeconfig "$KUBECONFIG_ADMIN" apply -f "$ROOT/examples/storageclass-local.yaml" >/dev/null ||
+    die "cannot apply examples/storageclass-local.yaml"
 
   local sv
   sv=$(kubectl --kubeconfig "$KUBECONFIG_ADMIN" version -o json 2>/dev/null | jq -r .serverVersion.gitVersion)

@@ -455,5 +455,8 @@ pub fn pod_sandbox_pid(ns: &str, pod: &str) -> Result<u32> {
 /// The chaos harness (`make chaos`): randomized faults under load and a history check.
 pub mod chaos;
 
+/// The local cluster's provisioner of node-local volumes (a host process of `make cluster`).
+pub mod local_volumes;
+
 /// Failover-time trials (`make bench`): the schedule and the parsing of records and bench logs.
 pub mod trials;

@@ -122,6 +122,29 @@ async fn hostile_peers_on_the_replication_port_are_refused_and_count_for_nothing
     // The same LOGIN with a certificate naming its node is accepted: the identity was the reason.
     let (t, _) = tls_login(&a, &ca.cert_pem, Some(&issue(&ca, "c", 30)), "c").await.unwrap();
     assert_eq!(t, FrameType::LoginOk);
+
+    // `tfsctl probe-login`, the audit a user runs against a live cluster, tells the same.
+    let file = |n: &str, text: &str| {
+        let p = root.path().join(n);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let ca_f = file("ca.pem", &ca.cert_pem);
+    let (m_crt, m_key) = (file("m.crt", &mallory.cert_pem), file("m.key", &mallory.key_pem));
+    let c = issue(&ca, "c", 30);
+    let (c_crt, c_key) = (file("c.crt", &c.cert_pem), file("c.key", &c.key_pem));
+    let probe = |extra: &[&str]| {
+        let mut v = vec!["probe-login", "--repl", a.repl.as_str(), "--node", "c", "--cluster-id", "tfs"];
+        v.extend_from_slice(extra);
+        ctl_text(&v)
+    };
+    let (ok, out) = probe(&[]);
+    assert!(ok && out.starts_with("refused: connection ended"), "plain: {out}");
+    let (ok, out) = probe(&["--ca", &ca_f, "--cert", &m_crt, "--key", &m_key, "--tls-server-name", "localhost"]);
+    assert!(ok && out.contains("refused:") && out.contains("mallory"), "mallory: {out}");
+    let (ok, out) = probe(&["--ca", &ca_f, "--cert", &c_crt, "--key", &c_key, "--tls-server-name", "localhost"]);
+    assert!(!ok && out.starts_with("accepted:"), "c's own certificate: {out}");
+    assert_eq!(a.status().await.sync_set, ["b"], "probes count for nothing");
 }
 
 fn ctl_text(args: &[&str]) -> (bool, String) {

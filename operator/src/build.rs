@@ -11,6 +11,9 @@ use k8s_openapi::api::core::v1::{
     SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
     VolumeResourceRequirements,
 };
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
+};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -18,7 +21,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
-use crate::crd::{ClientAuth, DeletePolicy, TfsNameserver};
+use crate::crd::{ClientAuth, DeletePolicy, TfsNameserver, VolumeOwnership};
 use crate::names::{self, *};
 use crate::settings::{ANN_SETTINGS, Settings};
 
@@ -206,6 +209,51 @@ pub fn pdb(t: &TfsNameserver) -> PodDisruptionBudget {
     }
 }
 
+/// The instances' NetworkPolicy (when `spec.networkPolicy.enabled`): replication only between
+/// instances of this resource (a foreign pod cannot even attempt a LOGIN), the client port from
+/// the configured clients and from the operator's namespace (its probes), metrics from anywhere.
+/// Egress is left open: slaves dial the master, hearts reach the API server.
+pub fn network_policy(t: &TfsNameserver, operator_ns: Option<&str>) -> NetworkPolicy {
+    let own = LabelSelector { match_labels: Some(selector(&t.name_any())), ..Default::default() };
+    let port = |p: i32| NetworkPolicyPort {
+        port: Some(IntOrString::Int(p)),
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    };
+    let clients = &t.spec.network_policy.clients;
+    let mut rules = vec![NetworkPolicyIngressRule {
+        ports: Some(vec![port(REPL_PORT)]),
+        from: Some(vec![NetworkPolicyPeer { pod_selector: Some(own.clone()), ..Default::default() }]),
+    }];
+    // An empty `from` admits any source; a list admits only its peers.
+    rules.push(NetworkPolicyIngressRule {
+        ports: Some(vec![port(CLIENT_PORT)]),
+        from: (!clients.is_empty()).then(|| clients.clone()),
+    });
+    if let (false, Some(ns)) = (clients.is_empty(), operator_ns) {
+        rules.push(NetworkPolicyIngressRule {
+            ports: Some(vec![port(CLIENT_PORT)]),
+            from: Some(vec![NetworkPolicyPeer {
+                namespace_selector: Some(LabelSelector {
+                    match_labels: Some(BTreeMap::from([("kubernetes.io/metadata.name".into(), ns.into())])),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+        });
+    }
+    rules.push(NetworkPolicyIngressRule { ports: Some(vec![port(METRICS_PORT)]), from: None });
+    NetworkPolicy {
+        metadata: meta(t, t.name_any()),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(own),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(rules),
+            ..Default::default()
+        }),
+    }
+}
+
 fn field_env(name: &str, path: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
@@ -338,9 +386,11 @@ pub fn pod(t: &TfsNameserver, ordinal: usize) -> Pod {
         security_context: Some(restricted()),
         ..Default::default()
     };
-    // Volumes from provisioners that ignore fsGroup (hostPath) arrive owned by root: hand the
-    // data directory to the nameserver's uid. The only container with a capability, CHOWN alone.
-    let prepare = Container {
+    // Volumes from provisioners that ignore fsGroup (hostPath) arrive owned by root: on request
+    // (storage.ownership: Chown) an init container hands the data directory to the nameserver's
+    // uid. The only container that may run as root, with CHOWN alone; by default there is none,
+    // and the pod meets Pod Security `restricted`.
+    let prepare = (t.spec.storage.ownership == VolumeOwnership::Chown).then(|| Container {
         name: "prepare-data".into(),
         image: Some(image),
         image_pull_policy: pull,
@@ -362,7 +412,7 @@ pub fn pod(t: &TfsNameserver, ordinal: usize) -> Pod {
         }),
         volume_mounts: Some(vec![data]),
         ..Default::default()
-    };
+    });
     Pod {
         metadata: m,
         spec: Some(PodSpec {
@@ -373,10 +423,12 @@ pub fn pod(t: &TfsNameserver, ordinal: usize) -> Pod {
                 run_as_user: Some(RUN_AS),
                 run_as_group: Some(RUN_AS),
                 fs_group: Some(RUN_AS),
+                // A volume already owned by the group is not walked again at each start.
+                fs_group_change_policy: Some("OnRootMismatch".into()),
                 seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
                 ..Default::default()
             }),
-            init_containers: Some(vec![prepare]),
+            init_containers: prepare.map(|c| vec![c]),
             containers: vec![nameserver, heart_c],
             volumes: Some(
                 [Volume {

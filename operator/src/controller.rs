@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
@@ -45,6 +46,9 @@ pub struct Context {
     pub applied: Mutex<HashMap<String, (Option<i64>, Instant)>>,
     /// Per resource with TLS: the CA and the operator's client certificate for probing its pods.
     pub tls: Mutex<HashMap<String, Arc<certs::Material>>>,
+    /// The operator's own namespace (POD_NAMESPACE), admitted to the instances' client port by
+    /// their NetworkPolicy so that the operator's probes pass.
+    pub operator_namespace: Option<String>,
 }
 
 impl Context {
@@ -60,6 +64,7 @@ impl Context {
             clocks: Mutex::new(HashMap::new()),
             applied: Mutex::new(HashMap::new()),
             tls: Mutex::new(HashMap::new()),
+            operator_namespace: std::env::var("POD_NAMESPACE").ok(),
         }
     }
 }
@@ -212,6 +217,16 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
         ssa(&Api::<RoleBinding>::namespaced(client.clone(), &ns), &build::role_binding(t)).await?;
         ssa(&services, &build::peers_service(t)).await?;
         ssa(&Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns), &build::pdb(t)).await?;
+        let policies = Api::<NetworkPolicy>::namespaced(client.clone(), &ns);
+        if t.spec.network_policy.enabled {
+            ssa(&policies, &build::network_policy(t, ctx.operator_namespace.as_deref())).await?;
+        } else if policies
+            .get_opt(&name)
+            .await?
+            .is_some_and(|p| p.owner_references().iter().any(|o| Some(&o.uid) == t.metadata.uid.as_ref()))
+        {
+            policies.delete(&name, &Default::default()).await?;
+        }
         for i in 0..replicas {
             create_missing(&pvcs, &build::pvc(t, i)).await?;
         }

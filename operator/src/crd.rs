@@ -86,6 +86,34 @@ pub struct TfsNameserverSpec {
     #[serde(default)]
     #[x_kube(validation = Rule::new("self.enabled == oldSelf.enabled").message("tls.enabled is chosen at creation: create a new TfsNameserver to change it"))]
     pub tls: TlsSpec,
+    /// The NetworkPolicy the operator keeps for the instances (`<name>`): who may reach which port.
+    #[serde(default)]
+    pub network_policy: NetworkPolicySpec,
+}
+
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Keep a NetworkPolicy `<name>` that admits to the instances only: the replication port from
+    /// the instances of this resource, the client port from `clients` and the operator's
+    /// namespace, the metrics port from anywhere. Enforced only where the cluster's network plugin
+    /// enforces NetworkPolicy. When false, the operator removes the policy it made.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Who may use the client port (clients and dataservers), as NetworkPolicy peers (pod and
+    /// namespace selectors, IP blocks). Empty (default): any source.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clients: Vec<k8s_openapi::api::networking::v1::NetworkPolicyPeer>,
+}
+
+impl Default for NetworkPolicySpec {
+    fn default() -> Self {
+        NetworkPolicySpec { enabled: true, clients: Vec::new() }
+    }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
@@ -123,6 +151,22 @@ pub struct StorageSpec {
     /// and an instance that comes back with the same ordinal reuses it) or Delete.
     #[serde(default)]
     pub delete_policy: DeletePolicy,
+    /// How an instance's volume comes to belong to the nameserver's user (uid/gid 65532):
+    /// FsGroup (default: the kubelet applies the pod's fsGroup, as it does for local, CSI and
+    /// most cloud volumes; every container runs as non-root, so the pods meet Pod Security
+    /// `restricted`) or Chown (an init container running as root with CAP_CHOWN alone hands the
+    /// directory over, for provisioners whose volumes ignore fsGroup, such as hostPath; not
+    /// admitted in a namespace that enforces `restricted`). Applies to pods created after a change.
+    #[serde(default)]
+    pub ownership: VolumeOwnership,
+}
+
+/// Who hands a new volume to the nameserver's user: the kubelet (FsGroup) or an init container (Chown).
+#[derive(schemars::JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum VolumeOwnership {
+    #[default]
+    FsGroup,
+    Chown,
 }
 
 /// Retain keeps volumes (and the metadata in them) until deleted by hand; Delete removes them.

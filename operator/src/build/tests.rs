@@ -74,17 +74,29 @@ fn pods_run_restricted() {
         assert!(s.capabilities.as_ref().unwrap().add.is_none());
         assert_eq!(s.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
     }
-    let init = &p.init_containers.as_ref().unwrap()[0];
-    assert_eq!(
-        init.security_context.as_ref().unwrap().capabilities.as_ref().unwrap().add.as_deref(),
-        Some(&["CHOWN".to_string()][..])
-    );
+    // By default no container runs as root, not even an init container: the kubelet applies fsGroup.
+    assert!(p.init_containers.is_none(), "an init container by default");
+    let sc = p.security_context.as_ref().unwrap();
+    assert_eq!((sc.fs_group, sc.fs_group_change_policy.as_deref()), (Some(RUN_AS), Some("OnRootMismatch")));
     let ns = p.containers.iter().find(|c| c.name == "nameserver").unwrap();
     let args = ns.args.as_ref().unwrap();
     assert!(args.contains(&"--admin-listen=127.0.0.1:8102".to_string()), "admin stays on loopback");
     assert!(args.contains(&"--sync-set-publication=lease".to_string()));
     assert_eq!(ns.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/health"));
     assert_eq!(p.volumes.unwrap()[0].persistent_volume_claim.as_ref().unwrap().claim_name, "demo-0-data");
+}
+
+#[test]
+fn volumes_that_ignore_fs_group_get_a_chown_init_container_on_request() {
+    let mut t = demo();
+    t.spec.storage.ownership = VolumeOwnership::Chown;
+    let p = pod(&t, 0).spec.unwrap();
+    let init = &p.init_containers.as_ref().unwrap()[0];
+    assert_eq!(init.name, "prepare-data");
+    assert_eq!(
+        init.security_context.as_ref().unwrap().capabilities.as_ref().unwrap().add.as_deref(),
+        Some(&["CHOWN".to_string()][..])
+    );
 }
 
 #[test]
@@ -163,4 +175,51 @@ fn with_tls_a_pod_mounts_its_certificates_and_says_where() {
     // A pod made without TLS is outdated for a resource with TLS (and the other way round).
     assert_eq!(pod_outdated(&t, &plain), Some("tls"));
     assert_eq!(pod_outdated(&t, &p), None);
+}
+
+#[test]
+fn the_network_policy_admits_replication_only_from_its_own_instances() {
+    let t = demo();
+    let p = network_policy(&t, Some("tfs-system")).spec.unwrap();
+    assert_eq!(p.policy_types, Some(vec!["Ingress".to_string()]));
+    assert_eq!(p.pod_selector.as_ref().unwrap().match_labels, Some(selector("demo")));
+    let rules = p.ingress.unwrap();
+    let on = |port: i32| -> Vec<_> {
+        rules
+            .iter()
+            .filter(|r| r.ports.as_ref().unwrap().iter().any(|p| p.port == Some(IntOrString::Int(port))))
+            .collect()
+    };
+    let repl = on(REPL_PORT);
+    assert_eq!(repl.len(), 1);
+    let from = repl[0].from.as_ref().expect("replication has sources");
+    assert_eq!(from.len(), 1);
+    assert_eq!(from[0].pod_selector.as_ref().unwrap().match_labels, Some(selector("demo")));
+    assert!(from[0].namespace_selector.is_none(), "only this namespace's instances");
+    // No clients listed: the client port is open to any source, and so is metrics.
+    assert!(on(CLIENT_PORT).iter().all(|r| r.from.is_none()));
+    assert!(on(METRICS_PORT).iter().all(|r| r.from.is_none()));
+}
+
+#[test]
+fn listed_clients_and_the_operator_alone_reach_the_client_port() {
+    let mut t = demo();
+    let app = k8s_openapi::api::networking::v1::NetworkPolicyPeer {
+        pod_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([("app".into(), "tfs-client".into())])),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    t.spec.network_policy.clients = vec![app.clone()];
+    let rules = network_policy(&t, Some("tfs-system")).spec.unwrap().ingress.unwrap();
+    let client: Vec<_> = rules
+        .iter()
+        .filter(|r| r.ports.as_ref().unwrap()[0].port == Some(IntOrString::Int(CLIENT_PORT)))
+        .flat_map(|r| r.from.clone().expect("no rule open to all"))
+        .collect();
+    assert_eq!(client.len(), 2);
+    assert_eq!(client[0], app);
+    let ns = client[1].namespace_selector.as_ref().unwrap().match_labels.as_ref().unwrap();
+    assert_eq!(ns["kubernetes.io/metadata.name"], "tfs-system");
 }

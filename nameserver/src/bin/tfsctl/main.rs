@@ -6,6 +6,7 @@ mod devcerts;
 mod history;
 mod linearize;
 mod ops;
+mod probe;
 mod record;
 mod sim;
 mod tls;
@@ -75,6 +76,10 @@ enum Cmd {
     Drain,
     /// Write a development CA and a TLS directory per node (for --tls-dir, --ca/--cert/--key).
     DevCerts(devcerts::DevCertsArgs),
+    /// Audit the replication port: try a slave's LOGIN as --node with this client's TLS settings
+    /// (--ca/--cert/--key, none for plain), print what the node answered, and leave. Exit status
+    /// 0 when refused, 3 when accepted.
+    ProbeLogin(probe::ProbeLoginArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -244,7 +249,7 @@ async fn main() {
     let cli = Cli::parse();
     // Where a TLS failure could have been: the client port (the admin port is plain).
     let client_port = match &cli.cmd {
-        Cmd::Role { .. } | Cmd::Drain | Cmd::Status { admin: true } | Cmd::DevCerts(_) => None,
+        Cmd::Role { .. } | Cmd::Drain | Cmd::Status { admin: true } | Cmd::DevCerts(_) | Cmd::ProbeLogin(_) => None,
         _ => Some(cli.addr.clone()),
     };
     match run(cli).await {
@@ -365,6 +370,13 @@ async fn run(cli: Cli) -> Result<i32> {
             println!("role {:?} epoch {} durable seq {}", r.role(), r.epoch, r.durable_seq);
         }
         Cmd::DevCerts(a) => devcerts::run(&a)?,
+        Cmd::ProbeLogin(a) => match probe::run(&a, &cli.tls).await? {
+            probe::Outcome::Refused(why) => println!("refused: {why}"),
+            probe::Outcome::Accepted => {
+                println!("accepted: {} would replicate as slave {}", a.repl, a.node);
+                return Ok(3);
+            }
+        },
         Cmd::Drain => {
             let r = AdminClient::new(connect(&cli.admin_addr).await?)
                 .drain(proto::DrainRequest {})
