@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use tfs_operator::crd::{Phase, TfsNameserver};
@@ -125,6 +125,14 @@ impl Namespace {
     pub fn create(scenario: &str) -> Result<Self> {
         let name = format!("e2e-{scenario}-{}", now_ms() % 100_000);
         kubectl(&["create", "namespace", &name])?;
+        // Every scenario runs where Pod Security `restricted` is enforced, as many clusters do.
+        kubectl(&[
+            "label",
+            "namespace",
+            &name,
+            "pod-security.kubernetes.io/enforce=restricted",
+            "pod-security.kubernetes.io/enforce-version=latest",
+        ])?;
         Ok(Namespace(name))
     }
 }
@@ -136,13 +144,26 @@ impl Drop for Namespace {
     }
 }
 
-/// The example TfsNameserver, in namespace `ns` under `name`.
-pub fn demo_manifest(ns: &str, name: &str, replicas: u32) -> Result<String> {
+/// The example TfsNameserver, in namespace `ns` under `name`, with `more_spec` (YAML lines at the
+/// spec's indentation) in its spec: a key given there replaces the example's block of that key.
+pub fn demo_manifest(ns: &str, name: &str, replicas: u32, more_spec: &str) -> Result<String> {
     let text = std::fs::read_to_string(root().join("examples/tfsnameserver.yaml"))?;
+    let spec_key = |line: &str| -> Option<String> {
+        let t = line.strip_prefix("  ")?;
+        (!t.starts_with([' ', '#'])).then(|| t.split(':').next().unwrap_or_default().to_string())
+    };
+    let replaced: Vec<String> = more_spec.lines().filter_map(spec_key).collect();
     let mut out = Vec::new();
+    let mut skipping = false;
     for line in text.lines() {
         let t = line.trim_start();
         let indent = &line[..line.len() - t.len()];
+        if indent.len() <= 2 && !t.is_empty() {
+            skipping = spec_key(line).is_some_and(|k| replaced.contains(&k));
+        }
+        if skipping {
+            continue;
+        }
         if t.starts_with("name: demo") {
             out.push(format!("{indent}name: {name}"));
         } else if t.starts_with("namespace:") {
@@ -153,8 +174,17 @@ pub fn demo_manifest(ns: &str, name: &str, replicas: u32) -> Result<String> {
             out.push(line.to_string());
         }
     }
+    out.push(more_spec.to_string());
     Ok(out.join("\n"))
 }
+
+/// Where the client certificate of `ns/name` is written for tfsctl.
+fn client_tls_dir(ns: &str, name: &str) -> PathBuf {
+    root().join(".e2e/runs/tls").join(format!("{ns}.{name}"))
+}
+
+/// The environment tfsctl reads its TLS settings from.
+pub const TLS_ENV: [&str; 4] = ["TFS_CA", "TFS_CERT", "TFS_KEY", "TFS_TLS_SERVER_NAME"];
 
 pub struct Tfs {
     pub ns: String,
@@ -178,20 +208,68 @@ impl Tfs {
         replicas: u32,
         more_spec: &str,
     ) -> Result<Tfs> {
-        let manifest = format!("{}\n{more_spec}", demo_manifest(ns, name, replicas)?);
+        let manifest = demo_manifest(ns, name, replicas, more_spec)?;
         kubectl_stdin(&["apply", "-f", "-"], &manifest)?;
-        Ok(Tfs {
+        let t = Tfs {
             ns: ns.into(),
             name: name.into(),
             api: Api::namespaced(client.clone(), ns),
             leases: Api::namespaced(client.clone(), ns),
             pods: Api::namespaced(client.clone(), ns),
             services: Api::namespaced(client.clone(), ns),
-        })
+        };
+        let tls = t.get().await?.spec.tls;
+        if tls.enabled {
+            t.use_client_certificate(client).await?;
+        } else {
+            for k in TLS_ENV {
+                // SAFETY: harness processes set these before they start any thread that runs tfsctl
+                // (the e2e suite runs one test at a time).
+                unsafe { std::env::remove_var(k) };
+            }
+        }
+        Ok(t)
+    }
+
+    /// With TLS on (the example's default): the operator's client Secret, written out as files and
+    /// named in TFS_CA/TFS_CERT/TFS_KEY/TFS_TLS_SERVER_NAME, the environment of every tfsctl this
+    /// process starts from now on (as a user would export them).
+    async fn use_client_certificate(&self, client: &kube::Client) -> Result<PathBuf> {
+        let secrets = Api::<Secret>::namespaced(client.clone(), &self.ns);
+        let secret_name = format!("{}-client", self.name);
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let secret = loop {
+            if let Some(s) = secrets.get_opt(&secret_name).await? {
+                break s;
+            }
+            if Instant::now() > deadline {
+                bail!("the operator did not write Secret {}/{secret_name} within 90 s", self.ns);
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        let dir = client_tls_dir(&self.ns, &self.name);
+        std::fs::create_dir_all(&dir)?;
+        let data = secret.data.unwrap_or_default();
+        let mut files = Vec::new();
+        for (key, file) in [("ca.crt", "ca.crt"), ("tls.crt", "client.crt"), ("tls.key", "client.key")] {
+            let v = data.get(key).with_context(|| format!("Secret {secret_name} has no {key}"))?;
+            std::fs::write(dir.join(file), &v.0)?;
+            files.push(dir.join(file).to_string_lossy().into_owned());
+        }
+        for (k, v) in TLS_ENV.iter().zip([files[0].as_str(), &files[1], &files[2], &self.name]) {
+            // SAFETY: as in create_with.
+            unsafe { std::env::set_var(k, v) };
+        }
+        Ok(dir)
     }
 
     pub async fn get(&self) -> Result<TfsNameserver> {
         Ok(self.api.get(&self.name).await?)
+    }
+
+    /// The Lease as the operator reads it (holder, epoch, sync set, ...).
+    pub async fn lease_view(&self) -> Result<tfs_operator::lease::LeaseView> {
+        Ok(tfs_operator::lease::LeaseView::of(&self.leases.get(&self.name).await?))
     }
 
     /// (holder, epoch) from the Lease.
