@@ -8,7 +8,7 @@ KUBECTL := $(ROOT)/.e2e/bin/kubectl
 HELM := $(ROOT)/.e2e/bin/helm
 export KUBECONFIG ?= $(ROOT)/.e2e/kubeconfig
 
-.PHONY: bench help build release crds check-crds fmt lint unit helm-lint e2e demo test deps chaos fuzz deps-fuzz
+.PHONY: plugin bench help build release crds check-crds fmt lint unit helm-lint e2e demo test deps chaos fuzz deps-fuzz
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -49,7 +49,12 @@ deps: ## Install what the build needs (Rust toolchain components, Debian package
 	@test -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf || apt-get install -y -q fonts-dejavu-core  # bench-report's PNG text
 	@$(MAKE) --no-print-directory deps-cluster
 
-e2e: release cluster image ## End-to-end suites on the local cluster (installs the chart)
+plugin: ## Install the kubectl plugin kubectl-tfs into .e2e/bin (on PATH, `kubectl tfs status|switchover` works)
+	$(CARGO) build --release -p tfs-operator --bin kubectl-tfs
+	@mkdir -p $(ROOT)/.e2e/bin && install -m 0755 $(ROOT)/target/release/kubectl-tfs $(ROOT)/.e2e/bin/kubectl-tfs
+	@echo "plugin: .e2e/bin/kubectl-tfs (export PATH=$(ROOT)/.e2e/bin:\$$PATH)"
+
+e2e: release cluster image plugin ## End-to-end suites on the local cluster (installs the chart)
 	$(KUBECTL) apply -f examples/storageclass-local.yaml
 	$(CARGO) test -p tfs-e2e --test cluster -- --test-threads=1 --nocapture
 
@@ -58,7 +63,7 @@ CHAOS_SEED ?=
 chaos: release cluster image ## Randomized faults under load on the local cluster, then the history check (CHAOS_FAULTS=30, CHAOS_SEED=<seed to replay>, CHAOS_KINDS=<kind,...>)
 	$(ROOT)/target/release/chaos --faults $(CHAOS_FAULTS) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED)) $(if $(CHAOS_KINDS),--kinds $(CHAOS_KINDS))
 
-demo: deps release cluster image ## The main job: cluster, chart, a TfsNameserver, a failover shown with kubectl
+demo: deps release cluster image plugin ## The main job: cluster, chart, a TfsNameserver, a failover shown with kubectl
 	e2e/demo.sh
 
 bench: release cluster image ## All figures in one run (< 30 min): writes vs etcd and a bare RPC, engine, recovery, failover distributions, criterion; then bench-report (summary lines, tables, plots)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The engine's own figures, each against a bare RPC (Echo on the same server) in the same run:
 # standalone create, create at half that rate (latency), batch create; master + sync slave at
-# c=256 and at half rate; catch-up of a fresh slave; the replicated creates again with TLS on
-# every hop. Writes results.json "standalone", "replicated", "catch_up", "replicated_tls".
+# c=256 and at half rate; catch-up of a fresh slave. Writes results.json "standalone",
+# "replicated", "catch_up". (TLS's cost: bench/tls.sh.)
 set -euo pipefail
 BENCH_NAME=engine
 source "$(dirname "$0")/lib.sh"
@@ -47,15 +47,6 @@ t1=$(date +%s.%N)
 ns_stop "$W" f; ns_stop "$W" m
 put_result catch_up "{\"records\": $target, \"seconds\": $(python3 -c "print($t1 - $t0)")}"
 
-log "replicated with TLS on every hop (client and dataservers -> master with client certificates, master -> slave mutual): create at concurrency 256, then at the plain run's half rate"
-"$B/tfsctl" dev-certs --dir "$W/certs" --nodes m,s,bench --san 127.0.0.1,127.0.0.2 >/dev/null
-mkdir -p "$W/tls"
-TLS_CERTS="$W/certs" master_with_sync_slave "$W/tls"
-create3=$(TLS_CERTS="$W/certs" tfs_bench 127.0.0.1:8100 --op create --count "$N" --concurrency 256 --sim-dataservers 3)
-createh3=$(TLS_CERTS="$W/certs" tfs_bench 127.0.0.1:8100 --op create --count $((half2 * 8)) --concurrency 256 --sim-dataservers 3 --rate "$half2")
-[ "$(TLS_CERTS="$W/certs" status_field 127.0.0.1:8100 sync_set)" != "[]" ] || die "the slave left the sync set during the TLS run"
-ns_stop "$W/tls" s; ns_stop "$W/tls" m
-put_result replicated_tls "{\"create\": $create3, \"create_half_rate\": $createh3}"
 python3 - "$RESULTS" <<'PY'
 import json, sys
 res = json.load(open(sys.argv[1]))
@@ -64,7 +55,5 @@ print(f"standalone_create_ops={s['create']['ops_per_s']:.0f} echo_ops={s['echo']
 print(f"batch_create_blocks_per_s={s['batch_create']['items_per_s']:.0f}")
 print(f"replicated_create_ops={p['create']['ops_per_s']:.0f} echo_ops={p['echo']['ops_per_s']:.0f} ratio={p['create']['ops_per_s']/p['echo']['ops_per_s']:.2f} p99_half_rate_ms={p['create_half_rate']['p99_ms']:.2f} replication_cost={p['create']['ops_per_s']/s['create']['ops_per_s']:.2f}")
 print(f"replicated_get_ops={p['get']['ops_per_s']:.0f} p99_ms={p['get']['p99_ms']:.2f} echo_ops={p['echo']['ops_per_s']:.0f} ratio={p['get']['ops_per_s']/p['echo']['ops_per_s']:.2f}")
-t = res["replicated_tls"]
-print(f"tls_replicated_create_ops={t['create']['ops_per_s']:.0f} plain_ops={p['create']['ops_per_s']:.0f} ratio={t['create']['ops_per_s']/p['create']['ops_per_s']:.2f} p99_ms tls={t['create']['p99_ms']:.2f} plain={p['create']['p99_ms']:.2f}; at half rate p99_ms tls={t['create_half_rate']['p99_ms']:.2f} plain={p['create_half_rate']['p99_ms']:.2f}")
 print(f"catch_up_records_per_s={c['records']/c['seconds']:.0f} ({c['records']} records in {c['seconds']:.2f}s)")
 PY

@@ -33,7 +33,22 @@ run "$K" get tfsns demo
 run "$K" get pods -l app.kubernetes.io/instance=demo -o wide
 
 VIP=$("$K" get svc demo -o jsonpath='{.spec.clusterIP}'):8100
-say "Writing through the VIP $VIP (tfsctl bench, every acknowledged write recorded)"
+say "TLS: the operator's CA, a certificate per pod, one for clients (spec.tls in the example)"
+run "$K" get secrets demo-ca demo-0-tls demo-1-tls demo-client
+run "$K" get networkpolicy demo
+# tfsctl takes the client certificate from the environment, as a user would export it.
+TLS="$RUN/tls"; mkdir -p "$TLS"
+for k in ca.crt tls.crt tls.key; do
+  "$K" get secret demo-client -o go-template="{{index .data \"$k\"}}" | base64 -d > "$TLS/$k"
+done
+chmod 600 "$TLS/tls.key"
+printf '$ %s\n' "tfsctl --addr $VIP status    # plain TCP, no certificate"
+"$CTL" --addr "$VIP" status 2>&1 | tail -1 || true
+export TFS_CA=$TLS/ca.crt TFS_CERT=$TLS/tls.crt TFS_KEY=$TLS/tls.key TFS_TLS_SERVER_NAME=demo
+printf '$ %s\n' "TFS_CA=$TFS_CA TFS_CERT=$TFS_CERT TFS_KEY=$TFS_KEY TFS_TLS_SERVER_NAME=demo tfsctl --addr $VIP status"
+"$CTL" --addr "$VIP" status | head -4
+
+say "Writing through the VIP $VIP over TLS (tfsctl bench, every acknowledged write recorded)"
 rm -f "$RUN/acked"
 "$CTL" --addr "$VIP" bench --op create --count 1000000000 --concurrency 16 --sim-dataservers 3 \
   --record "$RUN/acked" --retry-for 60s > "$RUN/writer.log" 2>&1 &
@@ -74,6 +89,7 @@ The cluster keeps running. Explore it:
   kubectl get tfsns -w                                   # MASTER, EPOCH, READY, PHASE, LAST-FAILOVER
   kubectl get lease demo -o yaml                         # the heartbeat lease: holder, transitions = epoch
   kubectl annotate tfsns demo tfs.io/switchover-to=<slave pod>   # planned switchover
-  $CTL --addr $VIP status                  # the master's role, epoch, seqs, sync set
+  export TFS_CA=$TFS_CA TFS_CERT=$TFS_CERT TFS_KEY=$TFS_KEY TFS_TLS_SERVER_NAME=demo
+  $CTL --addr $VIP status                  # the master's role, epoch, seqs, sync set (over TLS)
   make cluster-down                                      # stop everything
 MSG

@@ -115,4 +115,36 @@ logs=$(k -n "$NS" logs api-client 2>&1)
 grep -q api-client-ok <<< "$logs" || fail "kubectl logs api-client: $logs"
 ok "pod with a service-account token reached the API; kubectl logs works"
 
+# 9. a claim of the default StorageClass (local-volumes) is provisioned on the node, bound, and
+#    written by a non-root pod through its fsGroup (what Pod Security `restricted` pods rely on)
+k -n "$NS" apply -f - >/dev/null <<'YAML'
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 16Mi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: writer}
+spec:
+  restartPolicy: Never
+  securityContext: {runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532, runAsNonRoot: true}
+  containers:
+  - name: c
+    image: localhost/e2e-echo:local
+    imagePullPolicy: Never
+    command: [sh, -c, 'echo written > /data/f && cat /data/f']
+    securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+    volumeMounts: [{name: data, mountPath: /data}]
+  volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
+YAML
+k -n "$NS" wait pod/writer --for=jsonpath='{.status.phase}'=Succeeded --timeout=90s >/dev/null ||
+  fail "a non-root pod could not write its claim: $(k -n "$NS" logs writer 2>&1 | tail -3; k -n "$NS" describe pvc data | tail -5)"
+pv=$(k -n "$NS" get pvc data -o jsonpath='{.spec.volumeName}')
+node=$(k get pv "$pv" -o jsonpath='{.spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0].values[0]}')
+[ "$node" = "$NODE_NAME" ] || fail "volume $pv has node affinity to '$node', want $NODE_NAME"
+ok "claim bound to local volume $pv on node $node, written by uid 65532 through fsGroup"
+
 echo "$PASSED passed, 0 failed"

@@ -36,9 +36,12 @@ pub fn now_ms() -> u64 {
 
 /// Runs a command to completion; fails with its output when it fails.
 pub fn run(cmd: &Path, args: &[&str]) -> Result<Output> {
+    // .e2e/bin first on PATH: kubectl finds its plugins (kubectl-tfs) there.
+    let path = format!("{}:{}", root().join(".e2e/bin").display(), std::env::var("PATH").unwrap_or_default());
     let out = Command::new(cmd)
         .args(args)
         .env("KUBECONFIG", kubeconfig())
+        .env("PATH", path)
         .stdin(Stdio::null())
         .output()
         .with_context(|| format!("cannot run {}", cmd.display()))?;

@@ -87,7 +87,10 @@ async fn failover_with(scenario: &str, fault: Fault, more_spec: &str) -> Result<
         Fault::Kill9 => kill9(container_pid(&ns.0, &master, "nameserver")?)?,
         Fault::Heart => kill9(container_pid(&ns.0, &master, "heart")?)?,
         Fault::Switchover => {
-            kubectl(&["annotate", "tfsns", "demo", "-n", &ns.0, &format!("tfs.io/switchover-to={slave}")])?;
+            // As a user would: the kubectl plugin asks, waits and prints the outcome.
+            let out = kubectl(&["tfs", "switchover", "demo", &slave, "-n", &ns.0])?;
+            print!("scenario={scenario} kubectl tfs switchover:\n{out}");
+            ensure!(out.contains(&format!("{slave} is master at epoch")), "kubectl tfs switchover: {out}");
         }
         Fault::Freeze => {
             let pid = container_pid(&ns.0, &master, "nameserver")?;
@@ -252,6 +255,15 @@ async fn t1_demo_is_healthy_and_serves_through_the_vip() -> Result<()> {
         st.master.as_deref() == Some(holder.as_str()) && st.epoch == Some(epoch as i64),
         "status {st:?} vs lease {holder}@{epoch}"
     );
+    // The kubectl plugin's status: master, epoch, and a row per instance with its node.
+    let plugin = kubectl(&["tfs", "status", "demo", "-n", &ns.0])?;
+    print!("scenario=demo kubectl tfs status:\n{plugin}");
+    ensure!(plugin.contains(&format!("master {holder} at epoch {epoch}")), "kubectl tfs status: {plugin}");
+    for i in &st.instances {
+        let row = plugin.lines().find(|l| l.starts_with(&format!("{} ", i.name))).unwrap_or_default();
+        let role = row.split_whitespace().nth(1).unwrap_or_default();
+        ensure!(role == i.role, "kubectl tfs status shows {} as {role:?}, status says {}: {plugin}", i.name, i.role);
+    }
     // The VIP's EndpointSlice holds exactly the master's address.
     let ip = t.pods.get(&holder).await?.status.and_then(|s| s.pod_ip).unwrap_or_default();
     let eps = kubectl(&[

@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod crashpoint;
 pub mod engine;
+pub mod logging;
 pub mod metrics;
 pub mod mutation;
 pub mod oplog;

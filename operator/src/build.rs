@@ -21,7 +21,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
-use crate::crd::{ClientAuth, DeletePolicy, TfsNameserver, VolumeOwnership};
+use crate::crd::{ClientAuth, DeletePolicy, LogFormat, TfsNameserver, VolumeOwnership};
 use crate::names::{self, *};
 use crate::settings::{ANN_SETTINGS, Settings};
 
@@ -55,6 +55,12 @@ pub fn config_map(t: &TfsNameserver) -> ConfigMap {
     let mut data: BTreeMap<String, String> =
         Settings::of(t).env().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     data.insert("TFS_CLUSTER_ID".to_string(), format!("{}.{}", t.namespace().unwrap_or_default(), t.name_any()));
+    // Not a setting that rolls pods (see settings.rs): read by each process as it starts.
+    let log = match t.spec.log_format {
+        LogFormat::Text => "text",
+        LogFormat::Json => "json",
+    };
+    data.insert("TFS_LOG_FORMAT".to_string(), log.to_string());
     ConfigMap { metadata: meta(t, config_map_name(t)), data: Some(data), ..Default::default() }
 }
 

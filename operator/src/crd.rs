@@ -89,6 +89,18 @@ pub struct TfsNameserverSpec {
     /// The NetworkPolicy the operator keeps for the instances (`<name>`): who may reach which port.
     #[serde(default)]
     pub network_policy: NetworkPolicySpec,
+    /// Log lines of the nameserver and heart containers: Text (default), or Json (one object per
+    /// line, for log collectors). Takes effect as containers (re)start; rolls nothing.
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+/// How the processes of a pod write their log lines.
+#[derive(schemars::JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]

@@ -19,6 +19,7 @@ pub mod lease;
 pub mod metrics;
 pub mod names;
 pub mod pki;
+pub mod plugin;
 pub mod settings;
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::markdown::{Align, table};
 use crate::numbers::{fixed, short, thousands};
-use crate::results::{CatchUp, Failover, Machine, Recovery, Results, Writes};
+use crate::results::{CatchUp, Failover, Machine, Recovery, Results, TlsCost, Writes};
 use crate::stats::Spread;
 use crate::summary::Summary;
 
@@ -24,6 +24,9 @@ pub fn all(results: &Results, summary: &Summary, plots: Option<&str>) -> BTreeMa
     }
     if results.recovery.is_some() || results.catch_up.is_some() {
         blocks.insert("recovery", recovery(results.recovery.as_deref(), results.catch_up.as_ref(), plots));
+    }
+    if let Some(t) = &results.tls_cost {
+        blocks.insert("tls", tls(t));
     }
     blocks.insert("summary", summary_block(summary));
     blocks
@@ -175,6 +178,43 @@ pub fn recovery(recovery: Option<&[Recovery]>, catch_up: Option<&CatchUp>, plots
     if recovery.is_some() {
         out.push_str(&images(plots, &[("Restart time and memory per block", "recovery")]));
     }
+    out
+}
+
+/// One row per round: plain and TLS side by side, and their ratio.
+pub fn tls(t: &TlsCost) -> String {
+    let rows: Vec<Vec<String>> = t
+        .rounds
+        .iter()
+        .zip(t.ratios())
+        .enumerate()
+        .map(|(i, (r, ratio))| {
+            vec![
+                (i + 1).to_string(),
+                thousands(r.plain.create.ops_per_s),
+                thousands(r.tls.create.ops_per_s),
+                format!("{ratio:.3}"),
+                format!("{:.2}", r.plain.create.p99_ms),
+                format!("{:.2}", r.tls.create.p99_ms),
+                format!("{:.2}", r.plain.create_paced.p99_ms),
+                format!("{:.2}", r.tls.create_paced.p99_ms),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &[
+            ("round", Align::Right),
+            ("plain ops/s", Align::Right),
+            ("TLS ops/s", Align::Right),
+            ("TLS / plain", Align::Right),
+            ("p99 ms plain", Align::Right),
+            ("p99 ms TLS", Align::Right),
+            (&format!("p99 ms at {}/s plain", thousands(t.rate)), Align::Right),
+            (&format!("p99 ms at {}/s TLS", thousands(t.rate)), Align::Right),
+        ],
+        &rows,
+    );
+    out.push_str(&format!("\n{}\n", crate::summary::tls_line(t)));
     out
 }
 

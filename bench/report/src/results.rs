@@ -33,6 +33,7 @@ pub struct Results {
     pub failover: Option<Failover>,
     pub recovery: Option<Vec<Recovery>>,
     pub catch_up: Option<CatchUp>,
+    pub tls_cost: Option<TlsCost>,
 }
 
 /// Where the figures were measured. Each field is optional: the table shows what is there.
@@ -99,6 +100,43 @@ pub struct Recovery {
 pub struct CatchUp {
     pub records: u64,
     pub seconds: f64,
+}
+
+/// The replicated write path plain and with TLS on every hop, in alternating rounds (bench/tls.sh).
+#[derive(Debug, Clone, Deserialize)]
+pub struct TlsCost {
+    /// The paced runs' rate, creates/s.
+    pub rate: f64,
+    pub rounds: Vec<TlsRound>,
+}
+
+/// One plain run and the TLS run right after it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TlsRound {
+    pub plain: TlsRun,
+    pub tls: TlsRun,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TlsRun {
+    /// Creates at concurrency 256, as fast as they go.
+    pub create: Run,
+    /// Creates at the section's rate.
+    pub create_paced: Run,
+}
+
+/// What tfsctl bench reports of one run (the fields the report uses).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Run {
+    pub ops_per_s: f64,
+    pub p99_ms: f64,
+}
+
+impl TlsCost {
+    /// Each round's TLS throughput over the plain throughput.
+    pub fn ratios(&self) -> Vec<f64> {
+        self.rounds.iter().map(|r| r.tls.create.ops_per_s / r.plain.create.ops_per_s).collect()
+    }
 }
 
 impl Results {
@@ -177,6 +215,25 @@ impl Results {
             && c.seconds <= 0.0
         {
             bail!("catch_up.seconds: must be above 0, got {}", c.seconds);
+        }
+        if let Some(t) = &self.tls_cost {
+            if t.rounds.is_empty() {
+                bail!("tls_cost.rounds: empty");
+            }
+            for (i, r) in t.rounds.iter().enumerate() {
+                for (side, run) in [("plain", &r.plain), ("tls", &r.tls)] {
+                    let at = format!("tls_cost.rounds[{i}].{side}.create");
+                    if run.create.ops_per_s <= 0.0 {
+                        bail!("{at}.ops_per_s: must be above 0, got {}", run.create.ops_per_s);
+                    }
+                    non_negative(&at, "p99_ms", run.create.p99_ms)?;
+                    non_negative(
+                        &format!("tls_cost.rounds[{i}].{side}.create_paced"),
+                        "p99_ms",
+                        run.create_paced.p99_ms,
+                    )?;
+                }
+            }
         }
         Ok(())
     }

@@ -8,10 +8,12 @@
 //! switchover_p50_s=...              (same keys)
 //! restart_s_1m=0.330 restart_s_10m=2.240 bytes_per_block_1m=180 bytes_per_block_10m=131
 //! catch_up_records_per_s=2035123
+//! tls_throughput_ratio=0.912 rounds=4 per_round=0.90,0.93,0.91,0.92 p99_ms_plain=14.10 p99_ms_tls=15.02 paced_p99_ms_plain=3.10 paced_p99_ms_tls=3.41
 //! target_writes=PASS tfs_vs_etcd3_write_ratio=12.34 p99_worse_than_etcd3_at_c=none goal=ratio>=10,p99<=etcd3
 //! target_failover_kill=PASS p50_s=0.410 goal=p50<=2
 //! target_failover_podloss=PASS p50_s=5.900 goal=p50<=6.5
 //! target_switchover=PASS p50_s=0.420 failed_requests=0 goal=p50<=1,failed=0
+//! target_tls=PASS tls_throughput_ratio=0.912 goal=ratio>=0.85
 //! ```
 //!
 //! A figure whose section is absent from the results gets no line but a note; a value that cannot
@@ -22,7 +24,8 @@ use std::fmt;
 
 use crate::numbers::{NA, fixed, short};
 use crate::results::{
-    CatchUp, ETCD1, ETCD3, Failover, KILL, PODLOSS, Recovery, Results, SWITCHOVER, TFS, TFS_ECHO, Writes, blocks_label,
+    CatchUp, ETCD1, ETCD3, Failover, KILL, PODLOSS, Recovery, Results, SWITCHOVER, TFS, TFS_ECHO, TlsCost, TlsRound,
+    Writes, blocks_label,
 };
 use crate::stats::{Spread, best_ops, p99_ratios, ratio};
 
@@ -34,6 +37,8 @@ pub const KILL_P50_GOAL_S: f64 = 2.0;
 pub const PODLOSS_SLACK_S: f64 = 1.5;
 /// Median time of a planned switchover, which must also fail no request.
 pub const SWITCHOVER_P50_GOAL_S: f64 = 1.0;
+/// Replicated creates with TLS on every hop keep at least this share of the plain throughput.
+pub const TLS_RATIO_GOAL: f64 = 0.85;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -126,8 +131,13 @@ impl Summary {
             Some(c) => s.lines.push(catch_up_line(c)),
             None => s.notes.push("no `catch_up` section: no catch-up rate".into()),
         }
+        match &results.tls_cost {
+            Some(t) => s.lines.push(tls_line(t)),
+            None => s.notes.push("no `tls_cost` section: no TLS cost".into()),
+        }
         s.targets.push(writes_target(results.writes.as_ref()));
         s.targets.extend(failover_targets(results.failover.as_ref()));
+        s.targets.push(tls_target(results.tls_cost.as_ref()));
         s
     }
 
@@ -269,6 +279,44 @@ fn recovery_line(recovery: &[Recovery]) -> String {
     restart.chain(bytes).collect::<Vec<_>>().join(" ")
 }
 
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
+/// Medians over the rounds: each ratio is taken within its round, plain and TLS side by side.
+pub fn tls_line(t: &TlsCost) -> String {
+    let m = |f: &dyn Fn(&TlsRound) -> f64| median(t.rounds.iter().map(f).collect());
+    format!(
+        "tls_throughput_ratio={} rounds={} per_round={} p99_ms_plain={} p99_ms_tls={} paced_p99_ms_plain={} paced_p99_ms_tls={}",
+        fixed(median(t.ratios()), 3),
+        t.rounds.len(),
+        t.ratios().iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(","),
+        fixed(m(&|r| r.plain.create.p99_ms), 2),
+        fixed(m(&|r| r.tls.create.p99_ms), 2),
+        fixed(m(&|r| r.plain.create_paced.p99_ms), 2),
+        fixed(m(&|r| r.tls.create_paced.p99_ms), 2),
+    )
+}
+
+fn tls_target(t: Option<&TlsCost>) -> Target {
+    let r = t.and_then(|t| median(t.ratios()));
+    Target {
+        key: "tls",
+        goal: format!(
+            "replicated creates with TLS on every hop ≥ {TLS_RATIO_GOAL} × plain (median of alternating rounds)"
+        ),
+        goal_key: format!("ratio>={TLS_RATIO_GOAL}"),
+        measured: vec![("tls_throughput_ratio", fixed(r, 3))],
+        verdict: Verdict::all(&[r.map(|r| r >= TLS_RATIO_GOAL)]),
+    }
+}
+
 fn catch_up_line(c: &CatchUp) -> String {
     format!("catch_up_records_per_s={:.0}", c.records_per_s())
 }
@@ -295,7 +343,7 @@ mod tests {
     fn nothing_measured_gives_notes_and_unjudged_targets() {
         let s = Summary::of(&Results::default());
         assert!(s.lines.is_empty());
-        assert_eq!(s.notes.len(), 4);
+        assert_eq!(s.notes.len(), 5);
         assert_eq!(
             s.stdout_lines(),
             [
@@ -303,6 +351,7 @@ mod tests {
                 "target_failover_kill=n/a p50_s=n/a goal=p50<=2",
                 "target_failover_podloss=n/a p50_s=n/a goal=p50<=lease+1.5",
                 "target_switchover=n/a p50_s=n/a failed_requests=n/a goal=p50<=1,failed=0",
+                "target_tls=n/a tls_throughput_ratio=n/a goal=ratio>=0.85",
             ]
         );
     }
@@ -382,7 +431,7 @@ mod tests {
         );
         let lines: Vec<String> = s.targets.iter().map(Target::line).collect();
         assert_eq!(
-            lines[1..],
+            lines[1..4],
             [
                 "target_failover_kill=PASS p50_s=0.400 goal=p50<=2",
                 "target_failover_podloss=FAIL p50_s=6.600 goal=p50<=6.5",
@@ -411,5 +460,27 @@ mod tests {
              bytes_per_block_500k=200 bytes_per_block_1m=n/a bytes_per_block_10m=n/a"
         );
         assert_eq!(catch_up_line(&CatchUp { records: 2_000_000, seconds: 0.8 }), "catch_up_records_per_s=2500000");
+    }
+
+    #[test]
+    fn tls_cost_is_the_median_of_per_round_ratios_and_judged_against_the_goal() {
+        use crate::results::{Run, TlsRun};
+        let run = |ops, p99| TlsRun {
+            create: Run { ops_per_s: ops, p99_ms: p99 },
+            create_paced: Run { ops_per_s: 1.0, p99_ms: p99 / 4.0 },
+        };
+        let round = |plain, tls| TlsRound { plain: run(plain, 10.0), tls: run(tls, 12.0) };
+        // Throughput drifts between rounds; each ratio is taken within its round.
+        let t =
+            TlsCost { rate: 100.0, rounds: vec![round(1000.0, 900.0), round(2000.0, 1900.0), round(1500.0, 1200.0)] };
+        assert_eq!(
+            tls_line(&t),
+            "tls_throughput_ratio=0.900 rounds=3 per_round=0.90,0.95,0.80 p99_ms_plain=10.00 p99_ms_tls=12.00 \
+             paced_p99_ms_plain=2.50 paced_p99_ms_tls=3.00"
+        );
+        assert_eq!(tls_target(Some(&t)).verdict, Verdict::Pass);
+        let slow = TlsCost { rate: 1.0, rounds: vec![round(1000.0, 800.0), round(1000.0, 840.0)] };
+        assert_eq!(tls_target(Some(&slow)).verdict, Verdict::Fail);
+        assert_eq!(tls_target(None).verdict, Verdict::NoData);
     }
 }

@@ -108,13 +108,14 @@ struct Args {
     /// Turn fdatasync off (benchmarks of everything but the disk only; loses data on a crash).
     #[arg(long, hide = true)]
     unsafe_no_fsync: bool,
+    /// Log lines as text or as JSON objects (for log collectors).
+    #[arg(long, value_enum, default_value = "text", env = "TFS_LOG_FORMAT", ignore_case = true)]
+    log_format: tfs_nameserver::logging::LogFormat,
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
     let args = Args::parse();
+    tfs_nameserver::logging::init(args.log_format);
     if !args.admin_listen.ip().is_loopback() {
         anyhow::bail!(
             "--admin-listen {} must be a loopback address: AssumeRole and Drain are for the local heart only",

@@ -15,6 +15,9 @@ use tracing::info;
 #[derive(Debug, Parser)]
 #[command(version, about = "Operator and heart sidecar for the highly available TFS nameserver")]
 struct Cli {
+    /// Log lines as text or as JSON objects (for log collectors).
+    #[arg(long, global = true, value_enum, default_value = "text", env = "TFS_LOG_FORMAT", ignore_case = true)]
+    log_format: tfs_nameserver::logging::LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -58,10 +61,9 @@ enum Cmd {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
-    match Cli::parse().cmd {
+    let cli = Cli::parse();
+    tfs_nameserver::logging::init(cli.log_format);
+    match cli.cmd {
         Cmd::Crd => {
             print!("{}", crd::crd_yaml());
             Ok(())

@@ -110,6 +110,7 @@ fn storage_and_config() {
     let d = config_map(&t).data.unwrap();
     assert_eq!(d["TFS_REPLICATION_MODE"], "sync");
     assert_eq!(d["TFS_CLUSTER_ID"], "ns.demo");
+    assert_eq!(d["TFS_LOG_FORMAT"], "text", "the default");
     assert_eq!(d["TFS_LEASE_DURATION_SECONDS"], "5");
 }
 

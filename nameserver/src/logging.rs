@@ -1,0 +1,23 @@
+//! Process logging for every binary of the project: text for people, or one JSON object per
+//! line for log collectors (`--log-format json`, env `TFS_LOG_FORMAT`). The level comes from
+//! `RUST_LOG` (default info).
+
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    /// One JSON object per line: timestamp, level, target, fields (message included), spans.
+    Json,
+}
+
+/// Installs the global subscriber (logs on stdout, which a container runtime collects).
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let b = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => b.init(),
+        LogFormat::Json => b.json().flatten_event(true).with_current_span(false).init(),
+    }
+}

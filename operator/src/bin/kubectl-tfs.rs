@@ -1,0 +1,127 @@
+//! `kubectl tfs`: a kubectl plugin for TfsNameservers (kubectl runs `kubectl-tfs` found on PATH).
+//! `status` shows one resource as an incident needs it; `switchover` asks for a planned
+//! switchover and waits for its outcome. What they show and decide is in `tfs_operator::plugin`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use tfs_operator::crd::TfsNameserver;
+use tfs_operator::lease::LeaseView;
+use tfs_operator::names::{self, ANN_SWITCHOVER_TO, LABEL_INSTANCE};
+use tfs_operator::plugin::{self, Switchover};
+
+#[derive(Debug, Parser)]
+#[command(name = "kubectl tfs", version, about = "Status and switchover of TfsNameservers")]
+struct Cli {
+    /// Namespace of the TfsNameserver (default: the kubeconfig context's).
+    #[arg(short, long, global = true)]
+    namespace: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Master, epoch, Lease, failovers, and each instance: role, durable seq, lag, sync-set
+    /// membership, node, IP, restarts; then the conditions.
+    Status { name: String },
+    /// Planned switchover to a slave of the sync set: the master drains, then hands its Lease
+    /// over; waits for the outcome and prints it.
+    Switchover {
+        name: String,
+        /// The pod to make master.
+        pod: String,
+        /// How long to wait for the outcome.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    if let Err(e) = run(Cli::parse()).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let client = kube::Client::try_default().await.context("no cluster: check KUBECONFIG or the current context")?;
+    let ns = cli.namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
+    let tfs: Api<TfsNameserver> = Api::namespaced(client.clone(), &ns);
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let get = |name: String| {
+        let tfs = tfs.clone();
+        let ns = ns.clone();
+        async move { tfs.get_opt(&name).await?.with_context(|| format!("no TfsNameserver {name} in namespace {ns}")) }
+    };
+    match cli.cmd {
+        Cmd::Status { name } => {
+            let t = get(name.clone()).await?;
+            let lease = leases.get_opt(&names::lease(&name)).await?;
+            let pods = Api::<Pod>::namespaced(client.clone(), &ns)
+                .list(&ListParams::default().labels(&format!("{LABEL_INSTANCE}={name}")))
+                .await?
+                .items;
+            print!("{}", plugin::status(&t, lease.as_ref(), &pods, k8s_openapi::jiff::Timestamp::now()));
+        }
+        Cmd::Switchover { name, pod, timeout } => {
+            let t = get(name.clone()).await?;
+            if let Some(why) = plugin::switchover_refusal(&t, &pod) {
+                bail!("switchover to {pod} refused: {why}");
+            }
+            let before = LeaseView::of(&leases.get(&names::lease(&name)).await?);
+            let started = Instant::now();
+            let patch = serde_json::json!({ "metadata": { "annotations": { ANN_SWITCHOVER_TO: pod } } });
+            tfs.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            println!("switchover of {ns}/{name} from {} (epoch {}) to {pod} asked", before.holder, before.transitions);
+            loop {
+                let lv = LeaseView::of(&leases.get(&names::lease(&name)).await?);
+                match plugin::switchover_progress(&lv, &pod, before.transitions) {
+                    Switchover::Done { epoch } => {
+                        println!("{pod} is master at epoch {epoch} after {:.2} s", started.elapsed().as_secs_f64());
+                        return Ok(());
+                    }
+                    Switchover::Refused(why) => bail!("the master refused the handover: {why}"),
+                    Switchover::Pending => {}
+                }
+                // The operator clears the annotation when it rejects the request (an Event says why).
+                let asked =
+                    get(name.clone()).await?.metadata.annotations.unwrap_or_default().contains_key(ANN_SWITCHOVER_TO);
+                if !asked && lv.holder != pod {
+                    let why = rejection(&client, &ns, &t).await.unwrap_or_else(|| "no reason recorded".into());
+                    bail!("the operator rejected the switchover: {why}");
+                }
+                if started.elapsed() > timeout {
+                    bail!(
+                        "{pod} is not master after {timeout:?} (Lease holder {}, epoch {})",
+                        lv.holder,
+                        lv.transitions
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The newest SwitchoverRejected Event of `t`.
+async fn rejection(client: &kube::Client, ns: &str, t: &TfsNameserver) -> Option<String> {
+    let uid = t.metadata.uid.as_deref()?;
+    let events = Api::<Event>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().fields(&format!("involvedObject.uid={uid}")))
+        .await
+        .ok()?;
+    events
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("SwitchoverRejected"))
+        .max_by_key(|e| e.event_time.as_ref().map(|t| t.0).or(e.last_timestamp.as_ref().map(|t| t.0)))
+        .and_then(|e| e.message)
+}

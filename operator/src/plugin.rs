@@ -1,0 +1,290 @@
+//! `kubectl tfs`: what the plugin shows and decides, without IO (the binary,
+//! `src/bin/kubectl-tfs.rs`, only reads and writes objects). `status` is one screen of what a
+//! user asks first during an incident — who is master, at which epoch, who could take over, how
+//! far behind each instance is, on which node — from the resource, its Lease and its pods.
+
+use std::fmt::Write;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+
+use crate::crd::{ClientAuth, ReplicationMode, TfsNameserver};
+use crate::lease::LeaseView;
+
+/// A duration in the way kubectl prints ages: 45s, 3m12s, 2h5m, 3d4h.
+pub fn age(seconds: i64) -> String {
+    let s = seconds.max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{}h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+fn since(t: Option<Timestamp>, now: Timestamp) -> Option<i64> {
+    t.map(|t| now.as_second() - t.as_second())
+}
+
+/// `kubectl tfs status`: the resource, its Lease and pods, as of `now`.
+pub fn status(t: &TfsNameserver, lease: Option<&Lease>, pods: &[Pod], now: Timestamp) -> String {
+    let mut o = String::new();
+    let ns = t.metadata.namespace.as_deref().unwrap_or("");
+    let name = t.metadata.name.as_deref().unwrap_or("");
+    let st = t.status.clone().unwrap_or_default();
+    let phase = st.phase.map(|p| format!("{p:?}")).unwrap_or_else(|| "-".into());
+    let _ = writeln!(
+        o,
+        "TfsNameserver {ns}/{name}: {phase}, {} ready, master {} at epoch {}",
+        st.ready.as_deref().unwrap_or("-"),
+        st.master.as_deref().filter(|m| !m.is_empty()).unwrap_or("(none)"),
+        st.epoch.map(|e| e.to_string()).unwrap_or_else(|| "-".into()),
+    );
+    let spec = &t.spec;
+    let tls = match (spec.tls.enabled, spec.tls.client_auth) {
+        (false, _) => "off".to_string(),
+        (true, ClientAuth::Required) => "on, client certificates required".into(),
+        (true, ClientAuth::None) => "on".into(),
+    };
+    let _ = writeln!(
+        o,
+        "Replication {:?}, {} replicas, lease {}s (renew deadline {}s), TLS {tls}, image {}",
+        spec.replication.mode,
+        spec.replicas,
+        spec.lease.duration_seconds,
+        spec.lease.renew_deadline_seconds,
+        spec.image
+    );
+    match lease {
+        Some(l) => {
+            let v = LeaseView::of(l);
+            let renewed = since(l.spec.as_ref().and_then(|s| s.renew_time.as_ref()).map(|t| t.0), now);
+            let holder = if v.released() { "(released)".to_string() } else { v.holder.clone() };
+            let _ = writeln!(
+                o,
+                "Lease: holder {holder}, epoch {}, renewed {} ago, sync set [{}]{}",
+                v.transitions,
+                renewed.map(age).unwrap_or_else(|| "never".into()),
+                v.sync_set.join(", "),
+                v.handover_refused.map(|r| format!(", handover refused: {r}")).unwrap_or_default()
+            );
+        }
+        None => o.push_str("Lease: none yet\n"),
+    }
+    let last = since(st.last_failover_time.as_ref().map(|t| t.0), now)
+        .map(|s| {
+            format!(", last {} ago ({})", age(s), st.last_failover_reason.as_deref().unwrap_or("no reason recorded"))
+        })
+        .unwrap_or_default();
+    let _ = writeln!(o, "Failovers: {}{last}", st.failovers);
+    if let Some(to) = t.metadata.annotations.as_ref().and_then(|a| a.get(crate::names::ANN_SWITCHOVER_TO)) {
+        let _ = writeln!(o, "Switchover asked to {to}");
+    }
+
+    let rows: Vec<[String; 10]> = st
+        .instances
+        .iter()
+        .map(|i| {
+            let pod = pods.iter().find(|p| p.metadata.name.as_deref() == Some(i.name.as_str()));
+            let ps = pod.and_then(|p| p.status.as_ref());
+            let restarts: i32 = ps
+                .and_then(|s| s.container_statuses.as_ref())
+                .map(|c| c.iter().map(|c| c.restart_count).sum())
+                .unwrap_or(0);
+            let master = i.role == "master";
+            [
+                i.name.clone(),
+                i.role.clone(),
+                if i.ready { "yes" } else { "no" }.into(),
+                i.durable_seq.to_string(),
+                if master { "-".into() } else { i.lag.to_string() },
+                match (master, i.in_sync_set) {
+                    (true, _) => "-",
+                    (false, true) => "yes",
+                    (false, false) => "no",
+                }
+                .into(),
+                pod.and_then(|p| p.spec.as_ref()?.node_name.clone()).unwrap_or_else(|| "-".into()),
+                ps.and_then(|s| s.pod_ip.clone()).unwrap_or_else(|| "-".into()),
+                restarts.to_string(),
+                since(pod.and_then(|p| p.metadata.creation_timestamp.as_ref()).map(|t| t.0), now)
+                    .map(age)
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    o.push('\n');
+    o.push_str(&columns(
+        &["INSTANCE", "ROLE", "READY", "DURABLE-SEQ", "LAG", "SYNC-SET", "NODE", "IP", "RESTARTS", "AGE"],
+        &rows,
+    ));
+    if !st.conditions.is_empty() {
+        o.push_str("\nConditions:\n");
+        for c in &st.conditions {
+            let msg = if c.message.is_empty() { String::new() } else { format!(": {}", c.message) };
+            let _ = writeln!(o, "  {:<16} {:<6} {}{msg}", c.type_, c.status, c.reason);
+        }
+    }
+    o
+}
+
+/// Left-aligned columns two spaces apart, as kubectl prints tables.
+pub fn columns<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut l = String::new();
+        for (i, (c, w)) in cells.iter().zip(&width).enumerate() {
+            if i + 1 == N {
+                l.push_str(c);
+            } else {
+                let _ = write!(l, "{c:<w$}  ");
+            }
+        }
+        l.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for r in rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// Where a switchover to `target` stands, from the Lease as it is now.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Switchover {
+    /// `target` holds the Lease at an epoch above the one the switchover started from.
+    Done {
+        epoch: i32,
+    },
+    /// The master's heart refused the handover, and why.
+    Refused(String),
+    Pending,
+}
+
+pub fn switchover_progress(lease: &LeaseView, target: &str, from_epoch: i32) -> Switchover {
+    if lease.holder == target && lease.transitions > from_epoch {
+        return Switchover::Done { epoch: lease.transitions };
+    }
+    match &lease.handover_refused {
+        Some(r) if r.contains(target) || lease.handover_to.as_deref() == Some(target) => Switchover::Refused(r.clone()),
+        _ => Switchover::Pending,
+    }
+}
+
+/// Why a switchover to `target` cannot be asked for, judged from the status before asking.
+pub fn switchover_refusal(t: &TfsNameserver, target: &str) -> Option<String> {
+    let st = t.status.as_ref()?;
+    if st.master.as_deref() == Some(target) {
+        return Some(format!("{target} is already the master"));
+    }
+    match st.instances.iter().find(|i| i.name == target) {
+        None => Some(format!(
+            "{target} is not an instance of {} (instances: {})",
+            t.metadata.name.as_deref().unwrap_or(""),
+            st.instances.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")
+        )),
+        Some(i) if t.spec.replication.mode == ReplicationMode::Sync && !i.in_sync_set => Some(format!(
+            "{target} is not in the master's sync set: it may lack acknowledged writes, so the master would refuse"
+        )),
+        Some(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{InstanceStatus, Phase, TfsNameserverSpec, TfsNameserverStatus};
+    use k8s_openapi::api::coordination::v1::LeaseSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
+
+    fn demo() -> TfsNameserver {
+        let spec: TfsNameserverSpec = serde_json::from_value(serde_json::json!({
+            "storage": {"size": "1Gi"}, "tls": {"enabled": true, "clientAuth": "Required"}
+        }))
+        .unwrap();
+        let mut t = TfsNameserver::new("demo", spec);
+        t.metadata.namespace = Some("ns".into());
+        let inst = |name: &str, role: &str, seq, lag, sync| InstanceStatus {
+            name: name.into(),
+            role: role.into(),
+            ready: true,
+            durable_seq: seq,
+            lag,
+            in_sync_set: sync,
+        };
+        t.status = Some(TfsNameserverStatus {
+            phase: Some(Phase::Healthy),
+            master: Some("demo-1".into()),
+            epoch: Some(3),
+            ready: Some("3/3".into()),
+            instances: vec![
+                inst("demo-0", "slave", 90, 10, false),
+                inst("demo-1", "master", 100, 0, false),
+                inst("demo-2", "slave", 100, 0, true),
+            ],
+            failovers: 1,
+            last_failover_time: Some(Time("2026-11-29T10:00:00Z".parse().unwrap())),
+            last_failover_reason: Some("demo-0 not ready".into()),
+            ..Default::default()
+        });
+        t
+    }
+
+    #[test]
+    fn status_shows_master_epoch_lease_and_each_instance() {
+        let now: Timestamp = "2026-11-29T10:03:12Z".parse().unwrap();
+        let lease = Lease {
+            spec: Some(LeaseSpec {
+                holder_identity: Some("demo-1".into()),
+                lease_transitions: Some(3),
+                renew_time: Some(MicroTime("2026-11-29T10:03:11Z".parse().unwrap())),
+                ..Default::default()
+            }),
+            metadata: kube::api::ObjectMeta {
+                annotations: Some([(crate::names::ANN_SYNC_SET.to_string(), "demo-2".to_string())].into()),
+                ..Default::default()
+            },
+        };
+        let out = status(&demo(), Some(&lease), &[], now);
+        assert!(out.starts_with("TfsNameserver ns/demo: Healthy, 3/3 ready, master demo-1 at epoch 3\n"), "{out}");
+        assert!(out.contains("TLS on, client certificates required"), "{out}");
+        assert!(out.contains("Lease: holder demo-1, epoch 3, renewed 1s ago, sync set [demo-2]"), "{out}");
+        assert!(out.contains("Failovers: 1, last 3m12s ago (demo-0 not ready)"), "{out}");
+        let table: Vec<&str> = out.lines().skip_while(|l| !l.starts_with("INSTANCE")).take(4).collect();
+        assert_eq!(table[0].split_whitespace().collect::<Vec<_>>()[..4], ["INSTANCE", "ROLE", "READY", "DURABLE-SEQ"]);
+        assert_eq!(table[1].split_whitespace().collect::<Vec<_>>()[..6], ["demo-0", "slave", "yes", "90", "10", "no"]);
+        assert_eq!(table[2].split_whitespace().collect::<Vec<_>>()[..6], ["demo-1", "master", "yes", "100", "-", "-"]);
+        assert_eq!(table[3].split_whitespace().collect::<Vec<_>>()[..6], ["demo-2", "slave", "yes", "100", "0", "yes"]);
+    }
+
+    #[test]
+    fn a_switchover_is_refused_before_asking_when_the_target_could_not_take_over() {
+        let t = demo();
+        assert_eq!(switchover_refusal(&t, "demo-2"), None);
+        assert!(switchover_refusal(&t, "demo-1").unwrap().contains("already the master"));
+        assert!(switchover_refusal(&t, "demo-0").unwrap().contains("not in the master's sync set"));
+        assert!(switchover_refusal(&t, "demo-9").unwrap().contains("instances: demo-0, demo-1, demo-2"));
+    }
+
+    #[test]
+    fn switchover_progress_reads_the_lease() {
+        let mut v = LeaseView { holder: "demo-1".into(), transitions: 3, ..Default::default() };
+        assert_eq!(switchover_progress(&v, "demo-2", 3), Switchover::Pending);
+        v.handover_to = Some("demo-2".into());
+        v.handover_refused = Some("demo-2 is not in the sync set".into());
+        assert_eq!(switchover_progress(&v, "demo-2", 3), Switchover::Refused("demo-2 is not in the sync set".into()));
+        let done = LeaseView { holder: "demo-2".into(), transitions: 4, ..Default::default() };
+        assert_eq!(switchover_progress(&done, "demo-2", 3), Switchover::Done { epoch: 4 });
+    }
+
+    #[test]
+    fn ages_read_like_kubectl() {
+        assert_eq!([age(45), age(192), age(7500), age(273600)], ["45s", "3m12s", "2h5m", "3d4h"]);
+    }
+}
