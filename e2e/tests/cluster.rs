@@ -349,6 +349,7 @@ async fn t1_demo_is_healthy_and_serves_through_the_vip() -> Result<()> {
             "delete persistentvolumeclaims",
             "list persistentvolumeclaims",
             "patch persistentvolumeclaims",
+            "get storageclasses.storage.k8s.io",
             "get services",
             "list services",
             "watch services",
@@ -586,10 +587,24 @@ async fn t6b_frozen_master_is_replaced_and_fences_itself() -> Result<()> {
 #[tokio::test]
 async fn t7_scale_2_3_2() -> Result<()> {
     let (ns, t) = healthy_pair("scale").await?;
-    // The volume's size and class are immutable; its delete policy is not (tz changes it).
-    let size = patch_demo(&ns.0, r#"{"spec":{"storage":{"size":"2Gi"}}}"#);
-    let err = size.expect_err("storage.size was changed").to_string();
-    ensure!(err.contains("storage is immutable"), "{err}");
+    // The volumes never shrink; they grow where the class expands. The local class does not:
+    // the StorageResized condition says so, and the instances keep serving.
+    let smaller = patch_demo(&ns.0, r#"{"spec":{"storage":{"size":"512Mi"}}}"#);
+    let err = smaller.expect_err("storage.size shrank").to_string();
+    ensure!(err.contains("storage.size cannot shrink"), "{err}");
+    patch_demo(&ns.0, r#"{"spec":{"storage":{"size":"2Gi"}}}"#)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let st = t.get().await?.status.unwrap_or_default();
+        if let Some(c) = st.conditions.iter().find(|c| c.type_ == "StorageResized") {
+            ensure!(c.status == "False" && c.reason == "ExpansionNotSupported", "StorageResized: {c:?}");
+            ensure!(c.message.contains("StorageClass standard does not allow volume expansion"), "{}", c.message);
+            println!("scenario=scale storage 1Gi -> 2Gi: StorageResized=False {}: {}", c.reason, c.message);
+            break;
+        }
+        ensure!(std::time::Instant::now() < deadline, "no StorageResized condition within 60 s: {:?}", st.conditions);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     // `kubectl scale` goes through the scale subresource.
     kubectl(&["scale", "tfsns", "demo", "-n", &ns.0, "--replicas", "3"])?;
     t.wait_healthy(3, 1, Duration::from_secs(120)).await?;

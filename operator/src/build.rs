@@ -306,8 +306,22 @@ pub fn pod(t: &TfsNameserver, ordinal: usize) -> Pod {
     let l = m.labels.get_or_insert_default();
     l.insert(LABEL_POD.into(), pod_name.clone());
     l.insert(LABEL_ORDINAL.into(), ordinal.to_string());
+    let ps = &t.spec.pod;
+    l.insert(LABEL_COMPONENT.into(), "nameserver".into());
+    l.insert(LABEL_PART_OF.into(), "tfs".into());
+    if let Some(v) = image_version(&t.spec.image) {
+        l.insert(LABEL_VERSION.into(), v);
+    }
+    for (k, v) in &ps.labels {
+        l.entry(k.clone()).or_insert_with(|| v.clone());
+    }
     let settings = Settings::of(t);
-    m.annotations.get_or_insert_default().insert(ANN_SETTINGS.into(), settings.encode());
+    let a = m.annotations.get_or_insert_default();
+    a.insert(ANN_SETTINGS.into(), settings.encode());
+    a.insert(ANN_POD_SETTINGS.into(), pod_settings(t));
+    for (k, v) in &ps.annotations {
+        a.entry(k.clone()).or_insert_with(|| v.clone());
+    }
     // In the pod's own spec, so that its processes run exactly what its annotation records
     // (explicit env wins over envFrom).
     let settings_env: Vec<EnvVar> = settings
@@ -381,14 +395,14 @@ pub fn pod(t: &TfsNameserver, ordinal: usize) -> Pod {
             .concat(),
         ),
         env_from: Some(env_from),
-        resources: Some(ResourceRequirements {
+        resources: Some(t.spec.pod.heart_resources.clone().unwrap_or_else(|| ResourceRequirements {
             requests: Some(BTreeMap::from([
                 ("cpu".into(), Quantity("10m".into())),
                 ("memory".into(), Quantity("16Mi".into())),
             ])),
             limits: Some(BTreeMap::from([("memory".into(), Quantity("64Mi".into()))])),
             ..Default::default()
-        }),
+        })),
         security_context: Some(restricted()),
         ..Default::default()
     };
@@ -417,12 +431,18 @@ pub fn pod(t: &TfsNameserver, ordinal: usize) -> Pod {
             ..Default::default()
         }),
         volume_mounts: Some(vec![data]),
+        resources: t.spec.pod.init_resources.clone(),
         ..Default::default()
     });
     Pod {
         metadata: m,
         spec: Some(PodSpec {
             service_account_name: Some(heart(&name)),
+            image_pull_secrets: (!ps.image_pull_secrets.is_empty()).then(|| ps.image_pull_secrets.clone()),
+            priority_class_name: ps.priority_class_name.clone(),
+            node_selector: (!ps.node_selector.is_empty()).then(|| ps.node_selector.clone()),
+            tolerations: (!ps.tolerations.is_empty()).then(|| ps.tolerations.clone()),
+            affinity: ps.affinity.clone(),
             termination_grace_period_seconds: Some(10),
             enable_service_links: Some(false),
             security_context: Some(PodSecurityContext {
@@ -475,15 +495,34 @@ pub fn pod_image(p: &Pod) -> Option<String> {
 
 /// Why a pod must be replaced to run what the resource asks (image or settings), if it must.
 pub fn pod_outdated(t: &TfsNameserver, p: &Pod) -> Option<&'static str> {
+    let recorded = p.metadata.annotations.as_ref().and_then(|a| a.get(ANN_POD_SETTINGS));
     if pod_image(p).as_deref() != Some(t.spec.image.as_str()) {
         Some("image")
     } else if Settings::of_pod(p) != Some(Settings::of(t)) {
         Some("settings")
     } else if pod_has_tls(p) != t.spec.tls.enabled {
         Some("tls")
+    } else if recorded.is_some_and(|r| *r != pod_settings(t)) {
+        // (a pod made before the annotation existed is not rolled for it)
+        Some("pod settings")
     } else {
         None
     }
+}
+
+/// What a pod was made with beyond image and settings (resources, spec.pod), as its annotation
+/// records it: a change rolls the pods.
+fn pod_settings(t: &TfsNameserver) -> String {
+    serde_json::json!({ "resources": t.spec.resources, "pod": t.spec.pod }).to_string()
+}
+
+/// The version label of an image reference: its tag, when it has one (not a digest).
+fn image_version(image: &str) -> Option<String> {
+    let last = image.rsplit('/').next()?;
+    let (_, tag) = last.split_once(':')?;
+    // Label values: at most 63 characters of [A-Za-z0-9._-].
+    let ok = !tag.is_empty() && tag.len() <= 63 && tag.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    (ok && !image.contains('@')).then(|| tag.to_string())
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service,
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -34,6 +35,7 @@ use crate::lease::{LeaseClock, LeaseView};
 use crate::metrics::{ErrorLabels, FailoverLabels, Metrics};
 use crate::names::{self, *};
 use crate::settings::{self, Settings};
+use crate::storage;
 
 pub struct Context {
     pub client: Client,
@@ -49,6 +51,8 @@ pub struct Context {
     /// The operator's own namespace (POD_NAMESPACE), admitted to the instances' client port by
     /// their NetworkPolicy so that the operator's probes pass.
     pub operator_namespace: Option<String>,
+    /// Per resource: where growing its volumes stands (the `StorageResized` condition).
+    pub storage: Mutex<HashMap<String, storage::Plan>>,
 }
 
 impl Context {
@@ -65,6 +69,7 @@ impl Context {
             applied: Mutex::new(HashMap::new()),
             tls: Mutex::new(HashMap::new()),
             operator_namespace: std::env::var("POD_NAMESPACE").ok(),
+            storage: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -230,6 +235,7 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
         for i in 0..replicas {
             create_missing(&pvcs, &build::pvc(t, i)).await?;
         }
+        resize_volumes(t, ctx, &pvcs).await?;
         if t.spec.tls.enabled {
             let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns);
             let vip_ip = services
@@ -365,6 +371,17 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
     };
     let mut new_status = compute_status(t, &status, phase, &lease_now, &instances, replicas);
     new_status.conditions.push(settings_condition(t, &status, &judgement));
+    if let Some(p) = ctx.storage.lock().get(&key(t)) {
+        let c = condition(
+            &status.conditions,
+            "StorageResized",
+            p.resized,
+            p.reason,
+            p.message.clone(),
+            t.metadata.generation,
+        );
+        new_status.conditions.push(c);
+    }
     if t.status.as_ref() != Some(&new_status) {
         let api: Api<TfsNameserver> = Api::namespaced(client, &ns);
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(serde_json::json!({ "status": new_status })))
@@ -627,6 +644,31 @@ async fn switchover(
         .await?;
     }
     Ok(Some(Action::requeue(Duration::from_millis(200))))
+}
+
+/// Raises the claims to `spec.storage.size` when their class expands, and keeps what the
+/// `StorageResized` condition will say (see storage.rs).
+async fn resize_volumes(t: &TfsNameserver, ctx: &Context, pvcs: &Api<PersistentVolumeClaim>) -> Result<()> {
+    let claims = pvcs.list(&ListParams::default().labels(&selector_string(&t.name_any()))).await?.items;
+    let class_name = claims.iter().find_map(|c| c.spec.as_ref()?.storage_class_name.clone());
+    let class = match &class_name {
+        Some(n) => Api::<StorageClass>::all(ctx.client.clone()).get_opt(n).await?,
+        None => None,
+    };
+    let plan = storage::plan(&t.spec.storage.size, &claims, class.as_ref());
+    for c in &plan.expand {
+        let patch = serde_json::json!({ "spec": { "resources": { "requests": { "storage": t.spec.storage.size } } } });
+        pvcs.patch(c, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    }
+    if !plan.expand.is_empty() {
+        event(ctx, t, EventType::Normal, "ExpandingVolumes", "Resize", &plan.message).await;
+    }
+    if plan.reason == "ExpansionNotSupported" && ctx.storage.lock().get(&key(t)).map(|p| p.reason) != Some(plan.reason)
+    {
+        event(ctx, t, EventType::Warning, "ExpansionNotSupported", "Resize", &plan.message).await;
+    }
+    ctx.storage.lock().insert(key(t), plan);
+    Ok(())
 }
 
 /// `SettingsApplied`: whether every pod runs the resource's settings, and while not, how the

@@ -6,7 +6,9 @@
 // Printer columns repeat `type_ = ...` by design; clippy reads that as a duplicated attribute.
 #![allow(clippy::duplicated_attributes)]
 
-use k8s_openapi::api::core::v1::ResourceRequirements;
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, LocalObjectReference, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -63,9 +65,11 @@ pub struct TfsNameserverSpec {
     /// Resources of the nameserver container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
-    /// Persistent storage of each instance's oplog and checkpoints. Size and class are immutable;
-    /// the delete policy may change.
-    #[x_kube(validation = Rule::new("self.size == oldSelf.size && has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)").message("storage is immutable (size and storageClassName): create a new TfsNameserver to change it"))]
+    /// Persistent storage of each instance's oplog and checkpoints. The size may grow (the
+    /// volumes are expanded when their StorageClass allows it; the StorageResized condition
+    /// says how that goes), never shrink; the class is immutable; the delete policy may change.
+    #[x_kube(validation = Rule::new("quantity(self.size).compareTo(quantity(oldSelf.size)) >= 0").message("storage.size cannot shrink: a volume is never made smaller"))]
+    #[x_kube(validation = Rule::new("has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)").message("storage.storageClassName is immutable: create a new TfsNameserver to change it"))]
     pub storage: StorageSpec,
     /// Heartbeat Lease timing.
     #[serde(default)]
@@ -93,6 +97,42 @@ pub struct TfsNameserverSpec {
     /// line, for log collectors). Takes effect as containers (re)start; rolls nothing.
     #[serde(default)]
     pub log_format: LogFormat,
+    /// Settings of the instances' pods beyond the nameserver container. A change rolls the pods
+    /// (slaves first, then a switchover away from the master), like an image change.
+    #[serde(default)]
+    pub pod: PodSettings,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSettings {
+    /// Secrets holding credentials to pull the image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+    /// PriorityClass of the pods (a nameserver is usually worth more than batch work).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+    /// More labels on the pods (the operator's own labels win on a clash).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// More annotations on the pods (the operator's own annotations win on a clash).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Resources of the heart sidecar (default: requests 10m CPU and 16Mi, limit 64Mi memory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heart_resources: Option<ResourceRequirements>,
+    /// Resources of the prepare-data init container (only with storage.ownership: Chown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_resources: Option<ResourceRequirements>,
+    /// Nodes the pods may run on, by label.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Taints the pods tolerate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Node and pod affinity of the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
 }
 
 /// How the processes of a pod write their log lines.
@@ -382,7 +422,8 @@ mod tests {
         for needle in [
             "tfsns",
             "replicas must be between 2 and 5",
-            "storage is immutable",
+            "storage.size cannot shrink",
+            "storage.storageClassName is immutable",
             "lease.durationSeconds must be greater than lease.renewDeadlineSeconds",
             "greater than 1.2 x lease.retryPeriodSeconds",
             "jsonPath: .status.master",

@@ -21,6 +21,7 @@ pub mod names;
 pub mod pki;
 pub mod plugin;
 pub mod settings;
+pub mod storage;
 
 #[cfg(test)]
 pub(crate) mod fixtures;

@@ -11,6 +11,11 @@ pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// On each nameserver pod, its own name: the VIP Service selects the master by it.
 pub const LABEL_POD: &str = "tfs.io/pod";
 pub const LABEL_ORDINAL: &str = "tfs.io/ordinal";
+pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
+pub const LABEL_PART_OF: &str = "app.kubernetes.io/part-of";
+pub const LABEL_VERSION: &str = "app.kubernetes.io/version";
+/// On each nameserver pod: its resources and spec.pod as made (a change rolls the pods).
+pub const ANN_POD_SETTINGS: &str = "tfs.io/pod-settings";
 
 /// On the TfsNameserver: ask for a planned switchover to this pod.
 pub const ANN_SWITCHOVER_TO: &str = "tfs.io/switchover-to";

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::{Result, bail};
 
 /// The blocks the report writes.
-pub const NAMES: [&str; 5] = ["machine", "writes", "failover", "recovery", "summary"];
+pub const NAMES: [&str; 6] = ["machine", "writes", "failover", "recovery", "tls", "summary"];
 
 const OPEN: &str = "<!-- bench-report:";
 const CLOSE: &str = "<!-- /bench-report:";

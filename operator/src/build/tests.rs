@@ -224,3 +224,63 @@ fn listed_clients_and_the_operator_alone_reach_the_client_port() {
     let ns = client[1].namespace_selector.as_ref().unwrap().match_labels.as_ref().unwrap();
     assert_eq!(ns["kubernetes.io/metadata.name"], "tfs-system");
 }
+
+#[test]
+fn pod_settings_reach_every_container_and_the_pod() {
+    let mut t = demo();
+    t.spec.image = "registry.example/tfs:1.4.2".into();
+    let res = |cpu: &str| ResourceRequirements {
+        requests: Some(BTreeMap::from([("cpu".into(), Quantity(cpu.into()))])),
+        ..Default::default()
+    };
+    t.spec.pod = serde_json::from_value(serde_json::json!({
+        "imagePullSecrets": [{"name": "regcred"}],
+        "priorityClassName": "tfs-critical",
+        "labels": {"team": "storage", "app.kubernetes.io/instance": "hijack"},
+        "annotations": {"example.com/owner": "storage"},
+        "nodeSelector": {"disk": "ssd"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "tfs", "effect": "NoSchedule"}],
+    }))
+    .unwrap();
+    t.spec.pod.heart_resources = Some(res("20m"));
+    t.spec.pod.init_resources = Some(res("30m"));
+    t.spec.storage.ownership = VolumeOwnership::Chown;
+    let p = pod(&t, 0);
+    let l = p.metadata.labels.as_ref().unwrap();
+    assert_eq!(l["team"], "storage");
+    assert_eq!(l["app.kubernetes.io/instance"], "demo", "the operator's labels win");
+    assert_eq!(l[LABEL_COMPONENT], "nameserver");
+    assert_eq!(l[LABEL_PART_OF], "tfs");
+    assert_eq!(l[LABEL_VERSION], "1.4.2");
+    assert_eq!(p.metadata.annotations.as_ref().unwrap()["example.com/owner"], "storage");
+    let s = p.spec.unwrap();
+    assert_eq!(s.image_pull_secrets.unwrap()[0].name, "regcred");
+    assert_eq!(s.priority_class_name.as_deref(), Some("tfs-critical"));
+    assert_eq!(s.node_selector.unwrap()["disk"], "ssd");
+    assert_eq!(s.tolerations.unwrap()[0].key.as_deref(), Some("dedicated"));
+    let heart = s.containers.iter().find(|c| c.name == "heart").unwrap();
+    assert_eq!(heart.resources, Some(res("20m")));
+    assert_eq!(s.init_containers.unwrap()[0].resources, Some(res("30m")));
+}
+
+#[test]
+fn a_change_of_pod_settings_rolls_the_pods_but_a_pod_from_before_them_is_left() {
+    let mut t = demo();
+    let mut p = pod(&t, 0);
+    assert_eq!(pod_outdated(&t, &p), None);
+    t.spec.pod.priority_class_name = Some("tfs-critical".into());
+    assert_eq!(pod_outdated(&t, &p), Some("pod settings"));
+    t.spec.pod.priority_class_name = None;
+    t.spec.resources = Some(ResourceRequirements::default());
+    assert_eq!(pod_outdated(&t, &p), Some("pod settings"), "the nameserver's resources too");
+    p.metadata.annotations.as_mut().unwrap().remove(ANN_POD_SETTINGS);
+    assert_eq!(pod_outdated(&t, &p), None);
+}
+
+#[test]
+fn the_version_label_is_the_image_tag_when_it_is_a_valid_label() {
+    assert_eq!(image_version("localhost/tfs:dev").as_deref(), Some("dev"));
+    assert_eq!(image_version("registry:5000/tfs").as_deref(), None, "a port is not a tag");
+    assert_eq!(image_version("tfs@sha256:abc").as_deref(), None);
+    assert_eq!(image_version("tfs:1.0+build").as_deref(), None);
+}
