@@ -255,6 +255,10 @@ async fn t1_demo_is_healthy_and_serves_through_the_vip() -> Result<()> {
         st.master.as_deref() == Some(holder.as_str()) && st.epoch == Some(epoch as i64),
         "status {st:?} vs lease {holder}@{epoch}"
     );
+    // `helm test`: the chart's own check that the operator answers (health and reconciles).
+    let test = run(&bin("helm"), &["test", "tfs", "-n", OPERATOR_NS, "--logs", "--timeout", "90s"])?;
+    let test = String::from_utf8_lossy(&test.stdout).to_string();
+    ensure!(test.contains("the operator answers at"), "helm test: {test}");
     // The kubectl plugin's status: master, epoch, and a row per instance with its node.
     let plugin = kubectl(&["tfs", "status", "demo", "-n", &ns.0])?;
     print!("scenario=demo kubectl tfs status:\n{plugin}");

@@ -24,6 +24,16 @@ pub struct Reason {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabel {
+    pub peer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: &'static str,
+}
+
 pub struct Metrics {
     pub registry: Registry,
     pub requests: Family<OpLabels, Counter>,
@@ -42,6 +52,9 @@ pub struct Metrics {
     pub abandoned: Counter,
     pub repl_refused: Family<Reason, Counter>,
     pub client_handshakes_failed: Counter,
+    pub sync_set_size: Gauge,
+    pub peer_lag: Family<PeerLabel, Gauge>,
+    pub refused_not_master: Counter,
 }
 
 impl Default for Metrics {
@@ -106,6 +119,29 @@ impl Metrics {
             "client-port connections dropped in their TLS handshake",
             client_handshakes_failed.clone(),
         );
+        let sync_set_size = Gauge::default();
+        registry.register(
+            "sync_set_size",
+            "slaves a commit waits for (the master's sync set; 0 on a slave)",
+            sync_set_size.clone(),
+        );
+        let peer_lag = Family::<PeerLabel, Gauge>::default();
+        registry.register(
+            "peer_lag",
+            "records a slave is behind this master's durable seq, per connected or awaited slave",
+            peer_lag.clone(),
+        );
+        registry.register(
+            "build",
+            "the running build (tfs_nameserver_build_info, value 1)",
+            prometheus_client::metrics::info::Info::new(BuildLabels { version: env!("CARGO_PKG_VERSION") }),
+        );
+        let refused_not_master = Counter::default();
+        registry.register(
+            "writes_refused_not_master",
+            "writes refused because this node is not a writable master (clients still sent here after a failover)",
+            refused_not_master.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -124,6 +160,9 @@ impl Metrics {
             abandoned,
             repl_refused,
             client_handshakes_failed,
+            sync_set_size,
+            peer_lag,
+            refused_not_master,
         }
     }
 

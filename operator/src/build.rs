@@ -248,7 +248,8 @@ pub fn network_policy(t: &TfsNameserver, operator_ns: Option<&str>) -> NetworkPo
             }]),
         });
     }
-    rules.push(NetworkPolicyIngressRule { ports: Some(vec![port(METRICS_PORT)]), from: None });
+    rules
+        .push(NetworkPolicyIngressRule { ports: Some(vec![port(METRICS_PORT), port(HEART_METRICS_PORT)]), from: None });
     NetworkPolicy {
         metadata: meta(t, t.name_any()),
         spec: Some(NetworkPolicySpec {
@@ -395,6 +396,11 @@ pub fn pod(t: &TfsNameserver, ordinal: usize) -> Pod {
             .concat(),
         ),
         env_from: Some(env_from),
+        ports: Some(vec![ContainerPort {
+            name: Some("heart-metrics".into()),
+            container_port: HEART_METRICS_PORT,
+            ..Default::default()
+        }]),
         resources: Some(t.spec.pod.heart_resources.clone().unwrap_or_else(|| ResourceRequirements {
             requests: Some(BTreeMap::from([
                 ("cpu".into(), Quantity("10m".into())),

@@ -74,15 +74,27 @@ impl Context {
     }
 }
 
-/// Runs the controller until a shutdown signal.
-pub async fn run(client: Client, metrics: Arc<Metrics>) {
-    let tfs = Api::<TfsNameserver>::all(client.clone());
+/// Runs the controller until a shutdown signal: over every namespace, or only over `namespace`
+/// (a namespace-scoped install, whose RBAC is a Role there).
+pub async fn run(client: Client, metrics: Arc<Metrics>, namespace: Option<String>) {
+    fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let ns = namespace.as_deref();
+    let tfs = api::<TfsNameserver>(&client, ns);
     let ctx = Arc::new(Context::new(client.clone(), metrics));
     let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
     Controller::new(tfs, watcher::Config::default())
-        .owns(Api::<Pod>::all(client.clone()), owned.clone())
-        .owns(Api::<Lease>::all(client.clone()), owned.clone())
-        .owns(Api::<Service>::all(client.clone()), owned)
+        .owns(api::<Pod>(&client, ns), owned.clone())
+        .owns(api::<Lease>(&client, ns), owned.clone())
+        .owns(api::<Service>(&client, ns), owned)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|r| async move {
@@ -124,6 +136,8 @@ async fn cleanup(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
     ctx.clocks.lock().remove(&key(t));
     ctx.applied.lock().remove(&key(t));
     ctx.tls.lock().remove(&key(t));
+    ctx.storage.lock().remove(&key(t));
+    ctx.metrics.forget(&t.namespace().unwrap_or_default(), &t.name_any());
     event(
         ctx,
         t,
@@ -382,6 +396,7 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
         );
         new_status.conditions.push(c);
     }
+    ctx.metrics.observe(&ns, &name, &new_status, t.spec.replicas, lease_now.sync_set.len());
     if t.status.as_ref() != Some(&new_status) {
         let api: Api<TfsNameserver> = Api::namespaced(client, &ns);
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(serde_json::json!({ "status": new_status })))
@@ -652,7 +667,11 @@ async fn resize_volumes(t: &TfsNameserver, ctx: &Context, pvcs: &Api<PersistentV
     let claims = pvcs.list(&ListParams::default().labels(&selector_string(&t.name_any()))).await?.items;
     let class_name = claims.iter().find_map(|c| c.spec.as_ref()?.storage_class_name.clone());
     let class = match &class_name {
-        Some(n) => Api::<StorageClass>::all(ctx.client.clone()).get_opt(n).await?,
+        // A namespace-scoped install may not read classes: then expansion is not attempted.
+        Some(n) => Api::<StorageClass>::all(ctx.client.clone()).get_opt(n).await.unwrap_or_else(|e| {
+            warn!(class = %n, error = %e, "cannot read the StorageClass");
+            None
+        }),
         None => None,
     };
     let plan = storage::plan(&t.spec.storage.size, &claims, class.as_ref());

@@ -66,6 +66,7 @@ pub struct Heart {
     /// (holder, epoch) → its replication address. Keyed by epoch too: a pod recreated under
     /// the same name has a new address, and it can only hold the Lease again at a new epoch.
     holder_addr: Option<((String, i32), String)>,
+    metrics: std::sync::Arc<crate::metrics::HeartMetrics>,
 }
 
 const TICK: Duration = Duration::from_millis(200);
@@ -78,7 +79,11 @@ struct AssumeFailed {
 }
 
 impl Heart {
-    pub fn new(client: Client, cfg: HeartConfig) -> anyhow::Result<Self> {
+    pub fn new(
+        client: Client,
+        cfg: HeartConfig,
+        metrics: std::sync::Arc<crate::metrics::HeartMetrics>,
+    ) -> anyhow::Result<Self> {
         let ch = Endpoint::from_shared(format!("http://{}", cfg.admin_addr))?
             .connect_timeout(Duration::from_millis(200))
             .connect_lazy();
@@ -90,6 +95,7 @@ impl Heart {
             last_renew: None,
             granted_until: None,
             holder_addr: None,
+            metrics,
         })
     }
 
@@ -206,6 +212,7 @@ impl Heart {
         let l = self.leases.get(&lease(&self.cfg.name)).await?;
         let lv = LeaseView::of(&l);
         let epoch = lv.transitions.max(0) as u64;
+        self.metrics.holder.set((lv.holder == self.cfg.pod) as i64);
         if lv.holder == self.cfg.pod {
             let mut refused = None;
             if let Some(target) = lv.handover_to.clone().filter(|t| *t != self.cfg.pod) {
@@ -287,7 +294,13 @@ impl Heart {
         } else {
             0
         };
-        self.replace(&nl).await?;
+        let replaced = self.replace(&nl).await;
+        self.metrics.renew_seconds.observe(start.elapsed().as_secs_f64());
+        if replaced.is_err() {
+            self.metrics.renew_failures.inc();
+        }
+        replaced?;
+        self.metrics.renews.inc();
         self.last_renew = Some(start);
         let valid = self.cfg.renew_deadline.saturating_sub(start.elapsed());
         let until = boot_start + self.cfg.renew_deadline;

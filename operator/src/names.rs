@@ -37,6 +37,8 @@ pub const CLIENT_PORT: i32 = 8100;
 pub const REPL_PORT: i32 = 8101;
 pub const ADMIN_PORT: i32 = 8102;
 pub const METRICS_PORT: i32 = 9102;
+/// The heart's /metrics.
+pub const HEART_METRICS_PORT: i32 = 9103;
 
 pub fn pod(name: &str, ordinal: usize) -> String {
     format!("{name}-{ordinal}")

@@ -278,6 +278,7 @@ impl Engine {
 
     fn refused_as_not_master(&self) {
         self.shared.refused_not_master.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.shared.metrics.refused_not_master.inc();
     }
 
     fn admit(&self, records: u32) -> Result<tokio::sync::SemaphorePermit<'_>, WriteError> {

@@ -28,6 +28,13 @@ pub fn status(engine: &Engine) -> proto::StatusReply {
     sh.metrics.committed_seq.set(committed as i64);
     sh.metrics.is_master.set(writable as i64);
     sh.metrics.blocks.set(blocks as i64);
+    sh.metrics.sync_set_size.set(sync_set.members.len() as i64);
+    let peers = crate::server::status::peers(engine, durable);
+    // Slaves come and go: the family holds exactly the peers of this moment.
+    sh.metrics.peer_lag.clear();
+    for p in &peers {
+        sh.metrics.peer_lag.get_or_create(&crate::metrics::PeerLabel { peer: p.node.clone() }).set(p.lag as i64);
+    }
     let valid = role.valid_for(now);
     proto::StatusReply {
         node: sh.cfg.node.clone(),
@@ -40,7 +47,7 @@ pub fn status(engine: &Engine) -> proto::StatusReply {
         master_addr: role.master_addr.clone(),
         draining: role.draining,
         writable,
-        peers: crate::server::status::peers(engine, durable),
+        peers,
         sync_set: sync_set.members,
         block_count: blocks,
         dataserver_count: dss,

@@ -28,6 +28,9 @@ enum Cmd {
     Run {
         #[arg(long, default_value = "0.0.0.0:8080", env = "TFS_OPERATOR_METRICS_ADDR")]
         metrics_addr: SocketAddr,
+        /// Reconcile the TfsNameservers of this namespace only (default: every namespace).
+        #[arg(long, env = "TFS_WATCH_NAMESPACE")]
+        watch_namespace: Option<String>,
     },
     /// Keep the heartbeat Lease for the nameserver in this pod.
     Heart {
@@ -46,6 +49,9 @@ enum Cmd {
         renew_deadline_seconds: u64,
         #[arg(long, env = "TFS_RETRY_PERIOD_SECONDS", default_value_t = 1)]
         retry_period_seconds: u64,
+        /// Where the heart serves /metrics.
+        #[arg(long, default_value = "0.0.0.0:9103", env = "TFS_HEART_METRICS_ADDR")]
+        metrics_addr: SocketAddr,
     },
     /// Print the TfsNameserver CRD as YAML.
     Crd,
@@ -78,7 +84,10 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Cmd::Run { metrics_addr } => tokio::runtime::Runtime::new()?.block_on(run(metrics_addr)),
+        Cmd::Run { metrics_addr, watch_namespace } => {
+            let ns = watch_namespace.filter(|n| !n.is_empty());
+            tokio::runtime::Runtime::new()?.block_on(run(metrics_addr, ns))
+        }
         Cmd::Heart {
             name,
             namespace,
@@ -87,6 +96,7 @@ fn main() -> anyhow::Result<()> {
             lease_duration_seconds,
             renew_deadline_seconds,
             retry_period_seconds,
+            metrics_addr,
         } => {
             let cfg = heart::HeartConfig {
                 name,
@@ -111,7 +121,20 @@ fn main() -> anyhow::Result<()> {
                     signal().await;
                     let _ = tx.send(true);
                 });
-                heart::Heart::new(client, cfg)?.run(rx).await;
+                let metrics = Arc::new(tfs_operator::metrics::HeartMetrics::default());
+                let m = metrics.clone();
+                let app = axum::Router::new().route(
+                    "/metrics",
+                    get(move || {
+                        let m = m.clone();
+                        async move { m.encode() }
+                    }),
+                );
+                let listener = tokio::net::TcpListener::bind(metrics_addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {metrics_addr} for /metrics"))?;
+                tokio::spawn(async move { axum::serve(listener, app).await });
+                heart::Heart::new(client, cfg, metrics)?.run(rx).await;
                 Ok(())
             })
         }
@@ -127,7 +150,7 @@ async fn signal() {
     }
 }
 
-async fn run(metrics_addr: SocketAddr) -> anyhow::Result<()> {
+async fn run(metrics_addr: SocketAddr, namespace: Option<String>) -> anyhow::Result<()> {
     let client = kube::Client::try_default().await.context("cannot reach the Kubernetes API")?;
     let metrics = Arc::new(Metrics::default());
     let m = metrics.clone();
@@ -145,6 +168,7 @@ async fn run(metrics_addr: SocketAddr) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {metrics_addr}"))?;
     info!(%metrics_addr, "serving /metrics and /health");
     tokio::spawn(async move { axum::serve(listener, app).await });
-    controller::run(client, metrics).await;
+    info!(namespace = namespace.as_deref().unwrap_or("(all)"), "watching TfsNameservers");
+    controller::run(client, metrics, namespace).await;
     Ok(())
 }
