@@ -5,6 +5,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export KUBECONFIG=${KUBECONFIG:-$ROOT/.e2e/kubeconfig}
 K="$ROOT/.e2e/bin/kubectl"
+export PATH="$ROOT/.e2e/bin:$PATH"   # kubectl finds the plugin kubectl-tfs there (make plugin)
 H="$ROOT/.e2e/bin/helm"
 CTL="$ROOT/target/release/tfsctl"
 RUN="$ROOT/.e2e/runs/demo"
@@ -31,6 +32,7 @@ for i in $(seq 1 60); do
 done
 run "$K" get tfsns demo
 run "$K" get pods -l app.kubernetes.io/instance=demo -o wide
+run kubectl tfs status demo
 
 VIP=$("$K" get svc demo -o jsonpath='{.spec.clusterIP}'):8100
 say "TLS: the operator's CA, a certificate per pod, one for clients (spec.tls in the example)"
@@ -81,6 +83,16 @@ say "Failover time (master pod deleted -> first write acknowledged by the new ma
 say "Checking every acknowledged write (tfsctl verify)"
 run "$CTL" --addr "$VIP" verify --record "$RUN/acked"
 
+say "Planned switchover back with the kubectl plugin (the master drains, then hands its Lease over)"
+for i in $(seq 1 60); do
+  SLAVE=$("$K" get tfsns demo -o jsonpath='{.status.instances[?(@.inSyncSet==true)].name}' | awk '{print $1}')
+  [ -n "$SLAVE" ] && break
+  sleep 1
+done
+[ -n "$SLAVE" ] || { echo "no slave joined the sync set after the failover"; exit 1; }
+run kubectl tfs switchover demo "$SLAVE"
+run kubectl tfs status demo
+
 cat <<MSG
 
 The cluster keeps running. Explore it:
@@ -88,7 +100,9 @@ The cluster keeps running. Explore it:
   alias kubectl=$K
   kubectl get tfsns -w                                   # MASTER, EPOCH, READY, PHASE, LAST-FAILOVER
   kubectl get lease demo -o yaml                         # the heartbeat lease: holder, transitions = epoch
-  kubectl annotate tfsns demo tfs.io/switchover-to=<slave pod>   # planned switchover
+  export PATH=$ROOT/.e2e/bin:\$PATH                     # kubectl tfs (the plugin)
+  kubectl tfs status demo                                # master, epoch, lease, every instance
+  kubectl tfs switchover demo <slave pod>                # planned switchover, waits for the outcome
   export TFS_CA=$TFS_CA TFS_CERT=$TFS_CERT TFS_KEY=$TFS_KEY TFS_TLS_SERVER_NAME=demo
   $CTL --addr $VIP status                  # the master's role, epoch, seqs, sync set (over TLS)
   make cluster-down                                      # stop everything

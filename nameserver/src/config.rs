@@ -46,6 +46,8 @@ pub struct EngineConfig {
     /// Most replicate tasks a dataserver takes part in at once, as source or target (TFS bounds
     /// replication per dataserver likewise): the copies after a leave are planned as room frees.
     pub max_replicate_tasks: usize,
+    /// Free bytes the data volume keeps: below them, writes are refused (engine/space.rs).
+    pub min_free_bytes: u64,
 }
 
 impl EngineConfig {
@@ -64,6 +66,7 @@ impl EngineConfig {
             max_group_records: 16 * 1024,
             max_inflight_records: 64 * 1024,
             max_replicate_tasks: 8,
+            min_free_bytes: 64 << 20,
         }
     }
 

@@ -55,6 +55,8 @@ pub struct Metrics {
     pub sync_set_size: Gauge,
     pub peer_lag: Family<PeerLabel, Gauge>,
     pub refused_not_master: Counter,
+    pub data_free_bytes: Gauge,
+    pub refused_low_space: Counter,
 }
 
 impl Default for Metrics {
@@ -142,6 +144,18 @@ impl Metrics {
             "writes refused because this node is not a writable master (clients still sent here after a failover)",
             refused_not_master.clone(),
         );
+        let data_free_bytes = Gauge::default();
+        registry.register(
+            "data_free_bytes",
+            "free bytes of the data volume, as last measured by a write",
+            data_free_bytes.clone(),
+        );
+        let refused_low_space = Counter::default();
+        registry.register(
+            "writes_refused_low_space",
+            "writes refused because the data volume was below its free-space reserve",
+            refused_low_space.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -163,6 +177,8 @@ impl Metrics {
             sync_set_size,
             peer_lag,
             refused_not_master,
+            data_free_bytes,
+            refused_low_space,
         }
     }
 

@@ -47,3 +47,32 @@ async fn a_flood_of_large_batches_is_answered_or_refused_and_leaks_no_block() {
     b.wait_for("the slave caught up", Duration::from_secs(60), |s| s.applied_seq >= sa.applied_seq).await;
     a.wait_for("b in the sync set", Duration::from_secs(10), |s| s.sync_set.contains(&"b".to_string())).await;
 }
+
+/// A data volume below its free-space reserve refuses writes at once (RESOURCE_EXHAUSTED, saying
+/// what to do), logs nothing, and goes on serving reads; the process does not stop. The reserve is
+/// set above the real free space of the test's volume (statvfs is real): a full disk without
+/// filling one. Without the reserve the write is logged, and on a truly full volume the failed
+/// append stops the process (writer.rs), again at each restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn below_the_free_space_reserve_writes_are_refused_and_reads_go_on() {
+    let root = tempfile::tempdir().unwrap();
+    let mut a = Node::new("a", root.path(), &["--standalone", "--min-free-bytes", "1000000000000000000"]);
+    a.start_ready().await;
+    let before = a.status().await;
+    let mut c = a.client().await;
+    let e = c.create_block(tfs_nameserver::proto::CreateBlockRequest { replicas: 1 }).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("below the reserve") && e.message().contains("spec.storage.size"), "{}", e.message());
+    let after = a.status().await;
+    assert_eq!(after.durable_seq, before.durable_seq, "nothing was logged");
+    let m = a.metrics_text();
+    assert!(m.contains("tfs_nameserver_writes_refused_low_space_total 1"), "{m}");
+    let free =
+        m.lines().find(|l| l.starts_with("tfs_nameserver_data_free_bytes ")).expect("the free space is exported");
+    assert!(free.split(' ').nth(1).unwrap().parse::<u64>().unwrap() > 0, "{free}");
+    // A node with the default reserve on the same volume writes.
+    let mut b = Node::new("b", root.path(), &["--standalone"]);
+    b.start_ready().await;
+    b.dataservers(3).await;
+    assert_eq!(create_blocks(&b, 1, 3).await.len(), 3);
+}

@@ -77,10 +77,7 @@ async fn tls_login(a: &Node, ca_pem: &str, id: Option<&Issued>, node: &str) -> R
 }
 
 fn metric(a: &Node, line: &str) -> u64 {
-    let body =
-        std::process::Command::new("curl").args(["-s", &format!("http://{}/metrics", a.metrics)]).output().unwrap();
-    let text = String::from_utf8_lossy(&body.stdout).to_string();
-    text.lines().find_map(|l| l.strip_prefix(line)).map(|v| v.trim().parse().unwrap()).unwrap_or(0)
+    a.metrics_text().lines().find_map(|l| l.strip_prefix(line)).map(|v| v.trim().parse().unwrap()).unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -79,6 +79,10 @@ struct Args {
     /// RESOURCE_EXHAUSTED (and a `retry-after-ms` hint), never queued.
     #[arg(long, default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(1..))]
     max_inflight_records: u32,
+    /// Free bytes the data volume keeps: below them, writes are refused at once with
+    /// RESOURCE_EXHAUSTED (reads go on) instead of failing an oplog append.
+    #[arg(long, default_value_t = 64 << 20, env = "TFS_MIN_FREE_BYTES")]
+    min_free_bytes: u64,
     /// Most replicate tasks a dataserver takes part in at once (as source or target); the copies
     /// a leave calls for are planned as tasks finish.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=10_000))]
@@ -148,6 +152,7 @@ fn main() -> anyhow::Result<()> {
     cfg.checkpoint_every = args.checkpoint_every.max(1);
     cfg.segment_bytes = args.segment_bytes.max(4096);
     cfg.max_inflight_records = args.max_inflight_records;
+    cfg.min_free_bytes = args.min_free_bytes;
     cfg.max_replicate_tasks = args.max_replicate_tasks as usize;
     cfg.max_group_records = args.max_group_records;
     cfg.replication_mode = match args.replication_mode {
@@ -171,7 +176,7 @@ fn main() -> anyhow::Result<()> {
         if engine.shared.cfg.standalone && engine.shared.state.read().epoch < 1 {
             let node = engine.shared.cfg.node.clone();
             engine
-                .write(move |t| Ok(t.log(Mutation::EpochStart(proto::EpochStart { epoch: 1, node }))?))
+                .write_unmetered(move |t| Ok(t.log(Mutation::EpochStart(proto::EpochStart { epoch: 1, node }))?))
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot start epoch 1: {e}"))?;
         }

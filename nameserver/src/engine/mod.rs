@@ -5,6 +5,7 @@
 
 pub mod commit;
 pub mod peers;
+pub mod space;
 mod writer;
 
 use std::sync::Arc;
@@ -42,6 +43,9 @@ pub enum WriteError {
     /// Refused before anything was done: too much work in flight. Safe to retry after `retry_after`.
     #[error("{reason}")]
     Overloaded { reason: String, retry_after: Duration },
+    /// Refused before anything was done: the data volume is below its free-space reserve.
+    #[error("{0}")]
+    NoSpace(String),
 }
 
 impl From<ApplyError> for WriteError {
@@ -136,6 +140,8 @@ pub struct Shared {
     /// Requests refused because this node is not a writable master: a client still on this node
     /// (the client server cuts its connections soon after one, see serve.rs).
     pub refused_not_master: AtomicU64,
+    /// The data volume's free space (see space.rs: writes are refused below the reserve).
+    pub space: space::Space,
     /// Held for the life of the process: one nameserver per data directory.
     _lock: std::fs::File,
 }
@@ -202,6 +208,7 @@ impl Engine {
             repl,
             admission: tokio::sync::Semaphore::new(cfg.max_inflight_records as usize),
             refused_not_master: AtomicU64::new(0),
+            space: Default::default(),
             cfg,
             _lock: lock,
         });
@@ -282,6 +289,23 @@ impl Engine {
     }
 
     fn admit(&self, records: u32) -> Result<tokio::sync::SemaphorePermit<'_>, WriteError> {
+        let cfg = &self.shared.cfg;
+        // Clients' writes only: dataservers' reports and epoch marks (unmetered, a few bytes
+        // each) go on inside the reserve, so no dataserver is declared dead for a full volume.
+        let free = if records > 0 { self.shared.space.free(&cfg.data_dir) } else { u64::MAX };
+        if free != u64::MAX {
+            self.shared.metrics.data_free_bytes.set(free.min(i64::MAX as u64) as i64);
+        }
+        if free < cfg.min_free_bytes {
+            self.shared.metrics.refused_low_space.inc();
+            return Err(WriteError::NoSpace(format!(
+                "the data volume has {} MiB free, below the reserve of {} MiB (--min-free-bytes): writes are refused \
+                 and nothing was executed; reads go on. Make room: a larger volume (spec.storage.size), or fewer \
+                 old oplog segments (a checkpoint removes them)",
+                free >> 20,
+                cfg.min_free_bytes >> 20
+            )));
+        }
         let limit = self.shared.cfg.max_inflight_records;
         // A write larger than the whole budget still runs, alone.
         self.shared.admission.try_acquire_many(records.min(limit)).map_err(|_| {

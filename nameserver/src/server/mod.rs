@@ -41,6 +41,7 @@ pub fn to_status(e: WriteError) -> Status {
             s.metadata_mut().insert(RETRY_AFTER_MS, (retry_after.as_millis() as u64).into());
             s
         }
+        WriteError::NoSpace(m) => Status::resource_exhausted(m),
     }
 }
 

@@ -171,6 +171,12 @@ impl Node {
             .map(|r| r.into_inner())
     }
 
+    /// The node's /metrics text.
+    pub fn metrics_text(&self) -> String {
+        let body = Command::new("curl").args(["-s", &format!("http://{}/metrics", self.metrics)]).output().unwrap();
+        String::from_utf8_lossy(&body.stdout).into_owned()
+    }
+
     pub async fn status(&self) -> proto::StatusReply {
         self.try_status().await.unwrap_or_else(|| panic!("{}: no status", self.name))
     }

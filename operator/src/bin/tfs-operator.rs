@@ -55,6 +55,12 @@ enum Cmd {
     },
     /// Print the TfsNameserver CRD as YAML.
     Crd,
+    /// Check that an operator answers at ADDR (host:port of its metrics port): /health is OK
+    /// and /metrics counts reconciles (the chart's `helm test`).
+    Check {
+        #[arg(long)]
+        addr: String,
+    },
     /// Give a data directory to a uid/gid (init container for volumes that ignore fsGroup).
     PrepareData {
         #[arg(long)]
@@ -70,6 +76,21 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tfs_nameserver::logging::init(cli.log_format);
     match cli.cmd {
+        Cmd::Check { addr } => tokio::runtime::Runtime::new()?.block_on(async move {
+            let health = http_get(&addr, "/health").await?;
+            anyhow::ensure!(
+                health.starts_with("HTTP/1.1 200") || health.starts_with("HTTP/1.0 200"),
+                "{addr}/health: {}",
+                health.lines().next().unwrap_or("")
+            );
+            let metrics = http_get(&addr, "/metrics").await?;
+            anyhow::ensure!(
+                metrics.lines().any(|l| l.starts_with("tfs_operator_reconciles_total")),
+                "{addr}/metrics has no tfs_operator_reconciles_total"
+            );
+            println!("the operator answers at {addr}");
+            Ok(())
+        }),
         Cmd::Crd => {
             print!("{}", crd::crd_yaml());
             Ok(())
@@ -139,6 +160,22 @@ fn main() -> anyhow::Result<()> {
             })
         }
     }
+}
+
+/// One HTTP/1.0 GET, the whole response as text (a health check needs no more).
+async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let io = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await?;
+        Ok::<_, std::io::Error>(out)
+    };
+    tokio::time::timeout(Duration::from_secs(5), io)
+        .await
+        .with_context(|| format!("no answer from {addr}{path} within 5 s"))?
+        .with_context(|| format!("GET {addr}{path}"))
 }
 
 async fn signal() {

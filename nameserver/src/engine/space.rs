@@ -1,0 +1,64 @@
+//! The data volume's free space, and the reserve below which writes are refused.
+//!
+//! Invariant: a client's write is refused (RESOURCE_EXHAUSTED, nothing logged) rather than
+//! admitted when the volume has less than `min_free_bytes` free. Dataservers' reports and epoch
+//! marks (a few bytes each, `Engine::write_unmetered`) still pass: they use the reserve. Without it a full volume fails an oplog
+//! append, and the writer must then stop the process (the state already holds records it cannot
+//! make durable), over and over as the pod restarts. With it, reads, Status and replication go
+//! on, and space can be made (a checkpoint drops old segments; a larger volume).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// How long a measurement is trusted: statvfs is cheap, but not for every write.
+const FRESH_MS: u64 = 500;
+
+pub struct Space {
+    free: AtomicU64,
+    /// When `free` was measured, in ms since `since` (u64::MAX: never).
+    measured_ms: AtomicU64,
+    since: Instant,
+}
+
+impl Default for Space {
+    fn default() -> Self {
+        Space { free: AtomicU64::new(u64::MAX), measured_ms: AtomicU64::new(u64::MAX), since: Instant::now() }
+    }
+}
+
+/// Bytes an unprivileged writer may still use on the filesystem of `dir`.
+pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    let s = rustix::fs::statvfs(dir)?;
+    Ok(s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+impl Space {
+    /// Free bytes of the volume of `dir`, measured again when the last measure is stale. A
+    /// failed measure counts as plenty: the reserve must never refuse writes by mistake.
+    pub fn free(&self, dir: &Path) -> u64 {
+        let now = self.since.elapsed().as_millis() as u64;
+        let at = self.measured_ms.load(Ordering::Relaxed);
+        if at == u64::MAX || now.saturating_sub(at) >= FRESH_MS {
+            let free = free_bytes(dir).unwrap_or(u64::MAX);
+            self.free.store(free, Ordering::Relaxed);
+            self.measured_ms.store(now, Ordering::Relaxed);
+        }
+        self.free.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_free_space_of_a_real_directory_is_measured_and_cached() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Space::default();
+        let first = s.free(d.path());
+        assert!(first > 0 && first < u64::MAX, "{first}");
+        assert_eq!(s.free(d.path()), first, "within 500 ms the measure is reused");
+        assert!(free_bytes(Path::new("/no/such/dir")).is_err());
+    }
+}
