@@ -115,3 +115,23 @@ async fn bad_requests_get_clear_errors() {
     let e = a.assume(proto::Role::Slave, 5, "127.0.0.1:1", Duration::from_secs(1)).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::FailedPrecondition);
 }
+
+/// `--log-format json`: every log line is one JSON object with a timestamp, a level and the
+/// message's fields, for a log collector.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_are_one_object_per_line() {
+    let root = tempfile::tempdir().unwrap();
+    let mut a = Node::new("a", root.path(), &["--standalone", "--log-format", "json"]);
+    a.start_ready().await;
+    let text = a.log_text();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 3, "{text}");
+    for l in &lines {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        assert!(v["timestamp"].is_string() && v["level"].is_string(), "{l}");
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("\"message\":\"engine ready\"")),
+        "the engine's start is logged as a field: {text}"
+    );
+}
