@@ -50,7 +50,8 @@ deps: ## Install what the build needs (Rust toolchain components, Debian package
 	@$(MAKE) --no-print-directory deps-cluster
 
 plugin: ## Install the kubectl plugin kubectl-tfs into .e2e/bin (on PATH, `kubectl tfs status|switchover` works)
-	$(CARGO) build --release -p tfs-operator --bin kubectl-tfs
+	@# --workspace: the features of the whole workspace, as `make release` builds, so nothing is rebuilt
+	$(CARGO) build --release --workspace --bin kubectl-tfs
 	@mkdir -p $(ROOT)/.e2e/bin && install -m 0755 $(ROOT)/target/release/kubectl-tfs $(ROOT)/.e2e/bin/kubectl-tfs
 	@echo "plugin: .e2e/bin/kubectl-tfs (export PATH=$(ROOT)/.e2e/bin:\$$PATH)"
 

@@ -183,7 +183,8 @@ main() {
   # and the default StorageClass that uses them.
   if [ ! -x "$BIN/local-volumes" ] || [ -n "$(find "$ROOT/e2e/src/local_volumes.rs" "$ROOT/e2e/src/bin/local-volumes.rs" -newer "$BIN/local-volumes" -print -quit)" ]; then
     say "building local-volumes (the cluster's volume provisioner)"
-    (cd "$ROOT" && cargo build --release -q -p tfs-e2e --bin local-volumes) || die "cannot build local-volumes"
+    # --workspace: the workspace's features, as `make release` builds them, so nothing is rebuilt
+    (cd "$ROOT" && cargo build --release -q --workspace --bin local-volumes) || die "cannot build local-volumes"
     install -m 0755 "$ROOT/target/release/local-volumes" "$BIN/local-volumes.new" && mv -f "$BIN/local-volumes.new" "$BIN/local-volumes"
     stop local-volumes "$BIN/local-volumes" 5
   fi
