@@ -39,6 +39,7 @@ lint: ## clippy with warnings as errors
 
 unit: ## Unit and process-level integration tests (no cluster)
 	$(CARGO) test --workspace --exclude tfs-e2e
+	$(CARGO) test -p tfs-e2e --lib   # the harness's own unit tests (history parsing, the volume provisioner)
 
 helm-lint: cluster-tools ## helm lint the chart
 	$(HELM) lint charts/tfs-operator

@@ -836,8 +836,19 @@ async fn tb_tls_everywhere_and_a_failover_under_it() -> Result<()> {
         "scenario=tls kill9 {master}@{epoch} -> epoch {new_epoch} failover_s={:.3}\n{verdict}",
         first as f64 / 1000.0
     );
+    // The same check as a user without a route to the cluster would run it: the kubectl plugin,
+    // through a port-forward to the master, with the client Secret's certificate.
+    let ctl = tfsctl();
+    let args = ["tfs", "verify", "demo", "-n", &ns.0, "--record", path_str(&record)?, "--tfsctl", path_str(&ctl)?];
+    let via_plugin = kubectl(&args)?;
+    ensure!(via_plugin.contains("lost=0") && via_plugin.contains("=> OK"), "kubectl tfs verify: {via_plugin}");
+    println!("scenario=tls kubectl tfs verify: {}", via_plugin.lines().next().unwrap_or(""));
     drop(ns);
     Ok(())
+}
+
+fn path_str(p: &Path) -> Result<&str> {
+    p.to_str().ok_or_else(|| anyhow::anyhow!("{} is not UTF-8", p.display()))
 }
 
 /// From a pod of the namespace (restricted, like the instances), what a hostile peer would try

@@ -40,6 +40,26 @@ enum Cmd {
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
+    /// Run tfsctl against the master through a port-forward, with the client certificate of
+    /// Secret `<name>-client` when TLS is on: `kubectl tfs ctl demo -- status`.
+    Ctl {
+        name: String,
+        /// tfsctl's arguments (after --).
+        #[arg(last = true, required = true)]
+        args: Vec<String>,
+        /// The tfsctl binary.
+        #[arg(long, default_value = "tfsctl", env = "TFSCTL")]
+        tfsctl: String,
+    },
+    /// Check a record of acknowledged writes (tfsctl bench --record) against the master:
+    /// `kubectl tfs verify demo --record acked` is `kubectl tfs ctl demo -- verify --record acked`.
+    Verify {
+        name: String,
+        #[arg(long)]
+        record: std::path::PathBuf,
+        #[arg(long, default_value = "tfsctl", env = "TFSCTL")]
+        tfsctl: String,
+    },
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -61,6 +81,11 @@ async fn run(cli: Cli) -> Result<()> {
         async move { tfs.get_opt(&name).await?.with_context(|| format!("no TfsNameserver {name} in namespace {ns}")) }
     };
     match cli.cmd {
+        Cmd::Verify { name, record, tfsctl } => {
+            let args = vec!["verify".to_string(), "--record".into(), record.to_string_lossy().into_owned()];
+            return ctl(&client, &ns, &get(name.clone()).await?, &tfsctl, &args).await;
+        }
+        Cmd::Ctl { name, args, tfsctl } => return ctl(&client, &ns, &get(name.clone()).await?, &tfsctl, &args).await,
         Cmd::Status { name } => {
             let t = get(name.clone()).await?;
             let lease = leases.get_opt(&names::lease(&name)).await?;
@@ -124,4 +149,61 @@ async fn rejection(client: &kube::Client, ns: &str, t: &TfsNameserver) -> Option
         .filter(|e| e.reason.as_deref() == Some("SwitchoverRejected"))
         .max_by_key(|e| e.event_time.as_ref().map(|t| t.0).or(e.last_timestamp.as_ref().map(|t| t.0)))
         .and_then(|e| e.message)
+}
+
+/// Runs `tfsctl ARGS` against the master's client port through a port-forward (no route to the
+/// cluster's addresses needed), with the client Secret's certificate when TLS is on.
+async fn ctl(client: &kube::Client, ns: &str, t: &TfsNameserver, tfsctl: &str, args: &[String]) -> Result<()> {
+    let name = t.metadata.name.clone().unwrap_or_default();
+    let master = t
+        .status
+        .as_ref()
+        .and_then(|s| s.master.clone())
+        .filter(|m| !m.is_empty())
+        .with_context(|| format!("{ns}/{name} has no master to connect to"))?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let local = listener.local_addr()?;
+    let port = names::CLIENT_PORT as u16;
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let (pods, master) = (pods.clone(), master.clone());
+            tokio::spawn(async move {
+                let forwarded = async {
+                    let mut pf = pods.portforward(&master, &[port]).await?;
+                    let mut upstream = pf.take_stream(port).context("no stream for the port")?;
+                    tokio::io::copy_bidirectional(&mut conn, &mut upstream).await?;
+                    anyhow::Ok(())
+                };
+                if let Err(e) = forwarded.await {
+                    eprintln!("port-forward to {master}:{port}: {e:#}");
+                }
+            });
+        }
+    });
+    let mut cmd = tokio::process::Command::new(tfsctl);
+    cmd.arg("--addr").arg(local.to_string()).args(args);
+    let _certs = if t.spec.tls.enabled {
+        let secret = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns)
+            .get(&names::client_secret(&name))
+            .await
+            .with_context(|| format!("TLS is on: reading Secret {ns}/{}", names::client_secret(&name)))?;
+        let dir = tempfile::tempdir()?;
+        let data = secret.data.unwrap_or_default();
+        for (key, env) in [("ca.crt", "TFS_CA"), ("tls.crt", "TFS_CERT"), ("tls.key", "TFS_KEY")] {
+            let v = data.get(key).with_context(|| format!("Secret {} has no {key}", names::client_secret(&name)))?;
+            std::fs::write(dir.path().join(key), &v.0)?;
+            cmd.env(env, dir.path().join(key));
+        }
+        // The master's client port serves the VIP's certificate, which names the resource.
+        cmd.env("TFS_TLS_SERVER_NAME", &name);
+        Some(dir)
+    } else {
+        None
+    };
+    let status = cmd.status().await.with_context(|| format!("cannot run {tfsctl} (set --tfsctl or TFSCTL)"))?;
+    if !status.success() {
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    Ok(())
 }
