@@ -25,7 +25,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 
 /// The provisioner name a StorageClass names to get these volumes.
 pub const PROVISIONER: &str = "tfs.io/local-volumes";
@@ -36,6 +36,28 @@ const PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
 /// with its node).
 pub fn volume_dir(root: &Path, node: &str, pv: &str) -> PathBuf {
     root.join(node).join(pv)
+}
+
+/// A node name as Kubernetes allows it (a DNS-1123 subdomain): nothing that could make
+/// `root.join(node)` leave the root (`/etc`, `..`).
+pub fn node_name_ok(n: &str) -> bool {
+    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    n.len() <= 253
+        && alnum(n.chars().next())
+        && alnum(n.chars().last())
+        && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && !n.contains("..")
+}
+
+/// The directory a volume of ours must have: `<root>/<its node>/<its name>`, its name `pvc-<uid>`.
+/// Anything else (a PV edited by hand, one of another provisioner) is never removed.
+pub fn owned_dir(pv: &PersistentVolume, root: &Path) -> Option<PathBuf> {
+    let name = pv.metadata.name.as_deref().filter(|n| n.starts_with("pvc-") && !n.contains('/'))?;
+    let spec = pv.spec.as_ref()?;
+    let node = spec.node_affinity.as_ref()?.required.as_ref()?.node_selector_terms.first()?;
+    let node = node.match_expressions.as_ref()?.first()?.values.as_ref()?.first().filter(|n| node_name_ok(n))?;
+    let dir = volume_dir(root, node, name);
+    (Path::new(&spec.local.as_ref()?.path) == dir).then_some(dir)
 }
 
 /// The PersistentVolume for `claim` on `node`, or None when the claim is not ours to provision
@@ -51,7 +73,7 @@ pub fn volume_for(
     if claim.metadata.deletion_timestamp.is_some() || spec.volume_name.as_ref().is_some_and(|v| !v.is_empty()) {
         return None;
     }
-    let node = claim.metadata.annotations.as_ref()?.get(SELECTED_NODE)?;
+    let node = claim.metadata.annotations.as_ref()?.get(SELECTED_NODE).filter(|n| node_name_ok(n))?;
     let uid = claim.metadata.uid.as_ref()?;
     let size = spec.resources.as_ref()?.requests.as_ref()?.get("storage")?.clone();
     let name = format!("pvc-{uid}");
@@ -110,10 +132,11 @@ pub async fn run(client: kube::Client, root: PathBuf) -> Result<()> {
     let volumes = Api::<PersistentVolume>::all(client.clone());
     let classes = Api::<StorageClass>::all(client.clone());
     let cfg = watcher::Config::default();
+    // (with backoff: an unreachable API server must not make the watchers spin)
     let mut changes = futures::stream::select_all([
-        watcher(claims.clone(), cfg.clone()).map(|_| ()).boxed(),
-        watcher(volumes.clone(), cfg.clone()).map(|_| ()).boxed(),
-        watcher(classes.clone(), cfg).map(|_| ()).boxed(),
+        watcher(claims.clone(), cfg.clone()).default_backoff().map(|_| ()).boxed(),
+        watcher(volumes.clone(), cfg.clone()).default_backoff().map(|_| ()).boxed(),
+        watcher(classes.clone(), cfg).default_backoff().map(|_| ()).boxed(),
     ]);
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
     loop {
@@ -142,44 +165,79 @@ async fn pass(
         .map(|c| (c.metadata.name.unwrap_or_default(), c.reclaim_policy.unwrap_or_else(|| "Delete".into())))
         .collect();
     let existing = volumes.list(&ListParams::default()).await?.items;
+    // One claim or volume that fails is said and skipped: the others go on.
     for claim in claims.list(&ListParams::default()).await?.items {
         let Some(pv) = volume_for(&claim, &ours, root) else { continue };
         let name = pv.metadata.name.clone().unwrap_or_default();
         if existing.iter().any(|v| v.metadata.name.as_deref() == Some(&name)) {
             continue;
         }
-        let path = pv.spec.as_ref().and_then(|s| s.local.as_ref()).map(|l| PathBuf::from(&l.path)).unwrap_or_default();
-        // The kubelet gives the directory to the pod's fsGroup when it mounts it.
-        std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        match volumes.create(&PostParams::default(), &pv).await {
-            Ok(_) => println!(
-                "local-volumes: {name} at {} for {}/{}",
-                path.display(),
-                claim.metadata.namespace.as_deref().unwrap_or(""),
-                claim.metadata.name.as_deref().unwrap_or("")
-            ),
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(e) => return Err(e.into()),
+        if let Err(e) = provision(volumes, &pv).await {
+            eprintln!("local-volumes: {name}: {e:#}");
         }
     }
     for pv in existing.iter().filter(|v| released_for_deletion(v)) {
         let name = pv.metadata.name.as_deref().unwrap_or_default();
-        if let Some(local) = pv.spec.as_ref().and_then(|s| s.local.as_ref()) {
-            // Only ever a directory this provisioner made: under the root, named after the PV.
-            let path = Path::new(&local.path);
-            if path.starts_with(root) && path.file_name().is_some_and(|f| f == name) {
-                match std::fs::remove_dir_all(path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e).with_context(|| format!("cannot remove {}", path.display())),
-                }
+        if let Err(e) = reclaim(volumes, name, root).await {
+            eprintln!("local-volumes: {name}: {e:#}");
+        }
+    }
+    Ok(())
+}
+
+/// Creates the directory, then the PV; a PV that cannot be created takes its new directory away.
+async fn provision(volumes: &Api<PersistentVolume>, pv: &PersistentVolume) -> Result<()> {
+    let name = pv.metadata.name.clone().unwrap_or_default();
+    let path = pv.spec.as_ref().and_then(|s| s.local.as_ref()).map(|l| PathBuf::from(&l.path)).unwrap_or_default();
+    let existed = path.exists();
+    // The kubelet gives the directory to the pod's fsGroup when it mounts it.
+    std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    match volumes.create(&PostParams::default(), pv).await {
+        Ok(_) => {
+            let claim = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
+            let of = |f: Option<&String>| f.cloned().unwrap_or_default();
+            println!(
+                "local-volumes: {name} at {} for {}/{}",
+                path.display(),
+                of(claim.and_then(|c| c.namespace.as_ref())),
+                of(claim.and_then(|c| c.name.as_ref()))
+            );
+            Ok(())
+        }
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => {
+            if !existed {
+                let _ = std::fs::remove_dir(&path);
             }
+            Err(e.into())
         }
-        match volumes.delete(name, &DeleteParams::default()).await {
-            Ok(_) => println!("local-volumes: {name} deleted with its directory"),
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
+    }
+}
+
+/// A released volume of ours: its directory (only the one it must have, see [`owned_dir`]),
+/// then the PV — read again first, so that a volume re-bound meanwhile keeps its data.
+async fn reclaim(volumes: &Api<PersistentVolume>, name: &str, root: &Path) -> Result<()> {
+    let Some(pv) = volumes.get_opt(name).await? else { return Ok(()) };
+    if !released_for_deletion(&pv) {
+        return Ok(());
+    }
+    match owned_dir(&pv, root) {
+        Some(dir) => match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot remove {}", dir.display())),
+        },
+        None => eprintln!("local-volumes: {name}: not a directory this provisioner made; left on disk"),
+    }
+    let rv = pv.metadata.resource_version.clone();
+    let dp = DeleteParams {
+        preconditions: Some(kube::api::Preconditions { resource_version: rv, uid: None }),
+        ..Default::default()
+    };
+    match volumes.delete(name, &dp).await {
+        Ok(_) => println!("local-volumes: {name} deleted with its directory"),
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+        Err(e) => return Err(e.into()),
     }
     Ok(())
 }
@@ -254,5 +312,31 @@ mod tests {
         assert!(!released_for_deletion(&pv(PROVISIONER, "Retain", "Released")));
         assert!(!released_for_deletion(&pv(PROVISIONER, "Delete", "Bound")));
         assert!(!released_for_deletion(&pv("kubernetes.io/host-path", "Delete", "Released")));
+    }
+
+    #[test]
+    fn a_node_name_cannot_lead_out_of_the_root() {
+        assert!(node_name_ok("vm") && node_name_ok("node-1.example"));
+        for bad in ["/etc", "..", "a/../b", "../x", "", "-a", "A"] {
+            assert!(!node_name_ok(bad), "{bad}");
+        }
+        let classes = BTreeMap::from([("standard".to_string(), "Delete".to_string())]);
+        assert!(volume_for(&claim("standard", Some("/etc"), None), &classes, Path::new("/v")).is_none());
+    }
+
+    #[test]
+    fn only_the_directory_a_volume_must_have_is_ever_removed() {
+        let classes = BTreeMap::from([("standard".to_string(), "Delete".to_string())]);
+        let root = Path::new("/v");
+        let pv = volume_for(&claim("standard", Some("node-b"), None), &classes, root).unwrap();
+        assert_eq!(owned_dir(&pv, root), Some(PathBuf::from("/v/node-b/pvc-u1")));
+        // The root itself, or a node's folder, under a PV renamed to match: never.
+        let mut at_root = pv.clone();
+        at_root.spec.as_mut().unwrap().local.as_mut().unwrap().path = "/v".into();
+        assert_eq!(owned_dir(&at_root, root), None);
+        let mut named = pv.clone();
+        named.metadata.name = Some("node-b".into());
+        named.spec.as_mut().unwrap().local.as_mut().unwrap().path = "/v/node-b".into();
+        assert_eq!(owned_dir(&named, root), None);
     }
 }

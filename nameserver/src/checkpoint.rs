@@ -283,12 +283,19 @@ pub fn write(dir: &Path, snap: &Snapshot, keep: usize) -> Result<PathBuf, Checkp
     fs::create_dir_all(dir)?;
     let path = dir.join(file_name(snap.meta.seq));
     let tmp = path.with_extension("tmp");
-    {
+    let written = (|| -> Result<(), CheckpointError> {
         let f = File::create(&tmp)?;
         let mut w = BufWriter::with_capacity(1 << 20, f);
         snap.write_to(&mut w)?;
         let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
+        Ok(())
+    })();
+    if let Err(e) = written {
+        // A checkpoint that failed (a full volume) must not keep the space it took: the next
+        // one has a new name, and leftovers would eat the reserve the oplog appends need.
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
     }
     fs::rename(&tmp, &path)?;
     File::open(dir)?.sync_all()?;

@@ -147,7 +147,7 @@ impl Metrics {
         let data_free_bytes = Gauge::default();
         registry.register(
             "data_free_bytes",
-            "free bytes of the data volume, as last measured by a write",
+            "free bytes of the data volume, as last measured (each Status and scrape, and by writes)",
             data_free_bytes.clone(),
         );
         let refused_low_space = Counter::default();

@@ -527,7 +527,11 @@ fn image_version(image: &str) -> Option<String> {
     let last = image.rsplit('/').next()?;
     let (_, tag) = last.split_once(':')?;
     // Label values: at most 63 characters of [A-Za-z0-9._-].
-    let ok = !tag.is_empty() && tag.len() <= 63 && tag.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    let ok = tag.len() <= 63
+        && edge(tag.chars().next())
+        && edge(tag.chars().last())
+        && tag.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
     (ok && !image.contains('@')).then(|| tag.to_string())
 }
 

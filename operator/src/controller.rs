@@ -249,7 +249,7 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
         for i in 0..replicas {
             create_missing(&pvcs, &build::pvc(t, i)).await?;
         }
-        resize_volumes(t, ctx, &pvcs).await?;
+        resize_volumes(t, ctx, &pvcs).await;
         if t.spec.tls.enabled {
             let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns);
             let vip_ip = services
@@ -663,31 +663,54 @@ async fn switchover(
 
 /// Raises the claims to `spec.storage.size` when their class expands, and keeps what the
 /// `StorageResized` condition will say (see storage.rs).
-async fn resize_volumes(t: &TfsNameserver, ctx: &Context, pvcs: &Api<PersistentVolumeClaim>) -> Result<()> {
-    let claims = pvcs.list(&ListParams::default().labels(&selector_string(&t.name_any()))).await?.items;
-    let class_name = claims.iter().find_map(|c| c.spec.as_ref()?.storage_class_name.clone());
-    let class = match &class_name {
-        // A namespace-scoped install may not read classes: then expansion is not attempted.
-        Some(n) => Api::<StorageClass>::all(ctx.client.clone()).get_opt(n).await.unwrap_or_else(|e| {
-            warn!(class = %n, error = %e, "cannot read the StorageClass");
-            None
-        }),
-        None => None,
+async fn resize_volumes(t: &TfsNameserver, ctx: &Context, pvcs: &Api<PersistentVolumeClaim>) {
+    // Never fails the reconcile: a resize that cannot happen must not hold up what follows
+    // (pods, the Lease, a failover). Problems become the StorageResized condition.
+    let plan = match plan_resize(t, ctx, pvcs).await {
+        Ok(plan) => plan,
+        Err(e) => storage::Plan::failed(format!("cannot expand the volumes: {e}")),
     };
-    let plan = storage::plan(&t.spec.storage.size, &claims, class.as_ref());
-    for c in &plan.expand {
-        let patch = serde_json::json!({ "spec": { "resources": { "requests": { "storage": t.spec.storage.size } } } });
-        pvcs.patch(c, &PatchParams::default(), &Patch::Merge(&patch)).await?;
-    }
+    let before = ctx.storage.lock().get(&key(t)).map(|p| p.reason);
     if !plan.expand.is_empty() {
         event(ctx, t, EventType::Normal, "ExpandingVolumes", "Resize", &plan.message).await;
     }
-    if plan.reason == "ExpansionNotSupported" && ctx.storage.lock().get(&key(t)).map(|p| p.reason) != Some(plan.reason)
-    {
-        event(ctx, t, EventType::Warning, "ExpansionNotSupported", "Resize", &plan.message).await;
+    if !plan.resized && plan.reason != "Expanding" && before != Some(plan.reason) {
+        event(ctx, t, EventType::Warning, plan.reason, "Resize", &plan.message).await;
     }
     ctx.storage.lock().insert(key(t), plan);
-    Ok(())
+}
+
+async fn plan_resize(t: &TfsNameserver, ctx: &Context, pvcs: &Api<PersistentVolumeClaim>) -> Result<storage::Plan> {
+    let replicas = t.spec.replicas.clamp(2, 5) as usize;
+    let name = t.name_any();
+    // Claims of instances that exist: a retained claim of a removed ordinal is never mounted, so
+    // a driver that grows volumes on the node would never finish it.
+    let claims: Vec<PersistentVolumeClaim> = pvcs
+        .list(&ListParams::default().labels(&selector_string(&name)))
+        .await?
+        .items
+        .into_iter()
+        .filter(|c| (0..replicas).any(|i| c.metadata.name.as_deref() == Some(names::pvc(&name, i).as_str())))
+        .collect();
+    let class_name = claims.iter().find_map(|c| c.spec.as_ref()?.storage_class_name.clone());
+    let class = match &class_name {
+        // A namespace-scoped install may not read classes: the plan then says so.
+        Some(n) => match Api::<StorageClass>::all(ctx.client.clone()).get_opt(n).await {
+            Ok(Some(c)) => storage::Class::Read(Box::new(c)),
+            Ok(None) => storage::Class::Unreadable(format!("StorageClass {n} does not exist")),
+            Err(e) => storage::Class::Unreadable(format!("cannot read StorageClass {n}: {e}")),
+        },
+        None => storage::Class::Unreadable("the claims name no StorageClass".into()),
+    };
+    let mut plan = storage::plan(&t.spec.storage.size, &claims, &class);
+    for c in &plan.expand {
+        let patch = serde_json::json!({ "spec": { "resources": { "requests": { "storage": t.spec.storage.size } } } });
+        if let Err(e) = pvcs.patch(c, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            plan = storage::Plan::failed(format!("cannot expand {c}: {e}"));
+            break;
+        }
+    }
+    Ok(plan)
 }
 
 /// `SettingsApplied`: whether every pod runs the resource's settings, and while not, how the

@@ -198,6 +198,11 @@ impl Heart {
             tokio::select! {
                 _ = tick.tick() => {
                     if let Err(e) = self.step().await {
+                        // A holder whose step failed (the Lease unreadable, or the renew refused)
+                        // has missed a renewal: what the renew-failure alert counts.
+                        if self.metrics.holder.get() == 1 {
+                            self.metrics.renew_failures.inc();
+                        }
                         warn!(error = %e, "heart step failed");
                     }
                 }
@@ -296,9 +301,6 @@ impl Heart {
         };
         let replaced = self.replace(&nl).await;
         self.metrics.renew_seconds.observe(start.elapsed().as_secs_f64());
-        if replaced.is_err() {
-            self.metrics.renew_failures.inc();
-        }
         replaced?;
         self.metrics.renews.inc();
         self.last_renew = Some(start);

@@ -167,12 +167,22 @@ pub enum Switchover {
     Pending,
 }
 
-pub fn switchover_progress(lease: &LeaseView, target: &str, from_epoch: i32) -> Switchover {
+/// `refused_before`: the Lease's handover-refused annotation when the switchover was asked for
+/// (an older refusal stays on the Lease and must not be read as this one's).
+pub fn switchover_progress(
+    lease: &LeaseView,
+    target: &str,
+    from_epoch: i32,
+    refused_before: Option<&str>,
+) -> Switchover {
     if lease.holder == target && lease.transitions > from_epoch {
         return Switchover::Done { epoch: lease.transitions };
     }
+    // The heart writes "<target>: <why>".
     match &lease.handover_refused {
-        Some(r) if r.contains(target) || lease.handover_to.as_deref() == Some(target) => Switchover::Refused(r.clone()),
+        Some(r) if r.starts_with(&format!("{target}: ")) && Some(r.as_str()) != refused_before => {
+            Switchover::Refused(r.clone())
+        }
         _ => Switchover::Pending,
     }
 }
@@ -275,12 +285,16 @@ mod tests {
     #[test]
     fn switchover_progress_reads_the_lease() {
         let mut v = LeaseView { holder: "demo-1".into(), transitions: 3, ..Default::default() };
-        assert_eq!(switchover_progress(&v, "demo-2", 3), Switchover::Pending);
-        v.handover_to = Some("demo-2".into());
-        v.handover_refused = Some("demo-2 is not in the sync set".into());
-        assert_eq!(switchover_progress(&v, "demo-2", 3), Switchover::Refused("demo-2 is not in the sync set".into()));
+        assert_eq!(switchover_progress(&v, "demo-2", 3, None), Switchover::Pending);
+        let why = "demo-2: not in the sync set [demo-0]".to_string();
+        v.handover_refused = Some(why.clone());
+        assert_eq!(switchover_progress(&v, "demo-2", 3, None), Switchover::Refused(why.clone()));
+        // The same refusal was there before the request: an old one, not this one's.
+        assert_eq!(switchover_progress(&v, "demo-2", 3, Some(&why)), Switchover::Pending);
+        // A refusal of another target that names this one in its text is not this one's.
+        assert_eq!(switchover_progress(&v, "demo-0", 3, None), Switchover::Pending);
         let done = LeaseView { holder: "demo-2".into(), transitions: 4, ..Default::default() };
-        assert_eq!(switchover_progress(&done, "demo-2", 3), Switchover::Done { epoch: 4 });
+        assert_eq!(switchover_progress(&done, "demo-2", 3, None), Switchover::Done { epoch: 4 });
     }
 
     #[test]

@@ -290,12 +290,11 @@ impl Engine {
 
     fn admit(&self, records: u32) -> Result<tokio::sync::SemaphorePermit<'_>, WriteError> {
         let cfg = &self.shared.cfg;
-        // Clients' writes only: dataservers' reports and epoch marks (unmetered, a few bytes
-        // each) go on inside the reserve, so no dataserver is declared dead for a full volume.
-        let free = if records > 0 { self.shared.space.free(&cfg.data_dir) } else { u64::MAX };
-        if free != u64::MAX {
-            self.shared.metrics.data_free_bytes.set(free.min(i64::MAX as u64) as i64);
-        }
+        // Clients' writes to a writable master only: a slave or lapsed master refuses as such
+        // (naming the master) in the writer; dataservers' reports and epoch marks (unmetered)
+        // go on inside the reserve, so no dataserver is declared dead for a full volume.
+        let writable = self.shared.role.lock().check_writable(Instant::now()).is_ok();
+        let free = if records > 0 && writable { self.shared.space.free(&cfg.data_dir) } else { u64::MAX };
         if free < cfg.min_free_bytes {
             self.shared.metrics.refused_low_space.inc();
             return Err(WriteError::NoSpace(format!(

@@ -1,8 +1,10 @@
 //! The data volume's free space, and the reserve below which writes are refused.
 //!
-//! Invariant: a client's write is refused (RESOURCE_EXHAUSTED, nothing logged) rather than
-//! admitted when the volume has less than `min_free_bytes` free. Dataservers' reports and epoch
-//! marks (a few bytes each, `Engine::write_unmetered`) still pass: they use the reserve. Without it a full volume fails an oplog
+//! Invariant: a client's write to a writable master is refused (RESOURCE_EXHAUSTED, nothing
+//! logged) rather than admitted when the volume has less than `min_free_bytes` free. Not bounded
+//! by it: dataservers' reports and the tasks they lead to, epoch marks (`Engine::write_unmetered`),
+//! and a slave's appends of the master's records; they use the reserve. The reserve is a brake on
+//! clients, not a guarantee that the volume never fills. Without it a full volume fails an oplog
 //! append, and the writer must then stop the process (the state already holds records it cannot
 //! make durable), over and over as the pod restarts. With it, reads, Status and replication go
 //! on, and space can be made (a checkpoint drops old segments; a larger volume).
@@ -35,7 +37,7 @@ pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
 
 impl Space {
     /// Free bytes of the volume of `dir`, measured again when the last measure is stale. A
-    /// failed measure counts as plenty: the reserve must never refuse writes by mistake.
+    /// failed measure counts as plenty (u64::MAX): the reserve must never refuse writes by mistake.
     pub fn free(&self, dir: &Path) -> u64 {
         let now = self.since.elapsed().as_millis() as u64;
         let at = self.measured_ms.load(Ordering::Relaxed);

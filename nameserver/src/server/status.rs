@@ -29,6 +29,9 @@ pub fn status(engine: &Engine) -> proto::StatusReply {
     sh.metrics.is_master.set(writable as i64);
     sh.metrics.blocks.set(blocks as i64);
     sh.metrics.sync_set_size.set(sync_set.members.len() as i64);
+    // Every node, slaves included (a slave's volume fills with the master's records too).
+    let free = sh.space.free(&sh.cfg.data_dir);
+    sh.metrics.data_free_bytes.set(free.min(i64::MAX as u64) as i64);
     let peers = crate::server::status::peers(engine, durable);
     // Slaves come and go: the family holds exactly the peers of this moment.
     sh.metrics.peer_lag.clear();

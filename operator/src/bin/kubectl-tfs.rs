@@ -102,12 +102,16 @@ async fn run(cli: Cli) -> Result<()> {
             }
             let before = LeaseView::of(&leases.get(&names::lease(&name)).await?);
             let started = Instant::now();
+            let asked_at = k8s_openapi::jiff::Timestamp::now();
             let patch = serde_json::json!({ "metadata": { "annotations": { ANN_SWITCHOVER_TO: pod } } });
             tfs.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
             println!("switchover of {ns}/{name} from {} (epoch {}) to {pod} asked", before.holder, before.transitions);
+            let refused_before = before.handover_refused.clone();
+            let progress =
+                |lv: &LeaseView| plugin::switchover_progress(lv, &pod, before.transitions, refused_before.as_deref());
             loop {
                 let lv = LeaseView::of(&leases.get(&names::lease(&name)).await?);
-                match plugin::switchover_progress(&lv, &pod, before.transitions) {
+                match progress(&lv) {
                     Switchover::Done { epoch } => {
                         println!("{pod} is master at epoch {epoch} after {:.2} s", started.elapsed().as_secs_f64());
                         return Ok(());
@@ -115,16 +119,27 @@ async fn run(cli: Cli) -> Result<()> {
                     Switchover::Refused(why) => bail!("the master refused the handover: {why}"),
                     Switchover::Pending => {}
                 }
-                // The operator clears the annotation when it rejects the request (an Event says why).
+                // The operator clears the annotation when done, and when it rejects the request
+                // (an Event says why).
                 let asked =
                     get(name.clone()).await?.metadata.annotations.unwrap_or_default().contains_key(ANN_SWITCHOVER_TO);
-                if !asked && lv.holder != pod {
-                    let why = rejection(&client, &ns, &t).await.unwrap_or_else(|| "no reason recorded".into());
+                if !asked {
+                    // Read the Lease again: it may have moved since it was read above.
+                    let lv = LeaseView::of(&leases.get(&names::lease(&name)).await?);
+                    if let Switchover::Done { epoch } = progress(&lv) {
+                        println!("{pod} is master at epoch {epoch} after {:.2} s", started.elapsed().as_secs_f64());
+                        return Ok(());
+                    }
+                    let why =
+                        rejection(&client, &ns, &t, asked_at).await.unwrap_or_else(|| "no reason recorded".into());
                     bail!("the operator rejected the switchover: {why}");
                 }
                 if started.elapsed() > timeout {
+                    // Withdraw the request: the operator must not go on with it once we said it failed.
+                    let clear = serde_json::json!({ "metadata": { "annotations": { ANN_SWITCHOVER_TO: null } } });
+                    let _ = tfs.patch(&name, &PatchParams::default(), &Patch::Merge(&clear)).await;
                     bail!(
-                        "{pod} is not master after {timeout:?} (Lease holder {}, epoch {})",
+                        "{pod} is not master after {timeout:?} (Lease holder {}, epoch {}); the request was withdrawn",
                         lv.holder,
                         lv.transitions
                     );
@@ -136,8 +151,13 @@ async fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-/// The newest SwitchoverRejected Event of `t`.
-async fn rejection(client: &kube::Client, ns: &str, t: &TfsNameserver) -> Option<String> {
+/// The newest SwitchoverRejected Event of `t` since `since` (an older one is another request's).
+async fn rejection(
+    client: &kube::Client,
+    ns: &str,
+    t: &TfsNameserver,
+    since: k8s_openapi::jiff::Timestamp,
+) -> Option<String> {
     let uid = t.metadata.uid.as_deref()?;
     let events = Api::<Event>::namespaced(client.clone(), ns)
         .list(&ListParams::default().fields(&format!("involvedObject.uid={uid}")))
@@ -147,8 +167,11 @@ async fn rejection(client: &kube::Client, ns: &str, t: &TfsNameserver) -> Option
         .items
         .into_iter()
         .filter(|e| e.reason.as_deref() == Some("SwitchoverRejected"))
-        .max_by_key(|e| e.event_time.as_ref().map(|t| t.0).or(e.last_timestamp.as_ref().map(|t| t.0)))
-        .and_then(|e| e.message)
+        .filter_map(|e| Some((e.event_time.as_ref().map(|t| t.0).or(e.last_timestamp.as_ref().map(|t| t.0))?, e)))
+        // (a second of slack: the event carries the operator's clock, which ours may lead)
+        .filter(|(at, _)| at.as_second() + 1 >= since.as_second())
+        .max_by_key(|(at, _)| *at)
+        .and_then(|(_, e)| e.message)
 }
 
 /// Runs `tfsctl ARGS` against the master's client port through a port-forward (no route to the
@@ -201,7 +224,10 @@ async fn ctl(client: &kube::Client, ns: &str, t: &TfsNameserver, tfsctl: &str, a
     } else {
         None
     };
-    let status = cmd.status().await.with_context(|| format!("cannot run {tfsctl} (set --tfsctl or TFSCTL)"))?;
+    let status = cmd.status().await.with_context(|| format!("cannot run {tfsctl} (set --tfsctl or TFSCTL)"));
+    // The client key is removed before exiting, whatever tfsctl did.
+    drop(_certs);
+    let status = status?;
     if !status.success() {
         std::process::exit(status.code().unwrap_or(1));
     }

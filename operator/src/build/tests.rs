@@ -283,4 +283,6 @@ fn the_version_label_is_the_image_tag_when_it_is_a_valid_label() {
     assert_eq!(image_version("registry:5000/tfs").as_deref(), None, "a port is not a tag");
     assert_eq!(image_version("tfs@sha256:abc").as_deref(), None);
     assert_eq!(image_version("tfs:1.0+build").as_deref(), None);
+    assert_eq!(image_version("tfs:_dev").as_deref(), None, "a label value starts and ends alphanumeric");
+    assert_eq!(image_version("tfs:dev-").as_deref(), None);
 }
