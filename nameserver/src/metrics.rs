@@ -140,8 +140,8 @@ impl Metrics {
         );
         let refused_not_master = Counter::default();
         registry.register(
-            "writes_refused_not_master",
-            "writes refused because this node is not a writable master (clients still sent here after a failover)",
+            "requests_refused_not_master",
+            "requests (writes and linearizable reads) refused because this node is not a writable master (clients still sent here after a failover)",
             refused_not_master.clone(),
         );
         let data_free_bytes = Gauge::default();

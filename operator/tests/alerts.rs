@@ -89,7 +89,7 @@ fn every_alert_parses_and_reads_exported_metrics() {
         "TfsNameserverSyncSetSmall",
         "TfsNameserverSlaveLagHigh",
         "TfsHeartRenewFailures",
-        "TfsNameserverWritesToNonMaster",
+        "TfsNameserverRequestsToNonMaster",
     ] {
         assert!(alerts.iter().any(|a| a == wanted), "no alert {wanted}: {alerts:?}");
     }

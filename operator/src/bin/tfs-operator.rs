@@ -151,10 +151,11 @@ fn main() -> anyhow::Result<()> {
                         async move { m.encode() }
                     }),
                 );
-                let listener = tokio::net::TcpListener::bind(metrics_addr)
-                    .await
-                    .with_context(|| format!("cannot listen on {metrics_addr} for /metrics"))?;
-                tokio::spawn(async move { axum::serve(listener, app).await });
+                // Metrics are not worth the Lease: without the port, the heart beats unobserved.
+                match tokio::net::TcpListener::bind(metrics_addr).await {
+                    Ok(listener) => drop(tokio::spawn(async move { axum::serve(listener, app).await })),
+                    Err(e) => tracing::warn!(%metrics_addr, error = %e, "cannot serve /metrics; going on without"),
+                }
                 heart::Heart::new(client, cfg, metrics)?.run(rx).await;
                 Ok(())
             })
