@@ -214,6 +214,13 @@ impl Engine {
         });
         let (tx, rx) = mpsc::channel(1 << 16);
         let engine = Engine { shared: shared.clone(), tx: tx.clone() };
+        // The newest checkpoint on disk sizes the reserve until the next one is written.
+        if let Some((_, newest)) =
+            crate::checkpoint::list(&shared.cfg.checkpoint_dir()).ok().and_then(|l| l.into_iter().next())
+            && let Ok(m) = std::fs::metadata(&newest)
+        {
+            shared.space.note_checkpoint(m.len());
+        }
         writer::spawn(shared, oplog, rx, tx).map_err(StartError::Thread)?;
         if engine.shared.cfg.standalone {
             engine.shared.role.lock().valid_until = None;
@@ -295,14 +302,15 @@ impl Engine {
         // go on inside the reserve, so no dataserver is declared dead for a full volume.
         let writable = self.shared.role.lock().check_writable(Instant::now()).is_ok();
         let free = if records > 0 && writable { self.shared.space.free(&cfg.data_dir) } else { u64::MAX };
-        if free < cfg.min_free_bytes {
+        let reserve = self.shared.space.reserve(cfg.min_free_bytes);
+        if free < reserve {
             self.shared.metrics.refused_low_space.inc();
             return Err(WriteError::NoSpace(format!(
-                "the data volume has {} MiB free, below the reserve of {} MiB (--min-free-bytes): writes are refused \
-                 and nothing was executed; reads go on. Make room: a larger volume (spec.storage.size), or fewer \
-                 old oplog segments (a checkpoint removes them)",
+                "the data volume has {} MiB free, below the reserve of {} MiB (--min-free-bytes, or room for the next \
+                 checkpoint): writes are refused and nothing was executed; reads go on. Make room: a larger volume \
+                 (spec.storage.size)",
                 free >> 20,
-                cfg.min_free_bytes >> 20
+                reserve >> 20
             )));
         }
         let limit = self.shared.cfg.max_inflight_records;

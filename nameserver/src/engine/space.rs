@@ -18,6 +18,8 @@ const FRESH_MS: u64 = 500;
 
 pub struct Space {
     free: AtomicU64,
+    /// Size of the newest checkpoint written: the next one needs about as much room.
+    checkpoint_bytes: AtomicU64,
     /// When `free` was measured, in ms since `since` (u64::MAX: never).
     measured_ms: AtomicU64,
     since: Instant,
@@ -25,7 +27,12 @@ pub struct Space {
 
 impl Default for Space {
     fn default() -> Self {
-        Space { free: AtomicU64::new(u64::MAX), measured_ms: AtomicU64::new(u64::MAX), since: Instant::now() }
+        Space {
+            free: AtomicU64::new(u64::MAX),
+            checkpoint_bytes: AtomicU64::new(0),
+            measured_ms: AtomicU64::new(u64::MAX),
+            since: Instant::now(),
+        }
     }
 }
 
@@ -36,6 +43,19 @@ pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
 }
 
 impl Space {
+    /// Records the size of a checkpoint just written (or found at start).
+    pub fn note_checkpoint(&self, bytes: u64) {
+        self.checkpoint_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The free space writes must leave: the configured minimum, or room for the next checkpoint
+    /// (the last one's size and a quarter more) when that is larger — a checkpoint is what lets
+    /// old oplog segments go, so the reserve must never be too small to write one.
+    pub fn reserve(&self, min_free_bytes: u64) -> u64 {
+        let ckpt = self.checkpoint_bytes.load(Ordering::Relaxed);
+        min_free_bytes.max(ckpt.saturating_add(ckpt / 4))
+    }
+
     /// Free bytes of the volume of `dir`, measured again when the last measure is stale. A
     /// failed measure counts as plenty (u64::MAX): the reserve must never refuse writes by mistake.
     pub fn free(&self, dir: &Path) -> u64 {
@@ -62,5 +82,13 @@ mod tests {
         assert!(first > 0 && first < u64::MAX, "{first}");
         assert_eq!(s.free(d.path()), first, "within 500 ms the measure is reused");
         assert!(free_bytes(Path::new("/no/such/dir")).is_err());
+    }
+
+    #[test]
+    fn the_reserve_grows_with_the_checkpoint() {
+        let s = Space::default();
+        assert_eq!(s.reserve(64 << 20), 64 << 20);
+        s.note_checkpoint(480 << 20);
+        assert_eq!(s.reserve(64 << 20), 600 << 20);
     }
 }

@@ -366,10 +366,14 @@ impl Writer {
         let dir = self.shared.cfg.checkpoint_dir();
         let tx = self.tx.clone();
         let generation = self.generation;
+        let shared = self.shared.clone();
         let spawned = std::thread::Builder::new().name("checkpoint".into()).spawn(move || {
             let t = Instant::now();
             let done = match checkpoint::write(&dir, &snap, 2) {
-                Ok(_) => {
+                Ok(path) => {
+                    if let Ok(m) = std::fs::metadata(&path) {
+                        shared.space.note_checkpoint(m.len());
+                    }
                     info!(seq, write_ms = t.elapsed().as_millis() as u64, "checkpoint written");
                     Some(seq)
                 }
