@@ -972,7 +972,7 @@ async fn tz_delete_and_uninstall_leave_nothing_behind() -> Result<()> {
     loop {
         let left = kubectl(&[
             "get",
-            "pods,pvc,svc,lease,configmap,role,rolebinding,pdb,serviceaccount",
+            "pods,pvc,svc,lease,configmap,role,rolebinding,pdb,serviceaccount,networkpolicy",
             "-n",
             &ns.0,
             "-l",
@@ -1009,4 +1009,67 @@ async fn tz_delete_and_uninstall_leave_nothing_behind() -> Result<()> {
     }
     println!("scenario=uninstall nothing left");
     Ok(())
+}
+
+/// After the cluster-wide operator is gone (tz): the chart with `watchNamespace` runs an operator
+/// with a Role in one namespace only. It makes a TfsNameserver there Healthy, and leaves one in
+/// another namespace alone (no status at all).
+#[tokio::test]
+async fn tzz_a_namespace_scoped_operator_reconciles_only_its_namespace() -> Result<()> {
+    let mine = Namespace::create("scoped")?;
+    let other = Namespace::create("unwatched")?;
+    let chart = root().join("charts/tfs-operator");
+    let watch = format!("watchNamespace={}", mine.0);
+    let install = [
+        "upgrade",
+        "--install",
+        "tfs-scoped",
+        path_str(&chart)?,
+        "--namespace",
+        &mine.0,
+        "--set",
+        &watch,
+        "--wait",
+        "--timeout",
+        "120s",
+    ];
+    run(&bin("helm"), &install)?;
+    let result = async {
+        let roles = kubectl(&[
+            "get",
+            "role,rolebinding",
+            "-n",
+            &mine.0,
+            "-l",
+            "app.kubernetes.io/instance=tfs-scoped",
+            "-o",
+            "name",
+        ])?;
+        ensure!(roles.contains("role.rbac") && roles.contains("rolebinding.rbac"), "no Role/RoleBinding: {roles}");
+        let cluster = kubectl(&[
+            "get",
+            "clusterrole,clusterrolebinding",
+            "-l",
+            "app.kubernetes.io/instance=tfs-scoped",
+            "-o",
+            "name",
+        ])?;
+        ensure!(cluster.trim().is_empty(), "a namespace-scoped install made cluster-wide RBAC: {cluster}");
+        let c = client().await?;
+        let t = Tfs::create(&c, &mine.0, "demo", 2).await?;
+        t.wait_healthy(2, 1, Duration::from_secs(180)).await?;
+        let ignored = Tfs::create_with(&c, &other.0, "demo", 2, "  tls:\n    enabled: false").await?;
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        let st = ignored.get().await?.status;
+        ensure!(st.is_none(), "the scoped operator touched a TfsNameserver of another namespace: {st:?}");
+        let pods = kubectl(&["get", "pods", "-n", &other.0, "-o", "name"])?;
+        ensure!(pods.trim().is_empty(), "pods in the unwatched namespace: {pods}");
+        println!("scenario=scoped {} Healthy under a Role; {} left alone", mine.0, other.0);
+        Ok::<(), anyhow::Error>(())
+    }
+    .await;
+    // The unwatched resource's finalizer was never added: deleting it needs no operator.
+    let _ = kubectl(&["delete", "tfsns", "--all", "-n", &mine.0, "--wait=true", "--timeout=90s"]);
+    let _ = run(&bin("helm"), &["uninstall", "tfs-scoped", "--namespace", &mine.0, "--wait"]);
+    result
 }
