@@ -133,11 +133,7 @@ impl Metrics {
             "records a slave is behind this master's durable seq, per connected or awaited slave",
             peer_lag.clone(),
         );
-        registry.register(
-            "build",
-            "the running build (tfs_nameserver_build_info, value 1)",
-            prometheus_client::metrics::info::Info::new(BuildLabels { version: env!("CARGO_PKG_VERSION") }),
-        );
+        register_build_info(&mut registry);
         let refused_not_master = Counter::default();
         registry.register(
             "requests_refused_not_master",
@@ -183,8 +179,22 @@ impl Metrics {
     }
 
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
-        out
+        encode(&self.registry)
     }
+}
+
+/// `<prefix>_build_info{version}` 1: the running build, in every binary's registry.
+pub fn register_build_info(registry: &mut Registry) {
+    registry.register(
+        "build",
+        "the running build (value 1)",
+        prometheus_client::metrics::info::Info::new(BuildLabels { version: env!("CARGO_PKG_VERSION") }),
+    );
+}
+
+/// A registry as Prometheus text.
+pub fn encode(registry: &Registry) -> String {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, registry).expect("writing to a String cannot fail");
+    out
 }

@@ -31,19 +31,6 @@ pub struct PhaseLabels {
     pub phase: &'static str,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct BuildLabels {
-    pub version: &'static str,
-}
-
-fn build_info(registry: &mut Registry) {
-    registry.register(
-        "build",
-        "the running build (value 1)",
-        prometheus_client::metrics::info::Info::new(BuildLabels { version: env!("CARGO_PKG_VERSION") }),
-    );
-}
-
 /// Per TfsNameserver, as its last reconcile left its status: what dashboards and alerts read.
 #[derive(Default)]
 pub struct ResourceGauges {
@@ -104,7 +91,7 @@ impl Default for Metrics {
         sub("sync_set_size", "slaves in the master's published sync set", r.sync_set_size.clone());
         sub("failovers", "unplanned master changes since the resource was created", r.failovers.clone());
         registry.register("tfsnameserver_phase", "1 for the TfsNameserver's current phase", r.phase.clone());
-        build_info(&mut registry);
+        tfs_nameserver::metrics::register_build_info(&mut registry);
         Metrics { registry, reconciles, reconcile_errors, reconcile_seconds, failovers, failover_seconds, resources }
     }
 }
@@ -135,16 +122,14 @@ impl Default for HeartMetrics {
         registry.register("renew_seconds", "duration of one Lease renewal", renew_seconds.clone());
         let holder = Gauge::default();
         registry.register("holder", "1 while this pod holds the Lease (is master)", holder.clone());
-        build_info(&mut registry);
+        tfs_nameserver::metrics::register_build_info(&mut registry);
         HeartMetrics { registry, renews, renew_failures, renew_seconds, holder }
     }
 }
 
 impl HeartMetrics {
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
-        out
+        tfs_nameserver::metrics::encode(&self.registry)
     }
 }
 
@@ -186,8 +171,6 @@ impl Metrics {
     }
 
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
-        out
+        tfs_nameserver::metrics::encode(&self.registry)
     }
 }

@@ -300,10 +300,11 @@ impl Engine {
         // Clients' writes to a writable master only: a slave or lapsed master refuses as such
         // (naming the master) in the writer; dataservers' reports and epoch marks (unmetered)
         // go on inside the reserve, so no dataserver is declared dead for a full volume.
-        let writable = self.shared.role.lock().check_writable(Instant::now()).is_ok();
-        let free = if records > 0 && writable { self.shared.space.free(&cfg.data_dir) } else { u64::MAX };
+        // The role is looked at only when the volume is low: the common write pays two atomic
+        // loads (the cached measure), not the role's lock.
+        let free = if records > 0 { self.shared.space.free(&cfg.data_dir) } else { u64::MAX };
         let reserve = self.shared.space.reserve(cfg.min_free_bytes);
-        if free < reserve {
+        if free < reserve && self.shared.role.lock().check_writable(Instant::now()).is_ok() {
             self.shared.metrics.refused_low_space.inc();
             return Err(WriteError::NoSpace(format!(
                 "the data volume has {} MiB free, below the reserve of {} MiB (--min-free-bytes, or room for the next \
