@@ -51,10 +51,10 @@ gen_certs() {
     chmod 600 "$CERTS/ca.key" "$CERTS/sa.key"
     rm -f "$CERTS/params"
   fi
-  params="ip=$ip node=$NODE_NAME svc=$SERVICE_IP"
+  params="ip=$ip nodes=$NODES svc=$SERVICE_IP"
   [ "$(cat "$CERTS/params" 2>/dev/null)" = "$params" ] && return 0
-  say "issuing certificates for node $NODE_NAME, address $ip"
-  local api_sans="DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,DNS:localhost,DNS:$NODE_NAME,IP:127.0.0.1,IP:$ip,IP:$SERVICE_IP"
+  say "issuing certificates for $NODES node(s), address $ip"
+  local api_sans="DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,DNS:localhost,IP:127.0.0.1,IP:$ip,IP:$SERVICE_IP"
   cert apiserver kube-apiserver "" "$api_sans" server
   # The API server's client certificate towards kubelets (logs, exec, port-forward).
   cert apiserver-kubelet-client kube-apiserver-kubelet-client system:masters "" client
@@ -62,8 +62,12 @@ gen_certs() {
   cert controller-manager system:kube-controller-manager "" "" client
   cert scheduler system:kube-scheduler "" "" client
   cert kube-proxy system:kube-proxy "" "" client
-  cert kubelet "system:node:$NODE_NAME" system:nodes "" client
-  cert kubelet-serving "$NODE_NAME" "" "DNS:$NODE_NAME,DNS:localhost,IP:$ip,IP:127.0.0.1" server
+  # Each kubelet has its own identity: the NodeRestriction admission lets it write only its node.
+  local n
+  for n in $(node_names); do
+    cert "kubelet-$n" "system:node:$n" system:nodes "" client
+    cert "kubelet-serving-$n" "$n" "" "DNS:$n,DNS:localhost,IP:$ip,IP:127.0.0.1" server
+  done
   echo "$params" > "$CERTS/params"
 }
 
@@ -97,32 +101,65 @@ KC
 
 gen_configs() {
   local ip=$1 mtu=$2
-  mkdir -p "$CFG" "$CFG/cni" "$STATE" "$RUNDIR"
+  mkdir -p "$CFG" "$STATE" "$RUNDIR"
   kubeconfig "$KUBECONFIG_ADMIN" admin
   kubeconfig "$CFG/controller-manager.kubeconfig" controller-manager
   kubeconfig "$CFG/scheduler.kubeconfig" scheduler
   kubeconfig "$CFG/kube-proxy.kubeconfig" kube-proxy
-  kubeconfig "$CFG/kubelet.kubeconfig" kubelet
 
-  # crictl looks for crictl.yaml beside its binary: `.e2e/bin/crictl ps` works as is.
+  # crictl looks for crictl.yaml beside its binary: `.e2e/bin/crictl ps` talks to node-1
+  # (`crictl --runtime-endpoint unix://.e2e/run/node-N/containerd.sock` to another node).
   put "$BIN/crictl.yaml" <<EOF2
-runtime-endpoint: unix://$RUNDIR/containerd.sock
-image-endpoint: unix://$RUNDIR/containerd.sock
+runtime-endpoint: unix://$(node_socket 1)
+image-endpoint: unix://$(node_socket 1)
 timeout: 30
 EOF2
   chmod 644 "$BIN/crictl.yaml"
+  local i
+  for i in $(seq 1 "$NODES"); do gen_node_configs "$i" "$mtu"; done
 
+  # One kube-proxy for the host: the nodes share its network stack, so one set of Service rules
+  # serves every node's pods (it is not part of any node, and survives a node's loss).
+  put "$CFG/kube-proxy.yaml" <<EOF2
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: iptables
+clientConnection:
+  kubeconfig: $CFG/kube-proxy.kubeconfig
+hostnameOverride: node-1
+clusterCIDR: $CLUSTER_CIDR
+bindAddress: 0.0.0.0
+healthzBindAddress: 127.0.0.1:10256
+metricsBindAddress: 127.0.0.1:10249
+conntrack:
+  # leave nf_conntrack_max as the kernel has it
+  maxPerCore: 0
+  min: 0
+iptables:
+  masqueradeAll: false
+  syncPeriod: 30s
+  minSyncPeriod: 0s
+EOF2
+}
+
+# gen_node_configs INDEX MTU: node-INDEX's kubelet kubeconfig, containerd, CNI and kubelet files,
+# all under $CFG/node-INDEX/.
+gen_node_configs() {
+  local i=$1 mtu=$2 n="node-$1"
+  local cfg=$CFG/$n st=$STATE/$n run=$RUNDIR/$n
+  mkdir -p "$cfg/cni" "$st" "$run"
+  kubeconfig "$cfg/kubelet.kubeconfig" "kubelet-$n"
   # containerd (Debian's 1.6: config format version 2), all state under $E2E.
-  put "$CFG/containerd.toml" <<EOF2
+  put "$cfg/containerd.toml" <<EOF2
 version = 2
-root = "$STATE/containerd/root"
-state = "$STATE/containerd/state"
+root = "$st/containerd/root"
+state = "$st/containerd/state"
 
 [grpc]
-  address = "$RUNDIR/containerd.sock"
+  address = "$run/containerd.sock"
 
 [ttrpc]
-  address = "$RUNDIR/containerd.sock.ttrpc"
+  address = "$run/containerd.sock.ttrpc"
 
 [debug]
   address = ""
@@ -146,32 +183,36 @@ state = "$STATE/containerd/state"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
         BinaryName = "/usr/sbin/runc"
+        # runc's state per node (its default, /run/containerd/runc, would be shared)
+        Root = "$run/runc"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
-    conf_dir = "$CFG/cni"
+    conf_dir = "$cfg/cni"
     max_conf_num = 1
   [plugins."io.containerd.grpc.v1.cri".registry]
     config_path = ""
 EOF2
 
-  # Pod network: one bridge, host-local addresses from POD_CIDR, masquerade off the node,
-  # portmap for hostPort, loopback. The bridge device is created by up.sh beforehand.
-  put "$CFG/cni/10-tfs-e2e.conflist" <<EOF2
+  # Pod network: one bridge per node, host-local addresses from the node's /24, portmap for
+  # hostPort, loopback. The bridge device is created by up.sh beforehand; the host routes between
+  # the nodes' bridges, and up.sh masquerades only what leaves the cluster range (the bridge
+  # plugin's ipMasq would hide a pod's address from pods of other nodes).
+  put "$cfg/cni/10-tfs-e2e.conflist" <<EOF2
 {
   "cniVersion": "0.4.0",
-  "name": "tfs-e2e",
+  "name": "tfs-e2e-$n",
   "plugins": [
     {
       "type": "bridge",
-      "bridge": "$CNI_BRIDGE",
+      "bridge": "$(node_bridge "$i")",
       "isGateway": true,
-      "ipMasq": true,
+      "ipMasq": false,
       "hairpinMode": true,
       "mtu": $mtu,
       "ipam": {
         "type": "host-local",
-        "dataDir": "$STATE/cni/networks",
-        "ranges": [[{"subnet": "$POD_CIDR", "gateway": "$POD_GATEWAY"}]],
+        "dataDir": "$st/cni/networks",
+        "ranges": [[{"subnet": "$(node_pod_cidr "$i")", "gateway": "$(node_gateway "$i")"}]],
         "routes": [{"dst": "0.0.0.0/0"}]
       }
     },
@@ -179,20 +220,20 @@ EOF2
   ]
 }
 EOF2
-  put "$CFG/cni/99-loopback.conf" <<EOF2
+  put "$cfg/cni/99-loopback.conf" <<EOF2
 {"cniVersion": "0.4.0", "name": "lo", "type": "loopback"}
 EOF2
 
-  put "$CFG/kubelet.yaml" <<EOF2
+  put "$cfg/kubelet.yaml" <<EOF2
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: 0.0.0.0
-port: 10250
+port: $(node_kubelet_port "$i")
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
-healthzPort: 10248
-tlsCertFile: $CERTS/kubelet-serving.crt
-tlsPrivateKeyFile: $CERTS/kubelet-serving.key
+healthzPort: $(node_healthz_port "$i")
+tlsCertFile: $CERTS/kubelet-serving-$n.crt
+tlsPrivateKeyFile: $CERTS/kubelet-serving-$n.key
 authentication:
   anonymous:
     enabled: false
@@ -202,14 +243,16 @@ authentication:
     clientCAFile: $CERTS/ca.crt
 authorization:
   mode: Webhook
-containerRuntimeEndpoint: unix://$RUNDIR/containerd.sock
-imageServiceEndpoint: unix://$RUNDIR/containerd.sock
+containerRuntimeEndpoint: unix://$run/containerd.sock
+imageServiceEndpoint: unix://$run/containerd.sock
 cgroupDriver: cgroupfs
+# the node's pods live under /tfs-node-N (frozen with the node by node-down.sh)
+cgroupRoot: /$(node_cgroup "$i")
 failCgroupV1: false
 failSwapOn: false
 clusterDomain: cluster.local
 resolvConf: /etc/resolv.conf
-podCIDR: $POD_CIDR
+podCIDR: $(node_pod_cidr "$i")
 maxPods: 110
 serializeImagePulls: false
 # Images are imported by hand and can never be pulled again: never garbage-collect them.
@@ -232,27 +275,7 @@ containerLogMaxSize: 10Mi
 containerLogMaxFiles: 3
 shutdownGracePeriod: 0s
 staticPodPath: ""
-podLogsDir: $STATE/pod-logs
+podLogsDir: $st/pod-logs
 EOF2
 
-  put "$CFG/kube-proxy.yaml" <<EOF2
-apiVersion: kubeproxy.config.k8s.io/v1alpha1
-kind: KubeProxyConfiguration
-mode: iptables
-clientConnection:
-  kubeconfig: $CFG/kube-proxy.kubeconfig
-hostnameOverride: $NODE_NAME
-clusterCIDR: $POD_CIDR
-bindAddress: 0.0.0.0
-healthzBindAddress: 127.0.0.1:10256
-metricsBindAddress: 127.0.0.1:10249
-conntrack:
-  # leave nf_conntrack_max as the kernel has it
-  maxPerCore: 0
-  min: 0
-iptables:
-  masqueradeAll: false
-  syncPeriod: 30s
-  minSyncPeriod: 0s
-EOF2
 }

@@ -19,15 +19,17 @@ cleanup() { k delete ns "$NS" --ignore-not-found --wait=true --timeout=90s >/dev
 
 [ -s "$KUBECONFIG" ] && [ -x "$BIN/kubectl" ] || fail "no cluster: run 'make cluster' first"
 
-# 1. node Ready
-st=$(k get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>&1) || fail "cannot get node $NODE_NAME: $st"
-[ "$st" = True ] || fail "node $NODE_NAME is not Ready ($st)"
-ok "node $NODE_NAME Ready"
+# 1. every node Ready
+for n in $(node_names); do
+  st=$(k get node "$n" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>&1) || fail "cannot get node $n: $st"
+  [ "$st" = True ] || fail "node $n is not Ready ($st)"
+done
+ok "$NODES node(s) Ready: $(node_names | tr '\n' ' ')"
 
 # 2. server version
 sv=$(k version -o json 2>/dev/null | jq -r .serverVersion.gitVersion)
 case $sv in v1.36.*) ok "server version $sv" ;; *) fail "server version is '$sv', want v1.36.x" ;; esac
-kv=$(k get node "$NODE_NAME" -o jsonpath='{.status.nodeInfo.kubeletVersion}')
+kv=$(k get node node-1 -o jsonpath='{.status.nodeInfo.kubeletVersion}')
 case $kv in v1.36.*) ok "kubelet version $kv" ;; *) fail "kubelet reports '$kv', want v1.36.x" ;; esac
 
 # 3. unauthenticated requests are refused
@@ -45,17 +47,23 @@ ok "helm $hv (helm list -A talks to the cluster)"
 cleanup
 trap cleanup EXIT
 k create ns "$NS" >/dev/null
-k -n "$NS" apply -f - >/dev/null <<'YAML'
+sed "s/NODES_COUNT/$NODES/" <<'YAML' | k -n "$NS" apply -f - >/dev/null
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: echo}
 spec:
-  replicas: 2
+  replicas: NODES_COUNT
   selector: {matchLabels: {app: echo}}
   template:
     metadata: {labels: {app: echo}}
     spec:
       terminationGracePeriodSeconds: 2
+      # one per node, so the checks below cross nodes
+      affinity:
+        podAntiAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+          - labelSelector: {matchLabels: {app: echo}}
+            topologyKey: kubernetes.io/hostname
       containers:
       - name: echo
         image: localhost/e2e-echo:local
@@ -74,7 +82,9 @@ spec:
   ports: [{port: 80, targetPort: 8080}]
 YAML
 k -n "$NS" wait deploy/echo --for=condition=Available --timeout=120s >/dev/null || fail "Deployment echo not Available within 120s"
-ok "Deployment echo Available (2 replicas)"
+spread=$(k -n "$NS" get pod -l app=echo -o jsonpath='{range .items[*]}{.spec.nodeName}{"\n"}{end}' | sort -u | wc -l)
+[ "$spread" = "$NODES" ] || fail "echo pods on $spread node(s), want one on each of $NODES"
+ok "Deployment echo Available ($NODES replicas, one per node)"
 
 # 6. the Service's ClusterIP answers from the host (kube-proxy iptables rules)
 cip=$(k -n "$NS" get svc echo -o jsonpath='{.spec.clusterIP}')
@@ -91,6 +101,15 @@ out=$(k -n "$NS" exec "$pod" -- sh -c 'e2e-echo connect $KUBERNETES_SERVICE_HOST
 ok "pod reaches the API through the kubernetes Service (kubectl exec): $(echo "$out" | tail -1)"
 out=$(k -n "$NS" exec "$pod" -- e2e-echo connect "$cip" 80 5 2>&1) || fail "pod $pod cannot reach Service echo: $out"
 ok "pod reaches Service echo: $(echo "$out" | head -1)"
+# pod to pod across nodes, by pod address (no Service, no NAT): the echo server names itself
+src_node=$(k -n "$NS" get pod "$pod" -o jsonpath='{.spec.nodeName}')
+for target in $(k -n "$NS" get pod -l app=echo -o jsonpath='{range .items[*]}{.metadata.name},{.status.podIP},{.spec.nodeName}{"\n"}{end}'); do
+  IFS=, read -r tname tip tnode <<< "$target"
+  [ "$tnode" = "$src_node" ] && continue
+  out=$(k -n "$NS" exec "$pod" -- e2e-echo connect "$tip" 8080 5 2>&1) || fail "pod $pod ($src_node) cannot reach pod $tname at $tip ($tnode): $out"
+  grep -q "^hello from $tname" <<< "$out" || fail "pod $pod reached $tip but not $tname: $out"
+  ok "pod on $src_node reaches pod $tname on $tnode at $tip"
+done
 
 # 8. the API from a pod with its service account token (projected volume), and kubectl logs
 k -n "$NS" apply -f - >/dev/null <<'YAML'
@@ -115,21 +134,24 @@ logs=$(k -n "$NS" logs api-client 2>&1)
 grep -q api-client-ok <<< "$logs" || fail "kubectl logs api-client: $logs"
 ok "pod with a service-account token reached the API; kubectl logs works"
 
-# 9. a claim of the default StorageClass (local-volumes) is provisioned on the node, bound, and
-#    written by a non-root pod through its fsGroup (what Pod Security `restricted` pods rely on)
-k -n "$NS" apply -f - >/dev/null <<'YAML'
+# 9. on every node, a claim of the default StorageClass (local-volumes) is provisioned on that
+#    node, bound, and written by a non-root pod through its fsGroup (what Pod Security
+#    `restricted` pods rely on)
+for n in $(node_names); do
+  sed "s/NODE/$n/g" <<'YAML' | k -n "$NS" apply -f - >/dev/null
 apiVersion: v1
 kind: PersistentVolumeClaim
-metadata: {name: data}
+metadata: {name: data-NODE}
 spec:
   accessModes: [ReadWriteOnce]
   resources: {requests: {storage: 16Mi}}
 ---
 apiVersion: v1
 kind: Pod
-metadata: {name: writer}
+metadata: {name: writer-NODE}
 spec:
   restartPolicy: Never
+  nodeSelector: {kubernetes.io/hostname: NODE}
   securityContext: {runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532, runAsNonRoot: true}
   containers:
   - name: c
@@ -138,13 +160,29 @@ spec:
     command: [sh, -c, 'echo written > /data/f && cat /data/f']
     securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
     volumeMounts: [{name: data, mountPath: /data}]
-  volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
+  volumes: [{name: data, persistentVolumeClaim: {claimName: data-NODE}}]
 YAML
-k -n "$NS" wait pod/writer --for=jsonpath='{.status.phase}'=Succeeded --timeout=90s >/dev/null ||
-  fail "a non-root pod could not write its claim: $(k -n "$NS" logs writer 2>&1 | tail -3; k -n "$NS" describe pvc data | tail -5)"
-pv=$(k -n "$NS" get pvc data -o jsonpath='{.spec.volumeName}')
-node=$(k get pv "$pv" -o jsonpath='{.spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0].values[0]}')
-[ "$node" = "$NODE_NAME" ] || fail "volume $pv has node affinity to '$node', want $NODE_NAME"
-ok "claim bound to local volume $pv on node $node, written by uid 65532 through fsGroup"
+done
+for n in $(node_names); do
+  k -n "$NS" wait "pod/writer-$n" --for=jsonpath='{.status.phase}'=Succeeded --timeout=90s >/dev/null ||
+    fail "a non-root pod on $n could not write its claim: $(k -n "$NS" logs "writer-$n" 2>&1 | tail -3; k -n "$NS" describe pvc "data-$n" | tail -5)"
+  pv=$(k -n "$NS" get pvc "data-$n" -o jsonpath='{.spec.volumeName}')
+  node=$(k get pv "$pv" -o jsonpath='{.spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0].values[0]}')
+  [ "$node" = "$n" ] || fail "volume $pv of a pod on $n has node affinity to '$node'"
+  [ -f "$E2E/volumes/$n/$pv/f" ] || fail "volume $pv's data is not under .e2e/volumes/$n/"
+  ok "claim on $n bound to local volume $pv (data in .e2e/volumes/$n/), written by uid 65532 through fsGroup"
+done
+
+# 10. the cluster's resident memory: every process of it (control plane, kubelets, containerds,
+#     kube-proxy, the volume provisioner, shims, and the pods this check left running)
+rss=0
+for f in "$PIDS"/*.pid; do
+  p=$(cat "$f"); [ -r "/proc/$p/status" ] && rss=$(( rss + $(awk '/^VmRSS:/ {print $2}' "/proc/$p/status") ))
+done
+pods_kb=0
+for p in $(cluster_shims) $(find "$FREEZER"/tfs-node-*/kubepods -name cgroup.procs -exec cat {} + 2>/dev/null); do
+  [ -r "/proc/$p/status" ] && pods_kb=$(( pods_kb + $(awk '/^VmRSS:/ {print $2; f=1} END {if (!f) print 0}' "/proc/$p/status") ))
+done
+ok "resident memory: components $(( rss / 1024 )) MiB, shims and pods $(( pods_kb / 1024 )) MiB, total $(( (rss + pods_kb) / 1024 )) MiB"
 
 echo "$PASSED passed, 0 failed"

@@ -2,12 +2,13 @@
 # Included by the top-level Makefile, which defines ROOT (the repository root).
 E2E ?= $(ROOT)/.e2e
 CLUSTER_SH := $(ROOT)/e2e/cluster
-CLUSTER_ENV := ROOT=$(ROOT) E2E=$(E2E)
+# NODES (default 3, then what the running cluster has) is passed through when given.
+CLUSTER_ENV := ROOT=$(ROOT) E2E=$(E2E) $(if $(NODES),NODES=$(NODES))
 CLUSTER_APT_PKGS := containerd runc containernetworking-plugins buildah iptables conntrack gcc libc6-dev busybox-static
 
-.PHONY: cluster cluster-down cluster-clean cluster-check cluster-tools image deps-cluster
+.PHONY: node-down node-up cluster cluster-down cluster-clean cluster-check cluster-tools image deps-cluster
 
-cluster: deps-cluster ## Start the local Kubernetes cluster (builds what is missing; idempotent)
+cluster: deps-cluster ## Start the local Kubernetes cluster, NODES=3 nodes by default (builds what is missing; idempotent)
 	@$(CLUSTER_ENV) $(CLUSTER_SH)/up.sh
 
 cluster-down: ## Stop every process of the local cluster; remove its bridge, iptables chains, mounts
@@ -31,3 +32,11 @@ deps-cluster: ## Install the Debian packages the cluster needs (only what is mis
 	  echo "installing: $$missing"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
 	fi
+
+node-down: ## Lose a node (NODE=node-2): its processes frozen, its traffic dropped
+	@test -n "$(NODE)" || { echo "usage: make node-down NODE=node-<n>"; exit 2; }
+	@$(CLUSTER_ENV) $(CLUSTER_SH)/node-down.sh $(NODE)
+
+node-up: ## Bring back a node lost with node-down (NODE=node-2) and wait until it is Ready
+	@test -n "$(NODE)" || { echo "usage: make node-up NODE=node-<n>"; exit 2; }
+	@$(CLUSTER_ENV) $(CLUSTER_SH)/node-up.sh $(NODE)

@@ -15,41 +15,56 @@ TFS_BINARIES=(tfs-nameserver tfsctl tfs-operator)
 # buildah keeps its storage under $E2E/buildah so nothing is left in /var/lib/containers.
 bah() { buildah --root "$E2E/buildah/storage" --runroot "$E2E/buildah/run" --storage-driver "${BUILDAH_DRIVER:-overlay}" "$@"; }
 
-containerd_up() { is_running containerd "$E2E/config/containerd.toml" 2>/dev/null && [ -S "$RUNDIR/containerd.sock" ]; }
-ctr_() { ctr --address "$RUNDIR/containerd.sock" -n k8s.io "$@"; }
-crictl_() { "$BIN/crictl" --runtime-endpoint "unix://$RUNDIR/containerd.sock" --image-endpoint "unix://$RUNDIR/containerd.sock" "$@" 2>/dev/null; }
+# Every command below talks to node $NI's containerd (each node has its own image store).
+NI=1
+containerd_up() { is_running "containerd-node-$NI" "$E2E/config/node-$NI/containerd.toml" 2>/dev/null && [ -S "$(node_socket "$NI")" ]; }
+ctr_() { ctr --address "$(node_socket "$NI")" -n k8s.io "$@"; }
+crictl_() { "$BIN/crictl" --runtime-endpoint "unix://$(node_socket "$NI")" --image-endpoint "unix://$(node_socket "$NI")" "$@" 2>/dev/null; }
 # image_id REF: the image's id as the CRI (kubelet) sees it, empty when absent.
 # has_image REF: containerd has REF (list captured first: `grep -q` in a pipeline + pipefail
 # would report a miss whenever ctr gets SIGPIPE).
 has_image() { local l; l=$(ctr_ images ls -q 2>/dev/null) || return 1; grep -qx "$1" <<< "$l"; }
 image_id() { [ -x "$BIN/crictl" ] && crictl_ inspecti -o go-template --template '{{.status.id}}' "$1" || true; }
 
-# import_archive NAME: import $IMAGES/NAME.tar if containerd is up; the archive's sha is recorded
-# so an unchanged image is not imported twice.
+# import_archive NAME: import $IMAGES/NAME.tar into the containerd of every node that runs (a
+# lost node gets it from `make node-up`); the archive's sha is recorded per node so an unchanged
+# image is not imported twice.
 import_archive() {
-  local name=$1 tar=$IMAGES/$1.tar ref
+  local name=$1 i
+  for i in $(seq 1 "$NODES"); do
+    NI=$i
+    if node_is_down "$i"; then
+      warn "node-$i is down: $(cat "$IMAGES/$name.ref") will be imported by 'make node-up NODE=node-$i'"
+      continue
+    fi
+    import_into "$name"
+  done
+}
+
+import_into() {
+  local name=$1 tar=$IMAGES/$1.tar ref mark=$IMAGES/$1.imported.node-$NI
   ref=$(cat "$IMAGES/$name.ref")
   if ! containerd_up; then
-    say "containerd is not running: $ref will be imported by 'make cluster'"
+    say "containerd of node-$NI is not running: $ref will be imported by 'make cluster'"
     return 0
   fi
   local sum; sum=$(sha256sum "$tar" | cut -c1-64)
-  if [ "$(cat "$IMAGES/$name.imported" 2>/dev/null)" = "$sum" ] && has_image "$ref"; then
+  if [ "$(cat "$mark" 2>/dev/null)" = "$sum" ] && has_image "$ref"; then
     return 0
   fi
   local old new
   old=$(image_id "$ref")
   ctr_ images import "$tar" >/dev/null 2>"$LOGS/import-$name.log" ||
-    die "import of $tar failed: $(cat "$LOGS/import-$name.log")"
-  has_image "$ref" || die "$ref not found in containerd after import of $tar"
+    die "import of $tar into node-$NI failed: $(cat "$LOGS/import-$name.log")"
+  has_image "$ref" || die "$ref not found in the containerd of node-$NI after import of $tar"
   new=$(image_id "$ref")
   # The replaced image stays as an untagged image (the kubelet's image GC is off): remove it
   # unless a container still uses it.
   if [ -n "$old" ] && [ "$old" != "$new" ]; then
     crictl_ rmi "$old" >/dev/null 2>&1 || true
   fi
-  echo "$sum" > "$IMAGES/$name.imported"
-  say "imported $ref into containerd (k8s.io)"
+  echo "$sum" > "$mark"
+  say "imported $ref into node-$NI's containerd (k8s.io)"
 }
 
 # build_image NAME REF ROOTFS_DIR ENTRYPOINT_JSON CMD_JSON [ENV...]

@@ -22,11 +22,36 @@ CRICTL_VERSION=v1.37.0
 SERVICE_CIDR=10.96.0.0/16
 SERVICE_IP=10.96.0.1            # the `kubernetes` Service
 CLUSTER_DNS=10.96.0.10          # reserved; no DNS server is run
-POD_CIDR=10.244.0.0/24
-POD_GATEWAY=10.244.0.1
-CNI_BRIDGE=cni0
+CLUSTER_CIDR=10.244.0.0/16      # every node's pod range is a /24 of it
 API_PORT=6443
-NODE_NAME=${NODE_NAME:-$(hostname | tr '[:upper:]' '[:lower:]')}
+
+# Nodes. The cluster has NODES nodes (default 3; the count of a running cluster is kept in
+# $E2E/nodes, so later commands need not repeat it), named node-1 ... node-N. They are simulated
+# on this machine: each has its own kubelet, containerd, pod range and bridge, cgroup root and
+# directories, and shares the host's network stack (one kube-proxy serves them all). A node is
+# lost with `node-down.sh` (every process of it frozen, its traffic dropped).
+NODES=${NODES:-$(cat "$E2E/nodes" 2>/dev/null || echo 3)}
+case $NODES in [1-9]) ;; *) echo "NODES must be 1..9, not '$NODES'" >&2; exit 1 ;; esac
+node_names() { local i; for i in $(seq 1 "$NODES"); do echo "node-$i"; done; }
+# node_index NODE: 1 for node-1 ...; fails for a name that is not a node of this cluster.
+node_index() {
+  local i=${1#node-}
+  [[ "$1" == node-* && "$i" =~ ^[1-9]$ && $i -le $NODES ]] || die "no node '$1' in this cluster (nodes: $(node_names | tr '\n' ' '))"
+  echo "$i"
+}
+# Per-node values, by index.
+node_pod_cidr()    { echo "10.244.$(( $1 - 1 )).0/24"; }
+node_gateway()     { echo "10.244.$(( $1 - 1 )).1"; }
+node_bridge()      { echo "cni$(( $1 - 1 ))"; }
+node_kubelet_port(){ echo $(( 10250 + 1000 * ($1 - 1) )); }
+node_healthz_port(){ echo $(( 10248 + 1000 * ($1 - 1) )); }
+node_socket()      { echo "$RUNDIR/node-$1/containerd.sock"; }
+# The freezer cgroup holding every process of a node: its kubelet and containerd (and so the
+# shims) in system/, its pods in kubepods/ (the kubelet's cgroup root is /tfs-node-N).
+node_cgroup()      { echo "tfs-node-$1"; }
+FREEZER=/sys/fs/cgroup/freezer
+# node_is_down INDEX: the node was lost with node-down.sh (its processes are frozen).
+node_is_down() { [ "$(cat "$FREEZER/$(node_cgroup "$1")/freezer.state" 2>/dev/null)" = FROZEN ]; }
 
 export PATH=$BIN:/usr/local/go/bin:$PATH
 
@@ -101,10 +126,10 @@ clean_netns() {
   done
 }
 
-# containerd shims of this cluster (their command line names this cluster's containerd socket).
+# containerd shims of this cluster (their command line names a containerd socket under $RUNDIR).
 is_shim() {
   [ -r "/proc/$1/cmdline" ] && grep -qF -- "containerd-shim" "/proc/$1/cmdline" 2>/dev/null &&
-    grep -qF -- "$RUNDIR/containerd.sock" "/proc/$1/cmdline" 2>/dev/null
+    grep -qF -- "$RUNDIR/" "/proc/$1/cmdline" 2>/dev/null
 }
 cluster_shims() {
   local f
@@ -115,5 +140,5 @@ cluster_shims() {
 # With no pod left running, release every pod address: host-local IPAM keeps one file per
 # address, and pods killed without a CNI DEL would leak theirs.
 release_pod_ips() {
-  find "$STATE/cni/networks" -mindepth 2 -maxdepth 2 -type f ! -name lock -delete 2>/dev/null || true
+  find "$STATE"/node-*/cni/networks -mindepth 2 -maxdepth 2 -type f ! -name lock -delete 2>/dev/null || true
 }

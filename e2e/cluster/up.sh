@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Starts (or completes) the local single-node cluster; idempotent: what runs is left alone.
+# Starts (or completes) the local cluster of NODES nodes (default 3); idempotent: what runs is
+# left alone (a node lost with node-down.sh stays lost).
 # Order: build missing binaries, host network setup, certificates and configs, etcd,
-# kube-apiserver, kube-controller-manager, kube-scheduler, containerd (+ image import),
-# kubelet, kube-proxy; then waits for the node to be Ready.
+# kube-apiserver, kube-controller-manager, kube-scheduler; per node: containerd (+ image import),
+# kubelet; kube-proxy; then waits for every node to be Ready.
 source "$(dirname "$0")/lib.sh"
 source "$CLUSTER_DIR/certs.sh"
 mkdir -p "$BIN" "$LOGS" "$PIDS" "$STATE" "$RUNDIR"
@@ -13,10 +14,12 @@ mkdir -p "$BIN" "$LOGS" "$PIDS" "$STATE" "$RUNDIR"
 # alone unless its command line or its configuration files (FILES[name] below) changed since it
 # was started: then it is restarted. Returns 0 when it (re)started the component.
 declare -A FILES=(
-  [containerd]="$CFG/containerd.toml"
-  [kubelet]="$CFG/kubelet.yaml $CFG/kubelet.kubeconfig"
   [kube-proxy]="$CFG/kube-proxy.yaml"
 )
+for _n in $(node_names); do
+  FILES[containerd-$_n]="$CFG/$_n/containerd.toml"
+  FILES[kubelet-$_n]="$CFG/$_n/kubelet.yaml $CFG/$_n/kubelet.kubeconfig"
+done
 start() {
   local name=$1 match=$2; shift 2
   local fp f
@@ -69,27 +72,61 @@ check_deps() {
 }
 
 host_setup() {
-  local mtu=$1
+  local mtu=$1 i br
   command -v modprobe >/dev/null && { modprobe br_netfilter 2>/dev/null || true; modprobe overlay 2>/dev/null || true; }
   [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ] || die "br_netfilter is not available in this kernel"
   sysctl -qw net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1 net.ipv4.ip_forward=1
-  # The pod bridge exists before any pod, so the Service range can be routed to it: a packet to a
-  # ClusterIP that kube-proxy does not rewrite stays on this machine instead of taking the
-  # default route.
-  if ! ip link show "$CNI_BRIDGE" >/dev/null 2>&1; then
-    ip link add "$CNI_BRIDGE" type bridge
-    ip link set "$CNI_BRIDGE" mtu "$mtu"
-  fi
-  grep -q " $POD_GATEWAY/" <<< "$(ip addr show dev "$CNI_BRIDGE")" || ip addr add "$POD_GATEWAY/${POD_CIDR#*/}" dev "$CNI_BRIDGE"
-  ip link set "$CNI_BRIDGE" up
-  ip route replace "$SERVICE_CIDR" dev "$CNI_BRIDGE" src "$POD_GATEWAY"
+  # One bridge per node, existing before any pod; the host routes between them (pods of different
+  # nodes reach each other with their own addresses).
+  for i in $(seq 1 "$NODES"); do
+    br=$(node_bridge "$i")
+    if ! ip link show "$br" >/dev/null 2>&1; then
+      ip link add "$br" type bridge
+      ip link set "$br" mtu "$mtu"
+    fi
+    grep -q " $(node_gateway "$i")/" <<< "$(ip addr show dev "$br")" || ip addr add "$(node_gateway "$i")/24" dev "$br"
+    ip link set "$br" up
+  done
+  # The Service range is routed to node-1's bridge, so a packet to a ClusterIP that kube-proxy
+  # does not rewrite stays on this machine instead of taking the default route.
+  ip route replace "$SERVICE_CIDR" dev "$(node_bridge 1)" src "$(node_gateway 1)"
+  # Pod traffic leaving the cluster range is masqueraded; inside it, addresses are kept.
+  iptables -t nat -N TFS-E2E-MASQ 2>/dev/null || true
+  iptables -t nat -C TFS-E2E-MASQ -d "$CLUSTER_CIDR" -j RETURN 2>/dev/null || iptables -t nat -A TFS-E2E-MASQ -d "$CLUSTER_CIDR" -j RETURN
+  iptables -t nat -C TFS-E2E-MASQ -d 224.0.0.0/4 -j RETURN 2>/dev/null || iptables -t nat -A TFS-E2E-MASQ -d 224.0.0.0/4 -j RETURN
+  iptables -t nat -C TFS-E2E-MASQ -j MASQUERADE 2>/dev/null || iptables -t nat -A TFS-E2E-MASQ -j MASQUERADE
+  iptables -t nat -C POSTROUTING -s "$CLUSTER_CIDR" -j TFS-E2E-MASQ 2>/dev/null || iptables -t nat -A POSTROUTING -s "$CLUSTER_CIDR" -j TFS-E2E-MASQ
 }
 
-# node_ready [SINCE]: the node's Ready condition is True, and (with SINCE, epoch seconds) was
+# node_cgroups INDEX: the node's cgroup root /tfs-node-N in every cgroup (v1) hierarchy (the
+# kubelet wants it to exist), and the freezer group system/ its kubelet and containerd run in.
+node_cgroups() {
+  local cg; cg=$(node_cgroup "$1")
+  local h
+  [ -d "$FREEZER" ] || die "no cgroup v1 freezer at $FREEZER (node-down needs it)"
+  for h in /sys/fs/cgroup/*/; do
+    h=${h%/}
+    case $(basename "$h") in unified) continue ;; esac
+    [ -d "$h/$cg" ] && continue
+    mkdir "$h/$cg" || die "cannot create cgroup $h/$cg"
+    if [ -f "$h/cpuset.cpus" ]; then   # cpuset children start empty
+      cat "$h/cpuset.cpus" > "$h/$cg/cpuset.cpus"; cat "$h/cpuset.mems" > "$h/$cg/cpuset.mems"
+    fi
+  done
+  mkdir -p "$FREEZER/$cg/system"
+}
+
+# A command run by `sh -c "$IN_NODE" PROCS CMD...` first enters the freezer group whose
+# cgroup.procs is PROCS, then becomes CMD: node-down then freezes it and every process it forks
+# (containerd's shims, the kubelet's helpers).
+IN_NODE='echo $$ > "$0" && exec "$@"'
+node_procs() { echo "$FREEZER/$(node_cgroup "$1")/system/cgroup.procs"; }
+
+# node_ready NODE [SINCE]: the node's Ready condition is True, and (with SINCE, epoch seconds) was
 # reported after SINCE, so a stale status from before a restart does not count.
 node_ready() {
-  local out st hb
-  out=$(kubectl --kubeconfig "$KUBECONFIG_ADMIN" get node "$NODE_NAME" \
+  local node=$1 out st hb; shift
+  out=$(kubectl --kubeconfig "$KUBECONFIG_ADMIN" get node "$node" \
         -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}' 2>/dev/null) || return 1
   read -r st hb <<< "$out"
   [ "$st" = True ] || return 1
@@ -152,14 +189,22 @@ main() {
 
   # Leftovers of a cluster whose processes were killed from outside: network namespaces and pod
   # addresses (only when no pod of it survives).
-  if ! is_running containerd "$CFG/containerd.toml" && [ -z "$(cluster_shims)" ]; then
+  local n i any=0
+  for n in $(node_names); do is_running "containerd-$n" "$CFG/$n/containerd.toml" && any=1; done
+  if [ $any = 0 ] && [ -z "$(cluster_shims)" ]; then
     clean_netns
     release_pod_ips
   fi
-  start containerd "$CFG/containerd.toml" /usr/bin/containerd --config "$CFG/containerd.toml" && started=1
-  await containerd "$CFG/containerd.toml" 60 "containerd" \
-    ctr --address "$RUNDIR/containerd.sock" version
   [ -s "$E2E/images/pause.tar" ] || "$CLUSTER_DIR/image.sh" pause
+  for i in $(seq 1 "$NODES"); do
+    n=node-$i
+    node_cgroups "$i"
+    start "containerd-$n" "$CFG/$n/containerd.toml" sh -c "$IN_NODE" "$(node_procs "$i")" /usr/bin/containerd --config "$CFG/$n/containerd.toml" && started=1
+  done
+  for n in $(node_names); do
+    await "containerd-$n" "$CFG/$n/containerd.toml" 60 "containerd of $n" \
+      ctr --address "$RUNDIR/$n/containerd.sock" version
+  done
   "$CLUSTER_DIR/image.sh" import
 
   await kube-controller-manager "$BIN/kube-controller-manager" 60 "kube-controller-manager /healthz" \
@@ -167,17 +212,30 @@ main() {
   await kube-scheduler "$BIN/kube-scheduler" 60 "kube-scheduler /healthz" \
     curl -fsSk https://127.0.0.1:10259/healthz
 
-  local kubelet_since=
-  start kubelet "$BIN/kubelet" "$BIN/kubelet" --config="$CFG/kubelet.yaml" \
-    --kubeconfig="$CFG/kubelet.kubeconfig" --hostname-override="$NODE_NAME" --node-ip="$ip" \
-    --root-dir="$STATE/kubelet" --cert-dir="$STATE/kubelet/pki" --v=1 && { started=1; kubelet_since=$(( $(date +%s) - 1 )); }
-  await kubelet "$BIN/kubelet" 90 "kubelet /healthz" curl -fsS http://127.0.0.1:10248/healthz
+  local -A since=()
+  for i in $(seq 1 "$NODES"); do
+    n=node-$i
+    start "kubelet-$n" "$BIN/kubelet --config=$CFG/$n/" sh -c "$IN_NODE" "$(node_procs "$i")" "$BIN/kubelet" --config="$CFG/$n/kubelet.yaml" \
+      --kubeconfig="$CFG/$n/kubelet.kubeconfig" --hostname-override="$n" --node-ip="$ip" \
+      --root-dir="$STATE/$n/kubelet" --cert-dir="$STATE/$n/kubelet/pki" --v=1 && { started=1; since[$n]=$(( $(date +%s) - 1 )); }
+  done
+  for i in $(seq 1 "$NODES"); do
+    await "kubelet-node-$i" "$BIN/kubelet --config=$CFG/node-$i/" 90 "kubelet of node-$i /healthz" \
+      curl -fsS "http://127.0.0.1:$(node_healthz_port "$i")/healthz"
+  done
 
   start kube-proxy "$BIN/kube-proxy" "$BIN/kube-proxy" --config="$CFG/kube-proxy.yaml" --v=1 && started=1
   await kube-proxy "$BIN/kube-proxy" 60 "kube-proxy /healthz" curl -fsS http://127.0.0.1:10256/healthz
 
-  say "waiting for node $NODE_NAME to be Ready"
-  await kubelet "$BIN/kubelet" 180 "node $NODE_NAME Ready" node_ready $kubelet_since
+  for n in $(node_names); do
+    say "waiting for node $n to be Ready"
+    await "kubelet-$n" "$BIN/kubelet --config=$CFG/$n/" 180 "node $n Ready" node_ready "$n" ${since[$n]:-}
+  done
+  # Nodes of an earlier, larger cluster (NODES was bigger): their kubelets are gone.
+  local extra
+  extra=$(kubectl --kubeconfig "$KUBECONFIG_ADMIN" get nodes -o name | sed 's|^node/||' | grep -vxF "$(node_names)" || true)
+  [ -z "$extra" ] || { say "removing nodes not in this cluster: $extra"; kubectl --kubeconfig "$KUBECONFIG_ADMIN" delete node $extra >/dev/null; }
+  echo "$NODES" > "$E2E/nodes"
 
   # Node-local PersistentVolumes (a Rust host process of this repository; see Storage in README.md)
   # and the default StorageClass that uses them.
@@ -200,7 +258,7 @@ main() {
   echo "$ip" > "$E2E/host-ip"
   echo
   echo "export KUBECONFIG=$KUBECONFIG_ADMIN"
-  say "cluster up: node $NODE_NAME Ready, kubernetes $sv, API https://$ip:$API_PORT, $( [ $started = 1 ] && echo "components started" || echo "all already running"), $(( $(date +%s) - _T0 ))s"
+  say "cluster up: $NODES node(s) Ready ($(node_names | tr '\n' ' ' | sed 's/ $//')), kubernetes $sv, API https://$ip:$API_PORT, $( [ $started = 1 ] && echo "components started" || echo "all already running"), $(( $(date +%s) - _T0 ))s"
 }
 
 main "$@"

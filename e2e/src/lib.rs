@@ -476,12 +476,41 @@ pub fn verify(vip: &str, record: &Path) -> Result<String> {
     Ok(text)
 }
 
-/// Host pid of a container of a pod, through the CRI.
+/// The nodes of the local cluster (`node-1` ... `node-N`; N is what `make cluster` wrote).
+pub fn nodes() -> Vec<String> {
+    let n: usize = std::fs::read_to_string(root().join(".e2e/nodes")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(1);
+    (1..=n).map(|i| format!("node-{i}")).collect()
+}
+
+/// The CRI socket of a node's containerd (each simulated node has its own).
+pub fn containerd_socket(node: &str) -> PathBuf {
+    root().join(".e2e/run").join(node).join("containerd.sock")
+}
+
+/// The node a pod is scheduled on.
+pub fn pod_node(ns: &str, pod: &str) -> Result<String> {
+    let node = kubectl(&["-n", ns, "get", "pod", pod, "-o", "jsonpath={.spec.nodeName}"])?;
+    let node = node.trim();
+    if node.is_empty() {
+        bail!("pod {ns}/{pod} is not scheduled on a node");
+    }
+    Ok(node.to_string())
+}
+
+/// crictl against the containerd of the node `pod` runs on.
+fn crictl_for(ns: &str, pod: &str, args: &[&str]) -> Result<Output> {
+    let endpoint = format!("unix://{}", containerd_socket(&pod_node(ns, pod)?).display());
+    let mut all = vec!["--runtime-endpoint", endpoint.as_str()];
+    all.extend_from_slice(args);
+    run(&bin("crictl"), &all)
+}
+
+/// Host pid of a container of a pod, through the CRI of its node.
 pub fn container_pid(ns: &str, pod: &str, container: &str) -> Result<u32> {
-    let crictl = bin("crictl");
     let id = String::from_utf8_lossy(
-        &run(
-            &crictl,
+        &crictl_for(
+            ns,
+            pod,
             &[
                 "ps",
                 "-q",
@@ -500,7 +529,7 @@ pub fn container_pid(ns: &str, pod: &str, container: &str) -> Result<u32> {
     .context("container not found")?
     .to_string();
     let pid = String::from_utf8_lossy(
-        &run(&crictl, &["inspect", "-o", "go-template", "--template", "{{.info.pid}}", &id])?.stdout,
+        &crictl_for(ns, pod, &["inspect", "-o", "go-template", "--template", "{{.info.pid}}", &id])?.stdout,
     )
     .trim()
     .to_string();
@@ -526,10 +555,9 @@ pub fn kill9(pid: u32) -> Result<()> {
 /// Host pid of a pod's sandbox (pause) process: it holds the pod's network namespace for as long
 /// as the pod lives, whatever its containers do.
 pub fn pod_sandbox_pid(ns: &str, pod: &str) -> Result<u32> {
-    let crictl = bin("crictl");
-    let ids = run(&crictl, &["pods", "-q", "--state", "ready", "--name", &format!("^{pod}$"), "--namespace", ns])?;
+    let ids = crictl_for(ns, pod, &["pods", "-q", "--state", "ready", "--name", &format!("^{pod}$"), "--namespace", ns])?;
     let id = String::from_utf8_lossy(&ids.stdout).lines().next().context("pod sandbox not found")?.to_string();
-    let pid = run(&crictl, &["inspectp", "-o", "go-template", "--template", "{{.info.pid}}", &id])?;
+    let pid = crictl_for(ns, pod, &["inspectp", "-o", "go-template", "--template", "{{.info.pid}}", &id])?;
     Ok(String::from_utf8_lossy(&pid.stdout).trim().parse()?)
 }
 

@@ -695,20 +695,23 @@ async fn t8_rejects_invalid_resources_at_admission() -> Result<()> {
 async fn ta_image_upgrade_rolls_slaves_first() -> Result<()> {
     let (ns, t) = healthy_pair("upgrade").await?;
     let next = "localhost/tfs:e2e-next";
-    run(
-        Path::new("ctr"),
-        &[
-            "--address",
-            root().join(".e2e/run/containerd.sock").to_str().unwrap(),
-            "-n",
-            "k8s.io",
-            "images",
-            "tag",
-            "--force",
-            "localhost/tfs:dev",
-            next,
-        ],
-    )?;
+    // every node has its own image store
+    for node in nodes() {
+        run(
+            Path::new("ctr"),
+            &[
+                "--address",
+                containerd_socket(&node).to_str().unwrap(),
+                "-n",
+                "k8s.io",
+                "images",
+                "tag",
+                "--force",
+                "localhost/tfs:dev",
+                next,
+            ],
+        )?;
+    }
     let vip = t.vip().await?;
     let dir = tempdir("upgrade")?;
     let w = Writer::start(&vip, &dir, 8)?;
