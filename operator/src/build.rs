@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec as KLeaseSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar, EnvVarSource,
-    HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, Probe, ResourceRequirements, SeccompProfile,
-    SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    Affinity, Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar,
+    EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, Pod, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServicePort,
+    ServiceSpec, TopologySpreadConstraint, Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
@@ -21,7 +21,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
-use crate::crd::{ClientAuth, DeletePolicy, LogFormat, TfsNameserver, VolumeOwnership};
+use crate::crd::{ClientAuth, DeletePolicy, LogFormat, Placement, TfsNameserver, VolumeOwnership};
 use crate::names::{self, *};
 use crate::settings::{ANN_SETTINGS, Settings};
 
@@ -448,7 +448,8 @@ pub fn pod(t: &TfsNameserver, ordinal: usize) -> Pod {
             priority_class_name: ps.priority_class_name.clone(),
             node_selector: (!ps.node_selector.is_empty()).then(|| ps.node_selector.clone()),
             tolerations: (!ps.tolerations.is_empty()).then(|| ps.tolerations.clone()),
-            affinity: ps.affinity.clone(),
+            affinity: Some(affinity(t)),
+            topology_spread_constraints: Some(topology_spread(t)),
             termination_grace_period_seconds: Some(10),
             enable_service_links: Some(false),
             security_context: Some(PodSecurityContext {
@@ -487,6 +488,65 @@ pub fn pod(t: &TfsNameserver, ordinal: usize) -> Pod {
         }),
         ..Default::default()
     }
+}
+
+/// Node label of the per-node spread, and of the per-zone one.
+pub const HOSTNAME_KEY: &str = "kubernetes.io/hostname";
+pub const ZONE_KEY: &str = "topology.kubernetes.io/zone";
+
+/// The instances of one resource, as anti-affinity and spread terms select them.
+fn instances_selector(t: &TfsNameserver) -> LabelSelector {
+    LabelSelector { match_labels: Some(selector(&t.name_any())), ..Default::default() }
+}
+
+/// `spec.placement` as pod anti-affinity between the instances of one resource (one per node:
+/// required or preferred), merged with `spec.pod.affinity`: the user's node and pod affinity are
+/// kept as they are, their anti-affinity terms follow ours.
+pub fn affinity(t: &TfsNameserver) -> Affinity {
+    let term = PodAffinityTerm {
+        label_selector: Some(instances_selector(t)),
+        topology_key: HOSTNAME_KEY.into(),
+        ..Default::default()
+    };
+    let mut ours = match t.spec.placement {
+        Placement::Required => PodAntiAffinity {
+            required_during_scheduling_ignored_during_execution: Some(vec![term]),
+            ..Default::default()
+        },
+        Placement::Preferred => PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![WeightedPodAffinityTerm {
+                weight: 100,
+                pod_affinity_term: term,
+            }]),
+            ..Default::default()
+        },
+    };
+    let mut a = t.spec.pod.affinity.clone().unwrap_or_default();
+    if let Some(theirs) = a.pod_anti_affinity.take() {
+        let required = theirs.required_during_scheduling_ignored_during_execution.unwrap_or_default();
+        let preferred = theirs.preferred_during_scheduling_ignored_during_execution.unwrap_or_default();
+        if !required.is_empty() {
+            ours.required_during_scheduling_ignored_during_execution.get_or_insert_default().extend(required);
+        }
+        if !preferred.is_empty() {
+            ours.preferred_during_scheduling_ignored_during_execution.get_or_insert_default().extend(preferred);
+        }
+    }
+    a.pod_anti_affinity = Some(ours);
+    a
+}
+
+/// The instances spread over zones, as evenly as the scheduler can without refusing a node
+/// (ScheduleAnyway: a preference in scoring, never a reason to stay Pending). Where no node has
+/// a zone label, it does nothing.
+pub fn topology_spread(t: &TfsNameserver) -> Vec<TopologySpreadConstraint> {
+    vec![TopologySpreadConstraint {
+        max_skew: 1,
+        topology_key: ZONE_KEY.into(),
+        when_unsatisfiable: "ScheduleAnyway".into(),
+        label_selector: Some(instances_selector(t)),
+        ..Default::default()
+    }]
 }
 
 /// Whether a pod mounts its certificates (was made with TLS on).

@@ -76,6 +76,12 @@ impl Context {
 
 /// Runs the controller until a shutdown signal: over every namespace, or only over `namespace`
 /// (a namespace-scoped install, whose RBAC is a Role there).
+///
+/// Called by the leader alone, once it leads (leader.rs), and at most once per process. It starts
+/// from nothing — a new Context (no Lease clock, nothing applied, no storage plan) and new watches
+/// — so a new leader never acts on what a predecessor, or this process as a standby, saw: every
+/// heartbeat Lease is read again, and its expiry judged on this process's clock from its first
+/// sighting (a full duration, unless the holder released it).
 pub async fn run(client: Client, metrics: Arc<Metrics>, namespace: Option<String>) {
     fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
     where
@@ -510,8 +516,8 @@ async fn ask_handover(t: &TfsNameserver, leases: &Api<Lease>, lease: &Lease, tar
 ///
 /// Invariant: the VIP moves only forward in epochs. It carries the epoch it serves (`tfs.io/epoch`);
 /// a write for an older epoch is never made, and a write is conditioned on the resourceVersion it
-/// was decided from, so a stale operator process (two can run when a dead kubelet defeats the
-/// Deployment's Recreate strategy) cannot move it back to a deposed master.
+/// was decided from, so a stale operator process (a deposed leader's request still in flight, or
+/// one run with `--leader-elect=false` beside a leader) cannot move it back to a deposed master.
 async fn ensure_vip(t: &TfsNameserver, services: &Api<Service>, master: &str, epoch: i32) -> Result<()> {
     let current = services.get_opt(&names::vip(&t.name_any())).await?;
     let selected = current.as_ref().and_then(|s| s.spec.as_ref()?.selector.as_ref()?.get(LABEL_POD).cloned());

@@ -101,6 +101,24 @@ pub struct TfsNameserverSpec {
     /// (slaves first, then a switchover away from the master), like an image change.
     #[serde(default)]
     pub pod: PodSettings,
+    /// How the instances spread over nodes. Required (default): never two instances of this
+    /// resource on one node (pod anti-affinity on kubernetes.io/hostname), so a node loss takes
+    /// at most one; with fewer schedulable nodes than replicas the extra instances stay Pending.
+    /// Preferred: on different nodes when the scheduler can, together otherwise (small or test
+    /// clusters). Either way the instances also spread over zones (topology.kubernetes.io/zone,
+    /// ScheduleAnyway: no effect on nodes without zone labels). Merged with spec.pod.affinity
+    /// (its anti-affinity terms are added to these). Applies to pods as they are created; a
+    /// change rolls nothing (a pod whose volume is bound to its node could not move anyway).
+    #[serde(default)]
+    pub placement: Placement,
+}
+
+/// Whether the instances of one TfsNameserver must, or only should, run on different nodes.
+#[derive(schemars::JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Placement {
+    #[default]
+    Required,
+    Preferred,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
@@ -414,6 +432,7 @@ mod tests {
         assert_eq!(s.replication.mode, ReplicationMode::Sync);
         assert_eq!(s.service.port, 8100);
         assert_eq!(s.image, DEFAULT_IMAGE);
+        assert_eq!(s.placement, Placement::Required, "spread by default");
     }
 
     #[test]

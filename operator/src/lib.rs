@@ -4,6 +4,7 @@
 //! - `build`: pure builders of every object a `TfsNameserver` owns;
 //! - `failover`: the pure decision of who is master and when to promote;
 //! - `controller`: the reconcile loop (dereference → build → apply → decide → status);
+//! - `leader`: leader election between operator replicas (only the leader runs the controller);
 //! - `heart`: the sidecar that keeps the Lease for its nameserver;
 //! - `instance`: reading a nameserver's status over its client port;
 //! - `settings`: what a pod's processes run with, and judging while a change rolls out.
@@ -15,6 +16,7 @@ pub mod error;
 pub mod failover;
 pub mod heart;
 pub mod instance;
+pub mod leader;
 pub mod lease;
 pub mod metrics;
 pub mod names;

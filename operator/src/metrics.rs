@@ -56,6 +56,8 @@ pub struct Metrics {
     /// From the fault being noticed (release seen or expiry reached) to the Lease handed over.
     pub failover_seconds: Histogram,
     pub resources: ResourceGauges,
+    /// 1 while this process leads (runs the controller), 0 while it stands by.
+    pub leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -91,8 +93,23 @@ impl Default for Metrics {
         sub("sync_set_size", "slaves in the master's published sync set", r.sync_set_size.clone());
         sub("failovers", "unplanned master changes since the resource was created", r.failovers.clone());
         registry.register("tfsnameserver_phase", "1 for the TfsNameserver's current phase", r.phase.clone());
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this operator process is the leader (runs the controller), 0 on a standby",
+            leader.clone(),
+        );
         tfs_nameserver::metrics::register_build_info(&mut registry);
-        Metrics { registry, reconciles, reconcile_errors, reconcile_seconds, failovers, failover_seconds, resources }
+        Metrics {
+            registry,
+            reconciles,
+            reconcile_errors,
+            reconcile_seconds,
+            failovers,
+            failover_seconds,
+            resources,
+            leader,
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::routing::get;
 use clap::{Parser, Subcommand};
-use tfs_operator::{controller, crd, heart, metrics::Metrics};
+use tfs_operator::{controller, crd, heart, leader, metrics::Metrics};
 use tracing::info;
 
 #[derive(Debug, Parser)]
@@ -22,6 +22,55 @@ struct Cli {
     cmd: Cmd,
 }
 
+/// Leader election between operator replicas (leader.rs): only the leader reconciles.
+#[derive(Debug, clap::Args)]
+struct Election {
+    /// Elect a leader on a Lease before reconciling (a standby serves /metrics and /health and
+    /// waits). false: reconcile at once — for a single process out of cluster or in tests; never
+    /// with two replicas.
+    #[arg(
+        long,
+        env = "TFS_LEADER_ELECT",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    leader_elect: bool,
+    /// Name of the leader election Lease.
+    #[arg(long, env = "TFS_LEADER_ELECTION_LEASE", default_value = leader::LEASE_NAME)]
+    leader_election_lease: String,
+    /// Namespace of the Lease (default: the operator's own: POD_NAMESPACE, else the client's).
+    #[arg(long, env = "POD_NAMESPACE")]
+    leader_election_namespace: Option<String>,
+    /// Who this process is in the election (default: POD_NAME, else hostname-pid).
+    #[arg(long, env = "POD_NAME")]
+    leader_identity: Option<String>,
+    /// A standby takes the Lease once it has not changed this long on its own clock.
+    #[arg(long, env = "TFS_LEADER_LEASE_DURATION", default_value = "4s", value_parser = humantime::parse_duration)]
+    leader_lease_duration: Duration,
+    /// The leader stops (exits) this long after the start of its last successful renew.
+    #[arg(long, env = "TFS_LEADER_RENEW_DEADLINE", default_value = "3s", value_parser = humantime::parse_duration)]
+    leader_renew_deadline: Duration,
+    /// The leader renews this often.
+    #[arg(long, env = "TFS_LEADER_RENEW_PERIOD", default_value = "1s", value_parser = humantime::parse_duration)]
+    leader_renew_period: Duration,
+    /// A failed attempt to take or renew the Lease is retried after this long.
+    #[arg(long, env = "TFS_LEADER_RETRY_PERIOD", default_value = "1s", value_parser = humantime::parse_duration)]
+    leader_retry_period: Duration,
+}
+
+impl Election {
+    fn timing(&self) -> leader::Timing {
+        leader::Timing {
+            lease_duration: self.leader_lease_duration,
+            renew_deadline: self.leader_renew_deadline,
+            renew_period: self.leader_renew_period,
+            retry_period: self.leader_retry_period,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Run the controller (and /metrics, /health).
@@ -31,6 +80,8 @@ enum Cmd {
         /// Reconcile the TfsNameservers of this namespace only (default: every namespace).
         #[arg(long, env = "TFS_WATCH_NAMESPACE")]
         watch_namespace: Option<String>,
+        #[command(flatten)]
+        election: Election,
     },
     /// Keep the heartbeat Lease for the nameserver in this pod.
     Heart {
@@ -105,9 +156,12 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Cmd::Run { metrics_addr, watch_namespace } => {
+        Cmd::Run { metrics_addr, watch_namespace, election } => {
             let ns = watch_namespace.filter(|n| !n.is_empty());
-            tokio::runtime::Runtime::new()?.block_on(run(metrics_addr, ns))
+            if election.leader_elect {
+                election.timing().check().map_err(anyhow::Error::msg)?;
+            }
+            tokio::runtime::Runtime::new()?.block_on(run(metrics_addr, ns, election))
         }
         Cmd::Heart {
             name,
@@ -188,7 +242,7 @@ async fn signal() {
     }
 }
 
-async fn run(metrics_addr: SocketAddr, namespace: Option<String>) -> anyhow::Result<()> {
+async fn run(metrics_addr: SocketAddr, namespace: Option<String>, election: Election) -> anyhow::Result<()> {
     let client = kube::Client::try_default().await.context("cannot reach the Kubernetes API")?;
     let metrics = Arc::new(Metrics::default());
     let m = metrics.clone();
@@ -206,7 +260,38 @@ async fn run(metrics_addr: SocketAddr, namespace: Option<String>) -> anyhow::Res
         .with_context(|| format!("cannot listen on {metrics_addr}"))?;
     info!(%metrics_addr, "serving /metrics and /health");
     tokio::spawn(async move { axum::serve(listener, app).await });
-    info!(namespace = namespace.as_deref().unwrap_or("(all)"), "watching TfsNameservers");
+    if !election.leader_elect {
+        info!("leader election off (--leader-elect=false): reconciling at once");
+        metrics.leader.set(1);
+        info!(namespace = namespace.as_deref().unwrap_or("(all)"), "watching TfsNameservers");
+        controller::run(client, metrics, namespace).await;
+        return Ok(());
+    }
+    let timing = election.timing();
+    let cfg = leader::Config {
+        namespace: election
+            .leader_election_namespace
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| client.default_namespace().to_string()),
+        lease_name: election.leader_election_lease,
+        identity: election.leader_identity.filter(|n| !n.is_empty()).unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "tfs-operator".into());
+            format!("{}-{}", host.trim(), std::process::id())
+        }),
+        timing,
+    };
+    let mut elected = leader::Election::start(client.clone(), cfg, metrics.clone());
+    tokio::select! {
+        leads = elected.leading() => anyhow::ensure!(leads, "the leader election ended before this process led"),
+        _ = signal() => {
+            elected.shutdown().await;
+            return Ok(());
+        }
+    }
+    // Leading: the controller starts from nothing (a fresh Context, every Lease judged anew).
+    info!(namespace = namespace.as_deref().unwrap_or("(all)"), "leading: watching TfsNameservers");
     controller::run(client, metrics, namespace).await;
+    // The controller has stopped (shutdown signal): hand the Lease over at once.
+    elected.shutdown().await;
     Ok(())
 }

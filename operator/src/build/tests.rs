@@ -286,3 +286,102 @@ fn the_version_label_is_the_image_tag_when_it_is_a_valid_label() {
     assert_eq!(image_version("tfs:_dev").as_deref(), None, "a label value starts and ends alphanumeric");
     assert_eq!(image_version("tfs:dev-").as_deref(), None);
 }
+
+#[test]
+fn instances_go_to_different_nodes_by_default_and_spread_over_zones() {
+    let t = demo();
+    let s = pod(&t, 1).spec.unwrap();
+    let anti = s.affinity.unwrap().pod_anti_affinity.unwrap();
+    let required = anti.required_during_scheduling_ignored_during_execution.unwrap();
+    assert_eq!(required.len(), 1);
+    assert_eq!(required[0].topology_key, "kubernetes.io/hostname");
+    let sel = required[0].label_selector.as_ref().unwrap().match_labels.as_ref().unwrap();
+    assert_eq!(sel, &selector("demo"), "against the other instances of this resource only");
+    assert!(anti.preferred_during_scheduling_ignored_during_execution.is_none());
+    // The pod carries the labels its own term selects (so the instances repel each other).
+    let labels = pod(&t, 0).metadata.labels.unwrap();
+    assert!(sel.iter().all(|(k, v)| labels.get(k) == Some(v)));
+    let spread = s.topology_spread_constraints.unwrap();
+    assert_eq!(spread.len(), 1);
+    assert_eq!(
+        (spread[0].topology_key.as_str(), spread[0].when_unsatisfiable.as_str(), spread[0].max_skew),
+        ("topology.kubernetes.io/zone", "ScheduleAnyway", 1)
+    );
+    assert_eq!(spread[0].label_selector.as_ref().unwrap().match_labels.as_ref(), Some(&selector("demo")));
+}
+
+#[test]
+fn preferred_placement_only_prefers_other_nodes() {
+    let mut t = demo();
+    t.spec.placement = crate::crd::Placement::Preferred;
+    let anti = pod(&t, 0).spec.unwrap().affinity.unwrap().pod_anti_affinity.unwrap();
+    assert!(anti.required_during_scheduling_ignored_during_execution.is_none());
+    let preferred = anti.preferred_during_scheduling_ignored_during_execution.unwrap();
+    assert_eq!(preferred.len(), 1);
+    assert_eq!(preferred[0].weight, 100);
+    assert_eq!(preferred[0].pod_affinity_term.topology_key, "kubernetes.io/hostname");
+}
+
+#[test]
+fn the_users_affinity_is_kept_and_their_anti_affinity_follows_ours() {
+    let mut t = demo();
+    t.spec.pod = serde_json::from_value(serde_json::json!({
+        "affinity": {
+            "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}
+            ]}},
+            "podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 10, "podAffinityTerm": {"topologyKey": "topology.kubernetes.io/zone",
+                    "labelSelector": {"matchLabels": {"app": "dataserver"}}}}
+            ]},
+            "podAntiAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": [
+                    {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "etcd"}}}
+                ],
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {"weight": 50, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                        "labelSelector": {"matchLabels": {"app": "batch"}}}}
+                ]
+            }
+        }
+    }))
+    .unwrap();
+    let a = pod(&t, 0).spec.unwrap().affinity.unwrap();
+    assert_eq!(a.node_affinity, t.spec.pod.affinity.as_ref().unwrap().node_affinity, "node affinity kept");
+    assert_eq!(a.pod_affinity, t.spec.pod.affinity.as_ref().unwrap().pod_affinity, "pod affinity kept");
+    let anti = a.pod_anti_affinity.unwrap();
+    let required = anti.required_during_scheduling_ignored_during_execution.unwrap();
+    let app = |t: &PodAffinityTerm| t.label_selector.as_ref()?.match_labels.as_ref()?.get("app").cloned();
+    assert_eq!(required.len(), 2);
+    assert_eq!(
+        required[0].label_selector.as_ref().unwrap().match_labels.as_ref(),
+        Some(&selector("demo")),
+        "ours first"
+    );
+    assert_eq!(app(&required[1]).as_deref(), Some("etcd"), "theirs after");
+    let preferred = anti.preferred_during_scheduling_ignored_during_execution.unwrap();
+    assert_eq!(
+        (preferred.len(), preferred[0].weight, app(&preferred[0].pod_affinity_term).as_deref()),
+        (1, 50, Some("batch"))
+    );
+    // Preferred placement: our term joins theirs among the preferred ones.
+    t.spec.placement = crate::crd::Placement::Preferred;
+    let anti = pod(&t, 0).spec.unwrap().affinity.unwrap().pod_anti_affinity.unwrap();
+    assert_eq!(anti.required_during_scheduling_ignored_during_execution.unwrap().len(), 1, "theirs alone");
+    let preferred = anti.preferred_during_scheduling_ignored_during_execution.unwrap();
+    assert_eq!(preferred.iter().map(|w| w.weight).collect::<Vec<_>>(), vec![100, 50]);
+}
+
+/// Placement is decided when a pod is scheduled: a change (or the operator's upgrade that
+/// brought the field) replaces no pod. A pod whose volume is bound to its node could not move
+/// anyway, and under Required it would stay Pending if another instance now ran there.
+#[test]
+fn placement_rolls_no_pod() {
+    let mut t = demo();
+    let p = pod(&t, 0);
+    // What the operator recorded before spec.placement existed, for a resource with no pod settings.
+    assert_eq!(p.metadata.annotations.as_ref().unwrap()[ANN_POD_SETTINGS], r#"{"pod":{},"resources":null}"#);
+    t.spec.placement = crate::crd::Placement::Preferred;
+    assert_eq!(pod_outdated(&t, &p), None);
+    assert_eq!(pod(&t, 0).metadata.annotations.unwrap()[ANN_POD_SETTINGS], r#"{"pod":{},"resources":null}"#);
+}
