@@ -19,9 +19,12 @@ for c in INPUT OUTPUT FORWARD; do
   iptables -C "$c" -j TFS-E2E-CUT 2>/dev/null || iptables -I "$c" 1 -j TFS-E2E-CUT
 done
 cidr=$(node_pod_cidr "$i")
+# the node's pod addresses, .2 to .254: its bridge's own address (.1) is also the host's source
+# address towards ClusterIPs (the Service range is routed to node-1's bridge), which must not go
+pods="${cidr%.0/24}.2-${cidr%.0/24}.254"
 tag="tfs-e2e node-$i down"
-iptables -A TFS-E2E-CUT -s "$cidr" -m comment --comment "$tag" -j DROP
-iptables -A TFS-E2E-CUT -d "$cidr" -m comment --comment "$tag" -j DROP
+iptables -A TFS-E2E-CUT -m iprange --src-range "$pods" -m comment --comment "$tag" -j DROP
+iptables -A TFS-E2E-CUT -m iprange --dst-range "$pods" -m comment --comment "$tag" -j DROP
 iptables -A TFS-E2E-CUT -p tcp --dport "$(node_kubelet_port "$i")" -m comment --comment "$tag" -j DROP
 
 echo FROZEN > "$cg/freezer.state"
@@ -31,4 +34,4 @@ for _ in $(seq 100); do
 done
 [ "$(cat "$cg/freezer.state")" = FROZEN ] || warn "node-$i is still $(cat "$cg/freezer.state") after 10 s"
 n=$(find "$cg" -name cgroup.procs -exec cat {} + | wc -l)
-say "node-$i down: $n process(es) frozen, traffic of $cidr and of its kubelet (port $(node_kubelet_port "$i")) dropped; bring it back with 'make node-up NODE=node-$i'"
+say "node-$i down: $n process(es) frozen, traffic of its pods ($pods) and of its kubelet (port $(node_kubelet_port "$i")) dropped; bring it back with 'make node-up NODE=node-$i'"

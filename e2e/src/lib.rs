@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::api::{Api, ListParams};
@@ -478,7 +478,8 @@ pub fn verify(vip: &str, record: &Path) -> Result<String> {
 
 /// The nodes of the local cluster (`node-1` ... `node-N`; N is what `make cluster` wrote).
 pub fn nodes() -> Vec<String> {
-    let n: usize = std::fs::read_to_string(root().join(".e2e/nodes")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(1);
+    let n: usize =
+        std::fs::read_to_string(root().join(".e2e/nodes")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(1);
     (1..=n).map(|i| format!("node-{i}")).collect()
 }
 
@@ -555,7 +556,8 @@ pub fn kill9(pid: u32) -> Result<()> {
 /// Host pid of a pod's sandbox (pause) process: it holds the pod's network namespace for as long
 /// as the pod lives, whatever its containers do.
 pub fn pod_sandbox_pid(ns: &str, pod: &str) -> Result<u32> {
-    let ids = crictl_for(ns, pod, &["pods", "-q", "--state", "ready", "--name", &format!("^{pod}$"), "--namespace", ns])?;
+    let ids =
+        crictl_for(ns, pod, &["pods", "-q", "--state", "ready", "--name", &format!("^{pod}$"), "--namespace", ns])?;
     let id = String::from_utf8_lossy(&ids.stdout).lines().next().context("pod sandbox not found")?.to_string();
     let pid = crictl_for(ns, pod, &["inspectp", "-o", "go-template", "--template", "{{.info.pid}}", &id])?;
     Ok(String::from_utf8_lossy(&pid.stdout).trim().parse()?)
@@ -569,3 +571,73 @@ pub mod local_volumes;
 
 /// Failover-time trials (`make bench`): the schedule and the parsing of records and bench logs.
 pub mod trials;
+
+/// A node of the local cluster lost with `make node-down` (every process of it frozen, its
+/// traffic dropped) until [`LostNode::back`]; dropped without it, the node comes back anyway so a
+/// failed test leaves the cluster whole.
+pub struct LostNode {
+    node: String,
+    back: bool,
+}
+
+fn cluster_script(script: &str, node: &str) -> Result<String> {
+    let out = Command::new(root().join("e2e/cluster").join(script))
+        .arg(node)
+        .env("ROOT", root())
+        .env("E2E", root().join(".e2e"))
+        .output()?;
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() {
+        bail!("{script} {node} failed: {text}");
+    }
+    Ok(text)
+}
+
+impl LostNode {
+    pub fn lose(node: &str) -> Result<LostNode> {
+        print!("{}", cluster_script("node-down.sh", node)?);
+        Ok(LostNode { node: node.to_string(), back: false })
+    }
+
+    /// Brings the node back and waits until it is Ready again.
+    pub fn back(mut self) -> Result<()> {
+        self.back = true;
+        print!("{}", cluster_script("node-up.sh", &self.node)?);
+        Ok(())
+    }
+}
+
+impl Drop for LostNode {
+    fn drop(&mut self) {
+        if !self.back {
+            if let Err(e) = cluster_script("node-up.sh", &self.node) {
+                eprintln!("could not bring {} back: {e:#}", self.node);
+            }
+        }
+    }
+}
+
+/// The operator's leader (the holder of its leader-election Lease) and the node it runs on.
+pub fn operator_leader() -> Result<(String, String)> {
+    let holder =
+        kubectl(&["-n", OPERATOR_NS, "get", "lease", "tfs-operator-leader", "-o", "jsonpath={.spec.holderIdentity}"])?;
+    let holder = holder.trim().to_string();
+    ensure!(!holder.is_empty(), "the operator's leader Lease has no holder");
+    let node = pod_node(OPERATOR_NS, &holder)?;
+    Ok((holder, node))
+}
+
+/// The operator's pods and their nodes.
+pub fn operator_pods() -> Result<Vec<(String, String)>> {
+    let out = kubectl(&[
+        "-n",
+        OPERATOR_NS,
+        "get",
+        "pod",
+        "-l",
+        "app.kubernetes.io/name=tfs-operator",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName}{\"\\n\"}{end}",
+    ])?;
+    Ok(out.lines().filter_map(|l| l.split_once(' ').map(|(p, n)| (p.to_string(), n.to_string()))).collect())
+}

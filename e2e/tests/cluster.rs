@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use std::path::Path;
 
-use anyhow::{Result, bail, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use tfs_e2e::*;
 
 static OPERATOR: OnceLock<()> = OnceLock::new();
@@ -675,6 +675,136 @@ async fn t7_scale_2_3_2() -> Result<()> {
     ensure!(uid(&ns.0)? == kept, "demo-2 came back on another claim: {kept:?} -> {:?}", uid(&ns.0)?);
     println!("scenario=scale retained claim reused: {kept}");
     Ok(())
+}
+
+/// Where each instance of `t` runs.
+async fn placement(t: &Tfs) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for p in t.pod_names().await? {
+        out.push((pod_node(&t.ns, &p)?, p));
+    }
+    Ok(out)
+}
+
+/// Node loss under a recording writer, with three instances spread over the three nodes: the
+/// master's node is lost (with `with_leader`, it also runs the operator's leader), a slave on
+/// another node becomes master within the bound, the old master is fenced when its node comes
+/// back and rejoins as a slave, and nothing acknowledged is lost.
+async fn node_loss(scenario: &str, with_leader: bool) -> Result<()> {
+    operator();
+    ensure!(nodes().len() >= 3, "node-loss scenarios need 3 nodes (make cluster NODES=3), not {:?}", nodes());
+    let ns = Namespace::create(scenario)?;
+    let c = client().await?;
+    let t = Tfs::create_with(&c, &ns.0, "demo", 3, "").await?;
+    t.wait_healthy(3, 1, Duration::from_secs(180)).await?;
+    t.wait_sync_set(1, Duration::from_secs(60)).await?;
+    let placed = placement(&t).await?;
+    let spread: std::collections::BTreeSet<_> = placed.iter().map(|(n, _)| n.clone()).collect();
+    ensure!(spread.len() == 3, "instances not spread over the nodes: {placed:?}");
+    let (leader, leader_node) = operator_leader()?;
+    let operators = operator_pods()?;
+    println!("scenario={scenario} instances={placed:?} operator_leader={leader}@{leader_node} operators={operators:?}");
+    if with_leader {
+        ensure!(
+            operators.iter().any(|(p, n)| *p != leader && *n != leader_node),
+            "no operator standby outside the leader's node: {operators:?}"
+        );
+    }
+    // Put the master where the scenario wants it: on the leader's node, or off it.
+    let (mut master, mut epoch) = t.lease().await?;
+    let node_of = |pod: &str| placed.iter().find(|(_, p)| p == pod).map(|(n, _)| n.clone()).unwrap_or_default();
+    if (node_of(&master) == leader_node) != with_leader {
+        let target = placed
+            .iter()
+            .find(|(n, p)| *p != master && ((*n == leader_node) == with_leader))
+            .map(|(_, p)| p.clone())
+            .expect("an instance on the wanted node");
+        let out = kubectl(&["tfs", "switchover", "demo", &target, "-n", &ns.0])?;
+        ensure!(out.contains(&format!("{target} is master at epoch")), "kubectl tfs switchover: {out}");
+        t.wait_healthy(3, epoch as i64 + 1, Duration::from_secs(90)).await?;
+        t.wait_sync_set(1, Duration::from_secs(60)).await?;
+        (master, epoch) = t.lease().await?;
+    }
+    let lost_node = node_of(&master);
+    ensure!((lost_node == leader_node) == with_leader, "master {master} on {lost_node}, leader on {leader_node}");
+    let duration_s = t.get().await?.spec.lease.duration_seconds as f64;
+    // the operator's leader lease (chart default) when the leader is lost too
+    let bound_s = duration_s + 2.0 + if with_leader { 4.0 } else { 0.0 };
+
+    let vip = t.vip().await?;
+    let dir = tempdir(scenario)?;
+    let w = Writer::start(&vip, &dir, 16)?;
+    w.wait_acked(2000, Duration::from_secs(60)).await?;
+    let fault_ms = now_ms();
+    let lost = LostNode::lose(&lost_node)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let (new_master, new_epoch) = loop {
+        let (m, e) = t.lease().await?;
+        if e > epoch && m != master {
+            break (m, e as u64);
+        }
+        ensure!(std::time::Instant::now() < deadline, "no new master within 60 s of losing {lost_node}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    ensure!(node_of(&new_master) != lost_node, "new master {new_master} is on the lost node");
+    let acked = w.acked();
+    w.wait_acked(acked + 1000, Duration::from_secs(60)).await?;
+
+    // The node comes back: the old master, thawed where it stood, must answer no write and no
+    // linearizable read (its lease is gone; a newer epoch exists).
+    let old_ip = kubectl(&["-n", &ns.0, "get", "pod", &master, "-o", "jsonpath={.status.podIP}"])?;
+    lost.back()?;
+    let old = format!("{}:8100", old_ip.trim());
+    for args in [vec!["block", "create"], vec!["block", "get", "1"]] {
+        let mut cmd = std::process::Command::new("timeout");
+        cmd.arg("20").arg(tfsctl()).args(["--addr", &old]).args(&args);
+        let out = cmd.output()?;
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        println!(
+            "scenario={scenario} old master {master} after its node came back, tfsctl {}: {}",
+            args.join(" "),
+            text.trim()
+        );
+        ensure!(
+            !out.status.success(),
+            "the old master {master} answered `{}` after its node came back: {text}",
+            args.join(" ")
+        );
+    }
+    // ... and rejoins as a slave of the new master.
+    t.wait_healthy(3, new_epoch as i64, Duration::from_secs(180)).await?;
+    let (m, e) = t.lease().await?;
+    ensure!(m == new_master && e as u64 == new_epoch, "master moved again after the node came back: {m}@{e}");
+
+    let failed = w.failed_requests();
+    let record = w.stop();
+    let verdict = verify(&vip, &record)?;
+    let first =
+        Writer::first_ack_after(&record, fault_ms, new_epoch).context("no write acknowledged by the new master")?;
+    let failover_s = first as f64 / 1000.0;
+    println!(
+        "scenario={scenario} lost={lost_node} master={master}@{epoch} -> {new_master}@{new_epoch} failover_s={failover_s:.3} bound_s={bound_s:.1} max_write_gap_s={:.3} failed_requests={failed}\n{verdict}",
+        outage_ms(&record, fault_ms) as f64 / 1000.0
+    );
+    let (last_old, first_new) = epoch_windows(&record, epoch as u64, new_epoch);
+    if let (Some(o), Some(n)) = (last_old, first_new) {
+        ensure!(o < n, "epoch {epoch} acknowledged a write at {o} after epoch {new_epoch} did at {n}");
+    }
+    ensure!(failover_s <= bound_s, "failover took {failover_s:.3} s, bound {bound_s:.1} s");
+    Ok(())
+}
+
+/// The master's node is lost (its processes frozen, its traffic dropped).
+#[tokio::test]
+async fn t9a_node_loss_of_the_master() -> Result<()> {
+    node_loss("nodeloss", false).await
+}
+
+/// The master's node is lost and the operator's leader with it: the standby operator takes over
+/// and promotes.
+#[tokio::test]
+async fn t9b_node_loss_of_the_master_and_the_operator_leader() -> Result<()> {
+    node_loss("nodeloss-leader", true).await
 }
 
 #[tokio::test]
