@@ -17,7 +17,9 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, ObjectMeta, OwnerReference,
+};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
@@ -139,17 +141,23 @@ pub fn peers_service(t: &TfsNameserver) -> Service {
     }
 }
 
+/// The master's pod alone (none while there is no master): what the VIP and the master's
+/// disruption budget select.
+fn master_selector(t: &TfsNameserver, master: Option<&str>) -> BTreeMap<String, String> {
+    let mut sel = selector(&t.name_any());
+    sel.insert(LABEL_POD.into(), master.unwrap_or(NO_MASTER).into());
+    sel
+}
+
 /// The VIP: a Service whose selector points at exactly one pod, the master. Only the operator
 /// writes it. Not-ready addresses are published: who is master is decided by the Lease, not by
 /// readiness, and a restart of the master's heart container must not take the VIP away.
 pub fn vip_service(t: &TfsNameserver, master: Option<&str>) -> Service {
-    let mut sel = selector(&t.name_any());
-    sel.insert(LABEL_POD.into(), master.unwrap_or(NO_MASTER).into());
     Service {
         metadata: meta(t, vip(&t.name_any())),
         spec: Some(ServiceSpec {
             type_: Some(t.spec.service.type_.clone()),
-            selector: Some(sel),
+            selector: Some(master_selector(t, master)),
             publish_not_ready_addresses: Some(true),
             ports: Some(vec![ServicePort {
                 name: Some("client".into()),
@@ -202,13 +210,45 @@ pub fn pvc(t: &TfsNameserver, ordinal: usize) -> PersistentVolumeClaim {
     }
 }
 
-pub fn pdb(t: &TfsNameserver) -> PodDisruptionBudget {
+/// The slaves' PodDisruptionBudget `<name>`: every instance but the master, at most one of them
+/// disrupted at a time. The master has its own (`master_pdb`): a pod under two budgets cannot be
+/// evicted at all (the eviction API answers 500, which `kubectl drain` does not retry), so the
+/// two never select the same pod. Together: never two instances disrupted at once, never the
+/// master. Both follow the master (the operator applies them again when it changes).
+///
+/// minAvailable as a number, not maxUnavailable: the disruption controller counts the pods a
+/// numeric minAvailable selects, but for maxUnavailable it asks the owner's scale subresource,
+/// which would count all the resource's replicas for a budget that selects only some of them.
+pub fn pdb(t: &TfsNameserver, master: Option<&str>) -> PodDisruptionBudget {
+    let slaves = t.spec.replicas.clamp(2, 5) - 1;
     PodDisruptionBudget {
         metadata: meta(t, t.name_any()),
         spec: Some(PodDisruptionBudgetSpec {
-            // minAvailable as a number: maxUnavailable would need a scale subresource on the owner.
-            min_available: Some(IntOrString::Int(t.spec.replicas.clamp(2, 5) - 1)),
-            selector: Some(LabelSelector { match_labels: Some(selector(&t.name_any())), ..Default::default() }),
+            min_available: Some(IntOrString::Int(slaves - 1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector(&t.name_any())),
+                match_expressions: Some(vec![LabelSelectorRequirement {
+                    key: LABEL_POD.into(),
+                    operator: "NotIn".into(),
+                    values: Some(vec![master.unwrap_or(NO_MASTER).into()]),
+                }]),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The master's PodDisruptionBudget `<name>-master`: exactly the master pod (by the label the
+/// VIP selects on), none of it may be disrupted (minAvailable 1 of 1: maxUnavailable 0 without
+/// the scale lookup, see `pdb`). An eviction of the master is refused (429, `kubectl drain`
+/// retries) while it is master; the operator switches over first when its node is cordoned.
+pub fn master_pdb(t: &TfsNameserver, master: Option<&str>) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: meta(t, names::master_pdb(&t.name_any())),
+        spec: Some(PodDisruptionBudgetSpec {
+            min_available: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector { match_labels: Some(master_selector(t, master)), ..Default::default() }),
             ..Default::default()
         }),
         ..Default::default()

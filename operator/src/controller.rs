@@ -2,13 +2,15 @@
 //! (server-side apply, one field manager) → decide failover (pure) → act on the Lease and the VIP
 //! → status. Wrapped in a finalizer so that deletion is observed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Node, ObjectReference, PersistentVolumeClaim, Pod, Service, ServiceAccount,
+};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -19,7 +21,8 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -31,11 +34,16 @@ use crate::crd::{DeletePolicy, InstanceStatus, Phase, ReplicationMode, TfsNamese
 use crate::error::{Error, Result};
 use crate::failover::{self, Decision, Reason};
 use crate::instance::{self, Instance};
+use crate::lease::split_set;
 use crate::lease::{LeaseClock, LeaseView};
 use crate::metrics::{ErrorLabels, FailoverLabels, Metrics};
 use crate::names::{self, *};
+use crate::nodes::{self, Cordon, Nodes, Trouble};
 use crate::settings::{self, Settings};
 use crate::storage;
+
+/// The master the PodDisruptionBudgets were applied for, the generation, when.
+pub type PdbsApplied = (String, Option<i64>, Instant);
 
 pub struct Context {
     pub client: Client,
@@ -53,6 +61,18 @@ pub struct Context {
     pub operator_namespace: Option<String>,
     /// Per resource: where growing its volumes stands (the `StorageResized` condition).
     pub storage: Mutex<HashMap<String, storage::Plan>>,
+    /// Every Node, as watched (None: the operator may not read Nodes; then it neither switches
+    /// over before a drain nor explains lost instances, and says so).
+    pub nodes: Option<Store<Node>>,
+    /// Per resource: the master its two PodDisruptionBudgets were last applied for, at which
+    /// generation, and when (applied again when any changes, and every 30 s to repair).
+    pub pdbs: Mutex<HashMap<String, PdbsApplied>>,
+    /// Per resource: the Warning messages about nodes (lost instances, a blocked cordon
+    /// switchover) already published, so that each is published once while it lasts.
+    pub reported: Mutex<HashMap<String, BTreeSet<String>>>,
+    /// Per resource: instances replaced (`tfs.io/replace-instance`) and not back yet, for the
+    /// `InstanceReplaced` Event.
+    pub replacing: Mutex<HashMap<String, BTreeSet<String>>>,
 }
 
 impl Context {
@@ -70,6 +90,21 @@ impl Context {
             tls: Mutex::new(HashMap::new()),
             operator_namespace: std::env::var("POD_NAMESPACE").ok(),
             storage: Mutex::new(HashMap::new()),
+            nodes: None,
+            pdbs: Mutex::new(HashMap::new()),
+            reported: Mutex::new(HashMap::new()),
+            replacing: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The nodes as watched; unknown until the first list completed (a node missing from an
+    /// empty cache must not read as deleted).
+    fn nodes(&self) -> Nodes {
+        match &self.nodes {
+            Some(s) if s.wait_until_ready().now_or_never().is_some_and(|r| r.is_ok()) => {
+                Nodes::of(s.state().iter().map(|n| n.as_ref()))
+            }
+            _ => Nodes::unknown(),
         }
     }
 }
@@ -95,12 +130,32 @@ pub async fn run(client: Client, metrics: Arc<Metrics>, namespace: Option<String
     }
     let ns = namespace.as_deref();
     let tfs = api::<TfsNameserver>(&client, ns);
-    let ctx = Arc::new(Context::new(client.clone(), metrics));
+    let mut ctx = Context::new(client.clone(), metrics);
+    // Nodes, read-only and cluster-scoped (the chart grants it, also with watchNamespace, unless
+    // rbac.readNodes is false): without them the operator runs as before, minus what needs them.
+    let node_api = Api::<Node>::all(client.clone());
+    let node_triggers = match node_api.list_metadata(&ListParams::default().limit(1)).await {
+        Ok(_) => {
+            let (store, writer) = reflector::store();
+            ctx.nodes = Some(store);
+            Some(node_changes(node_api, writer))
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot read Nodes: no switchover before a drain of the master's node, no diagnosis of lost instances");
+            None
+        }
+    };
+    let ctx = Arc::new(ctx);
     let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
-    Controller::new(tfs, watcher::Config::default())
+    let mut controller = Controller::new(tfs, watcher::Config::default())
         .owns(api::<Pod>(&client, ns), owned.clone())
         .owns(api::<Lease>(&client, ns), owned.clone())
-        .owns(api::<Service>(&client, ns), owned)
+        .owns(api::<Service>(&client, ns), owned);
+    if let Some(changes) = node_triggers {
+        // Few resources, rare node changes: every resource looks again.
+        controller = controller.reconcile_all_on(changes);
+    }
+    controller
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|r| async move {
@@ -109,6 +164,52 @@ pub async fn run(client: Client, metrics: Arc<Metrics>, namespace: Option<String
             }
         })
         .await;
+}
+
+/// Watches the Nodes into `writer` (the Context's cache) and yields once each time a node is
+/// cordoned or uncordoned, changes readiness, appears or goes, and when a (re)list completes.
+/// Other changes (status heartbeats, images) trigger nothing. What is kept of a node is what
+/// the decisions read: the image list and managed fields are dropped.
+fn node_changes(api: Api<Node>, writer: reflector::store::Writer<Node>) -> impl Stream<Item = ()> + Send + 'static {
+    let mut seen: HashMap<String, (bool, Option<String>)> = HashMap::new();
+    let signature = |n: &Node| {
+        let cordoned = n.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
+        let ready = n
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.status.clone());
+        (cordoned, ready)
+    };
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|n: &mut Node| {
+            n.metadata.managed_fields = None;
+            if let Some(s) = n.status.as_mut() {
+                s.images = None;
+            }
+        })
+        .reflect(writer)
+        .filter_map(move |ev| {
+            let fire = match ev {
+                Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n)) => {
+                    let sig = signature(&n);
+                    seen.insert(n.name_any(), sig.clone()) != Some(sig)
+                }
+                Ok(watcher::Event::Delete(n)) => {
+                    seen.remove(&n.name_any());
+                    true
+                }
+                Ok(watcher::Event::InitDone) => true,
+                Ok(watcher::Event::Init) => false,
+                Err(e) => {
+                    warn!(error = %e, "watching Nodes");
+                    false
+                }
+            };
+            futures::future::ready(fire.then_some(()))
+        })
 }
 
 pub fn error_policy(t: Arc<TfsNameserver>, e: &Error, ctx: Arc<Context>) -> Action {
@@ -143,6 +244,9 @@ async fn cleanup(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
     ctx.applied.lock().remove(&key(t));
     ctx.tls.lock().remove(&key(t));
     ctx.storage.lock().remove(&key(t));
+    ctx.pdbs.lock().remove(&key(t));
+    ctx.reported.lock().remove(&key(t));
+    ctx.replacing.lock().remove(&key(t));
     ctx.metrics.forget(&t.namespace().unwrap_or_default(), &t.name_any());
     event(
         ctx,
@@ -161,7 +265,56 @@ fn key(t: &TfsNameserver) -> String {
 }
 
 async fn event(ctx: &Context, t: &TfsNameserver, type_: EventType, reason: &str, action: &str, note: &str) {
-    let ev = Event { type_, reason: reason.into(), note: Some(note.into()), action: action.into(), secondary: None };
+    publish(
+        ctx,
+        t,
+        Event { type_, reason: reason.into(), note: Some(note.into()), action: action.into(), secondary: None },
+    )
+    .await
+}
+
+/// An Event about `t` naming a second object (the instance's pod, a node). The recorder folds an
+/// Event into an earlier one of the same type, reason, action and objects for 6 minutes (a count
+/// rises, the first note stays): naming the object keeps two instances' or two nodes' Events apart.
+async fn event_about(
+    ctx: &Context,
+    t: &TfsNameserver,
+    type_: EventType,
+    (reason, action): (&str, &str),
+    related: ObjectReference,
+    note: &str,
+) {
+    let ev = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.into()),
+        action: action.into(),
+        secondary: Some(related),
+    };
+    publish(ctx, t, ev).await
+}
+
+/// What a pod or node Event names as its second object.
+fn reference(kind: &str, name: &str, namespace: Option<String>) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some(kind.into()),
+        name: Some(name.into()),
+        namespace,
+        ..Default::default()
+    }
+}
+
+fn pod_ref(t: &TfsNameserver, pod: &str) -> ObjectReference {
+    reference("Pod", pod, t.namespace())
+}
+
+fn node_ref(node: &str) -> ObjectReference {
+    reference("Node", node, None)
+}
+
+async fn publish(ctx: &Context, t: &TfsNameserver, ev: Event) {
+    let reason = ev.reason.clone();
     if let Err(e) = ctx.recorder.publish(&ev, &t.object_ref(&())).await {
         warn!(error = %e, reason, "cannot publish event");
     }
@@ -241,7 +394,6 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
         ssa(&Api::<Role>::namespaced(client.clone(), &ns), &build::role(t)).await?;
         ssa(&Api::<RoleBinding>::namespaced(client.clone(), &ns), &build::role_binding(t)).await?;
         ssa(&services, &build::peers_service(t)).await?;
-        ssa(&Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns), &build::pdb(t)).await?;
         let policies = Api::<NetworkPolicy>::namespaced(client.clone(), &ns);
         if t.spec.network_policy.enabled {
             ssa(&policies, &build::network_policy(t, ctx.operator_namespace.as_deref())).await?;
@@ -294,9 +446,22 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
         pods.iter().filter_map(|p| Some((names::ordinal(&name, &p.name_any())?, p))).collect();
     for i in 0..replicas {
         match present.get(&i) {
-            None if create_missing(&pods_api, &build::pod(t, i)).await? => {
-                info!(pod = %names::pod(&name, i), "pod created")
-            }
+            // The claim first: a replaced instance's claim was deleted, and may still be going
+            // (its protection finalizer outlives the pod by a moment): then the pod waits, for
+            // a pod made now would name the claim on its way out.
+            None => match pvcs.get_opt(&names::pvc(&name, i)).await? {
+                Some(c) if c.metadata.deletion_timestamp.is_some() => {
+                    info!(claim = %names::pvc(&name, i), "waiting for the old claim to go before creating the pod")
+                }
+                claim => {
+                    if claim.is_none() && create_missing(&pvcs, &build::pvc(t, i)).await? {
+                        info!(claim = %names::pvc(&name, i), "claim created");
+                    }
+                    if create_missing(&pods_api, &build::pod(t, i)).await? {
+                        info!(pod = %names::pod(&name, i), "pod created")
+                    }
+                }
+            },
             Some(p) if matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Failed" | "Succeeded")) => {
                 pods_api.delete(&p.name_any(), &DeleteParams::default()).await?;
             }
@@ -338,6 +503,16 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
         return Ok(done);
     }
 
+    let node_view = ctx.nodes();
+    let placed: BTreeMap<String, String> =
+        pods.iter().filter_map(|p| Some((p.name_any(), nodes::pod_node(p)?.to_string()))).collect();
+    let at = Targets { pods: &pods, pods_api: &pods_api, pvcs: &pvcs, placed: &placed, nodes: &node_view };
+    if let Some(done) = replace(t, ctx, &at, &lv, &instances, replicas).await? {
+        return Ok(done);
+    }
+    let troubles = diagnose(t, &at, &present, &instances, replicas).await?;
+    announce_replaced(t, ctx, &lv, &instances, &placed).await;
+
     let decision = failover::decide(&failover::Input {
         lease: &lv,
         unchanged_for,
@@ -345,14 +520,43 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
         instances: &instances,
         mode: judgement.mode,
     });
+    // The master's node cordoned (a drain begins): a planned switchover first, once per cordon.
+    let recorded = split_set(t.annotations().get(ANN_CORDON_SWITCHOVER).map(String::as_str).unwrap_or(""));
+    let handled = nodes::still_cordoned(&recorded, &node_view);
+    if handled != recorded {
+        let value = (!handled.is_empty()).then(|| handled.join(","));
+        let patch = serde_json::json!({ "metadata": { "annotations": { ANN_CORDON_SWITCHOVER: value } } });
+        Api::<TfsNameserver>::namespaced(client.clone(), &ns)
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+    }
+    let cordon = match (&decision, &lv.handover_to) {
+        (Decision::Steady { master, .. }, None) => nodes::cordon(&nodes::CordonInput {
+            master,
+            instances: &instances,
+            placed: &placed,
+            nodes: &node_view,
+            lease: &lv,
+            mode: judgement.mode,
+            handled: &handled,
+        }),
+        (Decision::Steady { .. }, Some(to)) => Cordon::Unknown(format!("{} is handing over to {to}", lv.holder)),
+        _ => Cordon::Unknown("no master serving: a failover decides".into()),
+    };
     let (phase, requeue) = match &decision {
         Decision::Steady { master, recheck } => {
             ensure_vip(t, &services, master, lv.transitions).await?;
+            ensure_pdbs(t, ctx, master).await?;
             let healthy = instances.len() == replicas && instances.iter().all(|i| i.ready && i.status.is_some());
-            if healthy {
-                roll(t, ctx, &pods_api, &leases, &lease, &lv, &pods, master, replicas).await?;
+            if let Cordon::Switch { node, target } = &cordon {
+                cordon_switchover(t, ctx, node, target, &handled).await?;
+                (Phase::SwitchingOver, Duration::from_millis(200))
+            } else {
+                if healthy {
+                    roll(t, ctx, &pods_api, &leases, &lease, &lv, &pods, master, replicas).await?;
+                }
+                (if healthy { Phase::Healthy } else { Phase::Degraded }, (*recheck).min(Duration::from_secs(2)))
             }
-            (if healthy { Phase::Healthy } else { Phase::Degraded }, (*recheck).min(Duration::from_secs(2)))
         }
         Decision::Promote { pod, reason, epoch } => {
             promote(
@@ -370,6 +574,7 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
             )
             .await?;
             ensure_vip(t, &services, pod, *epoch).await?;
+            ensure_pdbs(t, ctx, pod).await?;
             if !matches!(reason, Reason::Initial) {
                 status.failovers += 1;
                 status.last_failover_time = Some(Time(Timestamp::now()));
@@ -390,7 +595,22 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
         _ => lv,
     };
     let mut new_status = compute_status(t, &status, phase, &lease_now, &instances, replicas);
+    if phase == Phase::Degraded && !troubles.is_empty() {
+        explain_degraded(&mut new_status, &troubles);
+    }
     new_status.conditions.push(settings_condition(t, &status, &judgement));
+    new_status.conditions.push(cordon_condition(t, &status, &cordon));
+    let mut warnings: Vec<(&str, ObjectReference, String)> = troubles
+        .iter()
+        .map(|x| {
+            let reason = if x.lost { "InstanceLost" } else { "InstanceUnschedulable" };
+            (reason, pod_ref(t, &x.pod), x.message.clone())
+        })
+        .collect();
+    if let Cordon::Blocked { node, .. } = &cordon {
+        warnings.push(("CordonSwitchoverBlocked", node_ref(node), cordon_message(&cordon, &name)));
+    }
+    warn_once(t, ctx, &warnings).await;
     if let Some(p) = ctx.storage.lock().get(&key(t)) {
         let c = condition(
             &status.conditions,
@@ -667,6 +887,266 @@ async fn switchover(
     Ok(Some(Action::requeue(Duration::from_millis(200))))
 }
 
+/// What the node-related steps read (the pods and where they run, the nodes) and act through.
+struct Targets<'a> {
+    pods: &'a [Pod],
+    pods_api: &'a Api<Pod>,
+    pvcs: &'a Api<PersistentVolumeClaim>,
+    /// Pod name → the node it is bound to.
+    placed: &'a BTreeMap<String, String>,
+    nodes: &'a Nodes,
+}
+
+/// Applies the two PodDisruptionBudgets for `master` (build.rs `pdb`, `master_pdb`) when the
+/// master or the generation changed since they were last applied, and every 30 s to repair.
+async fn ensure_pdbs(t: &TfsNameserver, ctx: &Context, master: &str) -> Result<()> {
+    let k = key(t);
+    let fresh =
+        ctx.pdbs.lock().get(&k).is_some_and(|(m, g, at)| {
+            m == master && *g == t.metadata.generation && at.elapsed() < Duration::from_secs(30)
+        });
+    if fresh {
+        return Ok(());
+    }
+    let api = Api::<PodDisruptionBudget>::namespaced(ctx.client.clone(), &t.namespace().unwrap_or_default());
+    // The master's first. Between the two writes the new master is under both budgets (its
+    // eviction would fail; it is not the one being drained) and the old master, the pod a drain
+    // is waiting on, under none: its next eviction attempt goes through rather than failing the
+    // drain with "more than one PodDisruptionBudget".
+    ssa(&api, &build::master_pdb(t, Some(master))).await?;
+    ssa(&api, &build::pdb(t, Some(master))).await?;
+    ctx.pdbs.lock().insert(k, (master.to_string(), t.metadata.generation, Instant::now()));
+    Ok(())
+}
+
+/// The master's node is cordoned: ask for a planned switchover to `target` through the
+/// `tfs.io/switchover-to` path (validated again, drained by the master's heart, `SwitchedOver`),
+/// and record the node in `tfs.io/cordon-switchover` in the same write, so that this cordon
+/// never makes a second switchover, whatever becomes of this one.
+async fn cordon_switchover(
+    t: &TfsNameserver,
+    ctx: &Context,
+    node: &str,
+    target: &str,
+    handled: &[String],
+) -> Result<()> {
+    let record: Vec<&str> = handled.iter().map(String::as_str).chain([node]).collect();
+    let patch = serde_json::json!({ "metadata": { "annotations": {
+        ANN_SWITCHOVER_TO: target,
+        ANN_CORDON_SWITCHOVER: record.join(","),
+    } } });
+    Api::<TfsNameserver>::namespaced(ctx.client.clone(), &t.namespace().unwrap_or_default())
+        .patch(&t.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    let note = format!("master's node {node} is cordoned: switching over to {target}");
+    info!(name = %t.name_any(), %note, "cordon switchover");
+    event_about(ctx, t, EventType::Normal, ("CordonSwitchover", "Switchover"), node_ref(node), &note).await;
+    Ok(())
+}
+
+/// What the `MasterNodeCordoned` condition (and the `CordonSwitchoverBlocked` Event) says.
+fn cordon_message(c: &Cordon, name: &str) -> String {
+    match c {
+        Cordon::NotCordoned { node } => format!("the master's node {node} is not cordoned"),
+        Cordon::Unknown(why) => why.clone(),
+        Cordon::Switch { node, target } => format!("master's node {node} is cordoned: switching over to {target}"),
+        Cordon::Blocked { node, why } => format!(
+            "master's node {node} is cordoned, but no slave of the sync set is ready on a schedulable node ({why}): \
+             the master stays, and a drain waits on PodDisruptionBudget {}",
+            names::master_pdb(name)
+        ),
+        Cordon::AlreadyDone { node } => format!(
+            "master's node {node} is cordoned, and the operator already switched over once for this cordon \
+             (annotation {ANN_CORDON_SWITCHOVER}): it does not again; move the master with kubectl tfs switchover \
+             {name} <slave>, or remove {node} from the annotation"
+        ),
+    }
+}
+
+fn cordon_condition(t: &TfsNameserver, prev: &TfsNameserverStatus, c: &Cordon) -> Condition {
+    let (status, reason) = match c {
+        Cordon::NotCordoned { .. } => ("False", "NotCordoned"),
+        Cordon::Unknown(_) => ("Unknown", "Unknown"),
+        Cordon::Switch { .. } => ("True", "SwitchingOver"),
+        Cordon::Blocked { .. } => ("True", "NoSwitchoverTarget"),
+        Cordon::AlreadyDone { .. } => ("True", "AlreadySwitchedOver"),
+    };
+    condition_of(
+        &prev.conditions,
+        "MasterNodeCordoned",
+        status,
+        reason,
+        cordon_message(c, &t.name_any()),
+        t.metadata.generation,
+    )
+}
+
+/// Instances that are not serving and whose node (or volume's node) says why (nodes.rs `diagnose`).
+async fn diagnose(
+    t: &TfsNameserver,
+    at: &Targets<'_>,
+    present: &BTreeMap<usize, &Pod>,
+    instances: &[Instance],
+    replicas: usize,
+) -> Result<Vec<Trouble>> {
+    if !at.nodes.known() {
+        return Ok(Vec::new());
+    }
+    let name = t.name_any();
+    let mut out = Vec::new();
+    for i in 0..replicas {
+        let pod_name = names::pod(&name, i);
+        if instances.iter().any(|x| x.pod == pod_name && x.ready && x.status.is_some()) {
+            continue;
+        }
+        let pod = present.get(&i).copied();
+        // Only an unbound pod is explained by its volume's node; a claim on its way out (a
+        // replacement) explains nothing any more.
+        let claim = match pod.and_then(nodes::pod_node) {
+            None => at.pvcs.get_opt(&names::pvc(&name, i)).await?.filter(|c| c.metadata.deletion_timestamp.is_none()),
+            Some(_) => None,
+        };
+        out.extend(nodes::diagnose(&name, &pod_name, pod, claim.as_ref(), at.nodes));
+    }
+    Ok(out)
+}
+
+/// The Degraded condition names the lost instances, their nodes, and the action.
+fn explain_degraded(st: &mut TfsNameserverStatus, troubles: &[Trouble]) {
+    if let Some(c) = st.conditions.iter_mut().find(|c| c.type_ == "Degraded") {
+        c.reason = if troubles.iter().any(|x| x.lost) { "InstanceLost" } else { "InstanceUnschedulable" }.into();
+        c.message = troubles.iter().map(|x| x.message.as_str()).collect::<Vec<_>>().join("; ");
+    }
+}
+
+/// Publishes each Warning about nodes once while it lasts (the reconcile runs every second or two).
+async fn warn_once(t: &TfsNameserver, ctx: &Context, warnings: &[(&str, ObjectReference, String)]) {
+    let now: BTreeSet<String> = warnings.iter().map(|(_, _, m)| m.clone()).collect();
+    let before = ctx.reported.lock().insert(key(t), now).unwrap_or_default();
+    for (reason, related, note) in warnings.iter().filter(|(_, _, m)| !before.contains(m)) {
+        warn!(name = %t.name_any(), reason, %note, "instance or node problem");
+        event_about(ctx, t, EventType::Warning, (reason, "Diagnose"), related.clone(), note).await;
+    }
+}
+
+/// Replacement of a lost instance, asked for with `tfs.io/replace-instance` (`kubectl tfs
+/// replace`): if `nodes::replace_check` allows it, deletes the instance's claim and force-deletes
+/// its pod (grace 0, conditioned on the uid judged: a pod on a lost node stays Terminating
+/// otherwise), then removes the annotation; the reconciles that follow make a new claim (bound
+/// where the new pod is scheduled) and pod, which joins as a slave and is seeded by the master.
+/// A refusal is an Event `ReplaceRejected`, and the annotation goes too.
+async fn replace(
+    t: &TfsNameserver,
+    ctx: &Context,
+    at: &Targets<'_>,
+    lv: &LeaseView,
+    instances: &[Instance],
+    replicas: usize,
+) -> Result<Option<Action>> {
+    let Some(target) = t.annotations().get(ANN_REPLACE_INSTANCE).filter(|s| !s.is_empty()).cloned() else {
+        return Ok(None);
+    };
+    let name = t.name_any();
+    let api: Api<TfsNameserver> = Api::namespaced(ctx.client.clone(), &t.namespace().unwrap_or_default());
+    let clear = serde_json::json!({ "metadata": { "annotations": { ANN_REPLACE_INSTANCE: null } } });
+    let pod = at.pods.iter().find(|p| p.name_any() == target);
+    let checked = nodes::replace_check(&nodes::ReplaceInput {
+        name: &name,
+        target: &target,
+        replicas,
+        lease: lv,
+        instances,
+        pod,
+        placed: at.placed,
+        nodes: at.nodes,
+        placement: t.spec.placement,
+        node_selector: &t.spec.pod.node_selector,
+    });
+    let checked = checked.and_then(|plan| {
+        let ordinal = names::ordinal(&name, &target).ok_or_else(|| format!("{target} is not an instance of {name}"))?;
+        Ok((plan, ordinal))
+    });
+    let (plan, ordinal) = match checked {
+        Ok(accepted) => accepted,
+        Err(why) => {
+            let note = format!("{target} is not replaced: {why}");
+            event_about(ctx, t, EventType::Warning, ("ReplaceRejected", "Replace"), pod_ref(t, &target), &note).await;
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&clear)).await?;
+            return Ok(None);
+        }
+    };
+    let claim = names::pvc(&name, ordinal);
+    let note = format!(
+        "replacing {target} ({}): deleting its claim {claim} and its pod; a new instance is made on a new volume and \
+         seeded from the master {}",
+        plan.why, lv.holder
+    );
+    info!(name = %name, %note, "replacing an instance");
+    let about = pod_ref(t, &target);
+    event_about(ctx, t, EventType::Normal, ("ReplacingInstance", "Replace"), about.clone(), &note).await;
+    match at.pvcs.delete(&claim, &DeleteParams::default()).await {
+        Ok(_) => {
+            let note = format!("deleted claim {claim} of {target} (it goes once no pod uses it)");
+            event_about(ctx, t, EventType::Normal, ("ReplacingInstance", "DeleteClaim"), about.clone(), &note).await;
+        }
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) => return Err(e.into()),
+    }
+    if let Some((pod, uid)) = &plan.pod {
+        let dp = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(kube::api::Preconditions { uid: uid.clone(), resource_version: None }),
+            ..Default::default()
+        };
+        match at.pods_api.delete(pod, &dp).await {
+            Ok(_) => {
+                let note = format!("deleted pod {pod} at once (grace period 0: no kubelet will confirm its end)");
+                event_about(ctx, t, EventType::Normal, ("ReplacingInstance", "DeletePod"), about.clone(), &note).await;
+            }
+            // Gone already, or another pod by now (the uid precondition).
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    ctx.replacing.lock().entry(key(t)).or_default().insert(target);
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(&clear)).await?;
+    Ok(Some(Action::requeue(Duration::from_millis(500))))
+}
+
+/// `InstanceReplaced`, once a replaced instance is back: ready, a slave, in the published sync
+/// set (Sync mode). Known only to the operator process that made the replacement.
+async fn announce_replaced(
+    t: &TfsNameserver,
+    ctx: &Context,
+    lv: &LeaseView,
+    instances: &[Instance],
+    placed: &BTreeMap<String, String>,
+) {
+    let waiting: Vec<String> =
+        ctx.replacing.lock().get(&key(t)).map(|s| s.iter().cloned().collect()).unwrap_or_default();
+    for pod in waiting {
+        let sync = t.spec.replication.mode == ReplicationMode::Sync;
+        let back = instances.iter().any(|x| {
+            x.pod == pod
+                && x.ready
+                && x.status.as_ref().is_some_and(|s| !s.master)
+                && (!sync || lv.sync_set.contains(&pod))
+        });
+        if back {
+            let node = placed.get(&pod).map(String::as_str).unwrap_or("?");
+            let note = format!(
+                "{pod} is back on node {node}, on a new volume seeded from the master {}{}",
+                lv.holder,
+                if sync { ", in the sync set" } else { "" }
+            );
+            event_about(ctx, t, EventType::Normal, ("InstanceReplaced", "Replace"), pod_ref(t, &pod), &note).await;
+            if let Some(s) = ctx.replacing.lock().get_mut(&key(t)) {
+                s.remove(&pod);
+            }
+        }
+    }
+}
+
 /// Raises the claims to `spec.storage.size` when their class expands, and keeps what the
 /// `StorageResized` condition will say (see storage.rs).
 async fn resize_volumes(t: &TfsNameserver, ctx: &Context, pvcs: &Api<PersistentVolumeClaim>) {
@@ -747,7 +1227,20 @@ fn condition(
     message: String,
     generation: Option<i64>,
 ) -> Condition {
-    let status = if ok { "True" } else { "False" }.to_string();
+    condition_of(prev, type_, if ok { "True" } else { "False" }, reason, message, generation)
+}
+
+/// A condition of any status (True, False, Unknown), keeping its transition time while the
+/// status stays.
+fn condition_of(
+    prev: &[Condition],
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+) -> Condition {
+    let status = status.to_string();
     let last = prev.iter().find(|c| c.type_ == type_ && c.status == status).map(|c| c.last_transition_time.clone());
     Condition {
         type_: type_.into(),

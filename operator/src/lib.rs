@@ -7,6 +7,7 @@
 //! - `leader`: leader election between operator replicas (only the leader runs the controller);
 //! - `heart`: the sidecar that keeps the Lease for its nameserver;
 //! - `instance`: reading a nameserver's status over its client port;
+//! - `nodes`: the nodes as read: a cordoned master's node, lost instances, replacing one;
 //! - `settings`: what a pod's processes run with, and judging while a change rolls out.
 
 pub mod build;
@@ -20,6 +21,7 @@ pub mod leader;
 pub mod lease;
 pub mod metrics;
 pub mod names;
+pub mod nodes;
 pub mod pki;
 pub mod plugin;
 pub mod settings;

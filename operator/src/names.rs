@@ -19,6 +19,16 @@ pub const ANN_POD_SETTINGS: &str = "tfs.io/pod-settings";
 
 /// On the TfsNameserver: ask for a planned switchover to this pod.
 pub const ANN_SWITCHOVER_TO: &str = "tfs.io/switchover-to";
+/// On the TfsNameserver: ask the operator to replace this instance (a slave whose node is lost,
+/// or whose pod is Pending) with a new one, on a new volume, seeded from the master
+/// (`kubectl tfs replace`). Removed by the operator once done or refused.
+pub const ANN_REPLACE_INSTANCE: &str = "tfs.io/replace-instance";
+/// On the TfsNameserver, written by the operator: the cordoned nodes it already switched the
+/// master away from (comma-separated), so that one cordon makes at most one switchover. An entry
+/// goes when its node is schedulable again or deleted; removing it by hand allows another try.
+pub const ANN_CORDON_SWITCHOVER: &str = "tfs.io/cordon-switchover";
+/// On a claim, written by the scheduler (WaitForFirstConsumer): the node its volume was made for.
+pub const ANN_SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
 /// On the Lease: the master's sync set as last published by its heart, and its version.
 pub const ANN_SYNC_SET: &str = "tfs.io/sync-set";
 pub const ANN_SYNC_SET_VERSION: &str = "tfs.io/sync-set-version";
@@ -45,7 +55,17 @@ pub fn pod(name: &str, ordinal: usize) -> String {
 }
 
 pub fn pvc(name: &str, ordinal: usize) -> String {
-    format!("{name}-{ordinal}-data")
+    pvc_of(&pod(name, ordinal))
+}
+
+/// The claim of the instance (pod) `pod`.
+pub fn pvc_of(pod: &str) -> String {
+    format!("{pod}-data")
+}
+
+/// The PodDisruptionBudget of the master alone (`<name>` is the slaves').
+pub fn master_pdb(name: &str) -> String {
+    format!("{name}-master")
 }
 
 pub fn config_map(name: &str) -> String {

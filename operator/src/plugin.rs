@@ -78,8 +78,15 @@ pub fn status(t: &TfsNameserver, lease: Option<&Lease>, pods: &[Pod], now: Times
         })
         .unwrap_or_default();
     let _ = writeln!(o, "Failovers: {}{last}", st.failovers);
-    if let Some(to) = t.metadata.annotations.as_ref().and_then(|a| a.get(crate::names::ANN_SWITCHOVER_TO)) {
+    let ann = t.metadata.annotations.clone().unwrap_or_default();
+    if let Some(to) = ann.get(crate::names::ANN_SWITCHOVER_TO) {
         let _ = writeln!(o, "Switchover asked to {to}");
+    }
+    if let Some(r) = ann.get(crate::names::ANN_REPLACE_INSTANCE) {
+        let _ = writeln!(o, "Replacement asked of {r}");
+    }
+    if let Some(n) = ann.get(crate::names::ANN_CORDON_SWITCHOVER) {
+        let _ = writeln!(o, "Switched over away from cordoned node(s): {n}");
     }
 
     let rows: Vec<[String; 10]> = st
@@ -194,15 +201,76 @@ pub fn switchover_refusal(t: &TfsNameserver, target: &str) -> Option<String> {
         return Some(format!("{target} is already the master"));
     }
     match st.instances.iter().find(|i| i.name == target) {
-        None => Some(format!(
-            "{target} is not an instance of {} (instances: {})",
-            t.metadata.name.as_deref().unwrap_or(""),
-            st.instances.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")
-        )),
+        None => Some(not_an_instance(t, target)),
         Some(i) if t.spec.replication.mode == ReplicationMode::Sync && !i.in_sync_set => Some(format!(
             "{target} is not in the master's sync set: it may lack acknowledged writes, so the master would refuse"
         )),
         Some(_) => None,
+    }
+}
+
+/// Why a replacement of `target` cannot be asked for, judged from the status before asking (the
+/// operator checks the rest: the master serving, the node lost or the pod Pending, a free node).
+pub fn replace_refusal(t: &TfsNameserver, target: &str) -> Option<String> {
+    let st = t.status.as_ref()?;
+    let name = t.metadata.name.as_deref().unwrap_or("");
+    if st.master.as_deref() == Some(target) {
+        return Some(format!(
+            "{target} is the master: only a slave is replaced (switch over first: kubectl tfs switchover {name} <slave>)"
+        ));
+    }
+    if !st.instances.iter().any(|i| i.name == target) {
+        return Some(not_an_instance(t, target));
+    }
+    None
+}
+
+fn not_an_instance(t: &TfsNameserver, target: &str) -> String {
+    let instances = t.status.iter().flat_map(|s| &s.instances).map(|i| i.name.as_str()).collect::<Vec<_>>();
+    format!(
+        "{target} is not an instance of {} (instances: {})",
+        t.metadata.name.as_deref().unwrap_or(""),
+        instances.join(", ")
+    )
+}
+
+/// Where a replacement of an instance stands (`kubectl tfs replace`), from the resource and the
+/// instance's pod as they are now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replacement {
+    /// The operator has not acted on the request yet.
+    Asked,
+    /// The request is gone, and the old pod still there: refused (the `ReplaceRejected` Event says why).
+    Refused,
+    /// The request is gone, and the old pod with it: the operator deleted the claim and the pod.
+    Deleted,
+    /// A new pod, not bound to a node yet (the old claim still going, or no node found yet).
+    Created,
+    /// The new pod is on `node`: starting, being seeded from the master.
+    Scheduled { node: String },
+    /// The new instance is ready, a slave (in the sync set, in Sync mode).
+    Ready { node: String },
+}
+
+/// `old_uid`: the instance's pod when the replacement was asked for (None if it had none).
+pub fn replace_progress(t: &TfsNameserver, target: &str, old_uid: Option<&str>, pod: Option<&Pod>) -> Replacement {
+    let asked = t.metadata.annotations.as_ref().and_then(|a| a.get(crate::names::ANN_REPLACE_INSTANCE))
+        == Some(&target.to_string());
+    let new = pod.filter(|p| old_uid.is_none() || p.metadata.uid.as_deref() != old_uid);
+    if let Some(p) = new {
+        let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()) else {
+            return Replacement::Created;
+        };
+        let sync = t.spec.replication.mode == ReplicationMode::Sync;
+        let back = t.status.as_ref().is_some_and(|st| {
+            st.instances.iter().any(|i| i.name == target && i.ready && i.role == "slave" && (!sync || i.in_sync_set))
+        });
+        return if back { Replacement::Ready { node } } else { Replacement::Scheduled { node } };
+    }
+    match (asked, pod.is_some()) {
+        (true, _) => Replacement::Asked,
+        (false, true) => Replacement::Refused,
+        (false, false) => Replacement::Deleted,
     }
 }
 
@@ -295,6 +363,47 @@ mod tests {
         assert_eq!(switchover_progress(&v, "demo-0", 3, None), Switchover::Pending);
         let done = LeaseView { holder: "demo-2".into(), transitions: 4, ..Default::default() };
         assert_eq!(switchover_progress(&done, "demo-2", 3, None), Switchover::Done { epoch: 4 });
+    }
+
+    #[test]
+    fn a_replacement_is_refused_before_asking_for_the_master_or_a_stranger() {
+        let t = demo();
+        assert_eq!(replace_refusal(&t, "demo-2"), None);
+        assert!(replace_refusal(&t, "demo-1").unwrap().contains("demo-1 is the master"));
+        assert!(replace_refusal(&t, "demo-7").unwrap().contains("instances: demo-0, demo-1, demo-2"));
+    }
+
+    #[test]
+    fn replace_progress_follows_the_request_and_the_new_pod() {
+        use k8s_openapi::api::core::v1::PodSpec;
+        let pod = |uid: &str, node: Option<&str>| Pod {
+            metadata: kube::api::ObjectMeta { uid: Some(uid.into()), ..Default::default() },
+            spec: Some(PodSpec { node_name: node.map(Into::into), ..Default::default() }),
+            ..Default::default()
+        };
+        let old = pod("old", Some("node-3"));
+        let mut t = demo();
+        t.metadata.annotations = Some([(crate::names::ANN_REPLACE_INSTANCE.to_string(), "demo-0".to_string())].into());
+        assert_eq!(replace_progress(&t, "demo-0", Some("old"), Some(&old)), Replacement::Asked);
+        t.metadata.annotations = None;
+        assert_eq!(replace_progress(&t, "demo-0", Some("old"), Some(&old)), Replacement::Refused);
+        assert_eq!(replace_progress(&t, "demo-0", Some("old"), None), Replacement::Deleted);
+        assert_eq!(replace_progress(&t, "demo-0", Some("old"), Some(&pod("new", None))), Replacement::Created);
+        // demo-0 is ready but out of the sync set in the fixture: still being seeded, as far as we know.
+        assert_eq!(
+            replace_progress(&t, "demo-0", Some("old"), Some(&pod("new", Some("node-1")))),
+            Replacement::Scheduled { node: "node-1".into() }
+        );
+        t.status.as_mut().unwrap().instances[0].in_sync_set = true;
+        assert_eq!(
+            replace_progress(&t, "demo-0", Some("old"), Some(&pod("new", Some("node-1")))),
+            Replacement::Ready { node: "node-1".into() }
+        );
+        // No pod when asked: any pod is the new one.
+        assert_eq!(
+            replace_progress(&t, "demo-0", None, Some(&pod("x", Some("node-1")))),
+            Replacement::Ready { node: "node-1".into() }
+        );
     }
 
     #[test]

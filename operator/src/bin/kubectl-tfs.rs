@@ -1,6 +1,7 @@
 //! `kubectl tfs`: a kubectl plugin for TfsNameservers (kubectl runs `kubectl-tfs` found on PATH).
 //! `status` shows one resource as an incident needs it; `switchover` asks for a planned
-//! switchover and waits for its outcome. What they show and decide is in `tfs_operator::plugin`.
+//! switchover and waits for its outcome; `replace` asks for a lost instance to be made anew on
+//! another node and waits until it is back. What they show and decide is in `tfs_operator::plugin`.
 
 use std::time::{Duration, Instant};
 
@@ -10,13 +11,13 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use tfs_operator::crd::TfsNameserver;
+use tfs_operator::crd::{ReplicationMode, TfsNameserver};
 use tfs_operator::lease::LeaseView;
-use tfs_operator::names::{self, ANN_SWITCHOVER_TO, LABEL_INSTANCE};
-use tfs_operator::plugin::{self, Switchover};
+use tfs_operator::names::{self, ANN_REPLACE_INSTANCE, ANN_SWITCHOVER_TO, LABEL_INSTANCE};
+use tfs_operator::plugin::{self, Replacement, Switchover};
 
 #[derive(Debug, Parser)]
-#[command(name = "kubectl tfs", version, about = "Status and switchover of TfsNameservers")]
+#[command(name = "kubectl tfs", version, about = "Status, switchover and replacement of TfsNameservers")]
 struct Cli {
     /// Namespace of the TfsNameserver (default: the kubeconfig context's).
     #[arg(short, long, global = true)]
@@ -38,6 +39,17 @@ enum Cmd {
         pod: String,
         /// How long to wait for the outcome.
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+    /// Replace a slave whose node is lost for good (NotReady, unreachable or deleted), or whose pod
+    /// is Pending: the operator deletes its claim and pod, makes a new instance on another node
+    /// and seeds it from the master. Waits until it is ready and in the sync set, printing progress.
+    Replace {
+        name: String,
+        /// The instance (pod) to replace.
+        pod: String,
+        /// How long to wait for the new instance (a large state takes a while to seed).
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
     /// Run tfsctl against the master through a port-forward, with the client certificate of
@@ -95,6 +107,83 @@ async fn run(cli: Cli) -> Result<()> {
                 .items;
             print!("{}", plugin::status(&t, lease.as_ref(), &pods, k8s_openapi::jiff::Timestamp::now()));
         }
+        Cmd::Replace { name, pod, timeout } => {
+            let t = get(name.clone()).await?;
+            if let Some(why) = plugin::replace_refusal(&t, &pod) {
+                bail!("replacement of {pod} refused: {why}");
+            }
+            let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+            let old = pods.get_opt(&pod).await?;
+            let old_uid = old.as_ref().and_then(|p| p.metadata.uid.clone());
+            let was = match old.as_ref().and_then(|p| p.spec.as_ref()?.node_name.clone()) {
+                Some(n) => format!("its pod is on node {n}"),
+                None if old.is_some() => "its pod is Pending".into(),
+                None => "it has no pod".into(),
+            };
+            let started = Instant::now();
+            let asked_at = k8s_openapi::jiff::Timestamp::now();
+            let patch = serde_json::json!({ "metadata": { "annotations": { ANN_REPLACE_INSTANCE: pod } } });
+            tfs.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            println!("replacement of {ns}/{name}'s instance {pod} asked ({was})");
+            let mut last = Replacement::Asked;
+            loop {
+                let t = get(name.clone()).await?;
+                let now = pods.get_opt(&pod).await?;
+                let stage = plugin::replace_progress(&t, &pod, old_uid.as_deref(), now.as_ref());
+                if last == Replacement::Asked && stage != Replacement::Asked {
+                    // The operator has answered: a refusal is an Event.
+                    if let Some(why) =
+                        reason_since(&client, &ns, &t, ("ReplaceRejected", Some(pod.as_str())), asked_at).await
+                    {
+                        bail!("the operator refused to replace {pod}: {why}");
+                    }
+                    // (printed even when the next stage came before we looked)
+                    if !matches!(stage, Replacement::Refused | Replacement::Deleted) {
+                        println!("{pod}: claim {} and pod deleted", names::pvc_of(&pod));
+                    }
+                }
+                if stage != last {
+                    match &stage {
+                        Replacement::Asked => {}
+                        Replacement::Refused => bail!(
+                            "the operator refused to replace {pod} (kubectl get events --field-selector \
+                             involvedObject.name={name},reason=ReplaceRejected says why)"
+                        ),
+                        Replacement::Deleted => println!("{pod}: claim {} and pod deleted", names::pvc_of(&pod)),
+                        Replacement::Created => println!("{pod}: new pod created, waiting for a node"),
+                        Replacement::Scheduled { node } => {
+                            println!("{pod}: new pod on node {node}, joining as a slave and seeded from the master")
+                        }
+                        Replacement::Ready { node } => {
+                            let sync =
+                                if t.spec.replication.mode == ReplicationMode::Sync { " in the sync set" } else { "" };
+                            println!(
+                                "{pod} is ready on node {node}, a slave{sync}, after {:.2} s",
+                                started.elapsed().as_secs_f64()
+                            );
+                            return Ok(());
+                        }
+                    }
+                    last = stage;
+                }
+                if started.elapsed() > timeout {
+                    if last == Replacement::Asked {
+                        // Withdraw the request: the operator must not act on it once we said it failed.
+                        let clear =
+                            serde_json::json!({ "metadata": { "annotations": { ANN_REPLACE_INSTANCE: null } } });
+                        let _ = tfs.patch(&name, &PatchParams::default(), &Patch::Merge(&clear)).await;
+                        bail!(
+                            "the operator did not act on the replacement of {pod} within {timeout:?}; the request was withdrawn"
+                        );
+                    }
+                    bail!(
+                        "{pod} is not back after {timeout:?} ({last:?}); the operator goes on: kubectl tfs status {name}, \
+                         kubectl describe pod {pod}"
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
         Cmd::Switchover { name, pod, timeout } => {
             let t = get(name.clone()).await?;
             if let Some(why) = plugin::switchover_refusal(&t, &pod) {
@@ -130,8 +219,9 @@ async fn run(cli: Cli) -> Result<()> {
                         println!("{pod} is master at epoch {epoch} after {:.2} s", started.elapsed().as_secs_f64());
                         return Ok(());
                     }
-                    let why =
-                        rejection(&client, &ns, &t, asked_at).await.unwrap_or_else(|| "no reason recorded".into());
+                    let why = reason_since(&client, &ns, &t, ("SwitchoverRejected", None), asked_at)
+                        .await
+                        .unwrap_or_else(|| "no reason recorded".into());
                     bail!("the operator rejected the switchover: {why}");
                 }
                 if started.elapsed() > timeout {
@@ -151,11 +241,14 @@ async fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-/// The newest SwitchoverRejected Event of `t` since `since` (an older one is another request's).
-async fn rejection(
+/// The newest Event of `t` with this reason (and naming `related` as its second object, when
+/// given) seen since `since` (an older one is another request's). A repeated Event counts at its
+/// last occurrence.
+async fn reason_since(
     client: &kube::Client,
     ns: &str,
     t: &TfsNameserver,
+    (reason, related): (&str, Option<&str>),
     since: k8s_openapi::jiff::Timestamp,
 ) -> Option<String> {
     let uid = t.metadata.uid.as_deref()?;
@@ -166,8 +259,16 @@ async fn rejection(
     events
         .items
         .into_iter()
-        .filter(|e| e.reason.as_deref() == Some("SwitchoverRejected"))
-        .filter_map(|e| Some((e.event_time.as_ref().map(|t| t.0).or(e.last_timestamp.as_ref().map(|t| t.0))?, e)))
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .filter(|e| related.is_none() || e.related.as_ref().and_then(|r| r.name.as_deref()) == related)
+        .filter_map(|e| {
+            let times = [
+                e.event_time.as_ref().map(|t| t.0),
+                e.series.as_ref().and_then(|s| s.last_observed_time.as_ref()).map(|t| t.0),
+                e.last_timestamp.as_ref().map(|t| t.0),
+            ];
+            Some((times.into_iter().flatten().max()?, e))
+        })
         // (a second of slack: the event carries the operator's clock, which ours may lead)
         .filter(|(at, _)| at.as_second() + 1 >= since.as_second())
         .max_by_key(|(at, _)| *at)

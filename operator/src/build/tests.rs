@@ -24,7 +24,8 @@ fn every_object_is_owned_and_labelled() {
         peers_service(&t).metadata,
         vip_service(&t, None).metadata,
         lease_object(&t).metadata,
-        pdb(&t).metadata,
+        pdb(&t, Some("demo-0")).metadata,
+        master_pdb(&t, Some("demo-0")).metadata,
         pod(&t, 1).metadata,
     ];
     for m in metas {
@@ -35,6 +36,47 @@ fn every_object_is_owned_and_labelled() {
     }
     // Claims are labelled too; their ownership follows the delete policy (below).
     assert_eq!(pvc(&t, 0).metadata.labels.unwrap()[LABEL_INSTANCE], "demo");
+}
+
+/// Whether a budget's selector selects a pod with these labels (matchLabels, In, NotIn).
+fn selects(b: &PodDisruptionBudget, labels: &BTreeMap<String, String>) -> bool {
+    let sel = b.spec.as_ref().unwrap().selector.clone().unwrap();
+    sel.match_labels.unwrap_or_default().iter().all(|(k, v)| labels.get(k) == Some(v))
+        && sel.match_expressions.unwrap_or_default().iter().all(|e| {
+            let vs = e.values.clone().unwrap_or_default();
+            match e.operator.as_str() {
+                "In" => labels.get(&e.key).is_some_and(|v| vs.contains(v)),
+                "NotIn" => labels.get(&e.key).is_none_or(|v| !vs.contains(v)),
+                op => panic!("operator {op}"),
+            }
+        })
+}
+
+/// A pod under two budgets cannot be evicted at all (500 from the eviction API): every instance
+/// is under exactly one. The master's allows no disruption; the slaves' one at a time.
+#[test]
+fn each_instance_is_under_exactly_one_budget_and_the_masters_allows_none() {
+    let mut t = demo();
+    t.spec.replicas = 3;
+    let pods: Vec<_> = (0..3).map(|i| pod(&t, i).metadata.labels.unwrap()).collect();
+    for master in ["demo-0", "demo-2"] {
+        let (slaves, m) = (pdb(&t, Some(master)), master_pdb(&t, Some(master)));
+        assert_eq!(m.metadata.name.as_deref(), Some("demo-master"));
+        assert_eq!(slaves.metadata.name.as_deref(), Some("demo"));
+        for (i, l) in pods.iter().enumerate() {
+            let is_master = names::pod("demo", i) == master;
+            assert_eq!(selects(&m, l), is_master, "{master}: demo-{i} under the master's budget");
+            assert_eq!(selects(&slaves, l), !is_master, "{master}: demo-{i} under the slaves' budget");
+        }
+        assert_eq!(m.spec.as_ref().unwrap().min_available, Some(IntOrString::Int(1)));
+        // Two slaves, one of which may be disrupted.
+        assert_eq!(slaves.spec.as_ref().unwrap().min_available, Some(IntOrString::Int(1)));
+    }
+    // No master: the master's budget selects nothing, the slaves' every instance.
+    let (slaves, m) = (pdb(&t, None), master_pdb(&t, None));
+    assert!(pods.iter().all(|l| !selects(&m, l) && selects(&slaves, l)));
+    t.spec.replicas = 2;
+    assert_eq!(pdb(&t, Some("demo-0")).spec.unwrap().min_available, Some(IntOrString::Int(0)));
 }
 
 #[test]

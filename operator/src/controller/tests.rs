@@ -211,4 +211,155 @@ mod api {
         assert_eq!(err.category(), "conflict");
         verifier.await.unwrap();
     }
+
+    fn status_ok() -> serde_json::Value {
+        serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Success"})
+    }
+
+    /// A replacement: the request validated, then the claim deleted, the pod deleted with grace 0
+    /// and only if it is still the pod judged (uid precondition), an Event for each step, and the
+    /// request removed; nothing else.
+    #[tokio::test]
+    async fn a_replacement_deletes_the_claim_then_the_pod_by_uid_at_once_then_clears_the_request() {
+        use k8s_openapi::api::core::v1::{NodeCondition, NodeStatus, PodSpec};
+        let (client, mut api) = mock_client();
+        let mut t = crate::build::tests::demo();
+        t.spec.replicas = 3;
+        t.metadata.annotations = Some([(ANN_REPLACE_INSTANCE.to_string(), "demo-2".to_string())].into());
+        let ctx = Context::new(client.clone(), Arc::new(Metrics::default()));
+        let node = |name: &str, ready: &str| Node {
+            metadata: kube::api::ObjectMeta { name: Some(name.into()), ..Default::default() },
+            status: Some(NodeStatus {
+                conditions: Some(vec![NodeCondition {
+                    type_: "Ready".into(),
+                    status: ready.into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let ns = Nodes::of(&[
+            node("node-1", "True"),
+            node("node-2", "True"),
+            node("node-3", "Unknown"),
+            node("node-4", "True"),
+        ]);
+        let pod = |i: usize, node: &str| Pod {
+            metadata: kube::api::ObjectMeta {
+                name: Some(format!("demo-{i}")),
+                uid: Some(format!("uid-{i}")),
+                ..Default::default()
+            },
+            spec: Some(PodSpec { node_name: Some(node.into()), ..Default::default() }),
+            ..Default::default()
+        };
+        let pods = vec![pod(0, "node-1"), pod(1, "node-2"), pod(2, "node-3")];
+        let placed: BTreeMap<String, String> =
+            pods.iter().map(|p| (p.name_any(), nodes::pod_node(p).unwrap().to_string())).collect();
+        let mut lost = inst("demo-2", 2, 0, false);
+        (lost.ready, lost.status) = (false, None);
+        let mut m = inst("demo-0", 0, 100, true);
+        m.status.as_mut().unwrap().epoch = 3;
+        let xs = [m, inst("demo-1", 1, 100, false), lost];
+        let lv = LeaseView { holder: "demo-0".into(), transitions: 3, ..Default::default() };
+        let it = serde_json::to_value(&t).unwrap();
+        let verifier = tokio::spawn(async move {
+            let events = "/apis/events.k8s.io/v1/namespaces/ns/events";
+            let ev = api.expect("POST", events, |b| (201, b.clone())).await;
+            assert_eq!(ev["reason"], "ReplacingInstance");
+            let note = ev["note"].as_str().unwrap().to_string();
+            assert!(note.starts_with("replacing demo-2 (its node node-3 is NotReady"), "{note}");
+            api.expect("DELETE", "/api/v1/namespaces/ns/persistentvolumeclaims/demo-2-data", |_| (200, status_ok()))
+                .await;
+            let ev = api.expect("POST", events, |b| (201, b.clone())).await;
+            assert!(ev["note"].as_str().unwrap().starts_with("deleted claim demo-2-data"));
+            let body = api.expect("DELETE", "/api/v1/namespaces/ns/pods/demo-2", |_| (200, status_ok())).await;
+            assert_eq!(body["gracePeriodSeconds"], 0, "a pod on a lost node stays Terminating otherwise");
+            assert_eq!(body["preconditions"]["uid"], "uid-2", "only the pod that was judged");
+            let ev = api.expect("POST", events, |b| (201, b.clone())).await;
+            assert!(ev["note"].as_str().unwrap().starts_with("deleted pod demo-2 at once"));
+            let body =
+                api.expect("PATCH", "/apis/tfs.io/v1alpha1/namespaces/ns/tfsnameservers/demo", |_| (200, it)).await;
+            assert_eq!(body["metadata"]["annotations"][ANN_REPLACE_INSTANCE], serde_json::Value::Null);
+        });
+        let pods_api: Api<Pod> = Api::namespaced(client.clone(), "ns");
+        let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client, "ns");
+        let at = Targets { pods: &pods, pods_api: &pods_api, pvcs: &pvcs, placed: &placed, nodes: &ns };
+        let done = replace(&t, &ctx, &at, &lv, &xs, 3).await.unwrap();
+        assert!(done.is_some(), "the reconcile starts again on what is left");
+        verifier.await.unwrap();
+        assert!(ctx.replacing.lock()[&key(&t)].contains("demo-2"));
+
+        // The same request for a slave on a Ready node: refused, nothing deleted.
+        let (client, mut api) = mock_client();
+        let mut t = t.clone();
+        t.metadata.annotations = Some([(ANN_REPLACE_INSTANCE.to_string(), "demo-1".to_string())].into());
+        let ctx = Context::new(client.clone(), Arc::new(Metrics::default()));
+        let it = serde_json::to_value(&t).unwrap();
+        let verifier = tokio::spawn(async move {
+            let ev = api.expect("POST", "/apis/events.k8s.io/v1/namespaces/ns/events", |b| (201, b.clone())).await;
+            assert_eq!(ev["reason"], "ReplaceRejected");
+            assert_eq!(ev["related"]["name"], "demo-1", "the Event names the instance");
+            assert!(ev["note"].as_str().unwrap().contains("demo-1 runs on node node-2, which is Ready"));
+            api.expect("PATCH", "/apis/tfs.io/v1alpha1/namespaces/ns/tfsnameservers/demo", |_| (200, it)).await;
+            let next = tokio::time::timeout(Duration::from_millis(300), api.0.next_request()).await;
+            assert!(next.is_err(), "a refused replacement deleted something");
+        });
+        let pods_api: Api<Pod> = Api::namespaced(client.clone(), "ns");
+        let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client, "ns");
+        let at = Targets { pods: &pods, pods_api: &pods_api, pvcs: &pvcs, placed: &placed, nodes: &ns };
+        assert!(replace(&t, &ctx, &at, &lv, &xs, 3).await.unwrap().is_none());
+        verifier.await.unwrap();
+    }
+
+    /// The master's budget moves first (a pod under both budgets cannot be evicted at all, and
+    /// the old master is the one a drain waits on), then the slaves'; again only when the master
+    /// changes.
+    #[tokio::test]
+    async fn the_budgets_follow_the_master_masters_first() {
+        let (client, mut api) = mock_client();
+        let t = crate::build::tests::demo();
+        let ctx = Context::new(client, Arc::new(Metrics::default()));
+        let verifier = tokio::spawn(async move {
+            let pdbs = "/apis/policy/v1/namespaces/ns/poddisruptionbudgets";
+            for master in ["demo-0", "demo-1"] {
+                let m = api.expect("PATCH", &format!("{pdbs}/demo-master"), |b| (200, b.clone())).await;
+                assert_eq!(m["spec"]["selector"]["matchLabels"][LABEL_POD], master);
+                let s = api.expect("PATCH", &format!("{pdbs}/demo"), |b| (200, b.clone())).await;
+                assert_eq!(s["spec"]["selector"]["matchExpressions"][0]["values"][0], master);
+            }
+            let next = tokio::time::timeout(Duration::from_millis(300), api.0.next_request()).await;
+            assert!(next.is_err(), "budgets applied again for the same master");
+        });
+        ensure_pdbs(&t, &ctx, "demo-0").await.unwrap();
+        ensure_pdbs(&t, &ctx, "demo-0").await.unwrap();
+        ensure_pdbs(&t, &ctx, "demo-1").await.unwrap();
+        verifier.await.unwrap();
+    }
+
+    /// A cordon switchover is one write: the switchover request and the record of the cordon
+    /// together (so a cordon never makes two), then the Event.
+    #[tokio::test]
+    async fn a_cordon_switchover_asks_and_records_in_one_write() {
+        let (client, mut api) = mock_client();
+        let t = crate::build::tests::demo();
+        let ctx = Context::new(client, Arc::new(Metrics::default()));
+        let it = serde_json::to_value(&t).unwrap();
+        let verifier = tokio::spawn(async move {
+            let body =
+                api.expect("PATCH", "/apis/tfs.io/v1alpha1/namespaces/ns/tfsnameservers/demo", |_| (200, it)).await;
+            assert_eq!(body["metadata"]["annotations"][ANN_SWITCHOVER_TO], "demo-1");
+            assert_eq!(body["metadata"]["annotations"][ANN_CORDON_SWITCHOVER], "node-9,node-2");
+            let ev = api.expect("POST", "/apis/events.k8s.io/v1/namespaces/ns/events", |b| (201, b.clone())).await;
+            assert_eq!(ev["reason"], "CordonSwitchover");
+            assert_eq!(ev["note"], "master's node node-2 is cordoned: switching over to demo-1");
+            assert_eq!(
+                (ev["related"]["kind"].as_str(), ev["related"]["name"].as_str()),
+                (Some("Node"), Some("node-2"))
+            );
+        });
+        cordon_switchover(&t, &ctx, "node-2", "demo-1", &["node-9".to_string()]).await.unwrap();
+        verifier.await.unwrap();
+    }
 }
