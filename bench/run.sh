@@ -5,6 +5,7 @@
 #   BENCH_SKIP="failover criterion"   skip steps (names below)
 #   BENCH_SCALE=0.2                   fewer requests per point of the write sweep
 #   BENCH_FAILOVER_TRIALS=20          trials of each failover kind
+#   BENCH_NODELOSS_TRIALS=10          trials of each node-loss kind
 #   BENCH_RESULTS, BENCH_DOCS, BENCH_PLOTS   where results, the doc and the plots go
 #   BENCH_FRESH=0                     add to the existing results instead of starting afresh
 set -euo pipefail

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, bail};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::api::{Api, ListParams};
@@ -476,28 +476,6 @@ pub fn verify(vip: &str, record: &Path) -> Result<String> {
     Ok(text)
 }
 
-/// The nodes of the local cluster (`node-1` ... `node-N`; N is what `make cluster` wrote).
-pub fn nodes() -> Vec<String> {
-    let n: usize =
-        std::fs::read_to_string(root().join(".e2e/nodes")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(1);
-    (1..=n).map(|i| format!("node-{i}")).collect()
-}
-
-/// The CRI socket of a node's containerd (each simulated node has its own).
-pub fn containerd_socket(node: &str) -> PathBuf {
-    root().join(".e2e/run").join(node).join("containerd.sock")
-}
-
-/// The node a pod is scheduled on.
-pub fn pod_node(ns: &str, pod: &str) -> Result<String> {
-    let node = kubectl(&["-n", ns, "get", "pod", pod, "-o", "jsonpath={.spec.nodeName}"])?;
-    let node = node.trim();
-    if node.is_empty() {
-        bail!("pod {ns}/{pod} is not scheduled on a node");
-    }
-    Ok(node.to_string())
-}
-
 /// crictl against the containerd of the node `pod` runs on.
 fn crictl_for(ns: &str, pod: &str, args: &[&str]) -> Result<Output> {
     let endpoint = format!("unix://{}", containerd_socket(&pod_node(ns, pod)?).display());
@@ -572,72 +550,7 @@ pub mod local_volumes;
 /// Failover-time trials (`make bench`): the schedule and the parsing of records and bench logs.
 pub mod trials;
 
-/// A node of the local cluster lost with `make node-down` (every process of it frozen, its
-/// traffic dropped) until [`LostNode::back`]; dropped without it, the node comes back anyway so a
-/// failed test leaves the cluster whole.
-pub struct LostNode {
-    node: String,
-    back: bool,
-}
-
-fn cluster_script(script: &str, node: &str) -> Result<String> {
-    let out = Command::new(root().join("e2e/cluster").join(script))
-        .arg(node)
-        .env("ROOT", root())
-        .env("E2E", root().join(".e2e"))
-        .output()?;
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    if !out.status.success() {
-        bail!("{script} {node} failed: {text}");
-    }
-    Ok(text)
-}
-
-impl LostNode {
-    pub fn lose(node: &str) -> Result<LostNode> {
-        print!("{}", cluster_script("node-down.sh", node)?);
-        Ok(LostNode { node: node.to_string(), back: false })
-    }
-
-    /// Brings the node back and waits until it is Ready again.
-    pub fn back(mut self) -> Result<()> {
-        self.back = true;
-        print!("{}", cluster_script("node-up.sh", &self.node)?);
-        Ok(())
-    }
-}
-
-impl Drop for LostNode {
-    fn drop(&mut self) {
-        if !self.back {
-            if let Err(e) = cluster_script("node-up.sh", &self.node) {
-                eprintln!("could not bring {} back: {e:#}", self.node);
-            }
-        }
-    }
-}
-
-/// The operator's leader (the holder of its leader-election Lease) and the node it runs on.
-pub fn operator_leader() -> Result<(String, String)> {
-    let holder =
-        kubectl(&["-n", OPERATOR_NS, "get", "lease", "tfs-operator-leader", "-o", "jsonpath={.spec.holderIdentity}"])?;
-    let holder = holder.trim().to_string();
-    ensure!(!holder.is_empty(), "the operator's leader Lease has no holder");
-    let node = pod_node(OPERATOR_NS, &holder)?;
-    Ok((holder, node))
-}
-
-/// The operator's pods and their nodes.
-pub fn operator_pods() -> Result<Vec<(String, String)>> {
-    let out = kubectl(&[
-        "-n",
-        OPERATOR_NS,
-        "get",
-        "pod",
-        "-l",
-        "app.kubernetes.io/name=tfs-operator",
-        "-o",
-        "jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName}{\"\\n\"}{end}",
-    ])?;
-    Ok(out.lines().filter_map(|l| l.split_once(' ').map(|(p, n)| (p.to_string(), n.to_string()))).collect())
-}
+/// The simulated nodes of the local cluster: where pods run, losing a node and getting it back,
+/// the operator's leader.
+pub mod nodes;
+pub use nodes::{LostNode, containerd_socket, nodes, operator_leader, operator_pods, pod_node};

@@ -16,16 +16,22 @@ pub enum Kind {
     PodLoss,
     /// Planned switchover to the slave (annotation).
     Switchover,
+    /// The master's node lost (e2e/cluster/node-down.sh), the operator's leader on another node.
+    NodeLoss,
+    /// The master's node lost with the operator's leader on it.
+    NodeLossLeader,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Kill, Kind::Switchover, Kind::PodLoss];
+    pub const ALL: [Kind; 5] = [Kind::Kill, Kind::Switchover, Kind::PodLoss, Kind::NodeLoss, Kind::NodeLossLeader];
 
     pub fn name(self) -> &'static str {
         match self {
             Kind::Kill => "kill",
             Kind::PodLoss => "podloss",
             Kind::Switchover => "switchover",
+            Kind::NodeLoss => "nodeloss",
+            Kind::NodeLossLeader => "nodeloss-leader",
         }
     }
 
@@ -34,7 +40,11 @@ impl Kind {
             "kill" => Ok(Kind::Kill),
             "podloss" => Ok(Kind::PodLoss),
             "switchover" => Ok(Kind::Switchover),
-            other => bail!("unknown trial kind {other:?}: expected kill, podloss or switchover"),
+            "nodeloss" => Ok(Kind::NodeLoss),
+            "nodeloss-leader" => Ok(Kind::NodeLossLeader),
+            other => {
+                bail!("unknown trial kind {other:?}: expected kill, podloss, switchover, nodeloss or nodeloss-leader")
+            }
         }
     }
 }
@@ -100,6 +110,11 @@ mod tests {
         assert!(schedule(&[], 5).is_empty());
         assert!(Kind::parse("reboot").is_err());
         assert_eq!(Kind::parse("podloss").unwrap(), Kind::PodLoss);
+        assert_eq!(Kind::parse("nodeloss-leader").unwrap(), Kind::NodeLossLeader);
+        assert_eq!(
+            schedule(&[Kind::NodeLossLeader, Kind::NodeLoss], 2),
+            vec![Kind::NodeLoss, Kind::NodeLossLeader, Kind::NodeLoss, Kind::NodeLossLeader]
+        );
     }
 
     #[test]

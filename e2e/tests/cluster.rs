@@ -384,6 +384,12 @@ async fn t1_demo_is_healthy_and_serves_through_the_vip() -> Result<()> {
             "get secrets",
             "create secrets",
             "patch secrets",
+            // nodes, read-only: a cordoned master's node means a switchover first; a lost node
+            // is named in the status
+            "get nodes",
+            "list nodes",
+            "watch nodes",
+            "get persistentvolumeclaims",
         ],
         &[
             "list secrets",
@@ -392,7 +398,8 @@ async fn t1_demo_is_healthy_and_serves_through_the_vip() -> Result<()> {
             "create pods --subresource=exec",
             "create pods --subresource=portforward",
             "update pods",
-            "get nodes",
+            "update nodes",
+            "patch nodes",
             "delete namespaces",
             "create deployments.apps",
             "create clusterroles.rbac.authorization.k8s.io",
@@ -677,30 +684,12 @@ async fn t7_scale_2_3_2() -> Result<()> {
     Ok(())
 }
 
-/// Where each instance of `t` runs.
-async fn placement(t: &Tfs) -> Result<Vec<(String, String)>> {
-    let mut out = Vec::new();
-    for p in t.pod_names().await? {
-        out.push((pod_node(&t.ns, &p)?, p));
-    }
-    Ok(out)
-}
-
 /// Node loss under a recording writer, with three instances spread over the three nodes: the
 /// master's node is lost (with `with_leader`, it also runs the operator's leader), a slave on
 /// another node becomes master within the bound, the old master is fenced when its node comes
 /// back and rejoins as a slave, and nothing acknowledged is lost.
 async fn node_loss(scenario: &str, with_leader: bool) -> Result<()> {
-    operator();
-    ensure!(nodes().len() >= 3, "node-loss scenarios need 3 nodes (make cluster NODES=3), not {:?}", nodes());
-    let ns = Namespace::create(scenario)?;
-    let c = client().await?;
-    let t = Tfs::create_with(&c, &ns.0, "demo", 3, "").await?;
-    t.wait_healthy(3, 1, Duration::from_secs(180)).await?;
-    t.wait_sync_set(1, Duration::from_secs(60)).await?;
-    let placed = placement(&t).await?;
-    let spread: std::collections::BTreeSet<_> = placed.iter().map(|(n, _)| n.clone()).collect();
-    ensure!(spread.len() == 3, "instances not spread over the nodes: {placed:?}");
+    let (ns, t, placed) = spread_trio(scenario, "").await?;
     let (leader, leader_node) = operator_leader()?;
     let operators = operator_pods()?;
     println!("scenario={scenario} instances={placed:?} operator_leader={leader}@{leader_node} operators={operators:?}");
@@ -711,22 +700,8 @@ async fn node_loss(scenario: &str, with_leader: bool) -> Result<()> {
         );
     }
     // Put the master where the scenario wants it: on the leader's node, or off it.
-    let (mut master, mut epoch) = t.lease().await?;
+    let (master, epoch, lost_node) = tfs_e2e::nodes::place_master(&t, with_leader).await?;
     let node_of = |pod: &str| placed.iter().find(|(_, p)| p == pod).map(|(n, _)| n.clone()).unwrap_or_default();
-    if (node_of(&master) == leader_node) != with_leader {
-        let target = placed
-            .iter()
-            .find(|(n, p)| *p != master && ((*n == leader_node) == with_leader))
-            .map(|(_, p)| p.clone())
-            .expect("an instance on the wanted node");
-        let out = kubectl(&["tfs", "switchover", "demo", &target, "-n", &ns.0])?;
-        ensure!(out.contains(&format!("{target} is master at epoch")), "kubectl tfs switchover: {out}");
-        t.wait_healthy(3, epoch as i64 + 1, Duration::from_secs(90)).await?;
-        t.wait_sync_set(1, Duration::from_secs(60)).await?;
-        (master, epoch) = t.lease().await?;
-    }
-    let lost_node = node_of(&master);
-    ensure!((lost_node == leader_node) == with_leader, "master {master} on {lost_node}, leader on {leader_node}");
     let duration_s = t.get().await?.spec.lease.duration_seconds as f64;
     // the operator's leader lease (chart default) when the leader is lost too
     let bound_s = duration_s + 2.0 + if with_leader { 4.0 } else { 0.0 };
@@ -805,6 +780,125 @@ async fn t9a_node_loss_of_the_master() -> Result<()> {
 #[tokio::test]
 async fn t9b_node_loss_of_the_master_and_the_operator_leader() -> Result<()> {
     node_loss("nodeloss-leader", true).await
+}
+
+/// Three spread instances under a recording writer, and where each runs.
+async fn spread_trio(scenario: &str, more_spec: &str) -> Result<(Namespace, Tfs, Vec<(String, String)>)> {
+    operator();
+    ensure!(nodes().len() >= 3, "this scenario needs 3 nodes (make cluster NODES=3), not {:?}", nodes());
+    let ns = Namespace::create(scenario)?;
+    let c = client().await?;
+    let t = Tfs::create_with(&c, &ns.0, "demo", 3, more_spec).await?;
+    t.wait_healthy(3, 1, Duration::from_secs(180)).await?;
+    t.wait_sync_set(1, Duration::from_secs(60)).await?;
+    let placed = tfs_e2e::nodes::placement(&t).await?;
+    let spread: std::collections::BTreeSet<_> = placed.iter().map(|(n, _)| n.clone()).collect();
+    ensure!(spread.len() == 3, "instances not spread over the nodes: {placed:?}");
+    Ok((ns, t, placed))
+}
+
+/// `kubectl drain` of the master's node: the operator switches over first (the master's
+/// PodDisruptionBudget holds the eviction until then), no request fails, and after the uncordon
+/// the evicted instance comes back as a slave.
+#[tokio::test]
+async fn t9c_drain_of_the_masters_node_switches_over_first() -> Result<()> {
+    let (ns, t, placed) = spread_trio("drain", "").await?;
+    let (master, epoch) = t.lease().await?;
+    let node = placed.iter().find(|(_, p)| *p == master).map(|(n, _)| n.clone()).expect("master placed");
+    let pdbs = kubectl(&["-n", &ns.0, "get", "pdb", "demo", "demo-master", "-o", "name"])?;
+    ensure!(pdbs.lines().count() == 2, "PodDisruptionBudgets demo and demo-master: {pdbs}");
+    let vip = t.vip().await?;
+    let w = Writer::start(&vip, &tempdir("drain")?, 16)?;
+    w.wait_acked(2000, Duration::from_secs(60)).await?;
+    let start_ms = now_ms();
+    // As an administrator would; drain retries an eviction the budget refuses.
+    let drained = tokio::task::spawn_blocking({
+        let node = node.clone();
+        move || kubectl(&["drain", &node, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=180s"])
+    })
+    .await?;
+    let drain_s = (now_ms() - start_ms) as f64 / 1000.0;
+    let result = async {
+        drained?;
+        let (m, e) = t.lease().await?;
+        ensure!(m != master && e > epoch, "the master is still {m}@{e} after the drain of {node}");
+        let events =
+            kubectl(&["-n", &ns.0, "get", "events", "--field-selector", "reason=CordonSwitchover", "-o", "name"])?;
+        ensure!(!events.trim().is_empty(), "no CordonSwitchover event");
+        let acked = w.acked();
+        w.wait_acked(acked + 1000, Duration::from_secs(60)).await?;
+        Ok((m, e))
+    }
+    .await;
+    // whatever happened, the node goes back into service
+    kubectl(&["uncordon", &node])?;
+    let (new_master, new_epoch) = result?;
+    t.wait_healthy(3, new_epoch as i64, Duration::from_secs(180)).await?;
+    let failed = w.failed_requests();
+    let record = w.stop();
+    let verdict = verify(&vip, &record)?;
+    println!(
+        "scenario=drain node={node} master={master}@{epoch} -> {new_master}@{new_epoch} drain_s={drain_s:.1} max_write_gap_s={:.3} failed_requests={failed}\n{verdict}",
+        outage_ms(&record, start_ms) as f64 / 1000.0
+    );
+    ensure!(failed == 0, "{failed} requests failed during the drain");
+    drop(ns);
+    Ok(())
+}
+
+/// A node lost for good: the instance on it is reported (Degraded, InstanceLost, naming the
+/// instance and the node), `kubectl tfs replace` puts a fresh instance on another node, seeded
+/// from the master, and nothing acknowledged is lost. (Three instances on three nodes need
+/// `placement: Preferred` for the replacement to have a node.)
+#[tokio::test]
+async fn t9d_a_node_lost_for_good_and_its_instance_replaced() -> Result<()> {
+    let (ns, t, placed) = spread_trio("replace", "  placement: Preferred").await?;
+    let (master, epoch) = t.lease().await?;
+    let (node, victim) = placed.iter().find(|(_, p)| *p != master).cloned().expect("a slave");
+    let vip = t.vip().await?;
+    let w = Writer::start(&vip, &tempdir("replace")?, 16)?;
+    w.wait_acked(2000, Duration::from_secs(60)).await?;
+    let lost = LostNode::lose(&node)?;
+    let lost_ms = now_ms();
+    // The status names the instance, its node and the action (once the node is NotReady: the
+    // controller manager's grace period).
+    let deadline = std::time::Instant::now() + Duration::from_secs(150);
+    let message = loop {
+        let st = t.get().await?.status.unwrap_or_default();
+        let named = |c: &&k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition| {
+            c.type_ == "Degraded"
+                && c.reason == "InstanceLost"
+                && c.message.contains(&victim)
+                && c.message.contains(&node)
+        };
+        if let Some(c) = st.conditions.iter().find(named) {
+            break c.message.clone();
+        }
+        ensure!(std::time::Instant::now() < deadline, "no InstanceLost naming {victim} on {node}: {:?}", st.conditions);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    ensure!(message.contains("kubectl tfs replace"), "the message names no action: {message}");
+    let reported_s = (now_ms() - lost_ms) as f64 / 1000.0;
+    let out = kubectl(&["tfs", "replace", "demo", &victim, "-n", &ns.0, "--timeout", "3m"])?;
+    print!("scenario=replace kubectl tfs replace:\n{out}");
+    ensure!(out.contains(&format!("{victim} is ready on node")), "kubectl tfs replace: {out}");
+    let new_node = pod_node(&ns.0, &victim)?;
+    ensure!(new_node != node, "the replacement of {victim} is on the lost node {node}");
+    let acked = w.acked();
+    w.wait_acked(acked + 1000, Duration::from_secs(60)).await?;
+    let (m, e) = t.lease().await?;
+    ensure!(m == master && e == epoch, "the master moved ({master}@{epoch} -> {m}@{e}) though only a slave was lost");
+    // The node returns: its old pod, deleted meanwhile, must not come back into the set.
+    lost.back()?;
+    t.wait_healthy(3, epoch as i64, Duration::from_secs(180)).await?;
+    let failed = w.failed_requests();
+    let record = w.stop();
+    let verdict = verify(&vip, &record)?;
+    println!(
+        "scenario=replace lost={node} {victim} -> {new_node} reported_after_s={reported_s:.1} message={message:?} failed_requests={failed}\n{verdict}"
+    );
+    drop(ns);
+    Ok(())
 }
 
 #[tokio::test]
@@ -1162,6 +1256,9 @@ async fn tzz_a_namespace_scoped_operator_reconciles_only_its_namespace() -> Resu
         &mine.0,
         "--set",
         &watch,
+        // without node access, as a user who wants no cluster-wide RBAC at all installs it
+        "--set",
+        "rbac.readNodes=false",
         "--wait",
         "--timeout",
         "120s",

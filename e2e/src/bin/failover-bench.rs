@@ -3,6 +3,9 @@
 //! the `demo` pair, times it from the fault to the first acknowledgement at a newer epoch, lets
 //! the pair heal, and counts the writer's failed requests and retries over the trial. At the end
 //! every acknowledged write is read back (`tfsctl verify`). Writes a JSON report.
+//! Node-loss trials (`--kinds nodeloss,nodeloss-leader --replicas 3`) first place the master on
+//! or off the operator leader's node by a switchover, lose that node, and bring it back once the
+//! new master has answered.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -12,21 +15,24 @@ use clap::Parser;
 use tfs_e2e::chaos::converge::converge;
 use tfs_e2e::chaos::faults::{self, Pair};
 use tfs_e2e::chaos::writer::BenchWriter;
+use tfs_e2e::nodes::place_master;
 use tfs_e2e::trials::{self, Kind};
-use tfs_e2e::{Namespace, Tfs, client, ensure_operator, kubectl, now_ms, root, verify};
+use tfs_e2e::{LostNode, Namespace, Tfs, client, ensure_operator, kubectl, now_ms, root, verify};
 
 const NAME: &str = "demo";
-const REPLICAS: usize = 2;
 
 #[derive(Debug, Parser)]
-#[command(about = "Failover-time distributions on the local cluster (kill -9, pod loss, switchover)")]
+#[command(about = "Failover-time distributions on the local cluster (kill -9, pod loss, switchover, node loss)")]
 struct Cli {
     /// Trials of each kind.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1000))]
     trials: u64,
-    /// Kinds of trial (comma-separated: kill, podloss, switchover).
+    /// Kinds of trial (comma-separated: kill, podloss, switchover, nodeloss, nodeloss-leader).
     #[arg(long, value_delimiter = ',', default_value = "kill,switchover,podloss")]
     kinds: Vec<String>,
+    /// Instances of the TfsNameserver (node-loss trials want 3: one per node).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(2..=5))]
+    replicas: u64,
     /// The writer's rate through the VIP (creates/s, 16 in flight).
     #[arg(long, default_value_t = 500)]
     rate: u64,
@@ -55,11 +61,16 @@ fn counters(w: &BenchWriter) -> (u64, u64) {
     trials::bench_counters(&std::fs::read_to_string(&w.log).unwrap_or_default()).unwrap_or((0, 0))
 }
 
-/// Injects `kind`; returns the wall-clock ms of the injection.
-fn inject(kind: Kind, p: &Pair) -> Result<u64> {
+/// Injects `kind`; returns the wall-clock ms of the injection, and the node lost if it lost one.
+fn inject(kind: Kind, p: &Pair) -> Result<(u64, Option<LostNode>)> {
     Ok(match kind {
-        Kind::Kill => faults::kill9_master(p)?.t_ms,
-        Kind::PodLoss => faults::delete_master_pod(p)?.t_ms,
+        Kind::Kill => (faults::kill9_master(p)?.t_ms, None),
+        Kind::PodLoss => (faults::delete_master_pod(p)?.t_ms, None),
+        Kind::NodeLoss | Kind::NodeLossLeader => {
+            let node = tfs_e2e::pod_node(&p.ns, &p.master)?;
+            let t = now_ms();
+            (t, Some(LostNode::lose(&node)?))
+        }
         Kind::Switchover => {
             let t = now_ms();
             kubectl(&[
@@ -71,7 +82,7 @@ fn inject(kind: Kind, p: &Pair) -> Result<u64> {
                 &format!("tfs.io/switchover-to={}", p.slave),
                 "--overwrite",
             ])?;
-            t
+            (t, None)
         }
     })
 }
@@ -86,9 +97,10 @@ async fn main() -> Result<()> {
     let ns = Namespace::create("fobench")?;
     let dir = root().join(".e2e/runs").join(&ns.0);
     std::fs::create_dir_all(&dir)?;
-    let t = Tfs::create(&client().await?, &ns.0, NAME, REPLICAS as u32).await?;
-    t.wait_healthy(REPLICAS, 1, Duration::from_secs(180)).await?;
-    t.wait_sync_set(REPLICAS - 1, Duration::from_secs(60)).await?;
+    let replicas = cli.replicas as usize;
+    let t = Tfs::create(&client().await?, &ns.0, NAME, replicas as u32).await?;
+    t.wait_healthy(replicas, 1, Duration::from_secs(180)).await?;
+    t.wait_sync_set(replicas - 1, Duration::from_secs(60)).await?;
     let spec = t.get().await?.spec;
     let vip = t.vip().await?;
     let rate = cli.rate.to_string();
@@ -100,15 +112,20 @@ async fn main() -> Result<()> {
         &["--concurrency", "16", "--rate", &rate, "--sim-dataservers", "3", "--progress-every", "250ms"],
     )?];
     say(start, format!("{} trials in {}; writer through the VIP {vip} at {rate} creates/s", plan.len(), ns.0));
-    converge(&t, REPLICAS, &mut writers, cli.converge_timeout, 200).await?;
+    converge(&t, replicas, &mut writers, cli.converge_timeout, 200).await?;
     let mut base = counters(&writers[0]);
     let mut done: Vec<Trial> = Vec::new();
     for (i, &kind) in plan.iter().enumerate() {
-        converge(&t, REPLICAS, &mut writers, cli.converge_timeout, 100).await?;
+        converge(&t, replicas, &mut writers, cli.converge_timeout, 100).await?;
+        if matches!(kind, Kind::NodeLoss | Kind::NodeLossLeader) {
+            let (master, epoch, node) = place_master(&t, kind == Kind::NodeLossLeader).await?;
+            say(start, format!("trial {:>2}: master {master}@{epoch} on {node}", i + 1));
+            converge(&t, replicas, &mut writers, cli.converge_timeout, 100).await?;
+        }
         let p = Pair::of(&t).await?;
         let record = writers[0].record.clone();
         let mut offset = std::fs::metadata(&record)?.len();
-        let fault_ms = inject(kind, &p)?;
+        let (fault_ms, lost) = inject(kind, &p)?;
         let deadline = Instant::now() + Duration::from_secs(120);
         let first = loop {
             let new = trials::read_new_lines(&record, &mut offset)?;
@@ -121,7 +138,10 @@ async fn main() -> Result<()> {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        let healed = converge(&t, REPLICAS, &mut writers, cli.converge_timeout, 100).await?;
+        if let Some(node) = lost {
+            node.back()?;
+        }
+        let healed = converge(&t, replicas, &mut writers, cli.converge_timeout, 100).await?;
         tokio::time::sleep(Duration::from_millis(400)).await; // one more progress line
         let now = counters(&writers[0]);
         let trial = Trial {
@@ -159,6 +179,7 @@ async fn main() -> Result<()> {
         "command": format!("make bench (bench/failover.sh: failover-bench --trials {} --kinds {})", cli.trials, cli.kinds.join(",")),
         "lease_duration_s": spec.lease.duration_seconds,
         "renew_deadline_s": spec.lease.renew_deadline_seconds,
+        "replicas": replicas,
         "writer": format!("tfsctl bench --op create --concurrency 16 --rate {rate} through the VIP"),
         "verify": verdict.trim(),
         "duration_s": start.elapsed().as_secs_f64(),
