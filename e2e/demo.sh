@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job, as a user would live it: install the operator chart, create a TfsNameserver,
-# write through its VIP, kill the master pod, and watch the failover with kubectl.
+# write through its VIP, kill the master pod, and watch the failover with kubectl; switch over
+# back with the plugin; then lose the master's whole node and watch the failover again.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export KUBECONFIG=${KUBECONFIG:-$ROOT/.e2e/kubeconfig}
@@ -93,6 +94,40 @@ done
 run kubectl tfs switchover demo "$SLAVE"
 run kubectl tfs status demo
 
+MASTER=$("$K" get lease demo -o jsonpath='{.spec.holderIdentity}')
+EPOCH=$("$K" get lease demo -o jsonpath='{.spec.leaseTransitions}')
+NODE=$("$K" get pod "$MASTER" -o jsonpath='{.spec.nodeName}')
+say "Node loss: the master $MASTER runs on $NODE; losing that node (kubelet, containerd, every container frozen, its traffic dropped)"
+run "$K" get nodes
+"$CTL" --addr "$VIP" bench --op create --count 1000000000 --concurrency 16 --sim-dataservers 3 \
+  --record "$RUN/acked-node" --retry-for 60s > "$RUN/writer-node.log" 2>&1 &
+WRITER=$!
+trap 'kill $WRITER 2>/dev/null || true; make -s -C "$ROOT" node-up NODE="$NODE" >/dev/null 2>&1 || true' EXIT
+sleep 3
+T0=$(date +%s%3N)
+run make -s -C "$ROOT" node-down NODE="$NODE"
+for i in $(seq 1 300); do
+  E=$("$K" get lease demo -o jsonpath='{.spec.leaseTransitions}')
+  [ "$E" -gt "$EPOCH" ] && break
+  sleep 0.1
+done
+sleep 2
+run "$K" get tfsns demo
+run "$K" get pods -l app.kubernetes.io/instance=demo -o wide
+NEW_EPOCH=$("$K" get lease demo -o jsonpath='{.spec.leaseTransitions}')
+FIRST=$(awk -v e="$NEW_EPOCH" -v t0="$T0" '$3==e && $NF>t0 {print $NF-t0; exit}' "$RUN/acked-node")
+say "Failover time (node lost -> first write acknowledged by the new master): ${FIRST:-?} ms (lease: 5 s)"
+say "The node comes back: the old master finds a newer epoch, refuses to serve and rejoins as a slave"
+run make -s -C "$ROOT" node-up NODE="$NODE"
+for i in $(seq 1 120); do
+  phase=$("$K" get tfsns demo -o jsonpath='{.status.phase} {.status.ready}' 2>/dev/null || true)
+  [ "$phase" = "Healthy 2/2" ] && break
+  sleep 1
+done
+kill $WRITER 2>/dev/null || true; wait $WRITER 2>/dev/null || true; trap - EXIT
+run "$K" get tfsns demo
+run "$CTL" --addr "$VIP" verify --record "$RUN/acked-node"
+
 cat <<MSG
 
 The cluster keeps running. Explore it:
@@ -103,6 +138,8 @@ The cluster keeps running. Explore it:
   export PATH=$ROOT/.e2e/bin:\$PATH                     # kubectl tfs (the plugin)
   kubectl tfs status demo                                # master, epoch, lease, every instance
   kubectl tfs switchover demo <slave pod>                # planned switchover, waits for the outcome
+  make node-down NODE=node-2 / make node-up NODE=node-2  # lose a node of the cluster, bring it back
+  kubectl drain <master's node> --ignore-daemonsets      # a switchover first, then the eviction
   export TFS_CA=$TFS_CA TFS_CERT=$TFS_CERT TFS_KEY=$TFS_KEY TFS_TLS_SERVER_NAME=demo
   $CTL --addr $VIP status                  # the master's role, epoch, seqs, sync set (over TLS)
   make cluster-down                                      # stop everything
