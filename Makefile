@@ -58,6 +58,7 @@ plugin: ## Install the kubectl plugin kubectl-tfs into .e2e/bin (on PATH, `kubec
 
 e2e: release cluster image plugin ## End-to-end suites on the local cluster (installs the chart)
 	$(KUBECTL) apply -f examples/storageclass-local.yaml
+	$(MAKE) --no-print-directory cluster-check   # nodes, cross-node traffic, a claim on each node, memory
 	$(CARGO) test -p tfs-e2e --test cluster -- --test-threads=1 --nocapture
 
 CHAOS_FAULTS ?= 30
