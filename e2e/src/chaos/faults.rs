@@ -132,6 +132,20 @@ pub fn freeze_master(p: &Pair) -> Result<Injected> {
     injected(t, format!("SIGSTOP {} nameserver (pid {pid})", p.master), g)
 }
 
+/// The master's whole node lost (e2e/cluster/node-down.sh: its kubelet, containerd and containers
+/// frozen, its traffic dropped); healed by bringing the node back, which waits until it is Ready.
+pub fn lose_master_node(p: &Pair) -> Result<Injected> {
+    let node = crate::pod_node(&p.ns, &p.master)?;
+    let t = now_ms();
+    let lost = crate::LostNode::lose(&node)?;
+    let g = Heal::new(format!("node-up {node}"), move || {
+        if let Err(e) = lost.back() {
+            eprintln!("chaos: {e:#}");
+        }
+    });
+    injected(t, format!("node-down {node} (the master {}'s node)", p.master), g)
+}
+
 /// iptables in the network namespace of the process `pid` (a pod's sandbox).
 fn netns_iptables(pid: u32, args: &[String]) -> Result<()> {
     let out = Command::new("nsenter")

@@ -97,6 +97,7 @@ async fn inject(step: &Step, p: &Pair, api: &ApiAddrs) -> Result<Injected> {
         FaultKind::FreezeSlaveKillMaster => faults::freeze_slave_kill_master(p, step.delay).await,
         FaultKind::KillOperatorMidFailover => faults::kill_operator_mid_failover(p, step.delay).await,
         FaultKind::StopApiserver => faults::stop_apiserver(),
+        FaultKind::LoseMasterNode => faults::lose_master_node(p),
     }
 }
 

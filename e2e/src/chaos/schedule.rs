@@ -28,10 +28,13 @@ pub enum FaultKind {
     KillOperatorMidFailover,
     /// kube-apiserver SIGSTOPped for 20 s, then SIGCONT.
     StopApiserver,
+    /// The master's node lost for longer than the lease (every process of it frozen, its traffic
+    /// dropped), then brought back.
+    LoseMasterNode,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 9] = [
+    pub const ALL: [FaultKind; 10] = [
         FaultKind::Kill9Master,
         FaultKind::KillHeart,
         FaultKind::DeleteMasterPod,
@@ -41,6 +44,7 @@ impl FaultKind {
         FaultKind::FreezeSlaveKillMaster,
         FaultKind::KillOperatorMidFailover,
         FaultKind::StopApiserver,
+        FaultKind::LoseMasterNode,
     ];
 
     pub fn name(self) -> &'static str {
@@ -54,6 +58,7 @@ impl FaultKind {
             FaultKind::FreezeSlaveKillMaster => "freeze-slave-kill-master",
             FaultKind::KillOperatorMidFailover => "kill-operator-mid-failover",
             FaultKind::StopApiserver => "stop-apiserver",
+            FaultKind::LoseMasterNode => "lose-master-node",
         }
     }
 
@@ -126,6 +131,7 @@ pub fn plan(seed: u64, n: usize, kinds: &[FaultKind], lease: Duration) -> Vec<St
                 FaultKind::FreezeSlaveKillMaster => (freeze_for + thaw_after, freeze_for),
                 FaultKind::KillOperatorMidFailover => (Duration::ZERO, operator_after),
                 FaultKind::StopApiserver => (Duration::from_secs(20), Duration::ZERO),
+                FaultKind::LoseMasterNode => (lease + Duration::from_secs(5), Duration::ZERO),
             };
             Step { kind, hold, delay, pause }
         })
@@ -149,7 +155,7 @@ mod tests {
     #[test]
     fn every_kind_appears_when_there_are_enough_faults() {
         for seed in 0..20 {
-            let p = plan(seed, 9, &FaultKind::ALL, LEASE);
+            let p = plan(seed, FaultKind::ALL.len(), &FaultKind::ALL, LEASE);
             let mut kinds: Vec<FaultKind> = p.iter().map(|s| s.kind).collect();
             kinds.sort();
             assert_eq!(kinds, FaultKind::ALL.to_vec(), "seed {seed}");
@@ -168,7 +174,9 @@ mod tests {
             assert!(s.pause >= Duration::from_secs(2) && s.pause <= Duration::from_secs(8));
             match s.kind {
                 FaultKind::FreezeMaster => assert_eq!(s.hold, Duration::from_secs(8)),
-                FaultKind::CutMasterFromApiserver => assert_eq!(s.hold, Duration::from_secs(10)),
+                FaultKind::CutMasterFromApiserver | FaultKind::LoseMasterNode => {
+                    assert_eq!(s.hold, Duration::from_secs(10))
+                }
                 FaultKind::StopApiserver => assert_eq!(s.hold, Duration::from_secs(20)),
                 FaultKind::CutMasterFromSlave => assert!(s.hold >= Duration::from_secs(2)),
                 FaultKind::FreezeSlaveKillMaster => {
