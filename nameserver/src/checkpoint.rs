@@ -111,13 +111,9 @@ impl Snapshot {
                 },
             );
         }
-        let tasks = self.tasks.into_iter().map(|t| Task {
-            id: t.task_id,
-            kind: t.kind(),
-            block_id: t.block_id,
-            source: t.source,
-            target: t.target,
-        });
+        // Tasks of snapshots written before `TaskCreate.epoch` keep epoch 0: their results are
+        // not checked against an epoch (state `check`, TaskDone).
+        let tasks = self.tasks.iter().map(|t| Task::from_proto(t, 0));
         s.restore(self.blocks, tasks);
         Ok(s)
     }

@@ -48,6 +48,17 @@ pub struct EngineConfig {
     pub max_replicate_tasks: usize,
     /// Free bytes the data volume keeps: below them, writes are refused (engine/space.rs).
     pub min_free_bytes: u64,
+    /// Share (0..=1) of a block's bytes or files deleted from which it is compacted (TFS's
+    /// `compact_delete_ratio`, 15 %).
+    pub compact_ratio: f64,
+    /// Most compactions a dataserver runs at once.
+    pub max_compact_tasks: usize,
+    /// Used ratios further apart than this (fullest − emptiest live dataserver) are balanced.
+    pub balance_threshold: f64,
+    /// Most balance moves in flight in the cluster (balance's rate limit).
+    pub max_balance_tasks: usize,
+    /// Longest safe mode after a promotion (it ends sooner once every live dataserver reported).
+    pub safe_mode_time: Duration,
 }
 
 impl EngineConfig {
@@ -67,6 +78,11 @@ impl EngineConfig {
             max_inflight_records: 64 * 1024,
             max_replicate_tasks: 8,
             min_free_bytes: 64 << 20,
+            compact_ratio: crate::planning::DEFAULT_COMPACT_RATIO,
+            max_compact_tasks: 2,
+            balance_threshold: 0.05,
+            max_balance_tasks: 8,
+            safe_mode_time: Duration::from_secs(300),
         }
     }
 

@@ -14,6 +14,7 @@ pub mod logging;
 pub mod metrics;
 pub mod mutation;
 pub mod oplog;
+pub mod planning;
 pub mod proto;
 pub mod replication;
 pub mod role;

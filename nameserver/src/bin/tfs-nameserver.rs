@@ -87,6 +87,25 @@ struct Args {
     /// a leave calls for are planned as tasks finish.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     max_replicate_tasks: u64,
+    /// Share (0..=1) of a block's bytes or of its files deleted from which it is compacted (a
+    /// COMPACT task to one of its dataservers). TFS's `compact_delete_ratio` default: 15 %.
+    #[arg(long, default_value_t = tfs_nameserver::planning::DEFAULT_COMPACT_RATIO, value_parser = unit_ratio)]
+    compact_ratio: f64,
+    /// Most compactions a dataserver runs at once.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=1_000))]
+    max_compact_tasks: u64,
+    /// Balance when the used ratios of the fullest and the emptiest live dataserver are further
+    /// apart than this (0..=1): moves copy a block to the emptiest, then drop it from the fullest.
+    #[arg(long, default_value_t = 0.05, value_parser = unit_ratio)]
+    balance_threshold: f64,
+    /// Most balance moves in flight in the whole cluster (balance's rate limit); 0 = no balance.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    max_balance_tasks: u64,
+    /// Longest safe mode after a promotion: the new master plans no replication, deletion,
+    /// compaction or balance until every live dataserver has reported to it or been declared
+    /// dead (one dataserver lease at most), and never longer than this. TFS's default: 300 s.
+    #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
+    safe_mode_time: std::time::Duration,
     /// Records grouped under one fdatasync at most (bounds how long a group holds the state).
     #[arg(long, default_value_t = 16 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
     max_group_records: u64,
@@ -155,6 +174,11 @@ fn main() -> anyhow::Result<()> {
     cfg.min_free_bytes = args.min_free_bytes;
     cfg.max_replicate_tasks = args.max_replicate_tasks as usize;
     cfg.max_group_records = args.max_group_records;
+    cfg.compact_ratio = args.compact_ratio;
+    cfg.max_compact_tasks = args.max_compact_tasks as usize;
+    cfg.balance_threshold = args.balance_threshold;
+    cfg.max_balance_tasks = args.max_balance_tasks as usize;
+    cfg.safe_mode_time = args.safe_mode_time;
     cfg.replication_mode = match args.replication_mode {
         Mode::Sync => ReplicationMode::Sync,
         Mode::Async => ReplicationMode::Async,
@@ -192,6 +216,14 @@ fn main() -> anyhow::Result<()> {
         }
         serve(engine, listen, args.block_replicas, args.max_connection_age, shutdown_signal()).await
     })
+}
+
+fn unit_ratio(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        Ok(v) => Err(format!("{v} is not within 0..=1")),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 async fn shutdown_signal() {

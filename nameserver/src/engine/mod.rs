@@ -142,8 +142,18 @@ pub struct Shared {
     pub refused_not_master: AtomicU64,
     /// The data volume's free space (see space.rs: writes are refused below the reserve).
     pub space: space::Space,
+    /// Soft planning state: safe mode after a promotion, the compaction scan's cursor
+    /// (crate::planning). Lock order: `state` before `planner`.
+    pub planner: Mutex<Planner>,
     /// Held for the life of the process: one nameserver per data directory.
     _lock: std::fs::File,
+}
+
+/// What planning keeps between rounds on this node (not logged: see crate::planning).
+#[derive(Debug, Default)]
+pub struct Planner {
+    pub safe_mode: crate::planning::SafeMode,
+    pub cursor: crate::planning::Cursor,
 }
 
 #[derive(Clone)]
@@ -209,6 +219,7 @@ impl Engine {
             admission: tokio::sync::Semaphore::new(cfg.max_inflight_records as usize),
             refused_not_master: AtomicU64::new(0),
             space: Default::default(),
+            planner: Default::default(),
             cfg,
             _lock: lock,
         });

@@ -1,8 +1,8 @@
 //! Dataserver leases (the seed's dataserver keepalive): Apply, Renew, GiveUp, and the master's
-//! check that declares a dataserver dead when its lease lapses, logging replicate tasks for the
-//! blocks that lost a replica.
+//! check that declares a dataserver dead when its lease lapses. Each of them, and the check's
+//! tick, runs a planning round (crate::planning) unless this master is in safe mode, and logs the
+//! tasks it chose; a renew hands a dataserver its tasks and takes its results.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use tonic::{Request, Response, Status};
@@ -10,10 +10,10 @@ use tracing::{info, warn};
 
 use super::limits::*;
 use super::{Timer, to_status};
-use crate::engine::{Engine, Txn, WriteError};
+use crate::engine::{Engine, Shared, Txn, WriteError};
 use crate::mutation::Mutation;
+use crate::planning::{self, Params};
 use crate::proto::{self, dataserver_server::Dataserver};
-use crate::state::State;
 
 pub struct DataserverApi {
     pub engine: Engine,
@@ -47,74 +47,82 @@ fn absorb_report(txn: &mut Txn<'_>, id: u32, blocks: &[u64]) -> Result<(), Write
     Ok(())
 }
 
-/// Most replicate tasks one transaction logs: planning after a leave of a dataserver holding
-/// millions of blocks spreads over many transactions instead of one of millions of records.
-pub const MAX_PLANNED_PER_TXN: usize = 1024;
-
-/// Logs replicate tasks for blocks that need a copy and have no task yet, within the bounds: at
-/// most `EngineConfig::max_replicate_tasks` tasks a dataserver takes part in (as source or
-/// target) and [`MAX_PLANNED_PER_TXN`] a call. What is left is planned by a later call (each
-/// dataserver Apply and renew, and the lease check's tick), as tasks finish and free room.
+/// Plans a round (crate::planning: replication, surplus deletes, compaction, balance) and logs
+/// each task it chose; returns how many.
 ///
-/// Invariants: a block never gets a second task (blocks with one are skipped; the state refuses
-/// one anyway), and every task is logged, so a new master holds exactly the tasks planned. Cost:
-/// O(1) when nothing needs a copy or no dataserver has room, otherwise at most
-/// 4 × [`MAX_PLANNED_PER_TXN`] + (tasks in flight) blocks looked at, never a scan of all blocks.
-pub fn plan_replication(txn: &mut Txn<'_>, per_ds: usize) -> Result<usize, WriteError> {
-    let todo = plan(txn.state(), per_ds, MAX_PLANNED_PER_TXN);
-    let planned = todo.len();
-    for (block_id, source, target) in todo {
-        let task_id = txn.state().next_task_id;
-        txn.log(Mutation::TaskCreate(proto::TaskCreate {
-            task_id,
-            kind: proto::TaskKind::Replicate as i32,
-            block_id,
-            source,
-            target,
-        }))?;
+/// Invariants: every task is logged (a new master holds exactly the tasks planned), at the
+/// planning master's epoch (a result naming another epoch is refused: state `check`); the caller
+/// checked [`planning_allowed`] (no round in safe mode). Cost: bounded by the round's
+/// (`planning::MAX_PLANNED_PER_TXN` tasks, a budget of blocks looked at per stage).
+pub fn plan_tasks(txn: &mut Txn<'_>, sh: &Shared) -> Result<usize, WriteError> {
+    let params = Params::of(&sh.cfg);
+    let mut cursor = sh.planner.lock().cursor;
+    let todo = planning::plan(txn.state(), &params, &mut cursor);
+    sh.planner.lock().cursor = cursor;
+    for t in &todo {
+        let (task_id, epoch) = (txn.state().next_task_id, txn.epoch());
+        txn.log(t.to_mutation(task_id, epoch))?;
     }
-    Ok(planned)
+    Ok(todo.len())
 }
 
-/// Chooses up to `max` (block, source, target) copies; see [`plan_replication`].
-pub fn plan(s: &State, per_ds: usize, max: usize) -> Vec<(u64, u32, u32)> {
-    let mut out = Vec::new();
-    if s.index().needs_copy_count() == 0 {
-        return out;
-    }
-    // Tasks each live dataserver takes part in: a dataserver at `per_ds` is neither source nor target.
-    let mut load: HashMap<u32, usize> = s.live_dataservers().map(|d| (d.id, s.tasks().load(d.id))).collect();
-    let mut with_room = load.values().filter(|&&n| n < per_ds).count();
-    let budget = 4 * max + s.tasks().len();
-    for block_id in s.index().needs_copy().take(budget) {
-        // A copy needs two dataservers with room.
-        if out.len() >= max || with_room < 2 {
-            break;
+/// This node's safe mode now: `None` when it is a writable master out of safe mode (planning may
+/// run), `Some(left)` in safe mode, `Some(ZERO)` when it is no writable master at all.
+pub fn safe_mode(engine: &Engine, now: Instant) -> Option<Duration> {
+    let epoch = {
+        let role = engine.shared.role.lock();
+        if role.check_writable(now).is_err() {
+            return Some(Duration::ZERO);
         }
-        if s.tasks().of_block(block_id).is_some() {
-            continue;
-        }
-        let reps = s.blocks()[&block_id].replicas();
-        let has_room = |d: &u32| load.get(d).is_some_and(|&n| n < per_ds);
-        let Some(&source) = reps.iter().find(|d| has_room(d)) else { continue };
-        let Some(target) = s.place_where(1, |d| !reps.contains(&d.id) && has_room(&d.id)).map(|v| v[0]) else {
-            continue;
-        };
-        for d in [source, target] {
-            let n = load.get_mut(&d).expect("live");
-            *n += 1;
-            if *n == per_ds {
-                with_room -= 1;
-            }
-        }
-        out.push((block_id, source, target));
-    }
-    out
+        role.epoch
+    };
+    let s = engine.shared.state.read();
+    let mut p = engine.shared.planner.lock();
+    p.safe_mode.master_at(epoch, now);
+    p.safe_mode.remaining(&s, now, engine.shared.cfg.safe_mode_time)
 }
 
-fn leave(txn: &mut Txn<'_>, id: u32, expired: bool, per_ds: usize) -> Result<usize, WriteError> {
+/// Whether a planning round may run now (see [`safe_mode`]).
+pub fn planning_allowed(engine: &Engine) -> bool {
+    safe_mode(engine, Instant::now()).is_none()
+}
+
+/// Dataserver `id` reported to this master (Apply or Renew answered at `epoch`).
+fn heard(engine: &Engine, epoch: u64, id: u32) {
+    engine.shared.planner.lock().safe_mode.heard(epoch, id);
+}
+
+fn leave(txn: &mut Txn<'_>, id: u32, expired: bool, plan: Option<&Shared>) -> Result<usize, WriteError> {
     txn.log(Mutation::DataserverLeave(proto::DataserverLeave { id, expired }))?;
-    plan_replication(txn, per_ds)
+    match plan {
+        Some(sh) => plan_tasks(txn, sh),
+        None => Ok(0),
+    }
+}
+
+/// Logs the results a dataserver reports: only for a task it was given (it is the task's
+/// source) and of the task's epoch; any other is refused (logged here, nothing applied).
+fn absorb_results(txn: &mut Txn<'_>, id: u32, finished: &[proto::TaskDone]) -> Result<(), WriteError> {
+    for f in finished {
+        let Some(t) = txn.state().tasks().get(&f.task_id) else { continue };
+        if t.source != id {
+            warn!(
+                dataserver = id,
+                task = f.task_id,
+                source = t.source,
+                "a result for another dataserver's task: refused"
+            );
+            continue;
+        }
+        let m = Mutation::TaskDone(*f);
+        match txn.state().check(&m) {
+            Ok(()) => {
+                txn.log(m)?;
+            }
+            Err(e) => warn!(dataserver = id, task = f.task_id, error = %e, "task result refused"),
+        }
+    }
+    Ok(())
 }
 
 #[tonic::async_trait]
@@ -136,7 +144,7 @@ impl Dataserver for DataserverApi {
             ))));
         }
         let id = r.id;
-        let per_ds = self.engine.shared.cfg.max_replicate_tasks;
+        let sh = planning_allowed(&self.engine).then(|| self.engine.shared.clone());
         let res = self
             .engine
             .write_unmetered(move |txn| {
@@ -149,13 +157,16 @@ impl Dataserver for DataserverApi {
                     lease_id,
                 }))?;
                 absorb_report(txn, id, &r.blocks)?;
-                plan_replication(txn, per_ds)?;
+                if let Some(sh) = &sh {
+                    plan_tasks(txn, sh)?;
+                }
                 Ok(lease_id)
             })
             .await
             .map_err(to_status);
         t.done(res.map(|(lease_id, _)| {
             grant(&self.engine, id, lease_id);
+            heard(&self.engine, self.engine.epoch(), id);
             info!(dataserver = id, lease_id, "dataserver lease granted");
             Response::new(lease_reply(&self.engine, lease_id, vec![]))
         }))
@@ -171,7 +182,7 @@ impl Dataserver for DataserverApi {
             return t.done(Err(Status::invalid_argument(format!("at most {MAX_BLOCK_REPORT} reported blocks"))));
         }
         let (id, lease_id) = (r.id, r.lease_id);
-        let per_ds = self.engine.shared.cfg.max_replicate_tasks;
+        let sh = planning_allowed(&self.engine).then(|| self.engine.shared.clone());
         let res = self
             .engine
             .write_unmetered(move |txn| {
@@ -187,14 +198,12 @@ impl Dataserver for DataserverApi {
                     d.used = r.used;
                     d.reserved = 0;
                 }
-                for f in &r.finished {
-                    if txn.state().tasks().contains_key(&f.task_id) {
-                        txn.log(Mutation::TaskDone(proto::TaskDone { task_id: f.task_id, success: f.success }))?;
-                    }
-                }
+                absorb_results(txn, id, &r.finished)?;
                 absorb_report(txn, id, &r.blocks)?;
-                // Finished tasks free room for the blocks still waiting for a copy.
-                plan_replication(txn, per_ds)?;
+                // Finished tasks free room for the blocks still waiting for a task.
+                if let Some(sh) = &sh {
+                    plan_tasks(txn, sh)?;
+                }
                 let tasks = txn.state().tasks().of_dataserver(id).filter(|t| t.source == id).map(|t| t.to_proto());
                 Ok(tasks.collect::<Vec<_>>())
             })
@@ -202,6 +211,7 @@ impl Dataserver for DataserverApi {
             .map_err(to_status);
         t.done(res.map(|(tasks, _)| {
             grant(&self.engine, id, lease_id);
+            heard(&self.engine, self.engine.epoch(), id);
             Response::new(lease_reply(&self.engine, lease_id, tasks))
         }))
     }
@@ -212,11 +222,11 @@ impl Dataserver for DataserverApi {
     ) -> Result<Response<proto::DataserverGiveUpReply>, Status> {
         let t = Timer::new(&self.engine, "ds_give_up");
         let r = req.into_inner();
-        let per_ds = self.engine.shared.cfg.max_replicate_tasks;
+        let sh = planning_allowed(&self.engine).then(|| self.engine.shared.clone());
         let res = self
             .engine
             .write_unmetered(move |txn| match txn.state().dataservers.get(&r.id) {
-                Some(d) if d.alive && d.lease_id == r.lease_id => leave(txn, r.id, false, per_ds),
+                Some(d) if d.alive && d.lease_id == r.lease_id => leave(txn, r.id, false, sh.as_deref()),
                 _ => Err(WriteError::NotFound(format!("dataserver {} holds no lease {}", r.id, r.lease_id))),
             })
             .await
@@ -233,7 +243,6 @@ impl Dataserver for DataserverApi {
 /// dataserver one full lease of grace, since it never saw their renews. Each tick also plans
 /// replication left over by earlier bounded plans (a new master has no renew to wait for).
 pub async fn check_leases(engine: Engine) {
-    let per_ds = engine.shared.cfg.max_replicate_tasks;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tick.tick().await;
@@ -255,11 +264,12 @@ pub async fn check_leases(engine: Engine) {
             }
         }
         for (id, lease_id) in expired {
+            let sh = planning_allowed(&engine).then(|| engine.shared.clone());
             let r = engine
                 .write_unmetered(move |txn| {
                     let t = Instant::now();
                     let planned = match txn.state().dataservers.get(&id) {
-                        Some(d) if d.alive && d.lease_id == lease_id => leave(txn, id, true, per_ds)?,
+                        Some(d) if d.alive && d.lease_id == lease_id => leave(txn, id, true, sh.as_deref())?,
                         _ => 0,
                     };
                     Ok((planned, t.elapsed()))
@@ -269,110 +279,28 @@ pub async fn check_leases(engine: Engine) {
                 Ok(((planned, took), _)) => {
                     engine.shared.ds_leases.lock().remove(&id);
                     let txn_ms = took.as_secs_f64() * 1000.0;
-                    warn!(
-                        dataserver = id,
-                        replicate_tasks = planned,
-                        txn_ms,
-                        "dataserver lease expired: declared dead"
-                    );
+                    warn!(dataserver = id, tasks_planned = planned, txn_ms, "dataserver lease expired: declared dead");
                 }
                 Err(e) => {
                     warn!(dataserver = id, error = %e, "cannot log the expiry of a dataserver lease")
                 }
             }
         }
-        if engine.shared.state.read().index().needs_copy_count() > 0
-            && let Err(e) = engine.write_unmetered(move |txn| plan_replication(txn, per_ds)).await
-        {
-            warn!(error = %e, "cannot plan replication");
+        // Plans what earlier bounded rounds left and what no renew triggers (a new master after
+        // its safe mode, compaction, balance). A read first: no write when there is nothing to plan.
+        if planning_allowed(&engine) && has_work(&engine) {
+            let sh = engine.shared.clone();
+            if let Err(e) = engine.write_unmetered(move |txn| plan_tasks(txn, &sh)).await {
+                warn!(error = %e, "cannot plan tasks");
+            }
         }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::state::tests::{apply_all, join_ds};
-    use std::collections::HashSet;
-
-    fn create(id: u64, ds: &[u32]) -> Mutation {
-        Mutation::BlockCreate(proto::BlockCreate { block_id: id, dataservers: ds.to_vec() })
-    }
-
-    /// Logs what `plan` chooses, as `plan_replication` does.
-    fn log_plan(s: &mut State, per_ds: usize, max: usize) -> Vec<(u64, u32, u32)> {
-        let todo = plan(s, per_ds, max);
-        let tasks: Vec<Mutation> = todo
-            .iter()
-            .enumerate()
-            .map(|(i, &(block_id, source, target))| {
-                Mutation::TaskCreate(proto::TaskCreate {
-                    task_id: s.next_task_id + i as u64,
-                    kind: proto::TaskKind::Replicate as i32,
-                    block_id,
-                    source,
-                    target,
-                })
-            })
-            .collect();
-        apply_all(s, 1, &tasks);
-        todo
-    }
-
-    /// After a leave, planning rounds (each bounded, as tasks finish in between) never give a
-    /// block two tasks, never load a dataserver beyond the bound, and end with every block that
-    /// lost a replica copied.
-    #[test]
-    fn planning_is_bounded_never_doubles_a_task_and_eventually_copies_everything() {
-        let mut s = State::new();
-        apply_all(&mut s, 1, &(1..=6).map(join_ds).collect::<Vec<_>>());
-        let creates: Vec<Mutation> =
-            (1..=3000u64).map(|id| create(id, &[(id % 6) as u32 + 1, ((id + 1) % 6) as u32 + 1])).collect();
-        apply_all(&mut s, 1, &creates);
-        apply_all(&mut s, 1, &[Mutation::DataserverLeave(proto::DataserverLeave { id: 3, expired: true })]);
-        let lost: HashSet<u64> = s.index().needs_copy().collect();
-        assert_eq!(lost.len(), 1000);
-        let (per_ds, max) = (4, 7);
-        let mut copied = HashSet::new();
-        for round in 0.. {
-            assert!(round < 2000, "planning does not finish");
-            let busy: HashSet<u64> = s.tasks().values().map(|t| t.block_id).collect();
-            let planned = log_plan(&mut s, per_ds, max);
-            assert!(planned.len() <= max);
-            for (b, _, _) in &planned {
-                assert!(!busy.contains(b), "block {b} got a second task");
-                assert!(copied.insert(*b), "block {b} planned twice");
-            }
-            for d in s.live_dataservers() {
-                assert!(s.tasks().load(d.id) <= per_ds, "dataserver {} over the bound", d.id);
-            }
-            // Finish one task in two, so rounds see tasks still in flight.
-            let done: Vec<Mutation> = s
-                .tasks()
-                .values()
-                .step_by(2)
-                .map(|t| Mutation::TaskDone(proto::TaskDone { task_id: t.id, success: true }))
-                .collect();
-            apply_all(&mut s, 1, &done);
-            if s.index().needs_copy_count() == 0 && s.tasks().is_empty() {
-                break;
-            }
-        }
-        assert_eq!(copied, lost);
-        assert!(s.blocks().iter().all(|(_, b)| !b.under_replicated() && !b.replicas().contains(&3)));
-    }
-
-    /// A failed copy leaves the block needing one: it is planned again, once its task is gone.
-    #[test]
-    fn a_failed_copy_is_planned_again() {
-        let mut s = State::new();
-        apply_all(&mut s, 1, &[join_ds(1), join_ds(2), join_ds(3), create(1, &[1, 2])]);
-        apply_all(&mut s, 1, &[Mutation::DataserverLeave(proto::DataserverLeave { id: 2, expired: true })]);
-        let first = log_plan(&mut s, 8, 10);
-        assert_eq!(first, vec![(1, 1, 3)]);
-        assert!(log_plan(&mut s, 8, 10).is_empty(), "a block with a task gets no second one");
-        let id = s.tasks().values().next().unwrap().id;
-        apply_all(&mut s, 1, &[Mutation::TaskDone(proto::TaskDone { task_id: id, success: false })]);
-        assert_eq!(log_plan(&mut s, 8, 10), vec![(1, 1, 3)]);
-    }
+/// Whether a planning round would choose anything now (on the applied state).
+fn has_work(engine: &Engine) -> bool {
+    let sh = &engine.shared;
+    let s = sh.state.read();
+    let mut cursor = sh.planner.lock().cursor;
+    !planning::plan(&s, &Params::of(&sh.cfg), &mut cursor).is_empty()
 }

@@ -10,7 +10,7 @@ pub fn status(engine: &Engine) -> proto::StatusReply {
     let sh = &engine.shared;
     let role = sh.role.lock().clone();
     let now = Instant::now();
-    let (applied, blocks, dss, live, next_id) = {
+    let (applied, blocks, dss, live, next_id, pending_tasks) = {
         let s = sh.state.read();
         (
             s.applied_seq,
@@ -18,7 +18,14 @@ pub fn status(engine: &Engine) -> proto::StatusReply {
             s.dataservers.len() as u64,
             s.live_dataservers().count() as u64,
             s.next_block_id,
+            s.tasks().by_kind().map(|(k, n)| (task_kind_name(k).to_string(), n)).collect(),
         )
+    };
+    // A master in safe mode after its promotion plans nothing yet (planning/safe_mode.rs); a
+    // node that is no writable master plans nothing either, and is not said to be in safe mode.
+    let safe_left = match crate::server::dataserver::safe_mode(engine, now) {
+        Some(left) if !left.is_zero() => Some(left),
+        _ => None,
     };
     let durable = sh.commit.durable();
     let committed = sh.commit.committed();
@@ -56,13 +63,26 @@ pub fn status(engine: &Engine) -> proto::StatusReply {
         dataserver_count: dss,
         live_dataservers: live,
         next_block_id: next_id,
-        safe_mode: false,
+        safe_mode: safe_left.is_some(),
+        safe_mode_remaining_ms: safe_left.map_or(0, |d| d.as_millis() as u64),
+        pending_tasks,
         replication_mode: sh.commit.mode().to_string(),
         checkpoint_seq: sh.checkpoint_seq.load(Ordering::Relaxed),
         first_log_seq: sh.first_log_seq.load(Ordering::Relaxed),
         sync_set_version: sync_set.version,
         sync_set_pending_removal: sync_set.pending,
         commit_waiters: sh.commit.waiting() as u64,
+    }
+}
+
+/// A task kind as Status and tfsctl name it.
+pub fn task_kind_name(k: proto::TaskKind) -> &'static str {
+    match k {
+        proto::TaskKind::Replicate => "replicate",
+        proto::TaskKind::Compact => "compact",
+        proto::TaskKind::Delete => "delete",
+        proto::TaskKind::Move => "move",
+        proto::TaskKind::Unspecified => "unspecified",
     }
 }
 

@@ -70,6 +70,16 @@ impl BlockMeta {
     pub fn needs_copy(&self) -> bool {
         self.nrep > 0 && self.under_replicated()
     }
+
+    /// More replicas than it should have: one can be dropped (planning/surplus.rs).
+    pub fn surplus(&self) -> bool {
+        self.nrep > self.want
+    }
+
+    /// Holds deleted files or bytes: a candidate for compaction (planning/compact.rs).
+    pub fn has_deletes(&self) -> bool {
+        self.del_size > 0 || self.del_file_count > 0
+    }
 }
 
 #[cfg(test)]

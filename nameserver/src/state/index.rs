@@ -7,9 +7,12 @@
 //! Ids are allocated densely, so a compressed bitmap ([`RoaringTreemap`]) holds them in about two
 //! bytes per replica (measured in `memory_per_replica`).
 //!
-//! Invariant: `by_dataserver[d]` is exactly the set of blocks whose replica list names `d`, and
+//! Invariant: `by_dataserver[d]` is exactly the set of blocks whose replica list names `d`,
 //! `needs_copy` exactly the blocks with at least one replica and fewer than they want
-//! ([`BlockMeta::needs_copy`]): what [`Index::of`] derives by a full scan.
+//! ([`BlockMeta::needs_copy`]), `surplus` the blocks with more than they want
+//! ([`BlockMeta::surplus`]), `deletes` the blocks holding deleted data
+//! ([`BlockMeta::has_deletes`]): what [`Index::of`] derives by a full scan. Planning
+//! (crate::planning) reads these sets, so it never scans all blocks.
 
 use std::collections::BTreeMap;
 
@@ -26,6 +29,21 @@ pub(super) fn append(set: &mut RoaringTreemap, id: u64) {
 pub struct Index {
     by_dataserver: BTreeMap<u32, RoaringTreemap>,
     needs_copy: RoaringTreemap,
+    surplus: RoaringTreemap,
+    deletes: RoaringTreemap,
+}
+
+/// Keeps `set` holding `id` exactly when `now` says so, given whether it did (`was`).
+fn flag(set: &mut RoaringTreemap, id: u64, was: bool, now: bool) {
+    match (was, now) {
+        (false, true) => {
+            set.insert(id);
+        }
+        (true, false) => {
+            set.remove(id);
+        }
+        _ => {}
+    }
 }
 
 impl Index {
@@ -38,6 +56,12 @@ impl Index {
             }
             if b.needs_copy() {
                 append(&mut ix.needs_copy, id);
+            }
+            if b.surplus() {
+                append(&mut ix.surplus, id);
+            }
+            if b.has_deletes() {
+                append(&mut ix.deletes, id);
             }
         }
         ix
@@ -57,15 +81,13 @@ impl Index {
         for d in now.iter().filter(|d| !was.contains(d)) {
             self.by_dataserver.entry(*d).or_default().insert(id);
         }
-        match (old.is_some_and(BlockMeta::needs_copy), new.is_some_and(BlockMeta::needs_copy)) {
-            (false, true) => {
-                self.needs_copy.insert(id);
-            }
-            (true, false) => {
-                self.needs_copy.remove(id);
-            }
-            _ => {}
-        }
+        let has = |f: fn(&BlockMeta) -> bool| (old.is_some_and(f), new.is_some_and(f));
+        let (was, now) = has(BlockMeta::needs_copy);
+        flag(&mut self.needs_copy, id, was, now);
+        let (was, now) = has(BlockMeta::surplus);
+        flag(&mut self.surplus, id, was, now);
+        let (was, now) = has(BlockMeta::has_deletes);
+        flag(&mut self.deletes, id, was, now);
     }
 
     /// Removes dataserver `ds` from the index and returns the blocks it held. The caller takes
@@ -74,10 +96,13 @@ impl Index {
         self.by_dataserver.remove(&ds).unwrap_or_default()
     }
 
-    /// Of the blocks a departed dataserver `held`, exactly `now_need_copy` need a copy.
-    pub fn after_leave(&mut self, held: &RoaringTreemap, now_need_copy: RoaringTreemap) {
+    /// Of the blocks a departed dataserver `held`, exactly `now_need_copy` need a copy and
+    /// `now_surplus` still have a surplus (a leave changes no block's deleted data).
+    pub fn after_leave(&mut self, held: &RoaringTreemap, now_need_copy: RoaringTreemap, now_surplus: RoaringTreemap) {
         self.needs_copy -= held;
         self.needs_copy |= now_need_copy;
+        self.surplus -= held;
+        self.surplus |= now_surplus;
     }
 
     pub fn blocks_of(&self, ds: u32) -> impl Iterator<Item = u64> + '_ {
@@ -93,10 +118,32 @@ impl Index {
         self.needs_copy.len()
     }
 
+    /// How many blocks dataserver `ds` holds a replica of: O(its bitmap's containers).
+    pub fn count_of(&self, ds: u32) -> u64 {
+        self.by_dataserver.get(&ds).map_or(0, |s| s.len())
+    }
+
+    /// Blocks with more replicas than they want, ascending.
+    pub fn surplus(&self) -> impl Iterator<Item = u64> + '_ {
+        self.surplus.iter()
+    }
+
+    /// Blocks holding deleted data, ascending from `from` (compaction planning's cursor).
+    pub fn with_deletes_from(&self, from: u64) -> impl Iterator<Item = u64> + '_ {
+        let mut it = self.deletes.iter();
+        it.advance_to(from);
+        it
+    }
+
+    /// Blocks holding deleted data, ascending.
+    pub fn with_deletes(&self) -> impl Iterator<Item = u64> + '_ {
+        self.deletes.iter()
+    }
+
     /// Replicas indexed, and the bytes the bitmaps take in their serialized form (close to their
     /// heap size: the same containers, without allocator slack).
     pub fn footprint(&self) -> (u64, u64) {
-        let sets = self.by_dataserver.values().chain([&self.needs_copy]);
+        let sets = self.by_dataserver.values().chain([&self.needs_copy, &self.surplus, &self.deletes]);
         let replicas = self.by_dataserver.values().map(|s| s.len()).sum();
         (replicas, sets.map(|s| s.serialized_size() as u64).sum())
     }

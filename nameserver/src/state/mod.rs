@@ -46,6 +46,11 @@ pub struct Task {
     pub block_id: u64,
     pub source: u32,
     pub target: u32,
+    /// The epoch of the master that planned it; 0 if unknown (a snapshot of an older version).
+    /// A result naming another epoch is refused (see `check`, TaskDone).
+    pub epoch: u64,
+    /// COMPACT: the block's version when planned; a result for another version is stale.
+    pub version: u32,
 }
 
 impl Task {
@@ -57,6 +62,22 @@ impl Task {
             block_id: self.block_id,
             source: self.source,
             target: self.target,
+            epoch: self.epoch,
+            version: self.version,
+        }
+    }
+
+    /// The task a TaskCreate describes; `record_epoch` stands in for an epoch the record does not
+    /// carry (records written before the field: the epoch of the master that logged it).
+    pub fn from_proto(t: &proto::TaskCreate, record_epoch: u64) -> Self {
+        Task {
+            id: t.task_id,
+            kind: t.kind(),
+            block_id: t.block_id,
+            source: t.source,
+            target: t.target,
+            epoch: if t.epoch != 0 { t.epoch } else { record_epoch },
+            version: t.version,
         }
     }
 }
@@ -80,6 +101,10 @@ pub enum ApplyError {
     BlockBusy(u64),
     #[error("block {0}: {1}")]
     Replicas(u64, block::TooManyReplicas),
+    /// A result for a task planned in another epoch: the id may name another task now (a task of
+    /// a lost tail, its id given again by a later master), so it is refused.
+    #[error("task {task} is of epoch {task_epoch}, not {got}")]
+    StaleTask { task: u64, task_epoch: u64, got: u64 },
     /// The allocators keep "every id logged is below next": the largest id would leave no next.
     #[error("{0} id {1} is out of range")]
     IdOutOfRange(&'static str, u64),
@@ -152,7 +177,7 @@ impl State {
         let old = *b;
         let r = f(b);
         let new = *b;
-        if old.replicas() != new.replicas() || old.want != new.want {
+        if old.replicas() != new.replicas() || old.want != new.want || old.has_deletes() != new.has_deletes() {
             self.index.update(id, Some(&old), Some(&new));
         }
         Some(r)
@@ -196,6 +221,14 @@ impl State {
                 Err(ApplyError::NoDataserver(l.id))
             }
             Mutation::TaskDone(d) if !self.tasks.contains_key(&d.task_id) => Err(ApplyError::NoTask(d.task_id)),
+            // Invariant: a result is applied only to the task it was given for: same id, same
+            // epoch (0 on either side: a record or snapshot older than the field, not checked).
+            Mutation::TaskDone(d)
+                if self.tasks.get(&d.task_id).is_some_and(|t| t.epoch != 0 && d.epoch != 0 && t.epoch != d.epoch) =>
+            {
+                let t = &self.tasks.get(&d.task_id).expect("guarded");
+                Err(ApplyError::StaleTask { task: d.task_id, task_epoch: t.epoch, got: d.epoch })
+            }
             Mutation::TaskCreate(t) if self.tasks.of_block(t.block_id).is_some_and(|o| o.id != t.task_id) => {
                 Err(ApplyError::BlockBusy(t.block_id))
             }
@@ -213,12 +246,14 @@ impl State {
                 self.next_block_id = self.next_block_id.max(c.block_id + 1);
             }
             Mutation::BlockCommit(c) => {
-                let b = self.blocks.get_mut(&c.block_id).expect("checked");
-                b.version = c.version;
-                b.size = c.size;
-                b.file_count = c.file_count;
-                b.del_size = c.del_size;
-                b.del_file_count = c.del_file_count;
+                self.change_block(c.block_id, |b| {
+                    b.version = c.version;
+                    b.size = c.size;
+                    b.file_count = c.file_count;
+                    b.del_size = c.del_size;
+                    b.del_file_count = c.del_file_count;
+                })
+                .expect("checked");
             }
             Mutation::BlockRemove(r) => self.put_block(r.block_id, None),
             Mutation::DataserverJoin(j) => {
@@ -251,39 +286,76 @@ impl State {
                     .map_err(|e| ApplyError::Replicas(r.block_id, e))?;
             }
             Mutation::TaskCreate(t) => {
-                self.tasks.insert(Task {
-                    id: t.task_id,
-                    kind: t.kind(),
-                    block_id: t.block_id,
-                    source: t.source,
-                    target: t.target,
-                });
+                self.tasks.insert(Task::from_proto(t, h.epoch));
                 self.next_task_id = self.next_task_id.max(t.task_id + 1);
             }
             Mutation::TaskDone(d) => {
                 let t = self.tasks.remove(&d.task_id).expect("checked");
-                if d.success && t.kind == proto::TaskKind::Replicate {
-                    // A full replica list means the copy is surplus; ignore it rather than fail.
-                    let _ = self.change_block(t.block_id, |b| b.add_replica(t.target));
+                if d.success {
+                    self.task_succeeded(&t, d);
                 }
             }
         }
         Ok(())
     }
 
+    /// What a successful task does to its block (a block removed since is left alone).
+    fn task_succeeded(&mut self, t: &Task, d: &proto::TaskDone) {
+        use proto::TaskKind::*;
+        match t.kind {
+            Replicate | Move => {
+                // A full replica list means the copy is surplus; ignore it rather than fail.
+                let _ = self.change_block(t.block_id, |b| b.add_replica(t.target));
+            }
+            Delete => {
+                self.change_block(t.block_id, |b| b.remove_replica(t.source));
+            }
+            Compact => {
+                // Invariant: a compaction result applies only to the version it compacted; a
+                // commit in between makes it stale (the block is planned again if still needed).
+                self.change_block(t.block_id, |b| {
+                    if b.version == t.version {
+                        b.size = d.size.unwrap_or(b.size.saturating_sub(b.del_size));
+                        b.file_count = d.file_count.unwrap_or(b.file_count.saturating_sub(b.del_file_count));
+                        b.del_size = 0;
+                        b.del_file_count = 0;
+                    }
+                });
+            }
+            Unspecified => {}
+        }
+    }
+
     /// A dead dataserver holds nothing we can count on: its replicas and tasks go. Costs
     /// O(its blocks + its tasks), found through the index, never a scan of all blocks.
+    ///
+    /// Invariant: a DELETE never takes a block below the replicas it wants. Planned only on a
+    /// surplus, one task a block; a leave that ends a block's surplus cancels its DELETE here.
     fn leave(&mut self, ds: u32) {
         let held = self.index.take_dataserver(ds);
         let mut now_need_copy = roaring::RoaringTreemap::new();
+        let mut now_surplus = roaring::RoaringTreemap::new();
+        let mut no_longer_surplus = Vec::new();
         self.blocks.update_sorted(held.iter(), |id, b| {
+            let was = b.surplus();
             b.remove_replica(ds);
             if b.needs_copy() {
                 index::append(&mut now_need_copy, id);
             }
+            if b.surplus() {
+                index::append(&mut now_surplus, id);
+            } else if was {
+                no_longer_surplus.push(id);
+            }
         });
-        self.index.after_leave(&held, now_need_copy);
+        self.index.after_leave(&held, now_need_copy, now_surplus);
         self.tasks.remove_dataserver(ds);
+        for id in no_longer_surplus {
+            if let Some(t) = self.tasks.of_block(id).filter(|t| t.kind == proto::TaskKind::Delete) {
+                let tid = t.id;
+                self.tasks.remove(&tid);
+            }
+        }
     }
 
     pub fn live_dataservers(&self) -> impl Iterator<Item = &Dataserver> {

@@ -8,12 +8,22 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::Task;
+use crate::proto;
 
 #[derive(Debug, Default, Clone)]
 pub struct Tasks {
     by_id: BTreeMap<u64, Task>,
     by_dataserver: HashMap<u32, BTreeSet<u64>>,
     by_block: HashMap<u64, u64>,
+    /// Tasks of each kind (indexed by the kind's number), for Status.
+    by_kind: [u64; KINDS],
+}
+
+/// Task kinds, 0 (unspecified) included.
+const KINDS: usize = 5;
+
+fn kind_slot(t: &Task) -> usize {
+    (t.kind as usize).min(KINDS - 1)
 }
 
 impl Tasks {
@@ -47,6 +57,15 @@ impl Tasks {
         self.by_dataserver.get(&ds).into_iter().flatten().filter_map(|id| self.by_id.get(id))
     }
 
+    /// How many tasks of each kind there are: (kind, count), kinds with none left out.
+    pub fn by_kind(&self) -> impl Iterator<Item = (proto::TaskKind, u64)> + '_ {
+        self.by_kind
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| (proto::TaskKind::try_from(k as i32).unwrap_or(proto::TaskKind::Unspecified), *n))
+    }
+
     /// How many tasks a dataserver takes part in.
     pub fn load(&self, ds: u32) -> usize {
         self.by_dataserver.get(&ds).map_or(0, |s| s.len())
@@ -60,6 +79,7 @@ impl Tasks {
             self.by_dataserver.entry(ds).or_default().insert(t.id);
         }
         self.by_block.insert(t.block_id, t.id);
+        self.by_kind[kind_slot(&t)] += 1;
         self.by_id.insert(t.id, t);
     }
 
@@ -77,6 +97,7 @@ impl Tasks {
     }
 
     fn unindex(&mut self, t: &Task) {
+        self.by_kind[kind_slot(t)] -= 1;
         for ds in [t.source, t.target] {
             if let Some(s) = self.by_dataserver.get_mut(&ds) {
                 s.remove(&t.id);
@@ -95,14 +116,16 @@ impl Tasks {
     pub(crate) fn check_index(&self) -> Result<(), String> {
         let mut by_ds: HashMap<u32, BTreeSet<u64>> = HashMap::new();
         let mut by_block = HashMap::new();
+        let mut by_kind = [0u64; KINDS];
         for t in self.by_id.values() {
+            by_kind[kind_slot(t)] += 1;
             by_ds.entry(t.source).or_default().insert(t.id);
             by_ds.entry(t.target).or_default().insert(t.id);
             if by_block.insert(t.block_id, t.id).is_some() {
                 return Err(format!("block {} has two tasks", t.block_id));
             }
         }
-        if by_ds != self.by_dataserver || by_block != self.by_block {
+        if by_ds != self.by_dataserver || by_block != self.by_block || by_kind != self.by_kind {
             return Err(format!(
                 "task index {:?} / {:?} != scan {by_ds:?} / {by_block:?}",
                 self.by_dataserver, self.by_block

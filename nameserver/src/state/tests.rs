@@ -61,7 +61,14 @@ fn the_largest_ids_are_refused() {
         d.lease_id = u64::MAX;
     }
     assert_eq!(s.apply(&h(seq, 1), &j), Err(ApplyError::IdOutOfRange("lease", u64::MAX)));
-    let t = Mutation::TaskCreate(proto::TaskCreate { task_id: u64::MAX, block_id: 1, source: 1, target: 2, kind: 0 });
+    let t = Mutation::TaskCreate(proto::TaskCreate {
+        task_id: u64::MAX,
+        block_id: 1,
+        source: 1,
+        target: 2,
+        kind: 0,
+        ..Default::default()
+    });
     assert_eq!(s.apply(&h(seq, 1), &t), Err(ApplyError::IdOutOfRange("task", u64::MAX)));
     assert_eq!(
         (s.next_block_id, s.next_lease_id, s.next_task_id),
@@ -101,6 +108,8 @@ fn dead_dataserver_loses_its_replicas_and_tasks() {
             block_id: 2,
             source: 2,
             target: 1,
+            epoch: 0,
+            version: 0,
         })],
     );
     apply_all(&mut s, 1, &[Mutation::DataserverLeave(proto::DataserverLeave { id: 2, expired: true })]);
@@ -125,8 +134,10 @@ fn finished_replicate_task_adds_the_replica() {
                 block_id: 1,
                 source: 1,
                 target: 2,
+                epoch: 0,
+                version: 0,
             }),
-            Mutation::TaskDone(proto::TaskDone { task_id: 4, success: true }),
+            Mutation::TaskDone(proto::TaskDone { task_id: 4, success: true, epoch: 0, size: None, file_count: None }),
         ],
     );
     assert_eq!(s.blocks()[&1].replicas(), &[1, 2]);
@@ -172,9 +183,17 @@ pub(crate) fn history() -> impl Strategy<Value = Vec<Mutation>> {
                     block_id: id,
                     source: ds,
                     target: ds % 4 + 1,
+                    epoch: 0,
+                    version: 0,
                 }),
                 _ => match s.tasks().values().nth(v as usize % s.tasks().len().max(1)) {
-                    Some(t) => Mutation::TaskDone(proto::TaskDone { task_id: t.id, success: v % 3 != 0 }),
+                    Some(t) => Mutation::TaskDone(proto::TaskDone {
+                        task_id: t.id,
+                        success: v % 3 != 0,
+                        epoch: 0,
+                        size: None,
+                        file_count: None,
+                    }),
                     None => join(ds),
                 },
             };

@@ -168,7 +168,14 @@ pub async fn run(addr: &str, a: BenchArgs, json: bool) -> Result<i32> {
         Some(n) => {
             let s = sim::spawn(
                 addr,
-                &SimArgs { count: n, first_id: 1, capacity: 1 << 40, renew_every: Duration::from_secs(2) },
+                &SimArgs {
+                    count: n,
+                    first_id: 1,
+                    capacity: 1 << 40,
+                    renew_every: Duration::from_secs(2),
+                    report_blocks: None,
+                    audit: None,
+                },
             )?;
             wait_for_dataservers(&chans[0], n).await?;
             Some(s)

@@ -213,6 +213,8 @@ fn print_status(s: &proto::StatusReply, json: bool) {
                 "replication_mode": s.replication_mode, "sync_set": s.sync_set, "peers": peers,
                 "blocks": s.block_count, "dataservers": s.dataserver_count, "live_dataservers": s.live_dataservers,
                 "next_block_id": s.next_block_id,
+                "safe_mode": s.safe_mode, "safe_mode_remaining_ms": s.safe_mode_remaining_ms,
+                "pending_tasks": s.pending_tasks,
             })
         );
         return;
@@ -242,6 +244,16 @@ fn print_status(s: &proto::StatusReply, json: bool) {
     }
     println!("blocks:      {}  (next id {})", s.block_count, s.next_block_id);
     println!("dataservers: {} live of {}", s.live_dataservers, s.dataserver_count);
+    if s.safe_mode {
+        println!(
+            "safe mode:   planning nothing for at most {}ms more (until every live dataserver reported)",
+            s.safe_mode_remaining_ms
+        );
+    }
+    let mut tasks: Vec<_> = s.pending_tasks.iter().collect();
+    tasks.sort();
+    let tasks: Vec<String> = tasks.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    println!("tasks:       {}", if tasks.is_empty() { "none pending".to_string() } else { tasks.join(", ") });
 }
 
 #[tokio::main]
