@@ -2,7 +2,8 @@
 //! an oplog with group commit and highly available by streaming that oplog to slaves.
 //!
 //! Layers, data flowing one way:
-//! `server` (gRPC) → `engine` (sequencing, group commit, commit rule) → `oplog` + `state`.
+//! `server` (gRPC) → `engine` (sequencing, group commit, commit rule) → `oplog` + `state`;
+//! `planning` (the dataservers' tasks) is a pure function of the `state`, run by `server`.
 //! `replication` ships the oplog between nodes; `role` holds who this node is and until when.
 //! Nothing here knows about Kubernetes.
 
