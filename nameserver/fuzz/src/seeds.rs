@@ -64,6 +64,8 @@ pub fn history() -> Vec<Mutation> {
             block_id: 1,
             source: 1,
             target: 3,
+            epoch: 1,
+            version: 0,
         }),
         Mutation::TaskCreate(TaskCreate {
             task_id: 2,
@@ -71,8 +73,10 @@ pub fn history() -> Vec<Mutation> {
             block_id: 3,
             source: 2,
             target: 2,
+            epoch: 1,
+            version: 1,
         }),
-        Mutation::TaskDone(TaskDone { task_id: 1, success: true }),
+        Mutation::TaskDone(TaskDone { task_id: 1, success: true, epoch: 1, size: None, file_count: None }),
         Mutation::BlockRemove(BlockRemove { block_id: 2 }),
         Mutation::DataserverLeave(DataserverLeave { id: 3, expired: true }),
     ]
