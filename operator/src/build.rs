@@ -85,7 +85,9 @@ pub fn role(t: &TfsNameserver) -> Role {
                 api_groups: Some(vec!["coordination.k8s.io".into()]),
                 resources: Some(vec!["leases".into()]),
                 resource_names: Some(vec![lease(&name)]),
-                verbs: vec!["get".into(), "update".into()],
+                // list and watch by name: the heart watches its Lease (the requests carry the
+                // metadata.name field selector, which is what a name-restricted rule allows).
+                verbs: vec!["get".into(), "list".into(), "watch".into(), "update".into()],
                 ..Default::default()
             },
             PolicyRule {

@@ -35,7 +35,7 @@ use crate::error::{Error, Result};
 use crate::failover::{self, Decision, Reason};
 use crate::instance::{self, Instance};
 use crate::lease::split_set;
-use crate::lease::{LeaseClock, LeaseView};
+use crate::lease::{LeaseClock, LeaseView, Sightings};
 use crate::metrics::{ErrorLabels, FailoverLabels, Metrics};
 use crate::names::{self, *};
 use crate::nodes::{self, Cordon, Nodes, Trouble};
@@ -49,7 +49,9 @@ pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
-    /// Per resource: when its Lease last changed, on this process's clock.
+    /// Per heartbeat Lease (`namespace/name`, [`Sightings::key`]): when it last changed, on this
+    /// process's clock — from this process's own sightings only, those it made as a standby
+    /// included (standby.rs).
     pub clocks: Mutex<HashMap<String, LeaseClock>>,
     /// Per resource: the generation whose static objects were last applied, and when. Failover
     /// reconciles skip re-applying them, which keeps the path to a promotion short.
@@ -113,11 +115,13 @@ impl Context {
 /// (a namespace-scoped install, whose RBAC is a Role there).
 ///
 /// Called by the leader alone, once it leads (leader.rs), and at most once per process. It starts
-/// from nothing — a new Context (no Lease clock, nothing applied, no storage plan) and new watches
-/// — so a new leader never acts on what a predecessor, or this process as a standby, saw: every
-/// heartbeat Lease is read again, and its expiry judged on this process's clock from its first
-/// sighting (a full duration, unless the holder released it).
-pub async fn run(client: Client, metrics: Arc<Metrics>, namespace: Option<String>) {
+/// from nothing a predecessor saw — a new Context (nothing applied, no storage plan) and new
+/// watches: every heartbeat Lease is read again. Its expiry is judged on this process's clock from
+/// this process's own sightings: `sightings`, what it watched while standing by (standby.rs: "version V
+/// unchanged since my instant T", each reset by a watch restart), seed the Lease clocks; a Lease
+/// read at another version than seen starts from zero (a full duration, unless the holder released
+/// it). Without sightings (no election, or none made) every Lease starts from zero.
+pub async fn run(client: Client, metrics: Arc<Metrics>, namespace: Option<String>, sightings: Sightings) {
     fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
@@ -131,6 +135,10 @@ pub async fn run(client: Client, metrics: Arc<Metrics>, namespace: Option<String
     let ns = namespace.as_deref();
     let tfs = api::<TfsNameserver>(&client, ns);
     let mut ctx = Context::new(client.clone(), metrics);
+    if !sightings.is_empty() {
+        info!(leases = sightings.len(), "heartbeat Leases are judged from the sightings made while standing by");
+    }
+    ctx.clocks = Mutex::new(sightings.into_clocks());
     // Nodes, read-only and cluster-scoped (the chart grants it, also with watchNamespace, unless
     // rbac.readNodes is false): without them the operator runs as before, minus what needs them.
     let node_api = Api::<Node>::all(client.clone());
@@ -240,7 +248,7 @@ pub async fn reconcile(t: Arc<TfsNameserver>, ctx: Arc<Context>) -> Result<Actio
 
 /// Deletion: everything is owned by the resource and goes with it; forget our clock and say so.
 async fn cleanup(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
-    ctx.clocks.lock().remove(&key(t));
+    ctx.clocks.lock().remove(&lease_key(t));
     ctx.applied.lock().remove(&key(t));
     ctx.tls.lock().remove(&key(t));
     ctx.storage.lock().remove(&key(t));
@@ -262,6 +270,11 @@ async fn cleanup(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
 
 fn key(t: &TfsNameserver) -> String {
     format!("{}/{}", t.namespace().unwrap_or_default(), t.name_any())
+}
+
+/// The key of the resource's heartbeat Lease in `Context::clocks` (as a standby's sightings key it).
+fn lease_key(t: &TfsNameserver) -> String {
+    Sightings::key(&t.namespace().unwrap_or_default(), &names::lease(&t.name_any()))
 }
 
 async fn event(ctx: &Context, t: &TfsNameserver, type_: EventType, reason: &str, action: &str, note: &str) {
@@ -374,20 +387,46 @@ async fn observe(pods: &[Pod], name: &str, tls: Option<&certs::Material>) -> Vec
     v
 }
 
+/// The static objects are applied again this often, to repair them.
+const REPAIR_EVERY: Duration = Duration::from_secs(30);
+/// How long that repair may wait behind a failover under way.
+const REPAIR_WAITS_AT_MOST: Duration = Duration::from_secs(5);
+
+/// Whether this reconcile applies the static objects, given when (at which generation, how long
+/// ago) this process last did: at first, on a new generation, and every [`REPAIR_EVERY`] — but the
+/// repair waits, for [`REPAIR_WAITS_AT_MOST`] at most, while the Lease is released (a failover
+/// under way: its reconcile goes straight to the promotion).
+pub fn repair_due(applied: Option<(Option<i64>, Duration)>, generation: Option<i64>, released: bool) -> bool {
+    match applied {
+        None => true,
+        Some((g, _)) if g != generation => true,
+        Some((_, ago)) => ago > REPAIR_EVERY && !(released && ago <= REPAIR_EVERY + REPAIR_WAITS_AT_MOST),
+    }
+}
+
 async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
     let client = ctx.client.clone();
     let ns = t.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
     let name = t.name_any();
     let replicas = t.spec.replicas.clamp(2, 5) as usize;
 
-    // Apply what does not depend on who is master: on a new generation, or every 30 s to repair.
+    let leases = Api::<Lease>::namespaced(client.clone(), &ns);
+    let lease = match leases.get_opt(&names::lease(&name)).await? {
+        Some(l) => l,
+        None => {
+            create_missing(&leases, &build::lease_object(t)).await?;
+            leases.get(&names::lease(&name)).await?
+        }
+    };
+    let lv = LeaseView::of(&lease);
+
+    // Apply what does not depend on who is master: at first, on a new generation, or every 30 s to
+    // repair. A released Lease is a failover under way: the repair waits (a few seconds at most)
+    // so that this reconcile reaches the promotion first.
     let services = Api::<Service>::namespaced(client.clone(), &ns);
     let pvcs = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns);
-    let due = ctx
-        .applied
-        .lock()
-        .get(&key(t))
-        .is_none_or(|(g, at)| *g != t.metadata.generation || at.elapsed() > Duration::from_secs(30));
+    let applied = ctx.applied.lock().get(&key(t)).copied();
+    let due = repair_due(applied.map(|(g, at)| (g, at.elapsed())), t.metadata.generation, lv.released());
     if due {
         ssa(&Api::<ConfigMap>::namespaced(client.clone(), &ns), &build::config_map(t)).await?;
         ssa(&Api::<ServiceAccount>::namespaced(client.clone(), &ns), &build::service_account(t)).await?;
@@ -429,15 +468,6 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
         }
         ctx.applied.lock().insert(key(t), (t.metadata.generation, Instant::now()));
     }
-    let leases = Api::<Lease>::namespaced(client.clone(), &ns);
-    let lease = match leases.get_opt(&names::lease(&name)).await? {
-        Some(l) => l,
-        None => {
-            create_missing(&leases, &build::lease_object(t)).await?;
-            leases.get(&names::lease(&name)).await?
-        }
-    };
-    let lv = LeaseView::of(&lease);
 
     // Pods: one per ordinal; extra ones (scale down) go, the master last of all.
     let pods_api = Api::<Pod>::namespaced(client.clone(), &ns);
@@ -490,7 +520,8 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
         event(ctx, t, EventType::Normal, "SwitchingOver", "ScaleDown", &why).await;
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
-    let unchanged_for = ctx.clocks.lock().entry(key(t)).or_default().observe(&lv.resource_version, Instant::now());
+    let unchanged_for =
+        ctx.clocks.lock().entry(lease_key(t)).or_default().observe(&lv.resource_version, Instant::now());
     // Judge with the most conservative settings any running pod may still use (settings.rs).
     let running: Vec<Option<Settings>> =
         pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).map(Settings::of_pod).collect();
@@ -543,6 +574,7 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
         (Decision::Steady { .. }, Some(to)) => Cordon::Unknown(format!("{} is handing over to {to}", lv.holder)),
         _ => Cordon::Unknown("no master serving: a failover decides".into()),
     };
+    let mut written = None;
     let (phase, requeue) = match &decision {
         Decision::Steady { master, recheck } => {
             ensure_vip(t, &services, master, lv.transitions).await?;
@@ -559,20 +591,23 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
             }
         }
         Decision::Promote { pod, reason, epoch } => {
-            promote(
-                t,
-                ctx,
-                &leases,
-                &lease,
-                (pod, *epoch),
-                reason,
-                unchanged_for.saturating_sub(if matches!(reason, Reason::Expired { .. }) {
-                    lease_duration
-                } else {
-                    Duration::ZERO
-                }),
-            )
-            .await?;
+            // The VIP moves right after the Lease (the promotion's Events go out on their own).
+            written = Some(
+                promote(
+                    t,
+                    ctx,
+                    &leases,
+                    &lease,
+                    (pod, *epoch),
+                    reason,
+                    unchanged_for.saturating_sub(if matches!(reason, Reason::Expired { .. }) {
+                        lease_duration
+                    } else {
+                        Duration::ZERO
+                    }),
+                )
+                .await?,
+            );
             ensure_vip(t, &services, pod, *epoch).await?;
             ensure_pdbs(t, ctx, pod).await?;
             if !matches!(reason, Reason::Initial) {
@@ -589,11 +624,8 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
             (if matches!(reason, Reason::Initial) { Phase::Creating } else { Phase::Degraded }, Duration::from_secs(1))
         }
     };
-    // The status shows the Lease as this reconcile left it: read again only if it was changed.
-    let lease_now = match decision {
-        Decision::Promote { .. } => leases.get(&names::lease(&name)).await.map(|l| LeaseView::of(&l)).unwrap_or(lv),
-        _ => lv,
-    };
+    // The status shows the Lease as this reconcile left it: as the promotion wrote it, if it did.
+    let lease_now = written.as_ref().map(LeaseView::of).unwrap_or(lv);
     let mut new_status = compute_status(t, &status, phase, &lease_now, &instances, replicas);
     if phase == Phase::Degraded && !troubles.is_empty() {
         explain_degraded(&mut new_status, &troubles);
@@ -761,7 +793,9 @@ async fn ensure_vip(t: &TfsNameserver, services: &Api<Service>, master: &str, ep
 }
 
 /// Hands the Lease to `pod` at the next epoch, conditioned on the version we decided on: if
-/// anyone changed the Lease meanwhile, the update fails (409) and we decide again.
+/// anyone changed the Lease meanwhile, the update fails (409) and we decide again. Returns the
+/// Lease as written. The Events (MasterElected, or FailingOver then FailedOver) are published by
+/// a task of their own, so that they do not stand between the promotion and the VIP's move.
 async fn promote(
     t: &TfsNameserver,
     ctx: &Context,
@@ -770,7 +804,7 @@ async fn promote(
     (pod, epoch): (&str, i32),
     reason: &Reason,
     noticed_for: Duration,
-) -> Result<()> {
+) -> Result<Lease> {
     let mut l = lease.clone();
     let spec = l.spec.get_or_insert_default();
     let now = MicroTime(Timestamp::now());
@@ -785,7 +819,7 @@ async fn promote(
     for k in [ANN_HANDOVER_TO, ANN_HANDOVER_REFUSED, ANN_RELEASE_REASON, ANN_RELEASED_BY] {
         ann.remove(k);
     }
-    leases
+    let written = leases
         .replace(
             &names::lease(&t.name_any()),
             &PostParams { field_manager: Some(MANAGER.into()), ..Default::default() },
@@ -801,15 +835,38 @@ async fn promote(
     ctx.metrics.failovers.get_or_create(&FailoverLabels { kind }).inc();
     let note = format!("{pod} is master at epoch {epoch}: {}", reason.describe());
     info!(name = %t.name_any(), %note, "lease handed over");
-    if matches!(reason, Reason::Initial) {
-        event(ctx, t, EventType::Normal, "MasterElected", "Promote", &note).await;
+    let ev = |type_, reason: &str, note: String| Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Promote".into(),
+        secondary: None,
+    };
+    let events = if matches!(reason, Reason::Initial) {
+        vec![ev(EventType::Normal, "MasterElected", note)]
     } else {
         ctx.metrics.failover_seconds.observe(noticed_for.as_secs_f64());
-        event(ctx, t, EventType::Warning, "FailingOver", "Promote", &format!("{}; promoting {pod}", reason.describe()))
-            .await;
-        event(ctx, t, EventType::Normal, "FailedOver", "Promote", &note).await;
-    }
-    Ok(())
+        vec![
+            ev(EventType::Warning, "FailingOver", format!("{}; promoting {pod}", reason.describe())),
+            ev(EventType::Normal, "FailedOver", note),
+        ]
+    };
+    publish_in_background(ctx, t, events);
+    Ok(written)
+}
+
+/// Publishes `events` about `t`, in this order, from a task of their own (best effort, as every
+/// Event: a failure is logged).
+fn publish_in_background(ctx: &Context, t: &TfsNameserver, events: Vec<Event>) {
+    let recorder = ctx.recorder.clone();
+    let reference = t.object_ref(&());
+    tokio::spawn(async move {
+        for ev in events {
+            if let Err(e) = recorder.publish(&ev, &reference).await {
+                warn!(error = %e, reason = ev.reason, "cannot publish event");
+            }
+        }
+    });
 }
 
 /// Planned switchover, asked for with the `tfs.io/switchover-to` annotation. The operator only

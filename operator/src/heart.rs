@@ -17,16 +17,31 @@
 //! which the nameserver shares, so no pause between the renew and the grant's arrival extends it —
 //! and releases the Lease only when its nameserver cannot be accepting writes (dead, restarted
 //! below its epoch, or drained; after a grant that may still be pending, once it has ended).
+//!
+//! Event-driven: the heart acts at once, not at its next tick, on the two events of a crash
+//! failover — its nameserver's death (a connection it holds open on the admin port closes: the
+//! kernel closes a dead process's sockets; see [`watch_nameserver`]) and a change of its Lease (a
+//! watch: a promotion, a handover request, a release). The tick (200 ms) remains for what no event
+//! announces (a hung nameserver, the renew period). The Lease is known from the watch and from the
+//! heart's own writes ([`LeaseCache`]) instead of being read at every step; every write stays
+//! conditioned on the resourceVersion it was decided on, so a stale view can only make a write
+//! fail — then the Lease is read and the step made again at once — never renew, grant, release or
+//! hand over on a Lease that changed meanwhile. The Lease remains the only authority.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
 use tfs_nameserver::proto::{self, admin_client::AdminClient};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{info, warn};
 
@@ -67,9 +82,92 @@ pub struct Heart {
     /// the same name has a new address, and it can only hold the Lease again at a new epoch.
     holder_addr: Option<((String, i32), String)>,
     metrics: std::sync::Arc<crate::metrics::HeartMetrics>,
+    /// The Lease as watched or last written or read.
+    lease: LeaseCache,
+    /// How often the heart looks without an event ([`TICK`]; tests make it long, so that only an
+    /// event explains what the heart does).
+    tick: Duration,
 }
 
 const TICK: Duration = Duration::from_millis(200);
+
+/// A Lease known from the watch is read again when nothing (event, write, read) confirmed it for
+/// this long: a watch that stalls without failing costs at most this much, never correctness.
+const RESYNC: Duration = Duration::from_secs(2);
+
+/// The heart's Lease as its watch, its own last write or its last read showed it.
+///
+/// Used only while the watch is up and something confirmed it within [`RESYNC`]; otherwise the
+/// step reads the Lease as it always did. What the heart decides on it is written conditioned on
+/// its resourceVersion, so a stale entry only makes a write fail (then `forget`, read, decide again).
+#[derive(Debug, Default)]
+pub struct LeaseCache {
+    lease: Option<Lease>,
+    /// The objects of a (re)list in progress.
+    listing: Option<Option<Lease>>,
+    /// The watch is established and has not failed since.
+    watching: bool,
+    confirmed: Option<Instant>,
+    /// The version our last write replaced: a watch that shows it later is behind that write.
+    superseded: Option<String>,
+}
+
+impl LeaseCache {
+    /// Applies one watch event at `now`; true when the Lease changed (or became known): the heart
+    /// should look now.
+    pub fn on_event(&mut self, ev: Result<watcher::Event<Lease>, watcher::Error>, now: Instant) -> bool {
+        let lease = match ev {
+            Ok(watcher::Event::Init) => {
+                self.listing = Some(None);
+                return false;
+            }
+            Ok(watcher::Event::InitApply(l)) => {
+                self.listing = Some(Some(l));
+                return false;
+            }
+            Ok(watcher::Event::InitDone) => self.listing.take().flatten(),
+            Ok(watcher::Event::Apply(l)) => Some(l),
+            Ok(watcher::Event::Delete(_)) => None,
+            Err(_) => {
+                *self = LeaseCache::default();
+                return false;
+            }
+        };
+        let behind =
+            |l: &Lease| l.metadata.resource_version.is_some() && l.metadata.resource_version == self.superseded;
+        if !lease.as_ref().is_some_and(behind) {
+            self.lease = lease;
+        }
+        self.watching = true;
+        self.confirmed = Some(now);
+        true
+    }
+
+    /// The Lease to act on without reading it, if the watch vouches for it at `now`.
+    pub fn current(&self, now: Instant) -> Option<&Lease> {
+        let fresh = self.confirmed.is_some_and(|c| now.saturating_duration_since(c) < RESYNC);
+        if self.watching && fresh { self.lease.as_ref() } else { None }
+    }
+
+    /// What a read returned at `now`.
+    pub fn saw(&mut self, l: Lease, now: Instant) {
+        self.lease = Some(l);
+        self.confirmed = Some(now);
+    }
+
+    /// What our write, conditioned on version `replaced`, wrote at `now`: newer than anything
+    /// watched so far, and than `replaced` if the watch shows it afterwards.
+    pub fn wrote(&mut self, replaced: Option<String>, l: Lease, now: Instant) {
+        self.superseded = replaced;
+        self.saw(l, now);
+    }
+
+    /// A write conditioned on the Lease as known was refused (409): read it before acting again.
+    pub fn forget(&mut self) {
+        self.lease = None;
+        self.confirmed = None;
+    }
+}
 
 /// A failed AssumeRole: why, and whether the request may still be applied (it timed out or the
 /// connection failed, rather than the nameserver refusing it).
@@ -96,6 +194,8 @@ impl Heart {
             granted_until: None,
             holder_addr: None,
             metrics,
+            lease: LeaseCache::default(),
+            tick: TICK,
         })
     }
 
@@ -162,14 +262,29 @@ impl Heart {
         }
     }
 
-    async fn replace(&self, l: &Lease) -> Result<Lease, kube::Error> {
-        self.leases
+    /// Writes the Lease, conditioned on the resourceVersion `l` carries; what was written becomes
+    /// the Lease as known.
+    async fn replace(&mut self, l: &Lease) -> Result<Lease, kube::Error> {
+        let written = self
+            .leases
             .replace(
                 &lease(&self.cfg.name),
                 &PostParams { field_manager: Some("tfs-heart".into()), ..Default::default() },
                 l,
             )
-            .await
+            .await?;
+        self.lease.wrote(l.metadata.resource_version.clone(), written.clone(), Instant::now());
+        Ok(written)
+    }
+
+    /// The Lease: as the watch shows it, or read.
+    async fn current_lease(&mut self) -> Result<Lease, kube::Error> {
+        if let Some(l) = self.lease.current(Instant::now()) {
+            return Ok(l.clone());
+        }
+        let l = self.leases.get(&lease(&self.cfg.name)).await?;
+        self.lease.saw(l.clone(), Instant::now());
+        Ok(l)
     }
 
     /// The holder's replication address (pod IP and port).
@@ -192,29 +307,60 @@ impl Heart {
 
     pub async fn run(mut self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         info!(pod = %self.cfg.pod, lease = %self.cfg.name, "heart started");
-        let mut tick = tokio::time::interval(TICK);
+        let wc = watcher::Config::default().fields(&format!("metadata.name={}", lease(&self.cfg.name)));
+        let mut events = watcher(self.leases.clone(), wc).default_backoff().boxed();
+        let closed = Arc::new(Notify::new());
+        let nameserver = tokio::spawn(watch_nameserver(self.cfg.admin_addr.clone(), closed.clone(), self.tick));
+        let mut tick = tokio::time::interval(self.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
-                _ = tick.tick() => {
-                    if let Err(e) = self.step().await {
-                        // A holder whose step failed (the Lease unreadable, or the renew refused)
-                        // has missed a renewal: what the renew-failure alert counts.
-                        if self.metrics.holder.get() == 1 {
-                            self.metrics.renew_failures.inc();
-                        }
-                        warn!(error = %e, "heart step failed");
-                    }
-                }
+            let look = tokio::select! {
                 _ = shutdown.changed() => break,
+                _ = closed.notified() => true,
+                ev = events.next() => match ev {
+                    Some(ev) => {
+                        if let Err(e) = &ev {
+                            warn!(error = %e, "watching the Lease failed; reading it at every step meanwhile");
+                        }
+                        self.lease.on_event(ev, Instant::now())
+                    }
+                    // (a watcher never ends; if it did, the ticks and reads would go on alone)
+                    None => {
+                        events = futures::stream::pending().boxed();
+                        false
+                    }
+                },
+                _ = tick.tick() => true,
+            };
+            if look {
+                self.beat().await;
             }
         }
+        nameserver.abort();
         self.on_shutdown().await;
+    }
+
+    /// One step; a write refused for a changed Lease (409: the view it was decided on is stale)
+    /// is decided again at once on the Lease read afresh.
+    async fn beat(&mut self) {
+        let mut r = self.step().await;
+        if r.as_ref().err().is_some_and(conflict) {
+            self.lease.forget();
+            r = self.step().await;
+        }
+        if let Err(e) = r {
+            // A holder whose step failed (the Lease unreadable, or the renew refused) has missed
+            // a renewal: what the renew-failure alert counts.
+            if self.metrics.holder.get() == 1 {
+                self.metrics.renew_failures.inc();
+            }
+            warn!(error = %e, "heart step failed");
+        }
     }
 
     async fn step(&mut self) -> anyhow::Result<()> {
         let health = self.health().await;
-        let l = self.leases.get(&lease(&self.cfg.name)).await?;
+        let l = self.current_lease().await?;
         let lv = LeaseView::of(&l);
         let epoch = lv.transitions.max(0) as u64;
         self.metrics.holder.set((lv.holder == self.cfg.pod) as i64);
@@ -392,3 +538,71 @@ impl Heart {
         }
     }
 }
+
+/// Whether a step failed on a write refused because the Lease changed since it was read (409).
+fn conflict(e: &anyhow::Error) -> bool {
+    matches!(e.downcast_ref::<kube::Error>(), Some(kube::Error::Api(s)) if s.code == 409)
+}
+
+/// Holds a connection open to the nameserver's admin port at `addr` and signals `closed` each time
+/// it closes: at once when the nameserver dies, for the kernel closes a dead process's sockets, so
+/// the heart looks then instead of at its next tick. A close is only a reason to look — the
+/// verdict is the health check's, as on a tick — and a nameserver that is not there is tried again
+/// every `retry`.
+///
+/// The connection is an idle HTTP/2 client (the admin server speaks gRPC): the preface and empty
+/// settings, then it acknowledges the server's settings and answers its pings and nothing else. It
+/// must be a well-behaved one: a server shutting down gracefully sends GOAWAY and a ping and waits
+/// for the answer before it closes its connections — a silent socket would hold its exit up.
+pub async fn watch_nameserver(addr: String, closed: Arc<Notify>, retry: Duration) {
+    loop {
+        if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(&addr)).await
+        {
+            let _ = s.set_nodelay(true);
+            let _ = idle_http2(s).await;
+            closed.notify_one();
+        }
+        tokio::time::sleep(retry).await;
+    }
+}
+
+/// HTTP/2 frame types and flags (RFC 9113) the idle connection deals with.
+const SETTINGS: u8 = 0x4;
+const PING: u8 = 0x6;
+const ACK: u8 = 0x1;
+
+/// Speaks just enough HTTP/2 to stay open until the server closes or dies: returns then.
+async fn idle_http2(mut s: tokio::net::TcpStream) -> std::io::Result<()> {
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend_from_slice(&frame(SETTINGS, 0, &[]));
+    s.write_all(&hello).await?;
+    let mut head = [0u8; 9];
+    let mut payload = Vec::new();
+    loop {
+        s.read_exact(&mut head).await?;
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let (kind, flags) = (head[3], head[4]);
+        // (we advertised no larger frames than the default 16 KiB)
+        if len > 16_384 {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "HTTP/2 frame too large"));
+        }
+        payload.resize(len, 0);
+        s.read_exact(&mut payload).await?;
+        match kind {
+            SETTINGS if flags & ACK == 0 => s.write_all(&frame(SETTINGS, ACK, &[])).await?,
+            PING if flags & ACK == 0 => s.write_all(&frame(PING, ACK, &payload)).await?,
+            _ => {} // GOAWAY: the server closes soon; window updates and the rest: nothing to do
+        }
+    }
+}
+
+/// One frame on stream 0.
+fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let len = (payload.len() as u32).to_be_bytes();
+    let mut f = vec![len[1], len[2], len[3], kind, flags, 0, 0, 0, 0];
+    f.extend_from_slice(payload);
+    f
+}
+
+#[cfg(test)]
+mod tests;

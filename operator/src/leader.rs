@@ -25,9 +25,11 @@
 //! `lease_duration` (> `renew_deadline`) without a change on its own clock, or once released —
 //! and the leader releases only after its controller has stopped.
 //!
-//! A new leader starts its controller from nothing (controller::run builds a fresh Context): every
-//! heartbeat Lease is read again and its expiry judged from this process's own observations, from
-//! zero (lease.rs `LeaseClock`). A process leads at most once: losing the Lease ends it.
+//! A new leader starts its controller from nothing a predecessor saw (controller::run builds a fresh
+//! Context): every heartbeat Lease is read again and its expiry judged from this process's own
+//! observations only (lease.rs `LeaseClock`) — those it made while standing by included (standby.rs:
+//! "version V unchanged since my instant T", seeding the clocks). A process leads at most once:
+//! losing the Lease ends it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,12 +58,12 @@ pub const LEASE_NAME: &str = "tfs-operator-leader";
 /// of a nameserver's master and of the operator's leader are lost together, the nameserver's
 /// failover must take at most (nameserver lease + leader lease + 2 s). The standby watches this
 /// Lease, so it sees the leader's last renew (at most one renew period before the loss) within
-/// milliseconds and takes over `lease_duration` after it: ≤ 4 s after the loss. Its controller
-/// then starts fresh and judges the nameserver's Lease expired a full nameserver lease (5 s) after
-/// first reading it; the promotion, the new master's heart (≤ 200 ms) and the first write follow.
-/// So ≈ 4 + 5 + ~1 s (initial lists, a reconcile, the heart, the client's retry). A shorter
-/// leader lease would buy little and turn API latency spikes into leader changes (each one
-/// restarts that 5 s count); 4 s with a renew every second tolerates two failed renews, and the
+/// milliseconds and takes over `lease_duration` after it: ≤ 4 s after the loss. While standing by
+/// it also watched the nameserver's Lease stop changing (standby.rs), so its controller judges that
+/// Lease expired a nameserver lease (5 s) after it saw the last renew, not after taking over: the
+/// two waits overlap, ≈ max(4, 5) s + ~1 s (the promotion, the new master's heart, the client's
+/// retry) instead of 4 + 5 + ~1 s. A shorter leader lease would buy little and turn API latency
+/// spikes into leader changes; 4 s with a renew every second tolerates two failed renews, and the
 /// 1 s between renew deadline and lease leaves the exiting leader's requests in flight time to land
 /// (they are conditioned on what they read, too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

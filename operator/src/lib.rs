@@ -5,6 +5,7 @@
 //! - `failover`: the pure decision of who is master and when to promote;
 //! - `controller`: the reconcile loop (dereference → build → apply → decide → status);
 //! - `leader`: leader election between operator replicas (only the leader runs the controller);
+//! - `standby`: what a standby watches of the heartbeat Leases, handed to its controller when it leads;
 //! - `heart`: the sidecar that keeps the Lease for its nameserver;
 //! - `instance`: reading a nameserver's status over its client port;
 //! - `nodes`: the nodes as read: a cordoned master's node, lost instances, replacing one;
@@ -25,6 +26,7 @@ pub mod nodes;
 pub mod pki;
 pub mod plugin;
 pub mod settings;
+pub mod standby;
 pub mod storage;
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::routing::get;
 use clap::{Parser, Subcommand};
-use tfs_operator::{controller, crd, heart, leader, metrics::Metrics};
+use tfs_operator::{controller, crd, heart, leader, lease::Sightings, metrics::Metrics, standby};
 use tracing::info;
 
 #[derive(Debug, Parser)]
@@ -264,7 +264,7 @@ async fn run(metrics_addr: SocketAddr, namespace: Option<String>, election: Elec
         info!("leader election off (--leader-elect=false): reconciling at once");
         metrics.leader.set(1);
         info!(namespace = namespace.as_deref().unwrap_or("(all)"), "watching TfsNameservers");
-        controller::run(client, metrics, namespace).await;
+        controller::run(client, metrics, namespace, Sightings::default()).await;
         return Ok(());
     }
     let timing = election.timing();
@@ -280,6 +280,9 @@ async fn run(metrics_addr: SocketAddr, namespace: Option<String>, election: Elec
         }),
         timing,
     };
+    // While standing by, watch the heartbeat Leases the controller would judge: when this process
+    // leads, a Lease it saw go silent is not judged from zero again (standby.rs).
+    let watching = standby::Watch::start(client.clone(), namespace.as_deref());
     let mut elected = leader::Election::start(client.clone(), cfg, metrics.clone());
     tokio::select! {
         leads = elected.leading() => anyhow::ensure!(leads, "the leader election ended before this process led"),
@@ -288,9 +291,11 @@ async fn run(metrics_addr: SocketAddr, namespace: Option<String>, election: Elec
             return Ok(());
         }
     }
-    // Leading: the controller starts from nothing (a fresh Context, every Lease judged anew).
+    // Leading: the controller starts from nothing a predecessor saw (a fresh Context, every Lease
+    // read again), its Lease clocks seeded with this process's own sightings.
+    let sightings = watching.take();
     info!(namespace = namespace.as_deref().unwrap_or("(all)"), "leading: watching TfsNameservers");
-    controller::run(client, metrics, namespace).await;
+    controller::run(client, metrics, namespace, sightings).await;
     // The controller has stopped (shutdown signal): hand the Lease over at once.
     elected.shutdown().await;
     Ok(())

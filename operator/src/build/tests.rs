@@ -99,7 +99,7 @@ fn heart_role_is_least_privilege() {
     assert_eq!(r.len(), 2);
     assert_eq!(r[0].resources.as_deref(), Some(&["leases".to_string()][..]));
     assert_eq!(r[0].resource_names.as_deref(), Some(&["demo".to_string()][..]), "only its own Lease");
-    assert_eq!(r[0].verbs, vec!["get", "update"]);
+    assert_eq!(r[0].verbs, vec!["get", "list", "watch", "update"], "its Lease read, watched (by name) and updated");
     assert_eq!(r[1].verbs, vec!["get", "list", "watch"]);
     assert!(r.iter().all(|p| !p.verbs.iter().any(|v| v == "*" || v == "delete" || v == "create")));
 }

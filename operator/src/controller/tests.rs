@@ -88,6 +88,21 @@ fn a_failover_the_status_missed_is_counted_once_and_switchovers_are_not() {
     assert_eq!(fresh.failovers, 0, "the first master is not a failover");
 }
 
+/// The static objects: applied at first and on a new generation whatever the Lease says; the
+/// periodic repair waits (a few seconds at most) behind a released Lease, so that a failover's
+/// reconcile goes straight to the promotion.
+#[test]
+fn the_repair_waits_briefly_behind_a_released_lease() {
+    let s = Duration::from_secs(1);
+    let g = Some(3);
+    assert!(repair_due(None, g, true), "never applied by this process (a new leader): at once");
+    assert!(repair_due(Some((Some(2), s)), g, true), "a new generation: at once");
+    assert!(!repair_due(Some((g, 10 * s)), g, false), "applied 10 s ago: nothing to repair yet");
+    assert!(repair_due(Some((g, 31 * s)), g, false), "every 30 s");
+    assert!(!repair_due(Some((g, 31 * s)), g, true), "a failover under way goes first");
+    assert!(repair_due(Some((g, 36 * s)), g, true), "but a Lease that stays released holds it 5 s at most");
+}
+
 mod api {
     use super::*;
     use crate::fixtures::mock_client;
