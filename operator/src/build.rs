@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec as KLeaseSpec};
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar,
-    EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
     PersistentVolumeClaimVolumeSource, Pod, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServicePort,
-    ServiceSpec, TopologySpreadConstraint, Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+    ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretProjection, SecretVolumeSource, SecurityContext,
+    Service, ServiceAccount, ServicePort, ServiceSpec, TopologySpreadConstraint, Volume, VolumeMount, VolumeProjection,
+    VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
@@ -515,18 +516,49 @@ pub fn pod(t: &TfsNameserver, ordinal: usize) -> Pod {
                     ..Default::default()
                 }]
                 .into_iter()
-                .chain(tls.then(|| Volume {
-                    name: "tls".into(),
-                    secret: Some(SecretVolumeSource {
-                        secret_name: Some(names::tls_secret(&pod_name)),
-                        default_mode: Some(0o440),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }))
+                .chain(tls.then(|| tls_volume(t, &pod_name)))
                 .collect(),
             ),
             ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The pod's certificates, mounted at TLS_DIR: its Secret `<pod>-tls` (ca.crt, tls.*, vip.*) as
+/// the operator issues it; with cert-manager (spec.tls.issuerRef), whose Secrets hold one pair
+/// each, `<pod>-tls` (ca.crt, tls.*) and the VIP's `<name>-vip-tls` (as vip.*) projected into
+/// the same directory — the same files for the nameserver, each half rotated atomically.
+fn tls_volume(t: &TfsNameserver, pod_name: &str) -> Volume {
+    if t.spec.tls.issuer_ref.is_none() {
+        return Volume {
+            name: "tls".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(names::tls_secret(pod_name)),
+                default_mode: Some(0o440),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+    }
+    let items = |pairs: &[(&str, &str)]| {
+        Some(pairs.iter().map(|(k, p)| KeyToPath { key: k.to_string(), path: p.to_string(), mode: None }).collect())
+    };
+    let source = |secret: String, pairs: &[(&str, &str)]| VolumeProjection {
+        secret: Some(SecretProjection { name: secret, items: items(pairs), optional: Some(false) }),
+        ..Default::default()
+    };
+    Volume {
+        name: "tls".into(),
+        projected: Some(ProjectedVolumeSource {
+            default_mode: Some(0o440),
+            sources: Some(vec![
+                source(
+                    names::tls_secret(pod_name),
+                    &[("ca.crt", "ca.crt"), ("tls.crt", "tls.crt"), ("tls.key", "tls.key")],
+                ),
+                source(names::vip_tls_secret(&t.name_any()), &[("tls.crt", "vip.crt"), ("tls.key", "vip.key")]),
+            ]),
         }),
         ..Default::default()
     }

@@ -27,7 +27,7 @@ use kube::{Client, Resource, ResourceExt};
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::build;
 use crate::crd::{DeletePolicy, InstanceStatus, Phase, ReplicationMode, TfsNameserver, TfsNameserverStatus};
@@ -58,6 +58,8 @@ pub struct Context {
     pub applied: Mutex<HashMap<String, (Option<i64>, Instant)>>,
     /// Per resource with TLS: the CA and the operator's client certificate for probing its pods.
     pub tls: Mutex<HashMap<String, Arc<certs::Material>>>,
+    /// Per resource with spec.tls.issuerRef: where its cert-manager Certificates stand.
+    pub issuance: Mutex<HashMap<String, certmanager::Issuance>>,
     /// The operator's own namespace (POD_NAMESPACE), admitted to the instances' client port by
     /// their NetworkPolicy so that the operator's probes pass.
     pub operator_namespace: Option<String>,
@@ -90,6 +92,7 @@ impl Context {
             clocks: Mutex::new(HashMap::new()),
             applied: Mutex::new(HashMap::new()),
             tls: Mutex::new(HashMap::new()),
+            issuance: Mutex::new(HashMap::new()),
             operator_namespace: std::env::var("POD_NAMESPACE").ok(),
             storage: Mutex::new(HashMap::new()),
             nodes: None,
@@ -251,6 +254,7 @@ async fn cleanup(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
     ctx.clocks.lock().remove(&lease_key(t));
     ctx.applied.lock().remove(&key(t));
     ctx.tls.lock().remove(&key(t));
+    ctx.issuance.lock().remove(&key(t));
     ctx.storage.lock().remove(&key(t));
     ctx.pdbs.lock().remove(&key(t));
     ctx.reported.lock().remove(&key(t));
@@ -447,7 +451,9 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
             create_missing(&pvcs, &build::pvc(t, i)).await?;
         }
         resize_volumes(t, ctx, &pvcs).await;
-        if t.spec.tls.enabled {
+        if let Some(issuer) = cert_manager_issuer(t) {
+            issue_with_cert_manager(t, ctx, &services, issuer, replicas, true).await?;
+        } else if t.spec.tls.enabled {
             let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns);
             let vip_ip = services
                 .get_opt(&names::vip(&name))
@@ -467,7 +473,16 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
             }
         }
         ctx.applied.lock().insert(key(t), (t.metadata.generation, Instant::now()));
+    } else if let Some(issuer) = cert_manager_issuer(t) {
+        // Until every Certificate is issued, look again at each reconcile (applying them again
+        // only after a failure: cert-manager absent, no permission).
+        let last = ctx.issuance.lock().get(&key(t)).map(|i| (i.complete(), i.problem.is_some()));
+        if last.is_none_or(|(complete, _)| !complete) {
+            let apply = last.is_none_or(|(_, problem)| problem);
+            issue_with_cert_manager(t, ctx, &services, issuer, replicas, apply).await?;
+        }
     }
+    let issuance = cert_manager_issuer(t).map(|_| ctx.issuance.lock().get(&key(t)).cloned().unwrap_or_default());
 
     // Pods: one per ordinal; extra ones (scale down) go, the master last of all.
     let pods_api = Api::<Pod>::namespaced(client.clone(), &ns);
@@ -476,6 +491,10 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
         pods.iter().filter_map(|p| Some((names::ordinal(&name, &p.name_any())?, p))).collect();
     for i in 0..replicas {
         match present.get(&i) {
+            // With cert-manager, a pod waits for its Secrets (the status says which).
+            None if issuance.as_ref().is_some_and(|x| !x.has(&certmanager::pod_needs(t, i))) => {
+                debug!(pod = %names::pod(&name, i), "waiting for cert-manager to issue its certificates");
+            }
             // The claim first: a replaced instance's claim was deleted, and may still be going
             // (its protection finalizer outlives the pod by a moment): then the pod waits, for
             // a pod made now would name the claim on its way out.
@@ -654,6 +673,15 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
         );
         new_status.conditions.push(c);
     }
+    if let Some(x) = &issuance {
+        let c = certificates_condition(t, &status, x);
+        let before = status.conditions.iter().find(|p| p.type_ == c.type_).map(|p| p.reason.clone());
+        if c.status == "False" && x.problem.is_some() && before.as_deref() != Some(c.reason.as_str()) {
+            warn!(name = %name, reason = %c.reason, message = %c.message, "certificates");
+            event(ctx, t, EventType::Warning, &c.reason, "Certificates", &c.message).await;
+        }
+        new_status.conditions.push(c);
+    }
     ctx.metrics.observe(&ns, &name, &new_status, t.spec.replicas, lease_now.sync_set.len());
     if t.status.as_ref() != Some(&new_status) {
         let api: Api<TfsNameserver> = Api::namespaced(client, &ns);
@@ -661,6 +689,44 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
             .await?;
     }
     Ok(Action::requeue(requeue))
+}
+
+/// The cert-manager issuer of a resource with TLS on, if it takes its certificates from there.
+fn cert_manager_issuer(t: &TfsNameserver) -> Option<&crate::crd::IssuerRef> {
+    t.spec.tls.issuer_ref.as_ref().filter(|_| t.spec.tls.enabled)
+}
+
+/// spec.tls.issuerRef: applies (when `apply`) and reads the resource's cert-manager Certificates
+/// (certmanager.rs), and keeps where they stand and, once issued, the client certificate the
+/// operator probes the pods with (until then, or while it is being renewed, the previous one).
+async fn issue_with_cert_manager(
+    t: &TfsNameserver,
+    ctx: &Context,
+    services: &Api<Service>,
+    issuer: &crate::crd::IssuerRef,
+    replicas: usize,
+    apply: bool,
+) -> Result<()> {
+    let vip_ip = services
+        .get_opt(&names::vip(&t.name_any()))
+        .await?
+        .and_then(|s| s.spec?.cluster_ip?.parse::<std::net::IpAddr>().ok());
+    let (issuance, material) = certmanager::ensure(t, &ctx.client, issuer, replicas, vip_ip, apply).await;
+    if let Some(m) = material {
+        ctx.tls.lock().insert(key(t), Arc::new(m));
+    }
+    let before = ctx.issuance.lock().insert(key(t), issuance.clone());
+    if issuance.complete() && before.as_ref().is_none_or(|b| !b.complete()) {
+        info!(name = %t.name_any(), issuer = %issuance.issuer, "cert-manager issued every certificate");
+    }
+    Ok(())
+}
+
+/// `CertificatesReady` (only with spec.tls.issuerRef): whether cert-manager issued every
+/// Certificate, and if not, which are awaited and why.
+fn certificates_condition(t: &TfsNameserver, prev: &TfsNameserverStatus, x: &certmanager::Issuance) -> Condition {
+    let (ok, reason, message) = x.condition();
+    condition(&prev.conditions, "CertificatesReady", ok, reason, message, t.metadata.generation)
 }
 
 /// Rolling image update, one step per healthy reconcile: slaves on an old image are replaced one
@@ -1408,6 +1474,7 @@ pub fn compute_status(
     }
 }
 
+mod certmanager;
 mod certs;
 #[cfg(test)]
 mod tests;

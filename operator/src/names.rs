@@ -90,6 +90,12 @@ pub fn tls_secret(pod: &str) -> String {
     format!("{pod}-tls")
 }
 
+/// The VIP's certificate when cert-manager issues them (spec.tls.issuerRef): one Secret of its
+/// own (tls.crt, tls.key, ca.crt), which each pod mounts as vip.crt/vip.key beside `<pod>-tls`.
+pub fn vip_tls_secret(name: &str) -> String {
+    format!("{name}-vip-tls")
+}
+
 /// A client certificate of the CA (ca.crt, tls.crt, tls.key), for tfsctl and dataservers.
 pub fn client_secret(name: &str) -> String {
     format!("{name}-client")
