@@ -913,6 +913,38 @@ async fn t8_rejects_invalid_resources_at_admission() -> Result<()> {
     Ok(())
 }
 
+/// `spec.tls.issuerRef` on a cluster without cert-manager (none can be built here): the real API
+/// server takes the resource, the operator says exactly why it waits and creates no pod.
+#[tokio::test]
+async fn t8b_issuer_ref_without_cert_manager_is_reported_and_creates_nothing() -> Result<()> {
+    operator();
+    let ns = Namespace::create("issuer")?;
+    let c = client().await?;
+    let spec = "  tls:\n    enabled: true\n    clientAuth: Required\n    issuerRef:\n      name: my-ca\n      kind: ClusterIssuer";
+    kubectl_stdin(&["apply", "-f", "-"], &demo_manifest(&ns.0, "demo", 2, spec)?)?;
+    let api: kube::Api<tfs_operator::crd::TfsNameserver> = kube::Api::namespaced(c.clone(), &ns.0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let cond = loop {
+        let st = api.get("demo").await?.status.unwrap_or_default();
+        if let Some(c) = st.conditions.iter().find(|c| c.type_ == "CertificatesReady") {
+            break c.clone();
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "no CertificatesReady condition within 60 s: {:?}",
+            st.conditions
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    println!("scenario=issuer CertificatesReady={} {}: {}", cond.status, cond.reason, cond.message);
+    ensure!(cond.status == "False" && cond.reason == "CertManagerNotServed", "{cond:?}");
+    ensure!(cond.message.contains("cert-manager"), "{}", cond.message);
+    let pods = kubectl(&["get", "pods", "-n", &ns.0, "-o", "name"])?;
+    ensure!(pods.trim().is_empty(), "pods created without their certificates: {pods}");
+    drop(ns);
+    Ok(())
+}
+
 /// Image upgrade under a writer: slaves first, then a switchover, the old master last; nothing
 /// acknowledged lost and no request failed beyond client retries.
 #[tokio::test]
