@@ -49,7 +49,7 @@ struct Election {
     /// A standby takes the Lease once it has not changed this long on its own clock.
     #[arg(long, env = "TFS_LEADER_LEASE_DURATION", default_value = "4s", value_parser = humantime::parse_duration)]
     leader_lease_duration: Duration,
-    /// The leader stops (exits) this long after the start of its last successful renew.
+    /// The leader stops (its process starts again in place) this long after the start of its last successful renew.
     #[arg(long, env = "TFS_LEADER_RENEW_DEADLINE", default_value = "3s", value_parser = humantime::parse_duration)]
     leader_renew_deadline: Duration,
     /// The leader renews this often.
