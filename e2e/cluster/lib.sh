@@ -50,6 +50,19 @@ node_socket()      { echo "$RUNDIR/node-$1/containerd.sock"; }
 # shims) in system/, its pods in kubepods/ (the kubelet's cgroup root is /tfs-node-N).
 node_cgroup()      { echo "tfs-node-$1"; }
 FREEZER=/sys/fs/cgroup/freezer
+# node_ready NODE [SINCE]: the node's Ready condition is True and (with SINCE, epoch seconds) its
+# kubelet was heard after SINCE: its node Lease renewed since (the kubelet renews it every 10 s but
+# posts its status only on a change or every 5 minutes, so the Ready condition's heartbeat time
+# can stay old for minutes after a node comes back).
+node_ready() {
+  local node=$1 st renew; shift
+  st=$(kubectl --kubeconfig "$KUBECONFIG_ADMIN" get node "$node" \
+        -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) || return 1
+  [ "$st" = True ] || return 1
+  [ -z "${1:-}" ] && return 0
+  renew=$(kubectl --kubeconfig "$KUBECONFIG_ADMIN" -n kube-node-lease get lease "$node" -o jsonpath='{.spec.renewTime}' 2>/dev/null) || return 1
+  [ "$(date -d "$renew" +%s 2>/dev/null || echo 0)" -ge "$1" ]
+}
 # node_is_down INDEX: the node was lost with node-down.sh (its processes are frozen).
 node_is_down() { [ "$(cat "$FREEZER/$(node_cgroup "$1")/freezer.state" 2>/dev/null)" = FROZEN ]; }
 

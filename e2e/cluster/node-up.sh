@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Brings back a node lost with node-down.sh: its traffic flows again and its processes resume
-# where they were frozen; then waits until its kubelet heartbeats again with the node Ready, and gives it
+# where they were frozen; then waits until its kubelet is heard again with the node Ready (node_ready), and gives it
 # the images imported while it was down.
 # Usage: node-up.sh NODE
 source "$(dirname "$0")/lib.sh"
@@ -19,13 +19,8 @@ else
   say "node-$i was not down"
 fi
 since=$(date +%s)
-# Back when its kubelet renewed its node Lease after now (the kubelet posts its status only on a
-# change or every 5 minutes, but renews the Lease every 10 s) and the node is Ready.
-k() { kubectl --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
 for _ in $(seq 120); do
-  renew=$(k -n kube-node-lease get lease "node-$i" -o jsonpath='{.spec.renewTime}' 2>/dev/null || true)
-  st=$(k get node "node-$i" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true)
-  if [ "$st" = True ] && [ "$(date -d "$renew" +%s 2>/dev/null || echo 0)" -ge "$since" ]; then
+  if node_ready "node-$i" "$since"; then
     "$CLUSTER_DIR/image.sh" import
     say "node-$i Ready again after $(( $(date +%s) - since ))s"
     exit 0

@@ -122,17 +122,6 @@ node_cgroups() {
 IN_NODE='echo $$ > "$0" && exec "$@"'
 node_procs() { echo "$FREEZER/$(node_cgroup "$1")/system/cgroup.procs"; }
 
-# node_ready NODE [SINCE]: the node's Ready condition is True, and (with SINCE, epoch seconds) was
-# reported after SINCE, so a stale status from before a restart does not count.
-node_ready() {
-  local node=$1 out st hb; shift
-  out=$(kubectl --kubeconfig "$KUBECONFIG_ADMIN" get node "$node" \
-        -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}' 2>/dev/null) || return 1
-  read -r st hb <<< "$out"
-  [ "$st" = True ] || return 1
-  [ -z "${1:-}" ] || [ "$(date -d "$hb" +%s 2>/dev/null || echo 0)" -ge "$1" ]
-}
-
 main() {
   local ip mtu dev started=0
   check_deps
