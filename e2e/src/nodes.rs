@@ -87,6 +87,21 @@ pub fn operator_leader() -> Result<(String, String)> {
     Ok((holder, node))
 }
 
+/// Restarts of the operator's containers so far, summed over its pods.
+pub fn operator_restarts() -> Result<u64> {
+    let out = kubectl(&[
+        "-n",
+        OPERATOR_NS,
+        "get",
+        "pod",
+        "-l",
+        "app.kubernetes.io/name=tfs-operator",
+        "-o",
+        "jsonpath={.items[*].status.containerStatuses[*].restartCount}",
+    ])?;
+    Ok(out.split_whitespace().filter_map(|n| n.parse::<u64>().ok()).sum())
+}
+
 /// The operator's pods and their nodes.
 pub fn operator_pods() -> Result<Vec<(String, String)>> {
     let out = kubectl(&[

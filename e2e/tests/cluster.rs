@@ -728,6 +728,7 @@ async fn node_loss(scenario: &str, with_leader: bool) -> Result<()> {
     let dir = tempdir(scenario)?;
     let w = Writer::start(&vip, &dir, 16)?;
     w.wait_acked(2000, Duration::from_secs(60)).await?;
+    let restarts = tfs_e2e::nodes::operator_restarts()?;
     let fault_ms = now_ms();
     let lost = LostNode::lose(&lost_node)?;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -768,6 +769,10 @@ async fn node_loss(scenario: &str, with_leader: bool) -> Result<()> {
     t.wait_healthy(3, new_epoch as i64, Duration::from_secs(180)).await?;
     let (m, e) = t.lease().await?;
     ensure!(m == new_master && e as u64 == new_epoch, "master moved again after the node came back: {m}@{e}");
+    // A deposed operator leader starts again in place (execve), not as a restarted container: the
+    // kubelet's back-off of repeated restarts would leave no standby for the next failover.
+    let after = tfs_e2e::nodes::operator_restarts()?;
+    ensure!(after == restarts, "operator containers restarted ({restarts} -> {after}) across the node loss");
 
     let failed = w.failed_requests();
     let record = w.stop();
