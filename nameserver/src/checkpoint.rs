@@ -250,7 +250,7 @@ fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> Result<usize, String> {
     Ok(len as usize)
 }
 
-fn file_name(seq: u64) -> String {
+pub fn file_name(seq: u64) -> String {
     format!("checkpoint-{seq:020}.ckpt")
 }
 

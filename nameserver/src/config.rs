@@ -59,6 +59,8 @@ pub struct EngineConfig {
     pub max_balance_tasks: usize,
     /// Longest safe mode after a promotion (it ends sooner once every live dataserver reported).
     pub safe_mode_time: Duration,
+    /// The archive to object storage (`--archive`); none: off.
+    pub archive: Option<crate::archive::ArchiveConfig>,
 }
 
 impl EngineConfig {
@@ -83,6 +85,7 @@ impl EngineConfig {
             balance_threshold: 0.05,
             max_balance_tasks: 8,
             safe_mode_time: Duration::from_secs(300),
+            archive: None,
         }
     }
 

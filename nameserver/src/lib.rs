@@ -7,6 +7,7 @@
 //! `replication` ships the oplog between nodes; `role` holds who this node is and until when.
 //! Nothing here knows about Kubernetes.
 
+pub mod archive;
 pub mod checkpoint;
 pub mod config;
 pub mod crashpoint;

@@ -30,6 +30,46 @@ pub struct PeerLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Kind {
+    pub kind: &'static str,
+}
+
+/// The archive's metrics, `tfs_archive_*` (a registry of their own: the names are not under
+/// `tfs_nameserver_`).
+pub struct ArchiveMetrics {
+    pub registry: Registry,
+    pub archived_seq: Gauge,
+    pub lag_seconds: Gauge<f64, AtomicU64>,
+    pub uploads: Family<Kind, Counter>,
+    pub upload_bytes: Counter,
+    pub errors: Counter,
+    pub deleted: Counter,
+}
+
+impl ArchiveMetrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("tfs_archive");
+        let archived_seq = Gauge::default();
+        registry.register("archived_seq", "every committed record through this seq is archived", archived_seq.clone());
+        let lag_seconds = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "lag_seconds",
+            "age of the oldest committed record not yet archived (0 when caught up)",
+            lag_seconds.clone(),
+        );
+        let uploads = Family::<Kind, Counter>::default();
+        registry.register("uploads", "objects uploaded, by kind (wal, checkpoint)", uploads.clone());
+        let upload_bytes = Counter::default();
+        registry.register("upload_bytes", "bytes uploaded to the archive", upload_bytes.clone());
+        let errors = Counter::default();
+        registry.register("errors", "failed archive operations (uploads, listings, deletions)", errors.clone());
+        let deleted = Counter::default();
+        registry.register("deleted", "objects deleted by retention", deleted.clone());
+        ArchiveMetrics { registry, archived_seq, lag_seconds, uploads, upload_bytes, errors, deleted }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: &'static str,
 }
@@ -57,6 +97,7 @@ pub struct Metrics {
     pub refused_not_master: Counter,
     pub data_free_bytes: Gauge,
     pub refused_low_space: Counter,
+    pub archive: ArchiveMetrics,
 }
 
 impl Default for Metrics {
@@ -175,11 +216,18 @@ impl Metrics {
             refused_not_master,
             data_free_bytes,
             refused_low_space,
+            archive: ArchiveMetrics::new(),
         }
     }
 
     pub fn encode(&self) -> String {
-        encode(&self.registry)
+        // One exposition: the first registry's `# EOF` would end it early.
+        let mut out = encode(&self.registry);
+        if let Some(body) = out.strip_suffix("# EOF\n") {
+            out.truncate(body.len());
+        }
+        out.push_str(&encode(&self.archive.registry));
+        out
     }
 }
 

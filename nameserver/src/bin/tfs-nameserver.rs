@@ -131,6 +131,28 @@ struct Args {
     /// Turn fdatasync off (benchmarks of everything but the disk only; loses data on a crash).
     #[arg(long, hide = true)]
     unsafe_no_fsync: bool,
+    /// Archive the committed oplog and checkpoints continuously to object storage:
+    /// s3://bucket/prefix or file:///abs/dir. Absent: no archive. S3 credentials come from
+    /// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+    #[arg(long, env = "TFS_ARCHIVE")]
+    archive: Option<String>,
+    /// The S3 endpoint of --archive (e.g. http://10.244.0.1:8333); absent: AWS.
+    #[arg(long, env = "TFS_ARCHIVE_ENDPOINT")]
+    archive_endpoint: Option<String>,
+    /// The S3 region of --archive.
+    #[arg(long, default_value = "us-east-1", env = "TFS_ARCHIVE_REGION")]
+    archive_region: String,
+    /// The oldest committed record not yet archived is uploaded within about this long (the
+    /// open segment's tail is archived at least this often).
+    #[arg(long, default_value = "10s", env = "TFS_ARCHIVE_TIMEOUT", value_parser = positive_duration)]
+    archive_timeout: std::time::Duration,
+    /// A checkpoint is taken and archived this often (and on TakeBackup).
+    #[arg(long, default_value = "1h", env = "TFS_ARCHIVE_CHECKPOINT_EVERY", value_parser = positive_duration)]
+    archive_checkpoint_every: std::time::Duration,
+    /// Archived objects older than this are deleted, except the newest checkpoint older than it and
+    /// everything after that checkpoint (the base of the oldest restorable point).
+    #[arg(long, default_value = "7d", env = "TFS_ARCHIVE_RETENTION", value_parser = positive_duration)]
+    archive_retention: std::time::Duration,
     /// Log lines as text or as JSON objects (for log collectors).
     #[arg(long, value_enum, default_value = "text", env = "TFS_LOG_FORMAT", ignore_case = true)]
     log_format: tfs_nameserver::logging::LogFormat,
@@ -179,6 +201,22 @@ fn main() -> anyhow::Result<()> {
     cfg.balance_threshold = args.balance_threshold;
     cfg.max_balance_tasks = args.max_balance_tasks as usize;
     cfg.safe_mode_time = args.safe_mode_time;
+    if let Some(url) = &args.archive {
+        let store = tfs_nameserver::archive::StoreConfig {
+            url: url.clone(),
+            endpoint: args.archive_endpoint.clone(),
+            region: args.archive_region.clone(),
+        };
+        // Checked now: a bad URL or endpoint is a startup error, not a warning in the log later.
+        tfs_nameserver::archive::Store::open(&store).with_context(|| "--archive")?;
+        let mut a = tfs_nameserver::archive::ArchiveConfig::new(store);
+        a.timeout = args.archive_timeout;
+        a.checkpoint_every = args.archive_checkpoint_every;
+        a.retention = args.archive_retention;
+        cfg.archive = Some(a);
+    } else if args.archive_endpoint.is_some() {
+        anyhow::bail!("--archive-endpoint needs --archive");
+    }
     cfg.replication_mode = match args.replication_mode {
         Mode::Sync => ReplicationMode::Sync,
         Mode::Async => ReplicationMode::Async,
@@ -216,6 +254,14 @@ fn main() -> anyhow::Result<()> {
         }
         serve(engine, listen, args.block_replicas, args.max_connection_age, shutdown_signal()).await
     })
+}
+
+fn positive_duration(s: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be more than 0".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("{e} (a duration such as 10s, 1h, 7d)")),
+    }
 }
 
 fn unit_ratio(s: &str) -> Result<f64, String> {

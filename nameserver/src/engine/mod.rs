@@ -25,7 +25,7 @@ use crate::oplog::{Oplog, OplogOptions, Record};
 use crate::role::{NotWritable, RoleState};
 use crate::state::{ApplyError, State};
 pub use commit::Commit;
-pub use writer::Txn;
+pub use writer::{Txn, now_ms};
 
 #[derive(Debug, Error)]
 pub enum WriteError {
@@ -145,6 +145,8 @@ pub struct Shared {
     /// Soft planning state: safe mode after a promotion, the compaction scan's cursor
     /// (crate::planning). Lock order: `state` before `planner`.
     pub planner: Mutex<Planner>,
+    /// The archive to object storage: its status, and the seq below which segments may go.
+    pub archive: crate::archive::ArchiveShared,
     /// Held for the life of the process: one nameserver per data directory.
     _lock: std::fs::File,
 }
@@ -220,6 +222,7 @@ impl Engine {
             refused_not_master: AtomicU64::new(0),
             space: Default::default(),
             planner: Default::default(),
+            archive: crate::archive::ArchiveShared::new(cfg.archive.clone()),
             cfg,
             _lock: lock,
         });

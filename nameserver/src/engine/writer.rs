@@ -245,7 +245,10 @@ impl Writer {
             Command::CheckpointDone { seq: Some(seq), .. } => {
                 self.checkpoint_thread = None;
                 self.shared.checkpoint_seq.store(seq, Ordering::Relaxed);
-                match self.oplog.remove_through(seq) {
+                // Segments holding records not yet archived stay (archive/archiver.rs: the floor
+                // is the archived seq while this node archives, u64::MAX otherwise).
+                let removable = seq.min(self.shared.archive.floor.load(Ordering::Relaxed));
+                match self.oplog.remove_through(removable) {
                     Ok(n) if n > 0 => {
                         info!(removed = n, through = seq, "old oplog segments removed")
                     }

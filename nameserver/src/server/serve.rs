@@ -59,6 +59,7 @@ pub async fn serve(
     };
 
     tokio::spawn(check_leases(engine.clone()));
+    crate::archive::archiver::spawn(&engine).context("cannot open the archive")?;
     if let Some(l) = repl_l {
         tokio::spawn(crate::replication::master::serve(engine.clone(), l, listen.tls.clone()));
         tokio::spawn(crate::replication::slave::follow(engine.clone(), stop_rx_follow, listen.tls.clone()));
@@ -97,6 +98,9 @@ pub async fn serve(
                         default_replicas,
                     }))
                     .add_service(proto::dataserver_server::DataserverServer::new(DataserverApi {
+                        engine: engine.clone(),
+                    }))
+                    .add_service(proto::backup_server::BackupServer::new(crate::archive::backup::BackupApi {
                         engine: engine.clone(),
                     }))
                     .serve_with_incoming_shutdown(incoming(client_l.clone()), signal)

@@ -72,7 +72,7 @@ pub fn status(engine: &Engine) -> proto::StatusReply {
         sync_set_version: sync_set.version,
         sync_set_pending_removal: sync_set.pending,
         commit_waiters: sh.commit.waiting() as u64,
-        archive: None,
+        archive: Some(sh.archive.status(crate::engine::now_ms())),
     }
 }
 

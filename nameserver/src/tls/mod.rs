@@ -80,6 +80,12 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Makes ring the process's default rustls provider, for libraries that take the default (the
+/// archive's S3 client over https). Idempotent; a provider installed first stays.
+pub fn install_default_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The contents of the directory's files (`vip` absent when either half is missing).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Files {

@@ -1,6 +1,7 @@
 //! tfsctl: the nameserver's command-line client, admin tool, load generator and dataserver
 //! simulator.
 
+mod backup;
 mod bench;
 mod devcerts;
 mod history;
@@ -49,6 +50,9 @@ enum Cmd {
     /// Block operations.
     #[command(subcommand)]
     Block(BlockCmd),
+    /// The archive in object storage: ls, verify, restore; `now` takes a backup on the master.
+    #[command(subcommand)]
+    Backup(backup::BackupCmd),
     /// Run simulated dataservers that lease, report blocks and execute tasks, until interrupted.
     SimDataservers(sim::SimArgs),
     /// Load generator: ops/s and latency percentiles.
@@ -261,7 +265,12 @@ async fn main() {
     let cli = Cli::parse();
     // Where a TLS failure could have been: the client port (the admin port is plain).
     let client_port = match &cli.cmd {
-        Cmd::Role { .. } | Cmd::Drain | Cmd::Status { admin: true } | Cmd::DevCerts(_) | Cmd::ProbeLogin(_) => None,
+        Cmd::Role { .. }
+        | Cmd::Drain
+        | Cmd::Status { admin: true }
+        | Cmd::DevCerts(_)
+        | Cmd::ProbeLogin(_)
+        | Cmd::Backup(backup::BackupCmd::Ls(_) | backup::BackupCmd::Verify(_) | backup::BackupCmd::Restore(_)) => None,
         _ => Some(cli.addr.clone()),
     };
     match run(cli).await {
@@ -362,6 +371,7 @@ async fn run(cli: Cli) -> Result<i32> {
         Cmd::SimDataservers(a) => sim::run_until_interrupted(&cli.addr, a).await?,
         Cmd::Bench(a) => return bench::run(&cli.addr, a, json).await,
         Cmd::Verify(a) => return verify::run(&cli.addr, &a, json).await,
+        Cmd::Backup(b) => return backup::run(&cli.addr, b, json).await,
         Cmd::Role { role, epoch, master, master_name, valid_for } => {
             let role = match role {
                 RoleArg::Master => proto::Role::Master,

@@ -1,0 +1,480 @@
+//! The archiver: a master's task that uploads the committed oplog and checkpoints.
+//!
+//! Invariant (the archive is a prefix of the one history): only committed records (seq <=
+//! `commit.committed()`) and checkpoints at a committed seq are uploaded, and only by a writable
+//! master once its own epoch's first record is committed. Committed records survive every failover,
+//! so every later master continues exactly what is archived: a new master lists the archive, finds
+//! the highest archived seq L and continues from L+1 after checking that its own record at L has
+//! the archive's epoch (a mismatch is reported and a fresh base checkpoint taken). When L+1 is no
+//! longer in its log, or the archive has no checkpoint while the log no longer starts at seq 1, it
+//! first uploads a checkpoint (a base backup) so a restore can bridge the gap.
+//!
+//! Invariant (nothing unarchived is deleted locally): while this node archives, `floor` is the
+//! archived seq and the writer removes no segment holding a record above it (writer
+//! `remove_through` is capped at it).
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use backon::{ExponentialBuilder, Retryable};
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+use super::layout::{CheckpointName, ObjectName, WalName};
+use super::plan;
+use super::store::Store;
+use super::{ArchiveConfig, ArchiveError, ArchiveShared, NO_FLOOR};
+use crate::checkpoint::Snapshot;
+use crate::engine::Engine;
+use crate::engine::now_ms;
+use crate::oplog::record;
+use crate::oplog::segment::Cursor;
+use crate::proto;
+use crate::replication::feed::FeedRead;
+use crate::replication::master::epoch_at;
+
+/// Records are uploaded in objects of about this size (and sooner, see `ArchiveConfig::timeout`).
+pub const CHUNK: usize = 8 << 20;
+
+/// A TakeBackup waiting for its checkpoint and the wal through it.
+pub struct BackupRequest {
+    pub reply: oneshot::Sender<Result<proto::TakeBackupReply, String>>,
+}
+
+/// Runs for the life of the process; archives while this node is a writable master.
+pub async fn run(engine: Engine, store: Store, cfg: ArchiveConfig, mut requests: mpsc::Receiver<BackupRequest>) {
+    let a = &engine.shared.archive;
+    let mut failures = 0u32;
+    loop {
+        let role = engine.shared.role.lock().clone();
+        if role.check_writable(Instant::now()).is_err() {
+            a.floor.store(NO_FLOOR, Ordering::Relaxed);
+            a.oldest_unarchived_ms.store(0, Ordering::Relaxed);
+            while let Ok(r) = requests.try_recv() {
+                let _ = r.reply.send(Err("this nameserver is not a writable master".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        let mut s = Session::new(engine.clone(), store.clone(), cfg.clone(), role.epoch);
+        match s.run(&mut requests).await {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                s.error(&e);
+                // Backs off between attempts; the buffered records are read again (they stay on disk).
+                tokio::time::sleep(Duration::from_millis(500 << failures.min(5))).await;
+            }
+        }
+        for (_, r) in s.pending.drain(..) {
+            let _ = r.reply.send(Err("the archive session ended (mastership changed or an error); retry".into()));
+        }
+    }
+}
+
+/// Records read and not yet uploaded.
+#[derive(Default)]
+struct Buffer {
+    data: Vec<u8>,
+    first: u64,
+    last: u64,
+    epoch: u64,
+    first_ms: u64,
+    last_ms: u64,
+}
+
+/// One mastership's archiving.
+struct Session {
+    engine: Engine,
+    store: Store,
+    cfg: ArchiveConfig,
+    epoch: u64,
+    /// Every committed record through this seq is archived (or covered by an archived checkpoint).
+    archived: u64,
+    buf: Buffer,
+    cursor: Option<Cursor>,
+    pending: Vec<(proto::TakeBackupReply, BackupRequest)>,
+}
+
+impl Session {
+    fn new(engine: Engine, store: Store, cfg: ArchiveConfig, epoch: u64) -> Self {
+        Session { engine, store, cfg, epoch, archived: 0, buf: Buffer::default(), cursor: None, pending: Vec::new() }
+    }
+
+    fn shared(&self) -> &ArchiveShared {
+        &self.engine.shared.archive
+    }
+
+    /// Still the writable master of the epoch this session started in.
+    fn still_master(&self) -> bool {
+        let r = self.engine.shared.role.lock().clone();
+        r.epoch == self.epoch && r.check_writable(Instant::now()).is_ok()
+    }
+
+    fn error(&self, e: &ArchiveError) {
+        warn!(error = %e, "archive: {e}");
+        self.engine.shared.metrics.archive.errors.inc();
+        let mut s = self.shared().status.lock();
+        s.last_error = e.to_string();
+        s.last_error_unix_ms = now_ms() as i64;
+    }
+
+    fn set_archived(&mut self, seq: u64) {
+        self.archived = seq;
+        let a = self.shared();
+        a.floor.store(seq, Ordering::Relaxed);
+        a.status.lock().archived_seq = seq;
+        self.engine.shared.metrics.archive.archived_seq.set(seq as i64);
+    }
+
+    /// Retries a store operation with backoff (about 10 s in all), reporting each failure.
+    async fn retry<T, F, Fut>(&self, what: &str, f: F) -> Result<T, ArchiveError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ArchiveError>>,
+    {
+        f.retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(200))
+                .with_max_delay(Duration::from_secs(5))
+                .with_max_times(5),
+        )
+        .notify(|e: &ArchiveError, d| {
+            warn!(error = %e, retry_in_ms = d.as_millis() as u64, "archive: {what} failed; retrying");
+            self.error(e);
+        })
+        .await
+    }
+
+    /// Waits until `seq` is committed while this session's mastership lasts.
+    async fn wait_committed(&self, seq: u64) -> Result<(), ArchiveError> {
+        loop {
+            if self.engine.shared.commit.committed() >= seq {
+                return Ok(());
+            }
+            if !self.still_master() {
+                return Err(ArchiveError::Other(format!("mastership ended before seq {seq} was committed")));
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(100), self.engine.shared.commit.wait(seq)).await;
+        }
+    }
+
+    async fn run(&mut self, requests: &mut mpsc::Receiver<BackupRequest>) -> Result<(), ArchiveError> {
+        let sh = self.engine.shared.clone();
+        // Hold every segment until the archive says what it has.
+        sh.archive.floor.store(0, Ordering::Relaxed);
+        let listing = self.retry("listing", || self.store.list()).await?;
+        let last = listing.iter().map(|l| l.name).max_by_key(|n| (n.last_seq(), matches!(n, ObjectName::Wal(_))));
+        let has_checkpoint = listing.iter().any(|l| matches!(l.name, ObjectName::Checkpoint(_)));
+        // This epoch's first record committed: everything before it is in the history every later
+        // master continues.
+        let epoch_start = sh.state.read().epochs.iter().rev().find(|m| m.epoch == self.epoch).map(|m| m.start_seq);
+        self.wait_committed(epoch_start.unwrap_or(0)).await?;
+        let mut need_base = None;
+        let mut next = 1;
+        if let Some(n) = last {
+            let l = n.last_seq();
+            let archived_epoch = match n {
+                ObjectName::Wal(w) => w.epoch,
+                ObjectName::Checkpoint(c) => c.epoch,
+            };
+            if l > sh.commit.committed() {
+                self.error(&ArchiveError::Other(format!(
+                    "the archive holds seq {l}, beyond this master's committed seq {}: waiting for it",
+                    sh.commit.committed()
+                )));
+            }
+            self.wait_committed(l).await?;
+            let own = epoch_at(&sh.state.read().epochs, l);
+            if l > 0 && own != archived_epoch {
+                let e = ArchiveError::Other(format!(
+                    "the archive's record at seq {l} ({}) is of epoch {archived_epoch}, this master's of epoch {own}: \
+                     another history; taking a fresh base checkpoint",
+                    self.store.key(&n)
+                ));
+                self.error(&e);
+                need_base = Some("the archive holds another history");
+            }
+            next = l + 1;
+        }
+        let first_on_disk = sh.first_log_seq.load(Ordering::Relaxed);
+        if need_base.is_none() && !has_checkpoint && first_on_disk > 1 {
+            need_base = Some("the archive has no checkpoint and the log no longer starts at seq 1");
+        }
+        if need_base.is_none() && next < first_on_disk {
+            need_base = Some("the records after the archive are no longer in the log");
+        }
+        self.set_archived(next - 1);
+        if let Some(why) = need_base {
+            info!(why, archived = next - 1, "archive: taking a base checkpoint");
+            let (c, _) = self.checkpoint().await?;
+            self.set_archived(c.seq.max(next - 1));
+        }
+        info!(url = %self.store.url(), from = self.archived + 1, epoch = self.epoch, "archiving");
+        let mut feed = sh.feed.subscribe();
+        let mut last_checkpoint = Instant::now();
+        let mut last_retention: Option<Instant> = None;
+        let retention_every = (self.cfg.retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(600));
+        loop {
+            if !self.still_master() {
+                info!(archived = self.archived, "archive: mastership ended; archiving stops here");
+                return Ok(());
+            }
+            while let Ok(r) = requests.try_recv() {
+                self.backup(r).await?;
+            }
+            self.read().await?;
+            let now = now_ms();
+            let due = !self.buf.data.is_empty()
+                && (self.buf.data.len() >= CHUNK
+                    || now.saturating_sub(self.buf.first_ms) >= self.cfg.timeout.as_millis() as u64
+                    || self.pending.iter().any(|(r, _)| r.seq <= self.buf.last));
+            if due {
+                self.upload().await?;
+                continue;
+            }
+            self.answer_backups();
+            if last_checkpoint.elapsed() >= self.cfg.checkpoint_every {
+                self.checkpoint().await?;
+                last_checkpoint = Instant::now();
+            }
+            if last_retention.is_none_or(|t| t.elapsed() >= retention_every) {
+                last_retention = Some(Instant::now());
+                if let Err(e) = self.retention().await {
+                    self.error(&e);
+                }
+            }
+            // Wake on new records, a request, or when the oldest buffered record comes due.
+            let wait = if self.buf.data.is_empty() {
+                Duration::from_millis(250)
+            } else {
+                let due_at = self.buf.first_ms + self.cfg.timeout.as_millis() as u64;
+                Duration::from_millis(due_at.saturating_sub(now).clamp(1, 250))
+            };
+            tokio::select! {
+                _ = feed.changed() => {}
+                r = requests.recv() => if let Some(r) = r { self.backup(r).await? },
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Reads committed records after the buffer into it, up to [`CHUNK`] bytes.
+    async fn read(&mut self) -> Result<(), ArchiveError> {
+        let sh = self.engine.shared.clone();
+        loop {
+            let committed = sh.commit.committed();
+            let next = if self.buf.data.is_empty() { self.archived + 1 } else { self.buf.last + 1 };
+            if next > committed || self.buf.data.len() >= CHUNK {
+                break;
+            }
+            let room = CHUNK - self.buf.data.len();
+            let data = match sh.feed.read(next, room) {
+                FeedRead::Records { data, .. } => {
+                    self.cursor = None;
+                    data
+                }
+                FeedRead::NotYet => break,
+                FeedRead::TooOld => {
+                    let dir = sh.cfg.oplog_dir();
+                    let c = self.cursor.take();
+                    let (c, chunk) = tokio::task::spawn_blocking(move || -> Result<_, String> {
+                        let mut c = match c {
+                            Some(c) if c.next_seq() == next => c,
+                            _ => Cursor::seek(&dir, next)
+                                .map_err(|e| e.to_string())?
+                                .ok_or_else(|| format!("seq {next} is no longer in the local oplog"))?,
+                        };
+                        let chunk = c.next_chunk(room)?;
+                        Ok((c, chunk))
+                    })
+                    .await
+                    .map_err(|e| ArchiveError::Other(e.to_string()))?
+                    .map_err(|e| ArchiveError::Other(format!("reading the oplog for the archive: {e}")))?;
+                    self.cursor = Some(c);
+                    match chunk {
+                        Some((d, _, _)) => d,
+                        None => break,
+                    }
+                }
+            };
+            if !self.take(&data, next, committed)? {
+                break;
+            }
+        }
+        let oldest = if self.buf.data.is_empty() { 0 } else { self.buf.first_ms };
+        self.shared().oldest_unarchived_ms.store(oldest, Ordering::Relaxed);
+        let lag = super::lag_seconds(oldest, now_ms());
+        self.engine.shared.metrics.archive.lag_seconds.set(lag);
+        Ok(())
+    }
+
+    /// Appends the records of `data` (starting at `first`) through `committed` to the buffer;
+    /// false when it took none.
+    fn take(&mut self, data: &Bytes, first: u64, committed: u64) -> Result<bool, ArchiveError> {
+        let mut off = 0;
+        let mut seq = first;
+        let start = off;
+        while off < data.len() && seq <= committed {
+            let h = record::decode_header(&data[off..])
+                .map_err(|e| ArchiveError::Other(format!("local oplog at seq {seq}: {e}")))?;
+            if h.seq != seq {
+                return Err(ArchiveError::Other(format!("local oplog: seq {} where {seq} was expected", h.seq)));
+            }
+            let b = &mut self.buf;
+            if b.data.is_empty() && off == start {
+                b.first = seq;
+                b.first_ms = h.time_ms;
+            }
+            b.last = seq;
+            b.last_ms = h.time_ms;
+            b.epoch = h.epoch;
+            off += record::HEADER_LEN + h.len as usize;
+            seq += 1;
+        }
+        self.buf.data.extend_from_slice(&data[start..off]);
+        Ok(off > start)
+    }
+
+    /// Uploads the buffer as one wal object.
+    async fn upload(&mut self) -> Result<(), ArchiveError> {
+        let b = std::mem::take(&mut self.buf);
+        let body = Bytes::from(b.data);
+        let name = WalName {
+            first: b.first,
+            last: b.last,
+            epoch: b.epoch,
+            first_ms: b.first_ms,
+            last_ms: b.last_ms,
+            crc: crc32c::crc32c(&body),
+        };
+        let obj = ObjectName::Wal(name);
+        let put = self.retry("wal upload", || self.store.put(&obj, body.clone())).await;
+        if let Err(e) = put {
+            // Read again from the log next time (the floor keeps it there).
+            self.cursor = None;
+            return Err(e);
+        }
+        let m = &self.engine.shared.metrics.archive;
+        m.uploads.get_or_create(&crate::metrics::Kind { kind: "wal" }).inc();
+        m.upload_bytes.inc_by(body.len() as u64);
+        self.shared().status.lock().last_error.clear();
+        self.set_archived(b.last);
+        self.shared().oldest_unarchived_ms.store(0, Ordering::Relaxed);
+        tracing::debug!(object = %self.store.key(&obj), records = b.last - b.first + 1, bytes = body.len(), "archived");
+        self.answer_backups();
+        Ok(())
+    }
+
+    /// Takes a snapshot of the state, waits until its seq is committed, uploads it.
+    async fn checkpoint(&mut self) -> Result<(CheckpointName, u64), ArchiveError> {
+        let sh = self.engine.shared.clone();
+        let snap = Snapshot::of(&sh.state.read());
+        let (seq, epoch) = (snap.meta.seq, snap.meta.epoch);
+        self.wait_committed(seq).await?;
+        let body = tokio::task::spawn_blocking(move || {
+            let mut v = Vec::new();
+            snap.write_to(&mut v).map(|_| Bytes::from(v))
+        })
+        .await
+        .map_err(|e| ArchiveError::Other(e.to_string()))?
+        .map_err(|e| ArchiveError::Other(format!("encoding the checkpoint at seq {seq}: {e}")))?;
+        let time_ms = self.record_time(seq).await;
+        let name = CheckpointName { seq, epoch, time_ms, crc: crc32c::crc32c(&body) };
+        let obj = ObjectName::Checkpoint(name);
+        self.retry("checkpoint upload", || self.store.put(&obj, body.clone())).await?;
+        let m = &sh.metrics.archive;
+        m.uploads.get_or_create(&crate::metrics::Kind { kind: "checkpoint" }).inc();
+        m.upload_bytes.inc_by(body.len() as u64);
+        let key = self.store.key(&obj);
+        info!(seq, object = %key, bytes = body.len(), "archive: checkpoint uploaded");
+        let mut s = self.shared().status.lock();
+        s.last_checkpoint_seq = seq;
+        s.last_checkpoint_object = key;
+        s.last_checkpoint_unix_ms = now_ms() as i64;
+        s.last_error.clear();
+        Ok((name, body.len() as u64))
+    }
+
+    /// The header time of the record at `seq` (0 if it cannot be read).
+    async fn record_time(&self, seq: u64) -> u64 {
+        if seq == 0 {
+            return 0;
+        }
+        let sh = self.engine.shared.clone();
+        if let FeedRead::Records { data, .. } = sh.feed.read(seq, 1) {
+            return record::decode_header(&data).map(|h| h.time_ms).unwrap_or(0);
+        }
+        let dir = sh.cfg.oplog_dir();
+        tokio::task::spawn_blocking(move || {
+            let mut c = Cursor::seek(&dir, seq).ok()??;
+            let (d, _, _) = c.next_chunk(1).ok()??;
+            record::decode_header(&d).ok().map(|h| h.time_ms)
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(0)
+    }
+
+    /// TakeBackup: a checkpoint now; answered once the wal is archived through its seq.
+    async fn backup(&mut self, r: BackupRequest) -> Result<(), ArchiveError> {
+        let (name, bytes) = match self.checkpoint().await {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = r.reply.send(Err(e.to_string()));
+                return Err(e);
+            }
+        };
+        let reply = proto::TakeBackupReply {
+            epoch: self.epoch,
+            seq: name.seq,
+            bytes,
+            checkpoint_object: self.store.key(&ObjectName::Checkpoint(name)),
+            archived_seq: 0,
+            time_unix_ms: 0,
+        };
+        self.pending.push((reply, r));
+        self.answer_backups();
+        Ok(())
+    }
+
+    fn answer_backups(&mut self) {
+        let archived = self.archived;
+        let (done, wait): (Vec<_>, Vec<_>) = self.pending.drain(..).partition(|(r, _)| r.seq <= archived);
+        self.pending = wait;
+        for (mut reply, r) in done {
+            reply.archived_seq = archived;
+            reply.time_unix_ms = now_ms() as i64;
+            info!(seq = reply.seq, object = %reply.checkpoint_object, archived, "backup taken");
+            let _ = r.reply.send(Ok(reply));
+        }
+    }
+
+    /// Deletes what retention no longer needs (plan::expired).
+    async fn retention(&self) -> Result<(), ArchiveError> {
+        let listing = self.store.list().await?;
+        let gone = plan::expired(&listing, now_ms(), self.cfg.retention.as_millis() as u64);
+        for n in &gone {
+            self.store.delete(n).await?;
+            self.engine.shared.metrics.archive.deleted.inc();
+        }
+        if !gone.is_empty() {
+            info!(deleted = gone.len(), "archive: retention deleted old objects");
+        }
+        Ok(())
+    }
+}
+
+/// Starts the archiver if the node has an archive configured.
+pub fn spawn(engine: &Engine) -> Result<(), ArchiveError> {
+    let Some(cfg) = engine.shared.archive.config.clone() else {
+        return Ok(());
+    };
+    let store = Store::open(&cfg.store)?;
+    let (tx, rx) = mpsc::channel(16);
+    engine.shared.archive.backups.set_sender(tx);
+    tokio::spawn(run(engine.clone(), store, cfg, rx));
+    Ok(())
+}
