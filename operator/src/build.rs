@@ -315,6 +315,9 @@ fn field_env(name: &str, path: &str) -> EnvVar {
     }
 }
 
+mod archive;
+pub mod restore;
+
 /// Non-root, read-only root filesystem, no capabilities, no privilege escalation.
 fn restricted() -> SecurityContext {
     SecurityContext {
@@ -408,8 +411,13 @@ pub fn pod(t: &TfsNameserver, ordinal: usize) -> Pod {
             format!("--admin-listen=127.0.0.1:{ADMIN_PORT}"),
             format!("--metrics-listen=0.0.0.0:{METRICS_PORT}"),
             "--sync-set-publication=lease".into(),
-        ]),
-        env: Some([vec![field_env("TFS_NODE", "metadata.name")], settings_env.clone(), tls_env].concat()),
+        ]
+        .into_iter()
+        .chain(archive::args(t))
+        .collect()),
+        env: Some(
+            [vec![field_env("TFS_NODE", "metadata.name")], settings_env.clone(), tls_env, archive::env(t)].concat(),
+        ),
         env_from: Some(env_from.clone()),
         ports: Some(vec![
             ContainerPort { name: Some("client".into()), container_port: CLIENT_PORT, ..Default::default() },
@@ -459,6 +467,7 @@ pub fn pod(t: &TfsNameserver, ordinal: usize) -> Pod {
     // (storage.ownership: Chown) an init container hands the data directory to the nameserver's
     // uid. The only container that may run as root, with CHOWN alone; by default there is none,
     // and the pod meets Pod Security `restricted`.
+    let restore = restore::init_container(t, ordinal, &data);
     let prepare = (t.spec.storage.ownership == VolumeOwnership::Chown).then(|| Container {
         name: "prepare-data".into(),
         image: Some(image),
@@ -504,7 +513,8 @@ pub fn pod(t: &TfsNameserver, ordinal: usize) -> Pod {
                 seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
                 ..Default::default()
             }),
-            init_containers: prepare.map(|c| vec![c]),
+            // The volume is handed over first, then restored into (bootstrap.fromBackup).
+            init_containers: Some(prepare.into_iter().chain(restore).collect::<Vec<_>>()).filter(|v| !v.is_empty()),
             containers: vec![nameserver, heart_c],
             volumes: Some(
                 [Volume {
@@ -653,7 +663,13 @@ pub fn pod_outdated(t: &TfsNameserver, p: &Pod) -> Option<&'static str> {
 /// What a pod was made with beyond image and settings (resources, spec.pod), as its annotation
 /// records it: a change rolls the pods.
 fn pod_settings(t: &TfsNameserver) -> String {
-    serde_json::json!({ "resources": t.spec.resources, "pod": t.spec.pod }).to_string()
+    let mut v = serde_json::json!({ "resources": t.spec.resources, "pod": t.spec.pod });
+    // Only when set: pods made before spec.backup existed record no such key, and are not
+    // rolled for an absent one.
+    if let Some(b) = &t.spec.backup {
+        v["backup"] = serde_json::json!(b);
+    }
+    v.to_string()
 }
 
 /// The version label of an image reference: its tag, when it has one (not a digest).

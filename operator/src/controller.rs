@@ -569,6 +569,7 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
         lease_duration,
         instances: &instances,
         mode: judgement.mode,
+        restore: backup_status::restore_first(t, &pods, &lv),
     });
     // The master's node cordoned (a drain begins): a planned switchover first, once per cordon.
     let recorded = split_set(t.annotations().get(ANN_CORDON_SWITCHOVER).map(String::as_str).unwrap_or(""));
@@ -682,6 +683,7 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
         }
         new_status.conditions.push(c);
     }
+    backup_status::report(t, ctx, &status, &mut new_status, &lease_now, &instances, &pods).await;
     ctx.metrics.observe(&ns, &name, &new_status, t.spec.replicas, lease_now.sync_set.len());
     if t.status.as_ref() != Some(&new_status) {
         let api: Api<TfsNameserver> = Api::namespaced(client, &ns);
@@ -1471,9 +1473,11 @@ pub fn compute_status(
         replicas: instances.len() as i32,
         label_selector: Some(selector_string(&t.name_any())),
         observed_generation: generation,
+        backup: None,
     }
 }
 
+mod backup_status;
 mod certmanager;
 mod certs;
 #[cfg(test)]

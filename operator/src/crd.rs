@@ -13,6 +13,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+mod backup;
+pub use backup::*;
+
 pub const GROUP: &str = "tfs.io";
 pub const DEFAULT_IMAGE: &str = "localhost/tfs:dev";
 
@@ -49,6 +52,7 @@ pub const DEFAULT_IMAGE: &str = "localhost/tfs:dev";
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.bootstrap) == has(oldSelf.bootstrap) && (!has(self.bootstrap) || self.bootstrap == oldSelf.bootstrap)").message("bootstrap is chosen at creation: create a new TfsNameserver to restore another backup"))]
 pub struct TfsNameserverSpec {
     /// Nameserver instances: one master, the rest slaves.
     #[serde(default = "default_replicas")]
@@ -113,6 +117,14 @@ pub struct TfsNameserverSpec {
     /// change rolls nothing (a pod whose volume is bound to its node could not move anyway).
     #[serde(default)]
     pub placement: Placement,
+    /// Continuous archive to an object store: the master uploads every committed record and a
+    /// checkpoint every checkpointEvery, kept for retention (every instance runs with it: any
+    /// may become master). A change rolls the pods (slaves first, then a switchover).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupSpec>,
+    /// How the first state is made (default: empty). Chosen at creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<BootstrapSpec>,
 }
 
 /// Whether the instances of one TfsNameserver must, or only should, run on different nodes.
@@ -451,6 +463,9 @@ pub struct TfsNameserverStatus {
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The archive (spec.backup) as the master last reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupStatus>,
 }
 
 /// The CRD as YAML (what `tfs-operator crd` prints and `make crds` writes).

@@ -65,6 +65,19 @@ pub struct Input<'a> {
     pub lease_duration: Duration,
     pub instances: &'a [Instance],
     pub mode: ReplicationMode,
+    /// A restore from backup not done yet (bootstrap.fromBackup): the first master.
+    pub restore: Option<RestoreFirst>,
+}
+
+/// While a restore is pending, only the restored instance may be made master — an empty one
+/// would start a new history beside it — at an epoch above any its restored log holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreFirst {
+    /// Instance 0's pod, whose volume the archive was restored into.
+    pub pod: String,
+    /// The highest epoch known to be in its log (from the restore's message, or from a refused
+    /// promotion: "records of epoch N are already logged"); 0 when none is known.
+    pub epoch_floor: u64,
 }
 
 /// Invariant (epochs only rise): a promotion's epoch is above the Lease's and above every epoch an
@@ -83,6 +96,9 @@ pub fn decide(i: &Input<'_>) -> Decision {
     let lease_epoch = l.transitions.max(0) as u64;
     let epoch = i32::try_from(lease_epoch.max(highest) + 1).unwrap_or(i32::MAX);
     let usable = |x: &&Instance| x.ready && x.status.is_some();
+    if let Some(r) = &i.restore {
+        return restore_first(i, r, highest.max(lease_epoch));
+    }
     if lease_epoch < highest {
         let reason = Reason::LeaseLost { lease_epoch: l.transitions, highest };
         let master = |x: &&Instance| x.status.as_ref().is_some_and(|s| s.master && s.epoch == highest);
@@ -140,6 +156,25 @@ pub fn decide(i: &Input<'_>) -> Decision {
     Decision::Blocked { why, reason }
 }
 
+/// The first master of a restored resource: its restored instance alone, once it serves Status,
+/// at an epoch above the Lease's, every instance's, and every epoch its log is known to hold.
+/// Reason Initial (no history of this resource's own yet: no failover is counted).
+fn restore_first(i: &Input<'_>, r: &RestoreFirst, highest: u64) -> Decision {
+    let epoch = i32::try_from(highest.max(r.epoch_floor) + 1).unwrap_or(i32::MAX);
+    match i.instances.iter().find(|x| x.pod == r.pod) {
+        Some(x) if x.ready && x.status.is_some() => {
+            Decision::Promote { pod: r.pod.clone(), reason: Reason::Initial, epoch }
+        }
+        _ => Decision::Blocked {
+            why: format!(
+                "waiting for {} to restore the backup and serve: only the restored instance may be the first master",
+                r.pod
+            ),
+            reason: Reason::Initial,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +206,7 @@ mod tests {
             lease_duration: Duration::from_secs(5),
             instances: xs,
             mode,
+            restore: None,
         })
     }
 
@@ -282,6 +318,57 @@ mod tests {
         assert!(matches!(
             run(&lease("d-0", 1, &["d-1", "d-2"]), 5, &xs, ReplicationMode::Sync),
             Decision::Blocked { .. }
+        ));
+    }
+
+    /// A restored resource: an empty instance is never the first master, however ready; the
+    /// restored one is, once it serves, above every epoch its log is known to hold.
+    #[test]
+    fn a_restore_makes_only_the_restored_instance_master_above_its_epoch() {
+        let decide_with = |l: &LeaseView, xs: &[Instance], floor: u64, mode| {
+            decide(&Input {
+                lease: l,
+                unchanged_for: Duration::ZERO,
+                lease_duration: Duration::from_secs(5),
+                instances: xs,
+                mode,
+                restore: Some(RestoreFirst { pod: "d-0".into(), epoch_floor: floor }),
+            })
+        };
+        let restoring = [inst("d-0", 0, false, None), inst("d-1", 1, true, Some(0)), inst("d-2", 2, true, Some(0))];
+        for mode in [ReplicationMode::Sync, ReplicationMode::Async] {
+            match decide_with(&lease("", 0, &[]), &restoring, 0, mode) {
+                Decision::Blocked { reason: Reason::Initial, why } => assert!(why.contains("d-0"), "{why}"),
+                d => panic!("an empty instance must not be the first master: {d:?}"),
+            }
+        }
+        // Restored at epoch 7 (reported in its Status): the first master's epoch is 8.
+        let mut restored = restoring.clone();
+        restored[0] = Instance {
+            pod: "d-0".into(),
+            ordinal: 0,
+            ready: true,
+            status: Some(NsStatus { durable_seq: 500, epoch: 7, ..Default::default() }),
+        };
+        assert_eq!(
+            decide_with(&lease("", 0, &[]), &restored, 0, ReplicationMode::Sync),
+            Decision::Promote { pod: "d-0".into(), reason: Reason::Initial, epoch: 8 }
+        );
+        // It reports epoch 0 (a nameserver reports its role's epoch) but a refused promotion
+        // named epoch 7 in its log: above it; and never below the Lease's.
+        restored[0].status.as_mut().unwrap().epoch = 0;
+        assert_eq!(
+            decide_with(&lease("", 1, &[]), &restored, 7, ReplicationMode::Async),
+            Decision::Promote { pod: "d-0".into(), reason: Reason::Initial, epoch: 8 }
+        );
+        assert_eq!(
+            decide_with(&lease("", 9, &[]), &restored, 7, ReplicationMode::Async),
+            Decision::Promote { pod: "d-0".into(), reason: Reason::Initial, epoch: 10 }
+        );
+        // A Lease held and renewed is left alone, as ever.
+        assert!(matches!(
+            decide_with(&lease("d-0", 8, &[]), &restored, 7, ReplicationMode::Sync),
+            Decision::Steady { .. }
         ));
     }
 }

@@ -13,6 +13,37 @@ pub struct NsStatus {
     pub epoch: u64,
     pub durable_seq: u64,
     pub sync_set: Vec<String>,
+    /// The archive to object storage (spec.backup), as this instance reports it.
+    pub archive: Option<Archive>,
+}
+
+/// A nameserver's report on its archive (StatusReply.archive): only a master archives.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Archive {
+    pub url: String,
+    pub archived_seq: u64,
+    /// The lag, in milliseconds.
+    pub lag_ms: u64,
+    pub last_checkpoint_seq: u64,
+    pub last_checkpoint_object: String,
+    pub last_checkpoint_unix_ms: i64,
+    pub last_error: String,
+    pub last_error_unix_ms: i64,
+}
+
+impl Archive {
+    pub fn of(a: &proto::ArchiveStatus) -> Option<Self> {
+        a.enabled.then(|| Archive {
+            url: a.url.clone(),
+            archived_seq: a.archived_seq,
+            lag_ms: (a.lag_seconds.max(0.0) * 1000.0).round() as u64,
+            last_checkpoint_seq: a.last_checkpoint_seq,
+            last_checkpoint_object: a.last_checkpoint_object.clone(),
+            last_checkpoint_unix_ms: a.last_checkpoint_unix_ms,
+            last_error: a.last_error.clone(),
+            last_error_unix_ms: a.last_error_unix_ms,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -33,6 +64,7 @@ impl NsStatus {
             epoch: s.epoch,
             durable_seq: s.durable_seq,
             sync_set: s.sync_set.clone(),
+            archive: s.archive.as_ref().and_then(Archive::of),
         }
     }
 }

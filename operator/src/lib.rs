@@ -1,6 +1,7 @@
 //! tfs-operator: everything of the TFS nameserver that talks to Kubernetes.
 //!
-//! - `crd`: the `TfsNameserver` resource and its admission rules;
+//! - `crd`: the `TfsNameserver` and `TfsBackup` resources and their admission rules;
+//! - `backup`: the `TfsBackup` controller (on-demand backups to the archive of spec.backup);
 //! - `build`: pure builders of every object a `TfsNameserver` owns;
 //! - `failover`: the pure decision of who is master and when to promote;
 //! - `controller`: the reconcile loop (dereference → build → apply → decide → status);
@@ -11,6 +12,7 @@
 //! - `nodes`: the nodes as read: a cordoned master's node, lost instances, replacing one;
 //! - `settings`: what a pod's processes run with, and judging while a change rolls out.
 
+pub mod backup;
 pub mod build;
 pub mod controller;
 pub mod crd;

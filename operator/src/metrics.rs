@@ -43,6 +43,12 @@ pub struct ResourceGauges {
     pub ready_instances: Family<ResourceLabels, Gauge>,
     pub sync_set_size: Family<ResourceLabels, Gauge>,
     pub failovers: Family<ResourceLabels, Gauge>,
+    /// spec.backup: 1 while the BackupHealthy condition is True (only resources with spec.backup).
+    pub backup_healthy: Family<ResourceLabels, Gauge>,
+    /// spec.backup: the master's archive lag, in seconds.
+    pub archive_lag_seconds: Family<ResourceLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// spec.backup: every committed record through this seq is archived.
+    pub archived_seq: Family<ResourceLabels, Gauge>,
 }
 
 pub const PHASES: [&str; 5] = ["Creating", "Healthy", "FailingOver", "SwitchingOver", "Degraded"];
@@ -92,6 +98,13 @@ impl Default for Metrics {
         sub("ready_instances", "instances whose pod is Ready", r.ready_instances.clone());
         sub("sync_set_size", "slaves in the master's published sync set", r.sync_set_size.clone());
         sub("failovers", "unplanned master changes since the resource was created", r.failovers.clone());
+        sub("backup_healthy", "1 while the archive of spec.backup is healthy (BackupHealthy True)", r.backup_healthy.clone());
+        sub("archived_seq", "every committed record through this seq is in the archive", r.archived_seq.clone());
+        registry.register(
+            "tfsnameserver_archive_lag_seconds",
+            "age of the oldest committed record the master has not archived yet",
+            r.archive_lag_seconds.clone(),
+        );
         registry.register("tfsnameserver_phase", "1 for the TfsNameserver's current phase", r.phase.clone());
         let leader = Gauge::default();
         registry.register(
@@ -175,8 +188,31 @@ impl Metrics {
         }
     }
 
+    /// Sets the backup gauges of one TfsNameserver with spec.backup (lag and seq when reported).
+    pub fn observe_backup(&self, namespace: &str, name: &str, healthy: bool, lag: Option<f64>, seq: Option<i64>) {
+        let l = ResourceLabels { namespace: namespace.into(), name: name.into() };
+        let r = &self.resources;
+        r.backup_healthy.get_or_create(&l).set(healthy as i64);
+        if let Some(lag) = lag {
+            r.archive_lag_seconds.get_or_create(&l).set(lag);
+        }
+        if let Some(seq) = seq {
+            r.archived_seq.get_or_create(&l).set(seq);
+        }
+    }
+
+    /// Drops the backup series of a TfsNameserver (deleted, or without spec.backup now).
+    pub fn forget_backup(&self, namespace: &str, name: &str) {
+        let l = ResourceLabels { namespace: namespace.into(), name: name.into() };
+        let r = &self.resources;
+        r.backup_healthy.remove(&l);
+        r.archive_lag_seconds.remove(&l);
+        r.archived_seq.remove(&l);
+    }
+
     /// Drops the series of a deleted TfsNameserver.
     pub fn forget(&self, namespace: &str, name: &str) {
+        self.forget_backup(namespace, name);
         let l = ResourceLabels { namespace: namespace.into(), name: name.into() };
         let r = &self.resources;
         for f in [&r.has_master, &r.epoch, &r.replicas, &r.ready_instances, &r.sync_set_size, &r.failovers] {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::routing::get;
 use clap::{Parser, Subcommand};
-use tfs_operator::{controller, crd, heart, leader, lease::Sightings, metrics::Metrics, standby};
+use tfs_operator::{backup, controller, crd, heart, leader, lease::Sightings, metrics::Metrics, standby};
 use tracing::info;
 
 #[derive(Debug, Parser)]
@@ -104,8 +104,11 @@ enum Cmd {
         #[arg(long, default_value = "0.0.0.0:9103", env = "TFS_HEART_METRICS_ADDR")]
         metrics_addr: SocketAddr,
     },
-    /// Print the TfsNameserver CRD as YAML.
-    Crd,
+    /// Print a CRD as YAML: tfsnameservers (default) or tfsbackups.
+    Crd {
+        #[arg(default_value = "tfsnameservers", value_parser = ["tfsnameservers", "tfsbackups"])]
+        plural: String,
+    },
     /// Check that an operator answers at ADDR (host:port of its metrics port): /health is OK
     /// and /metrics counts reconciles (the chart's `helm test`).
     Check {
@@ -142,8 +145,8 @@ fn main() -> anyhow::Result<()> {
             println!("the operator answers at {addr}");
             Ok(())
         }),
-        Cmd::Crd => {
-            print!("{}", crd::crd_yaml());
+        Cmd::Crd { plural } => {
+            print!("{}", if plural == "tfsbackups" { crd::backup_crd_yaml() } else { crd::crd_yaml() });
             Ok(())
         }
         Cmd::PrepareData { dir, uid, gid } => {
@@ -264,7 +267,10 @@ async fn run(metrics_addr: SocketAddr, namespace: Option<String>, election: Elec
         info!("leader election off (--leader-elect=false): reconciling at once");
         metrics.leader.set(1);
         info!(namespace = namespace.as_deref().unwrap_or("(all)"), "watching TfsNameservers");
-        controller::run(client, metrics, namespace, Sightings::default()).await;
+        futures::join!(
+            controller::run(client.clone(), metrics, namespace.clone(), Sightings::default()),
+            backup::run(client, namespace),
+        );
         return Ok(());
     }
     let timing = election.timing();
@@ -295,7 +301,11 @@ async fn run(metrics_addr: SocketAddr, namespace: Option<String>, election: Elec
     // read again), its Lease clocks seeded with this process's own sightings.
     let sightings = watching.take();
     info!(namespace = namespace.as_deref().unwrap_or("(all)"), "leading: watching TfsNameservers");
-    controller::run(client, metrics, namespace, sightings).await;
+    // The TfsBackup controller beside it, under the same leadership (and the same shutdown).
+    futures::join!(
+        controller::run(client.clone(), metrics, namespace.clone(), sightings),
+        backup::run(client, namespace),
+    );
     // The controller has stopped (shutdown signal): hand the Lease over at once.
     elected.shutdown().await;
     Ok(())

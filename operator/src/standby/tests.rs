@@ -63,6 +63,7 @@ fn first_reconcile(clocks: &mut HashMap<String, LeaseClock>, rv: &str, now: Inst
         lease_duration: DURATION,
         instances: &instances,
         mode: ReplicationMode::Sync,
+        restore: None,
     })
 }
 
