@@ -52,3 +52,6 @@ pub fn credentials_env(store: &ObjectStore) -> Vec<EnvVar> {
 pub fn env(t: &TfsNameserver) -> Vec<EnvVar> {
     t.spec.backup.as_ref().map(|b| credentials_env(&b.object_store)).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests;

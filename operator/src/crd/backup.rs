@@ -104,7 +104,8 @@ pub struct FromBackup {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 0").message("bootstrap.fromBackup.targetSeq must not be negative"))]
     pub target_seq: Option<i64>,
-    /// Restore the state as of this instant (RFC 3339, such as 2026-11-29T10:00:00Z).
+    /// Restore every record written at or before this instant (RFC 3339, such as
+    /// 2026-11-29T10:00:00Z; an offset is converted to UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
     #[x_kube(validation = Rule::new("self.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\\\.[0-9]+)?(Z|z|[+-][0-9]{2}:[0-9]{2})$')").message("bootstrap.fromBackup.targetTime must be an RFC 3339 time such as 2026-11-29T10:00:00Z"))]
@@ -128,11 +129,11 @@ impl FromBackup {
     pub fn target(&self) -> Result<RestoreTarget, String> {
         match (self.target_seq, &self.target_time, self.latest == Some(true)) {
             (Some(s), None, false) if s >= 0 => Ok(RestoreTarget::Seq(s as u64)),
-            (None, Some(t), false) => {
-                t.parse::<k8s_openapi::jiff::Timestamp>()
-                    .map_err(|e| format!("bootstrap.fromBackup.targetTime {t:?} is not an RFC 3339 time: {e}"))?;
-                Ok(RestoreTarget::Time(t.clone()))
-            }
+            // In UTC with Z, as the restore tool takes it.
+            (None, Some(t), false) => t
+                .parse::<k8s_openapi::jiff::Timestamp>()
+                .map(|ts| RestoreTarget::Time(ts.to_string()))
+                .map_err(|e| format!("bootstrap.fromBackup.targetTime {t:?} is not an RFC 3339 time: {e}")),
             (None, None, true) => Ok(RestoreTarget::Latest),
             _ => Err("bootstrap.fromBackup needs exactly one of targetSeq, targetTime or latest: true".into()),
         }

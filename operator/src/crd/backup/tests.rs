@@ -79,6 +79,11 @@ fn a_restore_has_exactly_one_target() {
         fb(serde_json::json!({"targetTime": "2026-11-29T10:00:00Z"})).target(),
         Ok(RestoreTarget::Time("2026-11-29T10:00:00Z".into()))
     );
+    assert_eq!(
+        fb(serde_json::json!({"targetTime": "2026-11-29T11:00:00+01:00"})).target(),
+        Ok(RestoreTarget::Time("2026-11-29T10:00:00Z".into())),
+        "in UTC, as the restore tool takes it"
+    );
     for bad in [
         serde_json::json!({}),
         serde_json::json!({"latest": false}),
