@@ -19,16 +19,20 @@ build: ## Debug build of every crate
 release: ## Release build of every binary (tfs-nameserver, tfsctl, tfs-operator, chaos, failover-bench, bench-report)
 	$(CARGO) build --release --workspace --bins
 
-crds: ## Regenerate crds/ and charts/tfs-operator/crds/ from the Rust types
+crds: ## Regenerate crds/ and charts/tfs-operator/crds/ from the Rust types (TfsNameserver, TfsBackup)
 	@mkdir -p crds charts/tfs-operator/crds
-	$(CARGO) run -q -p tfs-operator --bin tfs-operator -- crd > crds/tfsnameservers.tfs.io.yaml
-	cp crds/tfsnameservers.tfs.io.yaml charts/tfs-operator/crds/tfsnameservers.tfs.io.yaml
+	@set -e; for c in tfsnameservers tfsbackups; do \
+		$(CARGO) run -q -p tfs-operator --bin tfs-operator -- crd $$c > crds/$$c.tfs.io.yaml; \
+		cp crds/$$c.tfs.io.yaml charts/tfs-operator/crds/$$c.tfs.io.yaml; \
+	done
 	@echo "crds: written"
 
-check-crds: ## Fail if the committed CRD differs from what the types generate
-	@$(CARGO) run -q -p tfs-operator --bin tfs-operator -- crd > /tmp/tfs-crd.yaml
-	@diff -u crds/tfsnameservers.tfs.io.yaml /tmp/tfs-crd.yaml || { echo "crds/ is stale: run 'make crds'"; exit 1; }
-	@diff -u charts/tfs-operator/crds/tfsnameservers.tfs.io.yaml /tmp/tfs-crd.yaml || { echo "charts/tfs-operator/crds/ is stale: run 'make crds'"; exit 1; }
+check-crds: ## Fail if the committed CRDs differ from what the types generate
+	@set -e; for c in tfsnameservers tfsbackups; do \
+		$(CARGO) run -q -p tfs-operator --bin tfs-operator -- crd $$c > /tmp/tfs-crd-$$c.yaml; \
+		diff -u crds/$$c.tfs.io.yaml /tmp/tfs-crd-$$c.yaml || { echo "crds/ is stale: run 'make crds'"; exit 1; }; \
+		diff -u charts/tfs-operator/crds/$$c.tfs.io.yaml /tmp/tfs-crd-$$c.yaml || { echo "charts/tfs-operator/crds/ is stale: run 'make crds'"; exit 1; }; \
+	done
 	@echo "check-crds: up to date"
 
 fmt: ## Check formatting
@@ -59,6 +63,7 @@ plugin: ## Install the kubectl plugin kubectl-tfs into .e2e/bin (on PATH, `kubec
 e2e: release cluster image plugin ## End-to-end suites on the local cluster (installs the chart)
 	$(KUBECTL) apply -f examples/storageclass-local.yaml
 	$(MAKE) --no-print-directory cluster-check   # nodes, cross-node traffic, a claim on each node, memory
+	$(CARGO) test -p tfs-e2e --test backup -- --test-threads=1 --nocapture   # archive to the S3 store, point-in-time restore
 	$(CARGO) test -p tfs-e2e --test cluster -- --test-threads=1 --nocapture
 
 CHAOS_FAULTS ?= 30

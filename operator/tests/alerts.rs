@@ -27,6 +27,7 @@ fn exported() -> BTreeSet<String> {
     o.reconcile_errors.get_or_create(&tfs_operator::metrics::ErrorLabels { category: "api" }).inc();
     o.failovers.get_or_create(&tfs_operator::metrics::FailoverLabels { kind: "expired" }).inc();
     o.observe("ns", "demo", &Default::default(), 2, 1);
+    o.observe_backup("ns", "demo", true, Some(0.5), Some(10));
     let text = [n.encode(), tfs_operator::metrics::HeartMetrics::default().encode(), o.encode()].concat();
     let mut names = BTreeSet::new();
     for line in text.lines() {
