@@ -49,7 +49,6 @@ pub async fn run(engine: Engine, store: Store, cfg: ArchiveConfig, mut requests:
     loop {
         let role = engine.shared.role.lock().clone();
         if role.check_writable(Instant::now()).is_err() {
-            a.floor.store(NO_FLOOR, Ordering::Relaxed);
             a.oldest_unarchived_ms.store(0, Ordering::Relaxed);
             while let Ok(r) = requests.try_recv() {
                 let _ = r.reply.send(Err("this nameserver is not a writable master".into()));
@@ -123,7 +122,7 @@ impl Session {
     fn set_archived(&mut self, seq: u64) {
         self.archived = seq;
         let a = self.shared();
-        a.floor.store(seq, Ordering::Relaxed);
+        hold(a, seq);
         a.status.lock().archived_seq = seq;
         self.engine.shared.metrics.archive.archived_seq.set(seq as i64);
     }
@@ -162,8 +161,9 @@ impl Session {
 
     async fn run(&mut self, requests: &mut mpsc::Receiver<BackupRequest>) -> Result<(), ArchiveError> {
         let sh = self.engine.shared.clone();
-        // Hold every segment until the archive says what it has.
-        sh.archive.floor.store(0, Ordering::Relaxed);
+        // Hold every segment until the archive says what it has (the writer set 0 already at the
+        // promotion; a standalone node holds from its start).
+        hold(&sh.archive, 0);
         let listing = self.retry("listing", || self.store.list()).await?;
         let last = listing.iter().map(|l| l.name).max_by_key(|n| (n.last_seq(), matches!(n, ObjectName::Wal(_))));
         let has_checkpoint = listing.iter().any(|l| matches!(l.name, ObjectName::Checkpoint(_)));
@@ -465,6 +465,13 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// Lowers or raises the floor to `seq`, unless the writer released it (a demotion to slave sets
+/// [`NO_FLOOR`], which only a promotion lowers again): one atomic step, so a session ending with
+/// the demotion cannot hold a slave's segments.
+fn hold(a: &ArchiveShared, seq: u64) {
+    let _ = a.floor.fetch_update(Ordering::AcqRel, Ordering::Acquire, |f| (f != NO_FLOOR).then_some(seq));
 }
 
 /// Starts the archiver if the node has an archive configured.

@@ -81,7 +81,10 @@ pub struct ArchiveShared {
 }
 
 impl ArchiveShared {
-    pub fn new(config: Option<ArchiveConfig>) -> Self {
+    /// `master_from_start`: a standalone node, master without a promotion, holds its segments
+    /// from the start (others from their promotion, writer `set_role`).
+    pub fn new(config: Option<ArchiveConfig>, master_from_start: bool) -> Self {
+        let floor = if config.is_some() && master_from_start { 0 } else { NO_FLOOR };
         let status = proto::ArchiveStatus {
             enabled: config.is_some(),
             url: config.as_ref().map(|c| c.store.url.clone()).unwrap_or_default(),
@@ -89,7 +92,7 @@ impl ArchiveShared {
         };
         ArchiveShared {
             config,
-            floor: AtomicU64::new(NO_FLOOR),
+            floor: AtomicU64::new(floor),
             oldest_unarchived_ms: AtomicU64::new(0),
             status: Mutex::new(status),
             backups: backup::Gate::default(),

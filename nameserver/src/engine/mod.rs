@@ -222,7 +222,7 @@ impl Engine {
             refused_not_master: AtomicU64::new(0),
             space: Default::default(),
             planner: Default::default(),
-            archive: crate::archive::ArchiveShared::new(cfg.archive.clone()),
+            archive: crate::archive::ArchiveShared::new(cfg.archive.clone(), cfg.standalone),
             cfg,
             _lock: lock,
         });

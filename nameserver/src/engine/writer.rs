@@ -348,6 +348,12 @@ impl Writer {
         *self.shared.role.lock() = new.clone();
         if promote {
             info!(epoch = new.epoch, seq = self.oplog.last_seq(), "promoted to master");
+            // A new master keeps every segment until its archiver has said what is archived
+            // (archive/archiver.rs): set here, in order with the writes of the new epoch, so no
+            // checkpoint of this mastership removes records the archive may still need.
+            if self.shared.archive.config.is_some() {
+                self.shared.archive.floor.store(0, Ordering::Relaxed);
+            }
             let node = self.shared.cfg.node.clone();
             self.in_txn(new.epoch, 1, |txn| {
                 txn.log(Mutation::EpochStart(proto::EpochStart { epoch: new.epoch, node })).map(|_| ())
@@ -355,6 +361,10 @@ impl Writer {
             .map_err(|e| e.to_string())?;
         } else if new.role == Role::Slave && cur.is_master() {
             info!(epoch = new.epoch, master = %new.master_addr, "demoted to slave");
+        }
+        if new.role == Role::Slave {
+            // A slave archives nothing and keeps no segment for the archive.
+            self.shared.archive.floor.store(crate::archive::NO_FLOOR, Ordering::Relaxed);
         }
         self.shared.metrics.epoch.set(new.epoch as i64);
         Ok(new)
