@@ -219,6 +219,12 @@ fn print_status(s: &proto::StatusReply, json: bool) {
                 "next_block_id": s.next_block_id,
                 "safe_mode": s.safe_mode, "safe_mode_remaining_ms": s.safe_mode_remaining_ms,
                 "pending_tasks": s.pending_tasks,
+                "archive": s.archive.as_ref().map(|a| serde_json::json!({
+                    "enabled": a.enabled, "url": a.url, "archived_seq": a.archived_seq, "lag_seconds": a.lag_seconds,
+                    "last_checkpoint_seq": a.last_checkpoint_seq, "last_checkpoint_object": a.last_checkpoint_object,
+                    "last_checkpoint_unix_ms": a.last_checkpoint_unix_ms, "last_error": a.last_error,
+                    "last_error_unix_ms": a.last_error_unix_ms,
+                })),
             })
         );
         return;
@@ -258,6 +264,16 @@ fn print_status(s: &proto::StatusReply, json: bool) {
     tasks.sort();
     let tasks: Vec<String> = tasks.iter().map(|(k, n)| format!("{k} {n}")).collect();
     println!("tasks:       {}", if tasks.is_empty() { "none pending".to_string() } else { tasks.join(", ") });
+    if let Some(a) = s.archive.as_ref().filter(|a| a.enabled) {
+        println!(
+            "archive:     {}  archived seq {}  lag {:.1}s  last checkpoint seq {}{}",
+            a.url,
+            a.archived_seq,
+            a.lag_seconds,
+            a.last_checkpoint_seq,
+            if a.last_error.is_empty() { String::new() } else { format!("  last error: {}", a.last_error) }
+        );
+    }
 }
 
 #[tokio::main]
