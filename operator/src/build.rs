@@ -404,17 +404,19 @@ pub fn pod(t: &TfsNameserver, ordinal: usize) -> Pod {
         image: Some(image.clone()),
         image_pull_policy: pull.clone(),
         command: Some(vec!["/usr/local/bin/tfs-nameserver".into()]),
-        args: Some(vec![
-            "--data-dir=/data".into(),
-            format!("--listen=0.0.0.0:{CLIENT_PORT}"),
-            format!("--repl-listen=0.0.0.0:{REPL_PORT}"),
-            format!("--admin-listen=127.0.0.1:{ADMIN_PORT}"),
-            format!("--metrics-listen=0.0.0.0:{METRICS_PORT}"),
-            "--sync-set-publication=lease".into(),
-        ]
-        .into_iter()
-        .chain(archive::args(t))
-        .collect()),
+        args: Some(
+            vec![
+                "--data-dir=/data".into(),
+                format!("--listen=0.0.0.0:{CLIENT_PORT}"),
+                format!("--repl-listen=0.0.0.0:{REPL_PORT}"),
+                format!("--admin-listen=127.0.0.1:{ADMIN_PORT}"),
+                format!("--metrics-listen=0.0.0.0:{METRICS_PORT}"),
+                "--sync-set-publication=lease".into(),
+            ]
+            .into_iter()
+            .chain(archive::args(t))
+            .collect(),
+        ),
         env: Some(
             [vec![field_env("TFS_NODE", "metadata.name")], settings_env.clone(), tls_env, archive::env(t)].concat(),
         ),

@@ -98,7 +98,11 @@ impl Default for Metrics {
         sub("ready_instances", "instances whose pod is Ready", r.ready_instances.clone());
         sub("sync_set_size", "slaves in the master's published sync set", r.sync_set_size.clone());
         sub("failovers", "unplanned master changes since the resource was created", r.failovers.clone());
-        sub("backup_healthy", "1 while the archive of spec.backup is healthy (BackupHealthy True)", r.backup_healthy.clone());
+        sub(
+            "backup_healthy",
+            "1 while the archive of spec.backup is healthy (BackupHealthy True)",
+            r.backup_healthy.clone(),
+        );
         sub("archived_seq", "every committed record through this seq is in the archive", r.archived_seq.clone());
         registry.register(
             "tfsnameserver_archive_lag_seconds",

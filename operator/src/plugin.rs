@@ -274,6 +274,34 @@ pub fn replace_progress(t: &TfsNameserver, target: &str, old_uid: Option<&str>, 
     }
 }
 
+/// `kubectl tfs backup`: the TfsBackup's name, `<name>-<UTC time>` (such as demo-20261129-100000).
+pub fn backup_name(name: &str, now: Timestamp) -> String {
+    format!("{name}-{}", now.strftime("%Y%m%d-%H%M%S"))
+}
+
+/// One line of a TfsBackup's progress (what `kubectl tfs backup` prints when it changes), and
+/// whether it is final (Some(true): completed, Some(false): failed).
+pub fn backup_progress(s: Option<&crate::crd::TfsBackupStatus>) -> (String, Option<bool>) {
+    use crate::crd::BackupPhase::*;
+    let Some(s) = s else { return ("waiting for the operator".into(), None) };
+    let msg = s.message.clone().unwrap_or_default();
+    match s.phase.unwrap_or_default() {
+        Pending => ("pending".into(), None),
+        Running => (format!("running: {msg}"), None),
+        Completed => (
+            format!(
+                "completed: seq {} (epoch {}), {} in {}",
+                s.seq.unwrap_or(0),
+                s.epoch.unwrap_or(0),
+                s.size.as_deref().unwrap_or("?"),
+                s.objects.join(", ")
+            ),
+            Some(true),
+        ),
+        Failed => (format!("failed: {msg}"), Some(false)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,5 +437,30 @@ mod tests {
     #[test]
     fn ages_read_like_kubectl() {
         assert_eq!([age(45), age(192), age(7500), age(273600)], ["45s", "3m12s", "2h5m", "3d4h"]);
+    }
+
+    #[test]
+    fn a_backup_is_named_by_its_time_and_its_progress_read() {
+        let now: Timestamp = "2026-11-29T10:00:00Z".parse().unwrap();
+        assert_eq!(backup_name("demo", now), "demo-20261129-100000");
+        assert_eq!(backup_progress(None).1, None);
+        let done = crate::crd::TfsBackupStatus {
+            phase: Some(crate::crd::BackupPhase::Completed),
+            seq: Some(1200),
+            epoch: Some(4),
+            size: Some("3.0MiB".into()),
+            objects: vec!["ns/demo/checkpoints/1200".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            backup_progress(Some(&done)),
+            ("completed: seq 1200 (epoch 4), 3.0MiB in ns/demo/checkpoints/1200".into(), Some(true))
+        );
+        let failed = crate::crd::TfsBackupStatus {
+            phase: Some(crate::crd::BackupPhase::Failed),
+            message: Some("no TfsNameserver demo".into()),
+            ..Default::default()
+        };
+        assert_eq!(backup_progress(Some(&failed)), ("failed: no TfsNameserver demo".into(), Some(false)));
     }
 }

@@ -51,8 +51,10 @@ pub async fn run(client: Client, namespace: Option<String>) {
         warn!(error = %e, "cannot list TfsBackups (is the CRD installed?): on-demand backups are off");
         return;
     }
-    let recorder =
-        Recorder::new(client.clone(), Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() });
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() },
+    );
     let ctx = Arc::new(Ctx { client, recorder, not_before: Mutex::new(HashMap::new()) });
     info!("watching TfsBackups");
     Controller::new(api, watcher::Config::default())
@@ -96,8 +98,12 @@ async fn reconcile(b: Arc<TfsBackup>, ctx: Arc<Ctx>) -> Result<Action> {
 async fn write(b: &TfsBackup, ctx: &Ctx, next: Next) -> Result<Action> {
     let ns = b.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
     let api: Api<TfsBackup> = Api::namespaced(ctx.client.clone(), &ns);
-    api.patch_status(&b.name_any(), &PatchParams::default(), &Patch::Merge(serde_json::json!({ "status": next.status })))
-        .await?;
+    api.patch_status(
+        &b.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({ "status": next.status })),
+    )
+    .await?;
     if let Some((warning, reason, note)) = next.event {
         if warning {
             warn!(backup = %key(b), reason, %note, "backup");

@@ -100,7 +100,8 @@ pub fn decide(prev: &TfsBackupStatus, outcome: Outcome, now: &Time) -> Next {
             let wait = backoff(attempts);
             let mut s = prev.clone();
             s.attempts = attempts;
-            s.message = Some(format!("attempt {attempts} of {MAX_ATTEMPTS}: {why}; trying again in {}s", wait.as_secs()));
+            s.message =
+                Some(format!("attempt {attempts} of {MAX_ATTEMPTS}: {why}; trying again in {}s", wait.as_secs()));
             Next { status: s, requeue: Some(wait), event: Some((true, "Retrying", why)) }
         }
         Outcome::Taken(x) => {

@@ -17,7 +17,7 @@ use tfs_operator::names::{self, ANN_REPLACE_INSTANCE, ANN_SWITCHOVER_TO, LABEL_I
 use tfs_operator::plugin::{self, Replacement, Switchover};
 
 #[derive(Debug, Parser)]
-#[command(name = "kubectl tfs", version, about = "Status, switchover and replacement of TfsNameservers")]
+#[command(name = "kubectl tfs", version, about = "Status, switchover, replacement and backups of TfsNameservers")]
 struct Cli {
     /// Namespace of the TfsNameserver (default: the kubeconfig context's).
     #[arg(short, long, global = true)]
@@ -52,6 +52,14 @@ enum Cmd {
         #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
+    /// Take a backup now: creates the TfsBackup `<name>-<time>` (the master writes a checkpoint
+    /// to the archive of spec.backup) and waits, printing its progress.
+    Backup {
+        name: String,
+        /// How long to wait for it to complete.
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
     /// Run tfsctl against the master through a port-forward, with the client certificate of
     /// Secret `<name>-client` when TLS is on: `kubectl tfs ctl demo -- status`.
     Ctl {
@@ -74,6 +82,39 @@ enum Cmd {
     },
 }
 
+/// `kubectl tfs backup`: creates a TfsBackup of `t` and prints its progress until it is final.
+async fn backup(client: &kube::Client, ns: &str, t: &TfsNameserver, timeout: Duration) -> Result<()> {
+    use tfs_operator::crd::{TfsBackup, TfsBackupSpec};
+    let name = t.metadata.name.clone().unwrap_or_default();
+    if t.spec.backup.is_none() {
+        bail!("TfsNameserver {name} has no spec.backup: there is no archive to back up to");
+    }
+    let api: Api<TfsBackup> = Api::namespaced(client.clone(), ns);
+    let backup_name = plugin::backup_name(&name, k8s_openapi::jiff::Timestamp::now());
+    let mut b = TfsBackup::new(&backup_name, TfsBackupSpec { nameserver: name.clone() });
+    b.metadata.namespace = Some(ns.to_string());
+    api.create(&Default::default(), &b).await.with_context(|| format!("cannot create TfsBackup {backup_name}"))?;
+    println!("tfsbackup {ns}/{backup_name} created");
+    let started = Instant::now();
+    let mut last = String::new();
+    loop {
+        let now = api.get(&backup_name).await?;
+        let (line, done) = plugin::backup_progress(now.status.as_ref());
+        if line != last {
+            println!("{backup_name}: {line}");
+            last = line;
+        }
+        match done {
+            Some(true) => return Ok(()),
+            Some(false) => bail!("backup {backup_name} failed (kubectl describe tfsbackup {backup_name})"),
+            None if started.elapsed() > timeout => {
+                bail!("backup {backup_name} not complete after {timeout:?}; the operator goes on with it")
+            }
+            None => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     if let Err(e) = run(Cli::parse()).await {
@@ -93,6 +134,7 @@ async fn run(cli: Cli) -> Result<()> {
         async move { tfs.get_opt(&name).await?.with_context(|| format!("no TfsNameserver {name} in namespace {ns}")) }
     };
     match cli.cmd {
+        Cmd::Backup { name, timeout } => return backup(&client, &ns, &get(name.clone()).await?, timeout).await,
         Cmd::Verify { name, record, tfsctl } => {
             let args = vec!["verify".to_string(), "--record".into(), record.to_string_lossy().into_owned()];
             return ctl(&client, &ns, &get(name.clone()).await?, &tfsctl, &args).await;

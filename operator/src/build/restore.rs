@@ -16,10 +16,8 @@ pub const RESTORE_CONTAINER: &str = "restore";
 /// is seeded from the master like any other).
 pub fn pending(t: &TfsNameserver) -> bool {
     let asked = t.spec.bootstrap.as_ref().is_some_and(|b| b.from_backup.is_some());
-    let done = t
-        .status
-        .as_ref()
-        .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Restored" && c.status == "True"));
+    let done =
+        t.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Restored" && c.status == "True"));
     asked && !done
 }
 
@@ -94,10 +92,10 @@ pub fn progress(pod: &Pod) -> Option<Progress> {
         });
     }
     // Waiting to run again (back-off) after a failure: the last run's message.
-    if let Some(t) = st.last_state.as_ref().and_then(|s| s.terminated.as_ref()).filter(|t| t.exit_code != 0) {
-        if state.is_some_and(|s| s.waiting.is_some()) {
-            return Some(Progress::Failed(message(t)));
-        }
+    if let Some(t) = st.last_state.as_ref().and_then(|s| s.terminated.as_ref()).filter(|t| t.exit_code != 0)
+        && state.is_some_and(|s| s.waiting.is_some())
+    {
+        return Some(Progress::Failed(message(t)));
     }
     if state.is_some_and(|s| s.running.is_some()) {
         return Some(Progress::Running);

@@ -27,14 +27,10 @@ pub fn restore_first(t: &TfsNameserver, pods: &[Pod], lv: &LeaseView) -> Option<
         return None;
     }
     let pod = names::pod(&t.name_any(), 0);
-    let said = pods
-        .iter()
-        .find(|p| p.name_any() == pod)
-        .and_then(restore::progress)
-        .and_then(|p| match p {
-            Progress::Done(m) => restore::epoch_named(&m),
-            _ => None,
-        });
+    let said = pods.iter().find(|p| p.name_any() == pod).and_then(restore::progress).and_then(|p| match p {
+        Progress::Done(m) => restore::epoch_named(&m),
+        _ => None,
+    });
     let refused = lv
         .release_reason
         .as_deref()

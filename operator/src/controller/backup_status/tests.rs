@@ -68,8 +68,8 @@ fn backup_healthy_follows_errors_and_lag() {
     assert_eq!((ok.status.as_str(), ok.reason.as_str()), ("True", "Archiving"));
     let lagging = backup_condition(&t, &[], Some("demo-0"), Some(&archive(11_000, ""))).unwrap();
     assert_eq!((lagging.status.as_str(), lagging.reason.as_str()), ("False", "ArchiveLagging"));
-    let failing = backup_condition(&t, &[], Some("demo-0"), Some(&archive(0, "PUT ns/demo/log/1: 403 AccessDenied")))
-        .unwrap();
+    let failing =
+        backup_condition(&t, &[], Some("demo-0"), Some(&archive(0, "PUT ns/demo/log/1: 403 AccessDenied"))).unwrap();
     assert_eq!((failing.status.as_str(), failing.reason.as_str()), ("False", "ArchiveFailing"));
     assert!(failing.message.contains("403 AccessDenied"), "{}", failing.message);
     let unknown = backup_condition(&t, &[], Some("demo-0"), None).unwrap();

@@ -147,3 +147,18 @@ fn every_tfsbackup_field_is_described() {
     }
     assert!(missing.is_empty(), "{missing:?}");
 }
+
+/// The examples read as the types (the API server's schema is the same types').
+#[test]
+fn the_backup_examples_parse() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+    let b: crate::crd::TfsNameserver = serde_yaml::from_str(&read("tfsnameserver-backup.yaml")).unwrap();
+    let spec = b.spec.backup.unwrap();
+    assert!(spec.validate().is_ok());
+    assert_eq!(spec.object_store.credentials_secret.name, "tfs-backup-s3");
+    let r: crate::crd::TfsNameserver = serde_yaml::from_str(&read("tfsnameserver-restore.yaml")).unwrap();
+    assert_eq!(r.spec.bootstrap.unwrap().from_backup.unwrap().target(), Ok(RestoreTarget::Latest));
+    let k: TfsBackup = serde_yaml::from_str(&read("tfsbackup.yaml")).unwrap();
+    assert_eq!(k.spec.nameserver, "demo-backup");
+}
