@@ -687,8 +687,12 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
     ctx.metrics.observe(&ns, &name, &new_status, t.spec.replicas, lease_now.sync_set.len());
     if t.status.as_ref() != Some(&new_status) {
         let api: Api<TfsNameserver> = Api::namespaced(client, &ns);
-        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(serde_json::json!({ "status": new_status })))
-            .await?;
+        let mut patch = serde_json::json!({ "status": new_status });
+        // A merge patch keeps what it does not name: a report of an archive no longer asked for goes.
+        if new_status.backup.is_none() {
+            patch["status"]["backup"] = serde_json::Value::Null;
+        }
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
     }
     Ok(Action::requeue(requeue))
 }
