@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the cluster's binaries into $E2E/bin, only those that are missing (FORCE=1 rebuilds).
-# Usage: build.sh [kube|etcd|helm|crictl|pause|echo|all]...   (default: all)
+# Usage: build.sh [kube|etcd|helm|crictl|weed|pause|echo|all]...   (default: all)
 # Go caches stay at their defaults (~/.cache/go-build, ~/go/pkg/mod) and are reused across runs.
 source "$(dirname "$0")/lib.sh"
 mkdir -p "$BIN" "$LOGS"
@@ -61,6 +61,20 @@ build_crictl() {
   return 0
 }
 
+# SeaweedFS's weed (the object store, see objectstore.sh): also rebuilt when the pin in
+# seaweedfs/go.mod changed since it was built (recorded in $BIN/weed.version).
+build_weed() {
+  local v
+  v=$(sed -n 's|^require github.com/seaweedfs/seaweedfs \(v[^ ]*\)$|\1|p; s|^\tgithub.com/seaweedfs/seaweedfs \(v[^ ]*\)$|\1|p' "$CLUSTER_DIR/seaweedfs/go.mod")
+  [ "$v" = "$SEAWEEDFS_VERSION" ] || die "seaweedfs/go.mod pins '$v', lib.sh says SEAWEEDFS_VERSION=$SEAWEEDFS_VERSION"
+  if need weed || [ "$(cat "$BIN/weed.version" 2>/dev/null)" != "$v" ]; then
+    go_build seaweedfs weed github.com/seaweedfs/seaweedfs/weed \
+      "-X github.com/seaweedfs/seaweedfs/weed/util/version.COMMIT=${v##*-}"
+    echo "$v" > "$BIN/weed.version"
+  fi
+  return 0
+}
+
 # Static C programs (pause container, TCP echo test server).
 build_c() {
   local name=$1 src=$2
@@ -77,9 +91,10 @@ for t in "${targets[@]}"; do
     etcd) build_etcd ;;
     helm) build_helm ;;
     crictl) build_crictl ;;
+    weed) build_weed ;;
     pause) build_c pause images/pause.c ;;
     echo) build_c e2e-echo images/echo.c ;;
-    all) build_c pause images/pause.c; build_c e2e-echo images/echo.c; build_etcd; build_kube; build_crictl; build_helm ;;
+    all) build_c pause images/pause.c; build_c e2e-echo images/echo.c; build_etcd; build_kube; build_crictl; build_helm; build_weed ;;
     *) die "unknown build target $t" ;;
   esac
 done

@@ -6,10 +6,13 @@ CLUSTER_SH := $(ROOT)/e2e/cluster
 CLUSTER_ENV := ROOT=$(ROOT) E2E=$(E2E) $(if $(NODES),NODES=$(NODES))
 CLUSTER_APT_PKGS := containerd runc containernetworking-plugins buildah iptables conntrack gcc libc6-dev busybox-static
 
-.PHONY: node-down node-up cluster cluster-down cluster-clean cluster-check cluster-tools image deps-cluster
+.PHONY: node-down node-up object-store cluster cluster-down cluster-clean cluster-check cluster-tools image deps-cluster
 
 cluster: deps-cluster ## Start the local Kubernetes cluster, NODES=3 nodes by default (builds what is missing; idempotent)
 	@$(CLUSTER_ENV) $(CLUSTER_SH)/up.sh
+
+object-store: ## (Re)start only the S3 object store (SeaweedFS, on 10.244.0.1:8333 for pods; see e2e/cluster/objectstore.sh)
+	@$(CLUSTER_ENV) $(CLUSTER_SH)/up.sh object-store
 
 cluster-down: ## Stop every process of the local cluster; remove its bridge, iptables chains, mounts
 	@$(CLUSTER_ENV) $(CLUSTER_SH)/down.sh
@@ -17,10 +20,10 @@ cluster-down: ## Stop every process of the local cluster; remove its bridge, ipt
 cluster-clean: ## cluster-down, then wipe the cluster state under .e2e/ (keeps .e2e/bin and Go caches)
 	@$(CLUSTER_ENV) $(CLUSTER_SH)/down.sh --clean
 
-cluster-check: ## Prove the running cluster works (node, version, Deployment, Service, API from a pod, authn, helm)
+cluster-check: ## Prove the running cluster works (node, version, Deployment, Service, API from a pod, authn, helm, object store)
 	@$(CLUSTER_ENV) $(CLUSTER_SH)/check.sh
 
-cluster-tools: deps-cluster ## Build the cluster binaries (kubernetes, etcd, helm, crictl, pause) into .e2e/bin
+cluster-tools: deps-cluster ## Build the cluster binaries (kubernetes, etcd, helm, crictl, weed, pause) into .e2e/bin
 	@$(CLUSTER_ENV) $(CLUSTER_SH)/build.sh all
 
 image: deps-cluster ## Build image localhost/tfs:dev from target/release and import it into containerd

@@ -2,7 +2,8 @@
 # Stops everything `make cluster` started, by recorded pid (never by name), and removes what it
 # created on the host: pod sandboxes (through the CRI, so CNI releases addresses and veths),
 # containerd shims, the pod bridge, the iptables chains of kube-proxy/kubelet/CNI, and mounts
-# under $E2E. With --clean, also wipes the cluster state under $E2E (keeps bin/, images/).
+# under $E2E. With --clean, also wipes the cluster state under $E2E (keeps bin/, images/), the
+# object store's data and credentials included.
 source "$(dirname "$0")/lib.sh"
 CFG=$E2E/config
 CLEAN=0; [ "${1:-}" = --clean ] && CLEAN=1
@@ -107,6 +108,7 @@ main() {
   mkdir -p "$PIDS"
   thaw_nodes
   stop local-volumes "$BIN/local-volumes" 5
+  "$CLUSTER_DIR/objectstore.sh" stop
   stop kube-proxy "$BIN/kube-proxy"
   # (the names of a single-node cluster of earlier versions, so an old cluster stops too)
   stop kubelet "$BIN/kubelet" 30
@@ -140,7 +142,8 @@ main() {
     [ -d "$E2E/buildah" ] && buildah --root "$E2E/buildah/storage" --runroot "$E2E/buildah/run" rm --all >/dev/null 2>&1 || true
     unmount_all
     rm -rf "$STATE" "$CERTS" "$CFG" "$RUNDIR" "$PIDS" "$E2E/buildah" "$E2E/kubeconfig" "$E2E/host-ip" \
-      "$E2E"/images/*.imported* "$E2E/nodes"
+      "$E2E"/images/*.imported* "$E2E/nodes" \
+      "$OBJSTORE"
     # component logs go, build logs stay
     [ -d "$LOGS" ] && find "$LOGS" -maxdepth 1 -type f ! -name 'build-*' -delete
   fi

@@ -17,6 +17,8 @@ K8S_VERSION=v1.36.3
 ETCD_VERSION=v3.6.16
 HELM_VERSION=v3.22.0
 CRICTL_VERSION=v1.37.0
+# SeaweedFS (weed) as the S3-compatible object store; the pin is seaweedfs/go.mod's.
+SEAWEEDFS_VERSION=v0.0.0-20261109003541-7506e5f91cd6
 
 # Cluster addressing.
 SERVICE_CIDR=10.96.0.0/16
@@ -24,6 +26,13 @@ SERVICE_IP=10.96.0.1            # the `kubernetes` Service
 CLUSTER_DNS=10.96.0.10          # reserved; no DNS server is run
 CLUSTER_CIDR=10.244.0.0/16      # every node's pod range is a /24 of it
 API_PORT=6443
+# The object store (objectstore.sh): a host process; its S3 API on every address of the host,
+# given to pods as node-1's bridge address (10.244.0.1, reachable from every node's pods, and
+# never cut by node-down, which drops .2-.254 of a node's range), to host tools as 127.0.0.1.
+OBJSTORE=$E2E/objectstore
+S3_PORT=8333
+S3_BUCKET=tfs-backups
+S3_REGION=us-east-1
 
 # Nodes. The cluster has NODES nodes (default 3; the count of a running cluster is kept in
 # $E2E/nodes, so later commands need not repeat it), named node-1 ... node-N. They are simulated

@@ -3,7 +3,8 @@
 # left alone (a node lost with node-down.sh stays lost).
 # Order: build missing binaries, host network setup, certificates and configs, etcd,
 # kube-apiserver, kube-controller-manager, kube-scheduler; per node: containerd (+ image import),
-# kubelet; kube-proxy; then waits for every node to be Ready.
+# kubelet; kube-proxy; then waits for every node to be Ready; local-volumes; the object store.
+# `up.sh object-store`: only (re)starts the object store (SeaweedFS, see objectstore.sh).
 source "$(dirname "$0")/lib.sh"
 source "$CLUSTER_DIR/certs.sh"
 mkdir -p "$BIN" "$LOGS" "$PIDS" "$STATE" "$RUNDIR"
@@ -15,6 +16,7 @@ mkdir -p "$BIN" "$LOGS" "$PIDS" "$STATE" "$RUNDIR"
 # was started: then it is restarted. Returns 0 when it (re)started the component.
 declare -A FILES=(
   [kube-proxy]="$CFG/kube-proxy.yaml"
+  [objectstore]="$OBJSTORE/s3.json $OBJSTORE/config/master.toml"
 )
 for _n in $(node_names); do
   FILES[containerd-$_n]="$CFG/$_n/containerd.toml"
@@ -121,6 +123,43 @@ node_cgroups() {
 # (containerd's shims, the kubelet's helpers).
 IN_NODE='echo $$ > "$0" && exec "$@"'
 node_procs() { echo "$FREEZER/$(node_cgroup "$1")/system/cgroup.procs"; }
+
+# The object store: SeaweedFS's master, volume server, filer and S3 gateway in one process
+# (`weed server`), everything but S3 on loopback; S3 on every address (pods use 10.244.0.1:8333),
+# authenticated (objectstore.sh config writes the identity); bucket $S3_BUCKET created.
+# weed must not see AWS_* credentials: they would add an admin identity of their own.
+# Returns 0 when it (re)started the store.
+object_store() {
+  local rc=1
+  "$CLUSTER_DIR/build.sh" weed || exit 1
+  "$CLUSTER_DIR/objectstore.sh" config || exit 1
+  # weed's S3 gRPC port (S3 port + 10000: an unauthenticated IAM cache API, PutIdentity ...) has
+  # the S3 port's bind address: only the host itself may connect to it (down.sh removes the chain).
+  local ipt grpc=$(( S3_PORT + 10000 ))
+  for ipt in iptables ip6tables; do
+    $ipt -N TFS-E2E-OBJSTORE 2>/dev/null || true
+    $ipt -C TFS-E2E-OBJSTORE ! -i lo -p tcp --dport $grpc -j REJECT --reject-with tcp-reset 2>/dev/null ||
+      $ipt -A TFS-E2E-OBJSTORE ! -i lo -p tcp --dport $grpc -j REJECT --reject-with tcp-reset
+    $ipt -C INPUT -j TFS-E2E-OBJSTORE 2>/dev/null || $ipt -I INPUT 1 -j TFS-E2E-OBJSTORE
+  done
+  local cmd=(env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN GOMEMLIMIT=96MiB
+    "$BIN/weed" -logtostderr -v=0 -config_dir="$OBJSTORE/config" server -dir="$OBJSTORE/data"
+    -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.port=9333 -volume.port=9340 -filer -filer.port=8888
+    -master.electionTimeout=1s -master.volumeSizeLimitMB=64 -volume.max=32 -master.defaultReplication=000 -master.telemetry=false
+    -volume.preStopSeconds=1 -volume.index=memory
+    -s3 -s3.port="$S3_PORT" -s3.ip.bind=0.0.0.0 -s3.config="$OBJSTORE/s3.json" -s3.port.grpc=$grpc
+    -s3.port.iceberg=0 -s3.port.lance=0)
+  # (a restart goes through objectstore.sh stop, which does not wait out weed's slow shutdown)
+  if is_running objectstore "$BIN/weed" && [ "$(cat "$PIDS/objectstore.fp" 2>/dev/null)" != \
+       "$( { echo "${cmd[*]}"; cat ${FILES[objectstore]}; } | sha256sum | cut -c1-16)" ]; then
+    say "restarting objectstore: its flags or configuration changed"
+    "$CLUSTER_DIR/objectstore.sh" stop
+  fi
+  start objectstore "$BIN/weed" "${cmd[@]}" && rc=0
+  await objectstore "$BIN/weed" 120 "the object store's S3 API" curl -fsS "http://127.0.0.1:$S3_PORT/healthz"
+  "$CLUSTER_DIR/objectstore.sh" bucket "$S3_BUCKET" || exit 1
+  return $rc
+}
 
 main() {
   local ip mtu dev started=0
@@ -242,6 +281,8 @@ main() {
   kubectl --kubeconfig "$KUBECONFIG_ADMIN" apply -f "$ROOT/examples/storageclass-local.yaml" >/dev/null ||
     die "cannot apply examples/storageclass-local.yaml"
 
+  object_store && started=1
+
   local sv
   sv=$(kubectl --kubeconfig "$KUBECONFIG_ADMIN" version -o json 2>/dev/null | jq -r .serverVersion.gitVersion)
   echo "$ip" > "$E2E/host-ip"
@@ -250,4 +291,7 @@ main() {
   say "cluster up: $NODES node(s) Ready ($(node_names | tr '\n' ' ' | sed 's/ $//')), kubernetes $sv, API https://$ip:$API_PORT, $( [ $started = 1 ] && echo "components started" || echo "all already running"), $(( $(date +%s) - _T0 ))s"
 }
 
-main "$@"
+case ${1:-} in
+  object-store) object_store || true; say "object store up: $("$CLUSTER_DIR/objectstore.sh" endpoint) (pods), bucket $S3_BUCKET" ;;
+  *) main "$@" ;;
+esac
