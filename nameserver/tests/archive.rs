@@ -91,6 +91,8 @@ async fn the_archive_follows_writes_and_a_failover_and_restores_any_point() {
     assert_eq!(r1.checkpoint_object, r2.checkpoint_object, "one backup at a time, shared");
     let ckpt_file = store.join(&r1.checkpoint_object);
     assert!(ckpt_file.exists(), "{}", ckpt_file.display());
+    let (ok, out) = ctl_out(&["--addr", &a.client, "backup", "now"]);
+    assert!(ok && out.contains("backup at seq") && out.contains("checkpoints/"), "{out}");
     // The slave refuses: not the master.
     let e = BackupClient::new(b.client_channel()).take_backup(proto::TakeBackupRequest {}).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");

@@ -160,3 +160,39 @@ impl Store {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::layout::{CheckpointName, WalName};
+
+    #[test]
+    fn urls_are_checked_and_keys_carry_the_prefix() {
+        let mut cfg = StoreConfig::new("s3://bucket/some/prefix");
+        cfg.endpoint = Some("http://127.0.0.1:8333".into());
+        let s = Store::open(&cfg).unwrap();
+        let c = ObjectName::Checkpoint(CheckpointName { seq: 7, epoch: 1, time_ms: 5, crc: 1 });
+        assert_eq!(s.key(&c), format!("some/prefix/{c}"));
+        for bad in ["http://x/y", "s3:///prefix", "file://relative/dir", "s3://key:secret@bucket/p"] {
+            assert!(Store::open(&StoreConfig::new(bad)).is_err(), "{bad}");
+        }
+        cfg.endpoint = Some("127.0.0.1:8333".into());
+        assert!(Store::open(&cfg).unwrap_err().to_string().contains("http://"));
+    }
+
+    #[tokio::test]
+    async fn objects_round_trip_and_list_in_seq_order_ignoring_foreign_keys() {
+        let s = Store::memory();
+        let w = |first, last| ObjectName::Wal(WalName { first, last, epoch: 1, first_ms: 1, last_ms: 2, crc: 3 });
+        let c = ObjectName::Checkpoint(CheckpointName { seq: 10, epoch: 1, time_ms: 2, crc: 4 });
+        for n in [w(11, 20), c, w(1, 10)] {
+            s.put(&n, Bytes::from(n.to_string())).await.unwrap();
+        }
+        s.inner.put(&Path::from("wal/notes.txt"), PutPayload::from_static(b"x")).await.unwrap();
+        let names: Vec<ObjectName> = s.list().await.unwrap().into_iter().map(|l| l.name).collect();
+        assert_eq!(names, vec![w(1, 10), c, w(11, 20)]);
+        assert_eq!(s.get(&c).await.unwrap(), Bytes::from(c.to_string()));
+        s.delete(&c).await.unwrap();
+        assert_eq!(s.list().await.unwrap().len(), 2);
+    }
+}
