@@ -554,3 +554,6 @@ pub mod trials;
 /// the operator's leader.
 pub mod nodes;
 pub use nodes::{LostNode, containerd_socket, nodes, operator_leader, operator_pods, pod_node};
+
+/// The cluster's S3 object store (backups): endpoint, credentials, raw object access.
+pub mod objectstore;

@@ -37,6 +37,11 @@ pub struct VerifyArgs {
     /// Do not read the blocks back (no server needed): only the history is checked.
     #[arg(long)]
     pub offline: bool,
+    /// The server holds a restore to this point in time (unix ms, as `backup restore --target-time`):
+    /// every mutation acknowledged at or before it must be there, and no block created by a request
+    /// sent after it may be. Requests in flight at that instant may go either way.
+    #[arg(long)]
+    pub restored_to_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -52,6 +57,8 @@ struct Found {
     lost: u64,
     stale: u64,
     resurrected: u64,
+    /// With `--restored-to-ms`: blocks present although their create was sent after the point.
+    after_point: u64,
 }
 
 const MAX_PROBLEMS: usize = 20;
@@ -81,6 +88,26 @@ fn expectations(acks: &[Ack], problems: &mut Vec<String>) -> (BTreeMap<u64, Expe
         }
     }
     (expect, created_twice)
+}
+
+/// Blocks of `ids` that exist: with `--restored-to-ms`, blocks whose create was sent after the point.
+async fn read_absent(addr: &str, ids: &[u64], problems: &mut Vec<String>) -> Result<u64> {
+    let mut c = ClientClient::new(crate::connect(addr).await?);
+    let mut present = 0;
+    for chunk in ids.chunks(5000) {
+        let r = c
+            .batch_get_blocks(proto::BatchGetBlocksRequest { block_ids: chunk.to_vec(), stale: false })
+            .await
+            .map_err(|s| anyhow::anyhow!("reading blocks back: {}: {}", s.code(), s.message()))?
+            .into_inner();
+        for b in &r.blocks {
+            present += 1;
+            note(problems, || {
+                format!("block {}: created by a request sent after the restore point, but present", b.id)
+            });
+        }
+    }
+    Ok(present)
 }
 
 async fn read_back(addr: &str, expect: &BTreeMap<u64, Expect>, problems: &mut Vec<String>) -> Result<Found> {
@@ -121,6 +148,20 @@ pub async fn run(addr: &str, a: &VerifyArgs, json: bool) -> Result<i32> {
     for p in &a.record {
         acks.extend(record::read(p)?);
     }
+    // A restore to a point: what was acknowledged by then is checked as usual; what was sent
+    // after it must be absent.
+    let mut after_point = Vec::new();
+    if let Some(t) = a.restored_to_ms {
+        let n = acks.len();
+        after_point = acks.iter().filter(|x| x.sent_ms > t && x.kind == Kind::Create).map(|x| x.block).collect();
+        acks.retain(|x| x.acked_ms <= t);
+        (!json).then(|| println!(
+            "verify: restore point {t}: {} acknowledged by then must be present, {} creates sent after it must be absent, {} in flight at it not checked",
+            acks.len(),
+            after_point.len(),
+            n - acks.len() - after_point.len()
+        ));
+    }
     let faults = match &a.faults {
         Some(p) => history::parse_faults(
             &std::fs::read_to_string(p).with_context(|| format!("cannot read fault log {}", p.display()))?,
@@ -141,12 +182,17 @@ pub async fn run(addr: &str, a: &VerifyArgs, json: bool) -> Result<i32> {
         }
         Some(linearize::check(&ops, a.search_budget))
     };
+    let mut found = found;
+    if let (Some(f), false) = (found.as_mut(), after_point.is_empty()) {
+        f.after_point = read_absent(addr, &after_point, &mut problems).await?;
+    }
     let f = found.unwrap_or_default();
     // Every acknowledged mutation that is not visible as acknowledged: a missing block, an older
     // version than acknowledged, or a block back after its removal was acknowledged.
     let lost = f.lost + f.stale + f.resurrected;
     // An undecided history is not called linearizable.
     let ok = lost == 0
+        && f.after_point == 0
         && created_twice == 0
         && h.split_brain.certain == 0
         && lin.as_ref().is_none_or(|l| l.linearizable() == Some(true));
@@ -163,7 +209,7 @@ pub async fn run(addr: &str, a: &VerifyArgs, json: bool) -> Result<i32> {
     let mut report = serde_json::json!({
         "ok": ok, "acknowledged": acks.len(), "blocks": expect.len(), "read_back": found.is_some(),
         "lost": lost, "missing": f.lost, "stale": f.stale, "resurrected": f.resurrected,
-        "duplicate_ids": created_twice,
+        "duplicate_ids": created_twice, "after_restore_point": f.after_point,
         "acks_by_epoch": by_epoch.iter().map(|(e, n)| serde_json::json!({"epoch": e, "acks": n})).collect::<Vec<_>>(),
         "verdict": verdict,
     });
@@ -204,16 +250,17 @@ fn print_text(
     problems: &[String],
 ) {
     let epochs: Vec<String> = by_epoch.iter().map(|(e, n)| format!("{e}:{n}")).collect();
-    let ok_so_far = found.is_none_or(|f| f.lost + f.stale + f.resurrected == 0) && created_twice == 0;
+    let ok_so_far = found.is_none_or(|f| f.lost + f.stale + f.resurrected + f.after_point == 0) && created_twice == 0;
     match found {
         Some(f) => println!(
-            "verify: {} acknowledged mutations on {} blocks (by epoch {}): lost={} stale={} resurrected={} duplicate_ids={created_twice} => {}",
+            "verify: {} acknowledged mutations on {} blocks (by epoch {}): lost={} stale={} resurrected={} after_restore_point={} duplicate_ids={created_twice} => {}",
             acks.len(),
             expect.len(),
             epochs.join(","),
             f.lost,
             f.stale,
             f.resurrected,
+            f.after_point,
             if ok_so_far { "OK" } else { "FAILED" }
         ),
         None => println!(
