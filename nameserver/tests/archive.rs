@@ -135,6 +135,42 @@ async fn the_archive_follows_writes_and_a_failover_and_restores_any_point() {
     assert_eq!(ids(&r).await, acked);
     drop(r);
 
+    // A restore to an earlier point that archives to its source's prefix: another history. It is
+    // refused with a clear error and the archive is left exactly as it was (appending would mix
+    // two histories, and a later restore could join a checkpoint of one to records of the other).
+    let objects = |d: &Path| -> Vec<String> {
+        ["wal", "checkpoints"]
+            .iter()
+            .flat_map(|k| std::fs::read_dir(d.join(k)).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()))
+            .collect()
+    };
+    let before = objects(&store);
+    let mut fr = node("r-foreign", root.path(), &f);
+    let fd = fr.dir.join("data");
+    let (ok, out) = ctl_out(&[
+        "backup",
+        "restore",
+        "--archive",
+        &url,
+        "--data-dir",
+        fd.to_str().unwrap(),
+        "--target-seq",
+        &s2.to_string(),
+    ]);
+    assert!(ok, "{out}");
+    fr.start_ready().await;
+    fr.master(3).await;
+    fr.dataservers(3).await;
+    create_blocks(&fr, 2, 5).await;
+    let st = fr
+        .wait_for("the archive refused as another history", Duration::from_secs(10), |s| {
+            s.archive.as_ref().is_some_and(|a| a.last_error.contains("another history"))
+        })
+        .await;
+    println!("{}", st.archive.unwrap().last_error);
+    assert_eq!(objects(&store), before, "nothing was added to another history's archive");
+    drop(fr);
+
     // An init container's run on a directory that holds data: said, exit 0; without --if-empty: refused.
     let d = r1_dir.to_str().unwrap();
     let (ok, out) = ctl_out(&["backup", "restore", "--archive", &url, "--data-dir", d, "--latest", "--if-empty"]);

@@ -5,7 +5,9 @@
 //! master once its own epoch's first record is committed. Committed records survive every failover,
 //! so every later master continues exactly what is archived: a new master lists the archive, finds
 //! the highest archived seq L and continues from L+1 after checking that its own record at L has
-//! the archive's epoch (a mismatch is reported and a fresh base checkpoint taken). When L+1 is no
+//! the archive's epoch. An archive beyond its committed seq, or of another epoch at L, holds another
+//! history (a restore to an earlier point archiving to its source's prefix): it is refused, never
+//! appended to (`ArchiveError::ForeignHistory`). When L+1 is no
 //! longer in its log, or the archive has no checkpoint while the log no longer starts at seq 1, it
 //! first uploads a checkpoint (a base backup) so a restore can bridge the gap.
 //!
@@ -171,7 +173,7 @@ impl Session {
         // master continues.
         let epoch_start = sh.state.read().epochs.iter().rev().find(|m| m.epoch == self.epoch).map(|m| m.start_seq);
         self.wait_committed(epoch_start.unwrap_or(0)).await?;
-        let mut need_base = None;
+        let mut need_base: Option<&str> = None;
         let mut next = 1;
         if let Some(n) = last {
             let l = n.last_seq();
@@ -179,22 +181,31 @@ impl Session {
                 ObjectName::Wal(w) => w.epoch,
                 ObjectName::Checkpoint(c) => c.epoch,
             };
-            if l > sh.commit.committed() {
-                self.error(&ArchiveError::Other(format!(
-                    "the archive holds seq {l}, beyond this master's committed seq {}: waiting for it",
-                    sh.commit.committed()
-                )));
-            }
-            self.wait_committed(l).await?;
+            // This master's epoch began after its first record committed, so every record an
+            // earlier master of this history archived (committed) is in its log at or below
+            // `committed`. An archive beyond that, or of another epoch at L, is another history
+            // (a restore to an earlier point, another cluster, or writes an async failover lost):
+            // appending to it would mix two histories in one archive, and a restore could combine
+            // a checkpoint of one with the records of the other. Refuse, and hold no segment for it.
+            let committed = sh.commit.committed();
             let own = epoch_at(&sh.state.read().epochs, l);
-            if l > 0 && own != archived_epoch {
-                let e = ArchiveError::Other(format!(
-                    "the archive's record at seq {l} ({}) is of epoch {archived_epoch}, this master's of epoch {own}: \
-                     another history; taking a fresh base checkpoint",
+            let foreign = if l > committed {
+                Some(format!(
+                    "it holds records through seq {l}, beyond this master's history (committed seq {committed})"
+                ))
+            } else if l > 0 && own != archived_epoch {
+                Some(format!("its record at seq {l} is of epoch {archived_epoch}, this master's of epoch {own}"))
+            } else {
+                None
+            };
+            if let Some(why) = foreign {
+                sh.archive.floor.store(NO_FLOOR, Ordering::Release);
+                return Err(ArchiveError::ForeignHistory(format!(
+                    "the archive {} belongs to another history: {why} ({}). Archive this nameserver to another \
+                     prefix (spec.backup.objectStore.prefix); a restored nameserver archives to a new one",
+                    self.store.url(),
                     self.store.key(&n)
-                ));
-                self.error(&e);
-                need_base = Some("the archive holds another history");
+                )));
             }
             next = l + 1;
         }

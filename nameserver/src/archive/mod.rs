@@ -61,6 +61,9 @@ pub enum ArchiveError {
     NotRestorable(String),
     #[error("data directory {dir}: {reason}")]
     DataDir { dir: String, reason: String },
+    /// The archive holds records this master's history does not (see the archiver).
+    #[error("{0}")]
+    ForeignHistory(String),
     #[error("{0}")]
     Other(String),
 }
