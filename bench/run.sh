@@ -12,7 +12,7 @@ set -euo pipefail
 BENCH_NAME=bench
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
-STEPS="writes engine tls leave recovery failover criterion"
+STEPS="writes engine tls leave recovery backup failover criterion"
 skip() { [[ " ${BENCH_SKIP:-} " == *" $1 "* ]]; }
 
 # Figures from different runs must not mix: start a fresh results file, keep the last one
@@ -38,7 +38,7 @@ for step in $STEPS; do
   t0=$SECONDS
   log "== $step"
   case $step in
-    writes | engine | tls | leave | recovery | failover) "bench/$step.sh" ;;
+    writes | engine | tls | leave | recovery | backup | failover) "bench/$step.sh" ;;
     criterion) cargo bench -p tfs-nameserver --bench core -- --noplot 2>&1 | grep -E -B1 "time: " | grep -v "^--$" >&2 ;;
   esac
   log "== $step took $((SECONDS - t0)) s"

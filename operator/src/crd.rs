@@ -53,6 +53,9 @@ pub const DEFAULT_IMAGE: &str = "localhost/tfs:dev";
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.bootstrap) == has(oldSelf.bootstrap) && (!has(self.bootstrap) || self.bootstrap == oldSelf.bootstrap)").message("bootstrap is chosen at creation: create a new TfsNameserver to restore another backup"))]
+// A restored nameserver archives to a new place: appending its history to the archive it was
+// restored from would mix two histories (the nameserver refuses it too, at run time).
+#[x_kube(validation = Rule::new("!has(self.backup) || !has(self.bootstrap) || !has(self.bootstrap.fromBackup) || self.backup.objectStore.endpoint != self.bootstrap.fromBackup.objectStore.endpoint || self.backup.objectStore.bucket != self.bootstrap.fromBackup.objectStore.bucket || (has(self.backup.objectStore.prefix) ? self.backup.objectStore.prefix : '') != (has(self.bootstrap.fromBackup.objectStore.prefix) ? self.bootstrap.fromBackup.objectStore.prefix : '')").message("spec.backup archives where bootstrap.fromBackup restores from: give the restored nameserver its own objectStore.prefix"))]
 pub struct TfsNameserverSpec {
     /// Nameserver instances: one master, the rest slaves.
     #[serde(default = "default_replicas")]
