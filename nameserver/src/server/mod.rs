@@ -6,6 +6,7 @@ pub mod client;
 pub mod dataserver;
 pub mod http;
 pub mod serve;
+pub mod session;
 pub mod status;
 pub mod validate;
 

@@ -83,11 +83,15 @@ pub async fn serve(
             // VIP, to the master — instead of keeping a flow that kube-proxy leaves on this pod.
             loop {
                 let (stop, cut) = (stopped(), cuts.changed());
+                // Sessions (long-lived streams the graceful shutdown would wait for) end themselves
+                // when this run ends: see session.rs.
+                let (ending_tx, ending) = tokio::sync::watch::channel(false);
                 let signal = async move {
                     tokio::select! {
                         _ = stop => {}
                         _ = cut => {}
                     }
+                    let _ = ending_tx.send(true);
                 };
                 Server::builder()
                     .tcp_nodelay(true)
@@ -96,6 +100,11 @@ pub async fn serve(
                     .add_service(proto::client_server::ClientServer::new(ClientApi {
                         engine: engine.clone(),
                         default_replicas,
+                    }))
+                    .add_service(proto::session_server::SessionServer::new(super::session::SessionApi {
+                        engine: engine.clone(),
+                        default_replicas,
+                        ending,
                     }))
                     .add_service(proto::dataserver_server::DataserverServer::new(DataserverApi {
                         engine: engine.clone(),

@@ -1,0 +1,46 @@
+//! A failover-aware client of the TFS nameserver.
+//!
+//! - [`Client`]: the connection to a nameserver address (in Kubernetes, the Service VIP that
+//!   follows the master), unary calls (`create_block`, `get_block`, …) and the failover policy.
+//! - [`Session`]: a pipelined session — many tasks call `session.create().await` concurrently and
+//!   their requests share one stream, where the master runs a burst as one transaction. Much
+//!   faster than one unary RPC per operation under concurrency.
+//!
+//! # Failover and retries
+//!
+//! On a reply that says "not master" (a slave, a lapsed or draining master), on UNAVAILABLE with
+//! no answer, on a GOAWAY or a stream the server ended, or on a reply at an epoch older than one
+//! already seen, the client drops its connection and dials the address again, with jittered
+//! exponential backoff (`backon`). Reads are always retried. Writes are retried only when the
+//! server said they were not applied (the statuses are listed in [`retry`]); a write that may
+//! have been applied fails with
+//! [`Error::OutcomeUnknown`] and is never retried blindly. See docs/CLIENT.md.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use tfs_client::{Client, TlsOptions};
+//!
+//! # async fn f() -> Result<(), tfs_client::Error> {
+//! let client = Client::connect("127.0.0.1:8100", TlsOptions::plain()).await?;
+//! let session = client.session();
+//! let created = session.create().await?;
+//! let id = created.block.expect("a created block").id;
+//! let read = session.get(id).await?;
+//! assert_eq!(read.block.map(|b| b.id), Some(id));
+//! # Ok(()) }
+//! ```
+
+mod client;
+mod error;
+pub mod mux;
+pub mod retry;
+mod session;
+mod tls;
+
+pub use client::{Client, DEFAULT_RETRY_BUDGET};
+pub use error::Error;
+pub use session::{MAX_IN_FLIGHT, Session};
+/// The nameserver's protocol types (blocks, requests, replies).
+pub use tfs_nameserver::proto;
+pub use tls::TlsOptions;

@@ -1,0 +1,145 @@
+//! The client library against real tfs-nameserver processes, started, killed and restarted by the
+//! nameserver's own process-test harness (nameserver/tests/common, included by path).
+
+#[path = "../../nameserver/tests/common/mod.rs"]
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::Node;
+use tfs_client::{Client, Error, TlsOptions};
+
+/// Builds this checkout's nameserver binaries where the harness looks for them (client/build.rs):
+/// cargo builds a package's binaries for that package's tests only.
+fn binaries() {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = std::path::Path::new(common::NS).parent().unwrap();
+        let profile = match dir.file_name().unwrap().to_str().unwrap() {
+            "debug" => "dev",
+            p => p,
+        };
+        let ok = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "tfs-nameserver", "--bins", "--profile", profile])
+            .status()
+            .expect("run cargo build")
+            .success();
+        assert!(ok, "cannot build the nameserver binaries");
+    });
+}
+
+/// A master alone at `epoch` with 3 dataservers, on a node already started.
+async fn master(n: &Node, epoch: u64) {
+    n.master(epoch).await;
+    n.dataservers(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn session_creates_from_many_tasks_are_all_acknowledged_with_distinct_ids() {
+    binaries();
+    let root = tempfile::tempdir().unwrap();
+    let mut a = Node::new("a", root.path(), &[]);
+    a.start_ready().await;
+    master(&a, 1).await;
+    let client = Client::connect(&a.client, TlsOptions::plain()).await.unwrap();
+    let session = client.session();
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let s = session.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for _ in 0..20 {
+                    let r = s.create().await.expect("create acknowledged");
+                    assert_eq!(r.epoch, 1);
+                    ids.push(r.block.unwrap().id);
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.extend(t.await.unwrap());
+    }
+    let distinct: HashSet<u64> = ids.iter().copied().collect();
+    assert_eq!(ids.len(), 64 * 20);
+    assert_eq!(distinct.len(), ids.len(), "a block id was handed out twice");
+    // Every acknowledged block is there, read back through the session and the unary call alike.
+    for &id in ids.iter().step_by(97) {
+        assert_eq!(session.get(id).await.unwrap().block.unwrap().id, id);
+        assert_eq!(client.get_block(id).await.unwrap().block.unwrap().id, id);
+    }
+    // A definite answer is returned as it is, not retried.
+    let missing = session.get(u64::MAX - 1).await.unwrap_err();
+    assert!(matches!(missing, Error::Refused { code: tonic::Code::NotFound, .. }), "{missing:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_master_restarted_mid_run_fails_writes_in_flight_as_unknown_and_serves_again() {
+    binaries();
+    let root = tempfile::tempdir().unwrap();
+    let mut a = Node::new("a", root.path(), &[]);
+    a.start_ready().await;
+    master(&a, 1).await;
+    let client =
+        Client::connect(&a.client, TlsOptions::plain()).await.unwrap().with_retry_budget(Duration::from_secs(60));
+    let session = client.session();
+    let first = session.create().await.unwrap().block.unwrap().id;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let unknown = Arc::new(AtomicU64::new(0));
+    let writers: Vec<_> = (0..64)
+        .map(|_| {
+            let (s, stop, unknown) = (session.clone(), stop.clone(), unknown.clone());
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    match s.create().await {
+                        Ok(r) => acked.push((r.block.unwrap().id, r.epoch)),
+                        Err(Error::OutcomeUnknown(_)) => {
+                            unknown.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => panic!("a create failed otherwise than outcome unknown: {e}"),
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    a.kill9();
+    // Reads issued while the master is down wait for it (they are retried), and resume.
+    let reader = {
+        let s = session.clone();
+        tokio::spawn(async move { s.get(first).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.start_ready().await;
+    master(&a, 2).await;
+    let t = Instant::now();
+    let read = reader.await.unwrap().expect("the read resumed after the restart");
+    assert_eq!(read.block.unwrap().id, first);
+    assert_eq!(read.epoch, 2);
+    println!("read resumed {:?} after the master was told its role again", t.elapsed());
+    // New writes succeed, at the new epoch.
+    let after = session.create().await.expect("a new create after the restart").block.unwrap().id;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for w in writers {
+        acked.extend(w.await.unwrap());
+    }
+    let unknown = unknown.load(Ordering::Relaxed);
+    println!("{} creates acknowledged, {unknown} outcome unknown", acked.len());
+    assert!(unknown > 0, "the creates in flight when the master was killed must fail as outcome unknown");
+    assert!(acked.iter().any(|&(_, e)| e == 2), "creates went on at epoch 2 after the restart");
+    // Every acknowledged create survived the restart, and no id was handed out twice.
+    let ids: HashSet<u64> = acked.iter().map(|&(id, _)| id).chain([first, after]).collect();
+    assert_eq!(ids.len(), acked.len() + 2, "a block id was handed out twice");
+    for &(id, _) in acked.iter().step_by(53) {
+        assert_eq!(client.get_block(id).await.unwrap().block.unwrap().id, id, "acknowledged block {id} lost");
+    }
+}
