@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Replicated writes, side by side on loopback in one run: tfs (master + 1 sync slave, fsync on
-# both, acknowledged once the slave holds the record) against etcd v3.6 with 3 members and with 1,
-# and a bare RPC (Echo) on the same tfs server as the ceiling of this machine. Same concurrency
-# sweep and the same connection model for every system: `c` requests in flight from `c` workers
-# sharing min(c, 4) HTTP/2 connections. Writes results.json "writes".
+# both, acknowledged once the slave holds the record) with one unary CreateBlock per create
+# ("tfs") and with creates on pipelined sessions ("tfs-session": `tfsctl bench --session`, one
+# stream per connection, a burst of creates one writer transaction), against etcd v3.6 with 3
+# members and with 1, and a bare unary RPC (Echo) on the same tfs server as the ceiling of one RPC
+# per operation on this machine. Same concurrency sweep and the same connection model for every
+# system: `c` requests in flight from `c` workers sharing min(c, 4) HTTP/2 connections (for
+# tfs-session, the one stream of each). Writes results.json "writes".
 set -euo pipefail
 BENCH_NAME=writes
 source "$(dirname "$0")/lib.sh"
@@ -22,6 +25,7 @@ count() { # system concurrency -> requests for a point of a few seconds on this 
   case "$1:$2" in
     tfs-echo:1) base=8000 ;; tfs-echo:16) base=80000 ;; tfs-echo:*) base=200000 ;;
     tfs:1) base=4000 ;; tfs:16) base=40000 ;; tfs:*) base=120000 ;;
+    tfs-session:1) base=4000 ;; tfs-session:16) base=60000 ;; tfs-session:*) base=300000 ;;
     etcd*:1) base=1500 ;; etcd*:16) base=10000 ;; etcd*:*) base=40000 ;;
   esac
   python3 -c "print(max(int($base * $SCALE), 2 * $2, 1000))"
@@ -46,6 +50,7 @@ master_with_sync_slave "$W"
 for c in $SWEEP; do
   point tfs-echo "$c" "$(tfs_bench 127.0.0.1:8100 --op echo --count "$(count tfs-echo "$c")" --concurrency "$c" --connections "$(conns "$c")")"
   point tfs "$c" "$(tfs_bench 127.0.0.1:8100 --op create --count "$(count tfs "$c")" --concurrency "$c" --connections "$(conns "$c")" --sim-dataservers 3)"
+  point tfs-session "$c" "$(tfs_bench 127.0.0.1:8100 --op create --session --count "$(count tfs-session "$c")" --concurrency "$c" --connections "$(conns "$c")" --sim-dataservers 3)"
 done
 [ "$(status_field 127.0.0.1:8100 sync_set)" != "[]" ] || die "the slave left the sync set during the run: the figures would not be replicated writes"
 # The size of what a create makes durable: the oplog bytes per record on the master. etcd's value is
@@ -117,8 +122,9 @@ pts = [json.loads(l) for l in open(sys.argv[1])]
 print(json.dumps({
   "command": "make bench (bench/writes.sh)",
   "request": f"tfs: CreateBlock (one {sys.argv[2]}-byte oplog record fsynced on master and sync slave); "
+             f"tfs-session: the same create on a pipelined session (tfs.v1.Session); "
              f"etcd: put with an 8-byte key and a {sys.argv[3]}-byte value (the same bytes), --target-leader",
-  "connection_model": "c requests in flight from c workers sharing min(c, 4) HTTP/2 connections (tfsctl bench --connections, etcd benchmark --conns)",
+  "connection_model": "c requests in flight from c workers sharing min(c, 4) HTTP/2 connections (tfsctl bench --connections, etcd benchmark --conns; tfs-session: one session stream per connection)",
   "points": pts}))
 PY
 )"

@@ -33,8 +33,13 @@ pub fn best_ops(writes: &Writes, system: &str) -> Option<f64> {
 
 /// tfs p99 ÷ etcd-3 p99 at each concurrency both were measured at, ascending.
 pub fn p99_ratios(writes: &Writes) -> Vec<(u32, f64)> {
+    p99_ratios_of(writes, TFS)
+}
+
+/// `system`'s p99 ÷ etcd-3 p99 at each concurrency both were measured at, ascending.
+pub fn p99_ratios_of(writes: &Writes, system: &str) -> Vec<(u32, f64)> {
     writes
-        .series(TFS)
+        .series(system)
         .into_iter()
         .filter_map(|t| {
             let e = writes.point(ETCD3, t.concurrency)?;

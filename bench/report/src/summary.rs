@@ -3,6 +3,8 @@
 //! ```text
 //! tfs_vs_etcd3_write_ratio=12.34 tfs_vs_etcd1_write_ratio=20.10 p99_ratio_at_c=1:0.52,16:0.71
 //! tfs_vs_rpc_ceiling=0.55
+//! tfs_session_vs_etcd3_write_ratio=40.10 tfs_session_vs_etcd1_write_ratio=61.00 session_p99_ratio_at_c=1:0.50,16:0.40
+//! tfs_session_vs_rpc_ceiling=2.10
 //! failover_kill_p50_s=0.410 p90_s=0.620 max_s=0.910 trials=20 failed_requests=0
 //! failover_podloss_p50_s=...        (same keys)
 //! switchover_p50_s=...              (same keys)
@@ -24,10 +26,10 @@ use std::fmt;
 
 use crate::numbers::{NA, fixed, short};
 use crate::results::{
-    CatchUp, ETCD1, ETCD3, Failover, KILL, PODLOSS, Recovery, Results, SWITCHOVER, TFS, TFS_ECHO, TlsCost, TlsRound,
-    Writes, blocks_label,
+    CatchUp, ETCD1, ETCD3, Failover, KILL, PODLOSS, Recovery, Results, SWITCHOVER, TFS, TFS_ECHO, TFS_SESSION, TlsCost,
+    TlsRound, Writes, blocks_label,
 };
-use crate::stats::{Spread, best_ops, p99_ratios, ratio};
+use crate::stats::{Spread, best_ops, p99_ratios, p99_ratios_of, ratio};
 
 /// tfs must write this many times faster than etcd with 3 members.
 pub const WRITE_RATIO_GOAL: f64 = 10.0;
@@ -148,7 +150,7 @@ impl Summary {
 
     fn writes(&mut self, w: &Writes) {
         let tfs = best_ops(w, TFS);
-        for system in [TFS, TFS_ECHO, ETCD3, ETCD1] {
+        for system in [TFS, TFS_SESSION, TFS_ECHO, ETCD3, ETCD1] {
             if best_ops(w, system).is_none() {
                 self.notes.push(format!("writes: no points for {system}"));
             }
@@ -161,6 +163,16 @@ impl Summary {
             if p99.is_empty() { NA.to_string() } else { p99.join(",") },
         ));
         self.lines.push(format!("tfs_vs_rpc_ceiling={}", fixed(ratio(tfs, best_ops(w, TFS_ECHO)), 2)));
+        // The same figures for creates on pipelined sessions (issue #19: past the unary ceiling).
+        let session = best_ops(w, TFS_SESSION);
+        let p99: Vec<String> = p99_ratios_of(w, TFS_SESSION).iter().map(|(c, r)| format!("{c}:{r:.2}")).collect();
+        self.lines.push(format!(
+            "tfs_session_vs_etcd3_write_ratio={} tfs_session_vs_etcd1_write_ratio={} session_p99_ratio_at_c={}",
+            fixed(ratio(session, best_ops(w, ETCD3)), 2),
+            fixed(ratio(session, best_ops(w, ETCD1)), 2),
+            if p99.is_empty() { NA.to_string() } else { p99.join(",") },
+        ));
+        self.lines.push(format!("tfs_session_vs_rpc_ceiling={}", fixed(ratio(session, best_ops(w, TFS_ECHO)), 2)));
     }
 
     fn failover(&mut self, f: &Failover) {
@@ -363,6 +375,8 @@ mod tests {
                 point("tfs", 1, 1000.0, 2.0),
                 point("tfs", 64, 30000.0, 5.0),
                 point("tfs-echo", 64, 60000.0, 4.0),
+                point("tfs-session", 1, 900.0, 2.0),
+                point("tfs-session", 64, 120000.0, 3.0),
                 point("etcd-3", 1, 300.0, 4.0),
                 point("etcd-3", 64, 2500.0, 10.0),
                 point("etcd-1", 64, 5000.0, 8.0),
@@ -372,10 +386,13 @@ mod tests {
         };
         let s = Summary::of(&r);
         assert_eq!(
-            s.lines[..2],
+            s.lines[..4],
             [
                 "tfs_vs_etcd3_write_ratio=12.00 tfs_vs_etcd1_write_ratio=6.00 p99_ratio_at_c=1:0.50,64:0.50",
-                "tfs_vs_rpc_ceiling=0.50"
+                "tfs_vs_rpc_ceiling=0.50",
+                "tfs_session_vs_etcd3_write_ratio=48.00 tfs_session_vs_etcd1_write_ratio=24.00 \
+                 session_p99_ratio_at_c=1:0.50,64:0.30",
+                "tfs_session_vs_rpc_ceiling=2.00",
             ]
         );
         assert_eq!(
@@ -406,6 +423,12 @@ mod tests {
         let s = Summary::of(&r);
         assert_eq!(s.lines[0], "tfs_vs_etcd3_write_ratio=n/a tfs_vs_etcd1_write_ratio=n/a p99_ratio_at_c=n/a");
         assert_eq!(s.lines[1], "tfs_vs_rpc_ceiling=n/a");
+        assert_eq!(
+            s.lines[2],
+            "tfs_session_vs_etcd3_write_ratio=n/a tfs_session_vs_etcd1_write_ratio=n/a session_p99_ratio_at_c=n/a"
+        );
+        assert_eq!(s.lines[3], "tfs_session_vs_rpc_ceiling=n/a");
+        assert!(s.notes.iter().any(|n| n.contains("tfs-session")));
         assert!(s.notes.iter().any(|n| n.contains("etcd-3")));
     }
 

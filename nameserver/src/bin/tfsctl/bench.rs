@@ -19,6 +19,11 @@ use crate::ops;
 use crate::record::{Ack, Kind};
 use crate::sim::{self, SimArgs};
 
+// A module of bench's own (main.rs lists the commands' modules): the `--session` client.
+#[path = "session.rs"]
+mod session;
+use session::Sessions;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Op {
     Create,
@@ -81,6 +86,10 @@ pub struct BenchArgs {
     /// live (they reconnect to the same address only when the server closes them).
     #[arg(long)]
     pub keep_connection: bool,
+    /// Creates, gets and commits on pipelined sessions (`tfs.v1.Session`), one stream per
+    /// connection shared by its workers, instead of one unary RPC each.
+    #[arg(long)]
+    pub session: bool,
     /// How often to print progress (ok, failed, retries so far) on stderr.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub progress_every: Duration,
@@ -192,6 +201,10 @@ pub async fn run(addr: &str, a: BenchArgs, json: bool) -> Result<i32> {
     if a.history.is_some() && a.op != Op::Mixed {
         bail!("--history records the operations of --op mixed only");
     }
+    if a.session && !matches!(a.op, Op::Create | Op::Get | Op::Commit) {
+        bail!("--session runs --op create, get or commit");
+    }
+    let sessions = a.session.then(|| Arc::new(Sessions::new(fresh.clone(), a.connections as usize)));
     let (rec_tx, rec_join) = sink(a.record.as_deref())?;
     let (hist_tx, hist_join) = sink(a.history.as_deref())?;
     let counters = Arc::new(Counters {
@@ -207,8 +220,13 @@ pub async fn run(addr: &str, a: BenchArgs, json: bool) -> Result<i32> {
         let (a, counters, blocks) = (a.clone(), counters.clone(), blocks.clone());
         let sinks = Sinks { rec: rec_tx.clone(), hist: hist_tx.clone() };
         let ep = fresh.clone();
+        // Worker w shares the stream of its connection, as it shares the connection unary.
+        let via = match &sessions {
+            Some(s) => Via::Session(s.clone(), (w % a.connections) as usize),
+            None => Via::Unary,
+        };
         workers.push(tokio::spawn(async move {
-            worker(w, ClientClient::new(ch), ep, a, counters, blocks, sinks, start).await
+            worker(w, ClientClient::new(ch), via, ep, a, counters, blocks, sinks, start).await
         }));
     }
     drop((rec_tx, hist_tx));
@@ -254,7 +272,7 @@ pub async fn run(addr: &str, a: BenchArgs, json: bool) -> Result<i32> {
         println!(
             "{}",
             serde_json::json!({
-                "op": format!("{:?}", a.op).to_lowercase(), "count": a.count, "concurrency": a.concurrency,
+                "op": format!("{:?}", a.op).to_lowercase(), "session": a.session, "count": a.count, "concurrency": a.concurrency,
                 "ok": ok, "failed": failed, "retries": retries, "elapsed_s": elapsed,
                 "ops_per_s": ops, "items_per_s": ops * per_call as f64,
                 "p50_ms": q(0.5), "p99_ms": q(0.99), "p999_ms": q(0.999), "max_ms": hist.max() as f64 / 1000.0,
@@ -262,8 +280,9 @@ pub async fn run(addr: &str, a: BenchArgs, json: bool) -> Result<i32> {
         );
     } else {
         println!(
-            "op={:?} count={} concurrency={} ok={ok} failed={failed} retries={retries} elapsed={elapsed:.2}s ops/s={ops:.0}{} p50={:.2}ms p99={:.2}ms p999={:.2}ms max={:.2}ms",
+            "op={:?}{} count={} concurrency={} ok={ok} failed={failed} retries={retries} elapsed={elapsed:.2}s ops/s={ops:.0}{} p50={:.2}ms p99={:.2}ms p999={:.2}ms max={:.2}ms",
             a.op,
+            if a.session { " session" } else { "" },
             a.count,
             a.concurrency,
             if per_call > 1 { format!(" items/s={:.0}", ops * per_call as f64) } else { String::new() },
@@ -342,10 +361,18 @@ fn refused_as_older(s: &Status) -> bool {
     s.code() == Code::InvalidArgument && s.message().contains("is older than")
 }
 
+/// How a worker's calls travel.
+enum Via {
+    Unary,
+    /// On the session stream of this slot.
+    Session(Arc<Sessions>, usize),
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn worker(
     w: u64,
     mut c: ClientClient<Channel>,
+    via: Via,
     ep: tonic::transport::Endpoint,
     a: BenchArgs,
     counters: Arc<Counters>,
@@ -401,7 +428,10 @@ async fn worker(
                     completed_us,
                 });
             }
-            let r = call(&mut c, &a, action).await;
+            let r = match &via {
+                Via::Unary => call(&mut c, &a, action).await,
+                Via::Session(s, slot) => call_session(s, *slot, &a, action).await,
+            };
             if let Some(h) = &sinks.hist
                 && let Some(op) = observed(&client, action, &r, invoked_us)
             {
@@ -509,6 +539,38 @@ struct Done {
 
 type Acked = Vec<(Kind, u64, u64, u64)>;
 
+/// [`call`] on a session: the same requests and the same `Done` (the node is the session's).
+async fn call_session(s: &Sessions, slot: usize, a: &BenchArgs, action: Action) -> Result<Done, Status> {
+    let done = |acks: Acked, epoch: u64| Done { acks, read: None, epoch, node: String::new() };
+    Ok(match action {
+        Action::Create => {
+            let r = session::create(s, slot, a.replicas).await?;
+            let id = r.block.map(|b| b.id).unwrap_or(0);
+            done(vec![(Kind::Create, id, r.epoch, r.seq)], r.epoch)
+        }
+        Action::Read(block) => {
+            let r = session::get(s, slot, block).await?;
+            Done { read: r.block.as_ref().map(|b| b.version), ..done(vec![], r.epoch) }
+        }
+        Action::Commit(block, version) => {
+            let r = session::commit(s, slot, commit_request(block, version)).await?;
+            done(vec![(Kind::Commit { version }, block, r.epoch, r.seq)], r.epoch)
+        }
+    })
+}
+
+/// What a bench commit of `version` writes.
+fn commit_request(block: u64, version: u32) -> proto::CommitBlockRequest {
+    proto::CommitBlockRequest {
+        block_id: block,
+        version,
+        size: version as u64 * 4096,
+        file_count: version,
+        del_size: 0,
+        del_file_count: 0,
+    }
+}
+
 async fn call(c: &mut ClientClient<Channel>, a: &BenchArgs, action: Action) -> Result<Done, Status> {
     let done =
         |acks: Acked, epoch: u64, m: &tonic::metadata::MetadataMap| Done { acks, read: None, epoch, node: node_of(m) };
@@ -535,15 +597,7 @@ async fn call(c: &mut ClientClient<Channel>, a: &BenchArgs, action: Action) -> R
             Done { read: version, ..done(vec![], r.get_ref().epoch, r.metadata()) }
         }
         (_, Action::Commit(block, version)) => {
-            let req = proto::CommitBlockRequest {
-                block_id: block,
-                version,
-                size: version as u64 * 4096,
-                file_count: version,
-                del_size: 0,
-                del_file_count: 0,
-            };
-            let r = c.commit_block(req).await?;
+            let r = c.commit_block(commit_request(block, version)).await?;
             let (m, r) = (r.metadata().clone(), r.into_inner());
             done(vec![(Kind::Commit { version }, block, r.epoch, r.seq)], r.epoch, &m)
         }
