@@ -143,3 +143,77 @@ async fn a_master_restarted_mid_run_fails_writes_in_flight_as_unknown_and_serves
         assert_eq!(client.get_block(id).await.unwrap().block.unwrap().id, id, "acknowledged block {id} lost");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_session_through_a_vip_follows_a_switchover() {
+    binaries();
+    let root = tempfile::tempdir().unwrap();
+    let (mut a, mut b) = (Node::new("a", root.path(), &[]), Node::new("b", root.path(), &[]));
+    common::start_pair(&mut a, &mut b).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let vip = listener.local_addr().unwrap().to_string();
+    let backend = Arc::new(std::sync::Mutex::new(a.client.clone()));
+    tokio::spawn(common::vip(listener, backend.clone()));
+    let client = Client::connect(&vip, TlsOptions::plain()).await.unwrap();
+    let session = client.session();
+    let first = session.create().await.unwrap().block.unwrap().id;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..32)
+        .map(|_| {
+            let (s, stop) = (session.clone(), stop.clone());
+            tokio::spawn(async move {
+                let (mut acked, mut unknown) = (Vec::new(), 0);
+                while !stop.load(Ordering::Relaxed) {
+                    match s.create().await {
+                        Ok(r) => acked.push((r.block.unwrap().id, r.epoch)),
+                        // A create logged on the old master but not committed before it stepped down.
+                        Err(Error::OutcomeUnknown(_)) => unknown += 1,
+                        Err(e) => panic!("a create failed otherwise than outcome unknown: {e}"),
+                    }
+                }
+                (acked, unknown)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A planned switchover, as the heart makes it: a drains (it refuses writes: "draining"; its
+    // sessions end and its connections are cut), b masters epoch 2, a follows it, the VIP moves.
+    // (Promoting b while a is still writable would be a split brain of the test's making: a's
+    // validity is an hour, and without published removals it drops b from its sync set.)
+    let mut admin = tfs_nameserver::proto::admin_client::AdminClient::new(Node::channel(&a.admin).await);
+    admin.drain(tfs_nameserver::proto::DrainRequest {}).await.unwrap();
+    b.master(2).await;
+    a.slave_of(&b, 2).await;
+    *backend.lock().unwrap() = b.client.clone();
+    let t = Instant::now();
+    loop {
+        let r = session.get(first).await.expect("reads go on across the switchover");
+        if r.epoch == 2 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "the session did not reach the new master");
+    }
+    println!("the session reached the new master {:?} after the VIP moved", t.elapsed());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut acked, mut unknown) = (Vec::new(), 0);
+    for w in writers {
+        let (a, u) = w.await.unwrap();
+        acked.extend(a);
+        unknown += u;
+    }
+    println!("{} creates acknowledged, {unknown} outcome unknown", acked.len());
+    assert!(acked.iter().any(|&(_, e)| e == 1) && acked.iter().any(|&(_, e)| e == 2), "creates on both masters");
+    let mut seen = std::collections::HashMap::new();
+    for &(id, e) in &acked {
+        if let Some(e0) = seen.insert(id, e) {
+            println!("block {id} acknowledged at epoch {e0} and at epoch {e}");
+        }
+    }
+    let ids: HashSet<u64> = acked.iter().map(|&(id, _)| id).collect();
+    assert_eq!(ids.len(), acked.len(), "a block id was handed out twice");
+    for &(id, _) in acked.iter().step_by(37) {
+        assert_eq!(client.get_block(id).await.unwrap().block.unwrap().id, id, "acknowledged block {id} lost");
+    }
+}
