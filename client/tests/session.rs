@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::Node;
-use tfs_client::{Client, Error, TlsOptions};
+use tfs_client::{Client, Error, TlsOptions, proto};
 
 /// Builds this checkout's nameserver binaries where the harness looks for them (client/build.rs):
 /// cargo builds a package's binaries for that package's tests only.
@@ -216,4 +216,96 @@ async fn a_session_through_a_vip_follows_a_switchover() {
     for &(id, _) in acked.iter().step_by(37) {
         assert_eq!(client.get_block(id).await.unwrap().block.unwrap().id, id, "acknowledged block {id} lost");
     }
+}
+
+/// A raw session stream on `n` (no library between): the request sender and the reply stream.
+async fn raw_session(
+    n: &Node,
+) -> (tokio::sync::mpsc::UnboundedSender<proto::SessionRequest>, tonic::Streaming<proto::SessionReply>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let replies = proto::session_client::SessionClient::new(n.client_channel())
+        .session(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    (tx, replies)
+}
+
+fn create(id: u64) -> proto::SessionRequest {
+    proto::SessionRequest {
+        id,
+        op: Some(proto::session_request::Op::Create(proto::CreateBlockRequest { replicas: 0 })),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_server_ends_its_sessions_cleanly_when_it_stops_being_a_writable_master() {
+    binaries();
+    let root = tempfile::tempdir().unwrap();
+    let mut a = Node::new("a", root.path(), &[]);
+    a.start_ready().await;
+    master(&a, 1).await;
+    let (tx, mut replies) = raw_session(&a).await;
+    tx.send(create(1)).unwrap();
+    let r = replies.message().await.unwrap().unwrap();
+    assert!(matches!(r.result, Some(proto::session_reply::Result::Create(_))), "{r:?}");
+    let mut admin = proto::admin_client::AdminClient::new(Node::channel(&a.admin).await);
+    admin.drain(proto::DrainRequest {}).await.unwrap();
+    // The stream ends by itself (the graceful shutdown of the connections waits for it), with
+    // the trailer that says unanswered requests were not executed; the client kept its side open.
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        match replies.message().await {
+            Ok(Some(r)) => panic!("no request was pending: {r:?}"),
+            Ok(None) => panic!("ended OK, without saying why"),
+            Err(s) => s,
+        }
+    })
+    .await
+    .expect("the session ended within 5 s of the drain");
+    assert_eq!(end.code(), tonic::Code::Unavailable, "{end:?}");
+    assert_eq!(
+        end.metadata().get(tfs_nameserver::server::session::UNREAD_TRAILER).map(|v| v.to_str().unwrap()),
+        Some("not-executed")
+    );
+    drop(tx);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_session_refuses_requests_past_its_bound_and_answers_every_one() {
+    binaries();
+    let root = tempfile::tempdir().unwrap();
+    let (mut a, mut b) = (Node::new("a", root.path(), &[]), Node::new("b", root.path(), &[]));
+    common::start_pair(&mut a, &mut b).await;
+    // The sync slave frozen: nothing commits, so every admitted create stays in flight.
+    b.signal("STOP");
+    let (tx, mut replies) = raw_session(&a).await;
+    let bound = tfs_nameserver::server::session::MAX_IN_FLIGHT as u64;
+    let total = bound + 500;
+    for id in 1..=total {
+        tx.send(create(id)).unwrap();
+    }
+    // The refusals come at once, while the rest wait for the slave.
+    let mut answered = HashSet::new();
+    let mut exhausted = 0;
+    while exhausted < total - bound {
+        let r = tokio::time::timeout(Duration::from_secs(5), replies.message())
+            .await
+            .expect("the refusals come without waiting for the commits")
+            .unwrap()
+            .unwrap();
+        assert!(answered.insert(r.id), "request {} answered twice", r.id);
+        match r.result {
+            Some(proto::session_reply::Result::Error(e)) if e.code == tonic::Code::ResourceExhausted as i32 => {
+                exhausted += 1
+            }
+            other => panic!("request {} answered {other:?} while nothing could commit", r.id),
+        }
+    }
+    b.signal("CONT");
+    drop(tx);
+    while let Some(r) = replies.message().await.unwrap() {
+        assert!(answered.insert(r.id), "request {} answered twice", r.id);
+        assert!(matches!(r.result, Some(proto::session_reply::Result::Create(_))), "{r:?}");
+    }
+    assert_eq!(answered.len() as u64, total, "every request answered");
 }
