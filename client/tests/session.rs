@@ -309,3 +309,25 @@ async fn a_session_refuses_requests_past_its_bound_and_answers_every_one() {
     }
     assert_eq!(answered.len() as u64, total, "every request answered");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sessions_and_unary_calls_speak_tls_when_told_to() {
+    binaries();
+    let root = tempfile::tempdir().unwrap();
+    let ca = tfs_nameserver::tls::devcerts::Ca::new("test CA").unwrap();
+    let (mut a, _secret) = common::certs::tls_node("a", root.path(), &ca, None, &[]);
+    a.start_ready().await;
+    master(&a, 1).await;
+    // Dialled by IP, checked against the node name its certificate carries.
+    let tls = TlsOptions::with_ca(ca.cert_pem.clone().into_bytes()).server_name("a");
+    let client = Client::connect(&a.client, tls).await.unwrap();
+    let session = client.session();
+    let id = session.create().await.unwrap().block.unwrap().id;
+    assert_eq!(session.get(id).await.unwrap().block.unwrap().id, id);
+    assert_eq!(client.get_block(id).await.unwrap().block.unwrap().id, id);
+    // The client port speaks TLS only: a plain client gets no answer, and says so in time.
+    let plain =
+        Client::connect(&a.client, TlsOptions::plain()).await.unwrap().with_retry_budget(Duration::from_millis(300));
+    let e = plain.get_block(id).await.unwrap_err();
+    assert!(matches!(e, Error::Unavailable { .. }), "{e:?}");
+}
