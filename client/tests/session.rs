@@ -331,3 +331,37 @@ async fn sessions_and_unary_calls_speak_tls_when_told_to() {
     let e = plain.get_block(id).await.unwrap_err();
     assert!(matches!(e, Error::Unavailable { .. }), "{e:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tfsctl_bench_on_sessions_acknowledges_only_what_the_master_holds() {
+    binaries();
+    let root = tempfile::tempdir().unwrap();
+    let (mut a, mut b) = (Node::new("a", root.path(), &[]), Node::new("b", root.path(), &[]));
+    common::start_pair(&mut a, &mut b).await;
+    let record = root.path().join("acked.jsonl");
+    let rec = record.to_str().unwrap();
+    let o = common::ctl(&[
+        "--json",
+        "--addr",
+        &a.client,
+        "bench",
+        "--op",
+        "create",
+        "--session",
+        "--count",
+        "3000",
+        "--concurrency",
+        "64",
+        "--record",
+        rec,
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!((r["ok"].as_u64(), r["failed"].as_u64(), r["session"].as_bool()), (Some(3000), Some(0), Some(true)));
+    assert_eq!(common::lines(&record), 3000);
+    let (ok, report) = common::verify(&a.client, &record);
+    assert!(ok, "{report}");
+    // The slave holds them too: they were acknowledged once it did.
+    common::same_state(&a, &b).await;
+}
