@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, as a user would live it: install the operator chart, create a TfsNameserver,
 # write through its VIP, kill the master pod, and watch the failover with kubectl; switch over
-# back with the plugin; then lose the master's whole node and watch the failover again.
+# back with the plugin; then lose the master's whole node and watch the failover again; then a
+# TfsNameserver archiving to the cluster's S3 store, and a backup taken with kubectl.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export KUBECONFIG=${KUBECONFIG:-$ROOT/.e2e/kubeconfig}
@@ -128,6 +129,36 @@ kill $WRITER 2>/dev/null || true; wait $WRITER 2>/dev/null || true; trap - EXIT
 run "$K" get tfsns demo
 run "$CTL" --addr "$VIP" verify --record "$RUN/acked-node"
 
+say "Backups: a TfsNameserver archiving to the cluster's S3 store (SeaweedFS), and a backup now"
+# A run of the demo starts a new history: the last run's resource, claims and archive go first (a
+# nameserver never appends its history to another history's archive).
+"$K" delete tfsns demo-backup --ignore-not-found --wait=true >/dev/null
+"$K" delete pvc demo-backup-0-data demo-backup-1-data --ignore-not-found --wait=true >/dev/null
+for key in $("$ROOT/e2e/cluster/objectstore.sh" curl "tfs-backups?list-type=2&prefix=default/demo-backup/" \
+    | grep -o '<Key>[^<]*</Key>' | sed 's/<[^>]*>//g'); do
+  "$ROOT/e2e/cluster/objectstore.sh" curl "tfs-backups/$key" -X DELETE >/dev/null
+done
+run "$ROOT/e2e/cluster/objectstore.sh" secret default tfs-backup-s3
+run "$K" apply -f "$ROOT/examples/tfsnameserver-backup.yaml"
+for i in $(seq 1 120); do
+  phase=$("$K" get tfsns demo-backup -o jsonpath='{.status.phase} {.status.ready}' 2>/dev/null || true)
+  [ "$phase" = "Healthy 2/2" ] && break
+  sleep 1
+done
+BVIP=$("$K" get svc demo-backup -o jsonpath='{.spec.clusterIP}'):8100
+for k in ca.crt tls.crt tls.key; do
+  "$K" get secret demo-backup-client -o go-template="{{index .data \"$k\"}}" | base64 -d > "$TLS/backup-$k"
+done
+chmod 600 "$TLS/backup-tls.key"
+TFS_CA=$TLS/backup-ca.crt TFS_CERT=$TLS/backup-tls.crt TFS_KEY=$TLS/backup-tls.key TFS_TLS_SERVER_NAME=demo-backup \
+  "$CTL" --addr "$BVIP" bench --op create --count 20000 --concurrency 16 --sim-dataservers 3 > "$RUN/backup-writer.log" 2>&1
+tail -1 "$RUN/backup-writer.log"
+run kubectl tfs backup demo-backup
+run "$K" get tfsns demo-backup -o jsonpath='{.status.backup}{"\n"}'
+eval "$("$ROOT/e2e/cluster/objectstore.sh" env)"
+run "$CTL" backup ls --archive s3://tfs-backups/default/demo-backup --archive-endpoint "$TFS_S3_ENDPOINT"
+run "$K" get tfsbackup
+
 cat <<MSG
 
 The cluster keeps running. Explore it:
@@ -139,6 +170,7 @@ The cluster keeps running. Explore it:
   kubectl tfs status demo                                # master, epoch, lease, every instance
   kubectl tfs switchover demo <slave pod>                # planned switchover, waits for the outcome
   make node-down NODE=node-2 / make node-up NODE=node-2  # lose a node of the cluster, bring it back
+  kubectl get tfsbackup; kubectl tfs backup demo-backup  # backups (docs/OPERATIONS.md: backup and restore runbook)
   kubectl drain <master's node> --ignore-daemonsets      # a switchover first, then the eviction
   export TFS_CA=$TFS_CA TFS_CERT=$TFS_CERT TFS_KEY=$TFS_KEY TFS_TLS_SERVER_NAME=demo
   $CTL --addr $VIP status                  # the master's role, epoch, seqs, sync set (over TLS)

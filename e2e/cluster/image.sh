@@ -152,6 +152,11 @@ image_tfs() {
     mkdir -p "$d/lib64"; cp -L /lib64/ld-linux-x86-64.so.2 "$d/lib64/"
   fi
   stage_busybox "$d"
+  # The public CA roots (Debian's ca-certificates): the archive's S3 client verifies https
+  # endpoints against them, and its HTTP client cannot be built on a system that has none.
+  [ -s /etc/ssl/certs/ca-certificates.crt ] || die "/etc/ssl/certs/ca-certificates.crt missing: apt-get install ca-certificates"
+  mkdir -p "$d/etc/ssl/certs"
+  cp -L /etc/ssl/certs/ca-certificates.crt "$d/etc/ssl/certs/"
   printf 'root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' > "$d/etc/passwd"
   printf 'root:x:0:\nnogroup:x:65534:\n' > "$d/etc/group"
   local ep='[]'
