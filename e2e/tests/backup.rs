@@ -167,9 +167,15 @@ async fn tr1_archive_then_point_in_time_restore_into_a_new_nameserver() -> Resul
     let (r, reason, msg) = condition(n, "restored", "Restored")?;
     ensure!(r == "True", "Restored is {r} ({reason}: {msg})");
 
-    // 8. Every write acknowledged before the point is there, none sent after it is.
+    // 8. Every write acknowledged before the point is there, none sent after it is (once
+    // kube-proxy serves the new Service).
+    let vip = restored.vip().await?;
+    wait_for("the restored VIP answers", Duration::from_secs(30), || {
+        Ok(Command::new(tfsctl()).args(["--addr", &vip, "status"]).output()?.status.success().then_some(()))
+    })
+    .await?;
     let mut cmd = Command::new(tfsctl());
-    cmd.args(["--addr", &restored.vip().await?, "verify", "--record"]).arg(&record);
+    cmd.args(["--addr", &vip, "verify", "--record"]).arg(&record);
     cmd.args(["--restored-to-ms", &target_ms.to_string()]);
     let out = cmd.output()?;
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -193,7 +199,7 @@ async fn tr1_archive_then_point_in_time_restore_into_a_new_nameserver() -> Resul
         "  bootstrap:\n    fromBackup:\n{}      latest: true\n",
         store.lines().map(|l| format!("  {l}\n")).collect::<String>()
     );
-    let _broken = Tfs::create_with(&c, n, "broken", 1, &latest).await?;
+    let _broken = Tfs::create_with(&c, n, "broken", 2, &latest).await?;
     let msg = wait_for("Restored False RestoreFailed", Duration::from_secs(120), || {
         let (s, reason, msg) = condition(n, "broken", "Restored")?;
         Ok((s == "False" && reason == "RestoreFailed").then_some(msg))
