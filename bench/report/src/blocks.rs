@@ -3,10 +3,13 @@
 use std::collections::BTreeMap;
 
 use crate::markdown::{Align, table};
-use crate::numbers::{fixed, short, thousands};
-use crate::results::{CatchUp, Failover, Machine, Recovery, Results, TlsCost, Writes};
+use crate::numbers::{NA, fixed, short, thousands};
+use crate::results::{Backup, CatchUp, Failover, Machine, Recovery, Results, TlsCost, Writes};
 use crate::stats::Spread;
-use crate::summary::Summary;
+use crate::summary::{
+    ARCHIVE_COST_RATIO_GOAL, ARCHIVE_LAG_P99_GOAL_S, ARCHIVE_LAG_RATE, RESTORE_BLOCKS, RESTORE_GOAL_S,
+    RESTORE_LOG_RECORDS, Summary, archive_cost_met, archive_lag_met, restore_met,
+};
 
 /// The blocks to write, by name. A section absent from the results gives no block, so the
 /// document keeps what it had there. `plots` is the plot directory as the document links it
@@ -27,6 +30,9 @@ pub fn all(results: &Results, summary: &Summary, plots: Option<&str>) -> BTreeMa
     }
     if let Some(t) = &results.tls_cost {
         blocks.insert("tls", tls(t));
+    }
+    if let Some(b) = &results.backup {
+        blocks.insert("backup", backup(b));
     }
     blocks.insert("summary", summary_block(summary));
     blocks
@@ -218,6 +224,120 @@ pub fn tls(t: &TlsCost) -> String {
     out
 }
 
+/// `met`, `not met`, or why the run cannot tell.
+fn met(judged: Result<bool, String>) -> String {
+    match judged {
+        Ok(true) => "**met**".to_string(),
+        Ok(false) => "**not met**".to_string(),
+        Err(why) => format!("not judged: {why}"),
+    }
+}
+
+/// The archive's cost (a row per round, then the medians), its lag, the restore, and each
+/// against its goal from issue #16.
+pub fn backup(b: &Backup) -> String {
+    let (c, l, r) = (&b.cost, &b.lag, &b.restore);
+    let mut rows: Vec<Vec<String>> = c
+        .off_ops_per_s
+        .iter()
+        .zip(&c.on_ops_per_s)
+        .enumerate()
+        .map(|(i, (off, on))| vec![(i + 1).to_string(), thousands(*off), thousands(*on), format!("{:.3}", on / off)])
+        .collect();
+    rows.push(vec![
+        "median".to_string(),
+        c.off_median().map_or(NA.to_string(), thousands),
+        c.on_median().map_or(NA.to_string(), thousands),
+        format!("**{:.3}**", c.ratio_on_off),
+    ]);
+    let mut out = format!("Replicated creates at concurrency {}, archive off and on in turns:\n\n", c.concurrency);
+    out.push_str(&table(
+        &[
+            ("round", Align::Right),
+            ("archive off ops/s", Align::Right),
+            ("archive on ops/s", Align::Right),
+            ("on / off", Align::Right),
+        ],
+        &rows,
+    ));
+    out.push_str(&format!(
+        "\nArchive lag while writing {} creates/s (archive timeout {} s):\n\n",
+        thousands(l.rate_target),
+        short(l.archive_timeout_s)
+    ));
+    out.push_str(&table(
+        &[
+            ("creates/s", Align::Right),
+            ("failed", Align::Right),
+            ("samples", Align::Right),
+            ("lag p50 s", Align::Right),
+            ("lag p99 s", Align::Right),
+            ("lag max s", Align::Right),
+        ],
+        &[vec![
+            thousands(l.ops_per_s),
+            l.failed.to_string(),
+            l.samples.to_string(),
+            fixed(l.lag_p50_s, 3),
+            fixed(l.lag_p99_s, 3),
+            fixed(l.lag_max_s, 3),
+        ]],
+    ));
+    out.push_str("\nRestore of the latest point into an empty directory, then a nameserver opening it:\n\n");
+    out.push_str(&table(
+        &[
+            ("blocks", Align::Right),
+            ("checkpoint seq", Align::Right),
+            ("checkpoint MiB", Align::Right),
+            ("log records", Align::Right),
+            ("restore s", Align::Right),
+            ("open s", Align::Right),
+            ("to serving s", Align::Right),
+        ],
+        &[vec![
+            thousands(r.blocks as f64),
+            thousands(r.checkpoint_seq as f64),
+            thousands(r.checkpoint_bytes as f64 / (1024.0 * 1024.0)),
+            thousands(r.log_records as f64),
+            format!("{:.2}", r.restore_s),
+            format!("{:.2}", r.open_s),
+            format!("{:.2}", r.total_s),
+        ]],
+    ));
+    out.push_str("\nTargets (issue #16):\n\n");
+    out.push_str(&table(
+        &[("target", Align::Left), ("goal", Align::Left), ("measured", Align::Right), ("result", Align::Left)],
+        &[
+            vec![
+                format!(
+                    "archiving costs ≤ {:.0} % of replicated write throughput",
+                    (1.0 - ARCHIVE_COST_RATIO_GOAL) * 100.0
+                ),
+                format!("on / off ≥ {ARCHIVE_COST_RATIO_GOAL:.2}"),
+                format!("{:.3}", c.ratio_on_off),
+                met(Ok(archive_cost_met(c))),
+            ],
+            vec![
+                format!("archive lag at {} creates/s", thousands(ARCHIVE_LAG_RATE)),
+                format!("p99 ≤ {} s", short(ARCHIVE_LAG_P99_GOAL_S)),
+                format!("{} s", fixed(l.lag_p99_s, 3)),
+                met(archive_lag_met(l)),
+            ],
+            vec![
+                format!(
+                    "restore of {} M blocks (checkpoint + {} M records) to serving",
+                    RESTORE_BLOCKS / 1_000_000,
+                    RESTORE_LOG_RECORDS / 1_000_000
+                ),
+                format!("≤ {} s", short(RESTORE_GOAL_S)),
+                format!("{:.2} s", r.total_s),
+                met(restore_met(r)),
+            ],
+        ],
+    ));
+    out
+}
+
 pub fn summary_block(s: &Summary) -> String {
     let mut out = String::from("```text\n");
     for line in s.stdout_lines() {
@@ -246,7 +366,6 @@ pub fn summary_block(s: &Summary) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::numbers::NA;
     use crate::results::{Trial, WritePoint};
 
     #[test]
@@ -327,6 +446,46 @@ mod tests {
     }
 
     #[test]
+    fn backup_tables_from_a_sample() {
+        let b = crate::results::fakes::backup(0.96, Some(1.0), 10_000_100, 23.3);
+        assert_eq!(
+            backup(&b),
+            "Replicated creates at concurrency 256, archive off and on in turns:\n\n\
+             | round | archive off ops/s | archive on ops/s | on / off |\n\
+             |---:|---:|---:|---:|\n\
+             | 1 | 35,763 | 35,907 | 1.004 |\n\
+             | 2 | 36,590 | 33,931 | 0.927 |\n\
+             | 3 | 33,114 | 34,318 | 1.036 |\n\
+             | median | 35,763 | 34,318 | **0.960** |\n\
+             \nArchive lag while writing 5,000 creates/s (archive timeout 1 s):\n\n\
+             | creates/s | failed | samples | lag p50 s | lag p99 s | lag max s |\n\
+             |---:|---:|---:|---:|---:|---:|\n\
+             | 5,000 | 0 | 278 | 0.513 | 1.000 | 1.001 |\n\
+             \nRestore of the latest point into an empty directory, then a nameserver opening it:\n\n\
+             | blocks | checkpoint seq | checkpoint MiB | log records | restore s | open s | to serving s |\n\
+             |---:|---:|---:|---:|---:|---:|---:|\n\
+             | 10,000,100 | 9,000,100 | 110 | 1,000,200 | 20.10 | 3.20 | 23.30 |\n\
+             \nTargets (issue #16):\n\n\
+             | target | goal | measured | result |\n\
+             |---|---|---:|---|\n\
+             | archiving costs ≤ 10 % of replicated write throughput | on / off ≥ 0.90 | 0.960 | **met** |\n\
+             | archive lag at 5,000 creates/s | p99 ≤ 2 s | 1.000 s | **met** |\n\
+             | restore of 10 M blocks (checkpoint + 1 M records) to serving | ≤ 60 s | 23.30 s | **met** |\n"
+        );
+        let out = backup(&crate::results::fakes::backup(0.85, Some(2.5), 10_000_000, 61.0));
+        assert!(out.contains("| 0.850 | **not met** |\n"), "{out}");
+        assert!(out.contains("| 2.500 s | **not met** |\n"), "{out}");
+        assert!(out.contains("| 61.00 s | **not met** |\n"), "{out}");
+        let out = backup(&crate::results::fakes::backup(0.9, None, 1_000_000, 5.0));
+        assert!(out.contains("| 0.900 | **met** |\n"), "{out}");
+        assert!(out.contains("| n/a s | not judged: no lag sample |\n"), "{out}");
+        assert!(
+            out.contains("| not judged: 1,000,000 blocks with 1,000,200 records of log, not 10,000,000 with"),
+            "{out}"
+        );
+    }
+
+    #[test]
     fn summary_block_has_the_lines_the_targets_and_the_notes() {
         let s = Summary::of(&Results::default());
         let out = summary_block(&s);
@@ -340,5 +499,11 @@ mod tests {
     fn absent_sections_give_no_block_but_the_summary_is_always_written() {
         let s = Summary::of(&Results::default());
         assert_eq!(all(&Results::default(), &s, Some("bench")).keys().copied().collect::<Vec<_>>(), ["summary"]);
+        let r = Results {
+            backup: Some(crate::results::fakes::backup(0.96, Some(1.0), 10_000_100, 23.3)),
+            ..Results::default()
+        };
+        let s = Summary::of(&r);
+        assert_eq!(all(&r, &s, None).keys().copied().collect::<Vec<_>>(), ["backup", "summary"]);
     }
 }

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::{Result, bail};
 
 /// The blocks the report writes.
-pub const NAMES: [&str; 6] = ["machine", "writes", "failover", "recovery", "tls", "summary"];
+pub const NAMES: [&str; 7] = ["machine", "writes", "failover", "recovery", "tls", "backup", "summary"];
 
 const OPEN: &str = "<!-- bench-report:";
 const CLOSE: &str = "<!-- /bench-report:";

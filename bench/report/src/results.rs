@@ -12,6 +12,8 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
+use crate::stats::median;
+
 /// The systems measured by the write benchmark, in the order tables and plots show them.
 /// A system outside this list is still shown (after these, by name) but enters no ratio.
 pub const TFS: &str = "tfs";
@@ -37,6 +39,7 @@ pub struct Results {
     pub recovery: Option<Vec<Recovery>>,
     pub catch_up: Option<CatchUp>,
     pub tls_cost: Option<TlsCost>,
+    pub backup: Option<Backup>,
 }
 
 /// Where the figures were measured. Each field is optional: the table shows what is there.
@@ -133,6 +136,70 @@ pub struct TlsRun {
 pub struct Run {
     pub ops_per_s: f64,
     pub p99_ms: f64,
+}
+
+/// The archive to object storage (bench/backup.sh): its cost to replicated writes, its lag, and
+/// a restore from it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Backup {
+    pub cost: ArchiveCost,
+    pub lag: ArchiveLag,
+    pub restore: Restore,
+}
+
+/// Replicated creates on a pair archiving and on a pair not archiving, measured in turns.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ArchiveCost {
+    pub concurrency: u32,
+    pub rounds: u32,
+    /// Each round's throughput without the archive, creates/s.
+    pub off_ops_per_s: Vec<f64>,
+    /// Each round's throughput with the archive, creates/s.
+    pub on_ops_per_s: Vec<f64>,
+    /// The median with the archive over the median without.
+    pub ratio_on_off: f64,
+}
+
+/// The archive's lag (the master's `tfs_archive_lag_seconds`, sampled) while writing at a paced rate.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ArchiveLag {
+    /// The rate asked for, creates/s.
+    pub rate_target: f64,
+    /// The rate achieved, creates/s.
+    pub ops_per_s: f64,
+    pub failed: u64,
+    pub samples: u64,
+    /// The lag percentiles; `null` when no sample was taken.
+    pub lag_p50_s: Option<f64>,
+    pub lag_p99_s: Option<f64>,
+    pub lag_max_s: Option<f64>,
+    pub archive_timeout_s: f64,
+}
+
+/// The latest point restored from the archive into an empty directory, then opened.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Restore {
+    pub blocks: u64,
+    pub seq: u64,
+    pub checkpoint_seq: u64,
+    pub checkpoint_bytes: u64,
+    /// Records of log replayed on top of the checkpoint.
+    pub log_records: u64,
+    /// `tfsctl backup restore`.
+    pub restore_s: f64,
+    /// From the restored directory to a nameserver serving it.
+    pub open_s: f64,
+    pub total_s: f64,
+}
+
+impl ArchiveCost {
+    pub fn off_median(&self) -> Option<f64> {
+        median(self.off_ops_per_s.clone())
+    }
+
+    pub fn on_median(&self) -> Option<f64> {
+        median(self.on_ops_per_s.clone())
+    }
 }
 
 impl TlsCost {
@@ -238,6 +305,46 @@ impl Results {
                 }
             }
         }
+        if let Some(b) = &self.backup {
+            let c = &b.cost;
+            if c.off_ops_per_s.is_empty() {
+                bail!("backup.cost.off_ops_per_s: empty");
+            }
+            if c.on_ops_per_s.len() != c.off_ops_per_s.len() || c.rounds as usize != c.off_ops_per_s.len() {
+                bail!(
+                    "backup.cost: rounds is {} but off_ops_per_s has {} figures and on_ops_per_s has {}",
+                    c.rounds,
+                    c.off_ops_per_s.len(),
+                    c.on_ops_per_s.len()
+                );
+            }
+            for (field, v) in [("off_ops_per_s", &c.off_ops_per_s), ("on_ops_per_s", &c.on_ops_per_s)] {
+                for (i, x) in v.iter().enumerate() {
+                    if *x <= 0.0 {
+                        bail!("backup.cost.{field}[{i}]: must be above 0, got {x}");
+                    }
+                }
+            }
+            non_negative("backup.cost", "ratio_on_off", c.ratio_on_off)?;
+            let l = &b.lag;
+            if l.rate_target <= 0.0 {
+                bail!("backup.lag.rate_target: must be above 0, got {}", l.rate_target);
+            }
+            non_negative("backup.lag", "ops_per_s", l.ops_per_s)?;
+            non_negative("backup.lag", "archive_timeout_s", l.archive_timeout_s)?;
+            for (field, v) in [("lag_p50_s", l.lag_p50_s), ("lag_p99_s", l.lag_p99_s), ("lag_max_s", l.lag_max_s)] {
+                if let Some(v) = v {
+                    non_negative("backup.lag", field, v)?;
+                }
+            }
+            let r = &b.restore;
+            if r.blocks == 0 {
+                bail!("backup.restore.blocks: must be at least 1");
+            }
+            non_negative("backup.restore", "restore_s", r.restore_s)?;
+            non_negative("backup.restore", "open_s", r.open_s)?;
+            non_negative("backup.restore", "total_s", r.total_s)?;
+        }
         Ok(())
     }
 }
@@ -319,11 +426,44 @@ impl CatchUp {
 /// Made-up results for the unit tests.
 #[cfg(test)]
 pub(crate) mod fakes {
-    use super::WritePoint;
+    use super::{ArchiveCost, ArchiveLag, Backup, Restore, WritePoint};
 
     /// A point of 100 requests, p50 1 ms, none failed.
     pub(crate) fn point(system: &str, concurrency: u32, ops_per_s: f64, p99_ms: f64) -> WritePoint {
         WritePoint { system: system.into(), concurrency, count: 100, ops_per_s, p50_ms: 1.0, p99_ms, failed: 0 }
+    }
+
+    /// The sample of bench/backup.sh's section, with the judged figures given (the restore opens in 3.2 s).
+    pub(crate) fn backup(ratio: f64, lag_p99_s: Option<f64>, blocks: u64, total_s: f64) -> Backup {
+        Backup {
+            cost: ArchiveCost {
+                concurrency: 256,
+                rounds: 3,
+                off_ops_per_s: vec![35763.4, 36590.0, 33113.5],
+                on_ops_per_s: vec![35907.2, 33930.7, 34318.3],
+                ratio_on_off: ratio,
+            },
+            lag: ArchiveLag {
+                rate_target: 5000.0,
+                ops_per_s: 4999.7,
+                failed: 0,
+                samples: 278,
+                lag_p50_s: Some(0.513),
+                lag_p99_s,
+                lag_max_s: Some(1.001),
+                archive_timeout_s: 1.0,
+            },
+            restore: Restore {
+                blocks,
+                seq: 10_000_300,
+                checkpoint_seq: 9_000_100,
+                checkpoint_bytes: 114_891_136,
+                log_records: 1_000_200,
+                restore_s: total_s - 3.2,
+                open_s: 3.2,
+                total_s,
+            },
+        }
     }
 }
 
@@ -339,7 +479,7 @@ mod tests {
     fn every_section_is_optional() {
         let r = Results::parse("{}").unwrap();
         assert!(r.machine.is_none() && r.writes.is_none() && r.failover.is_none());
-        assert!(r.recovery.is_none() && r.catch_up.is_none());
+        assert!(r.recovery.is_none() && r.catch_up.is_none() && r.tls_cost.is_none() && r.backup.is_none());
     }
 
     #[test]
@@ -378,6 +518,33 @@ mod tests {
         assert!(e.contains("writes.points[1]") && e.contains("writes.points[0]"), "{e}");
         let e = error_of(r#"{"catch_up": {"records": 5, "seconds": 0}}"#);
         assert!(e.contains("catch_up.seconds"), "{e}");
+    }
+
+    #[test]
+    fn a_backup_section_is_checked() {
+        let backup = |cost: &str, p99: &str| {
+            format!(
+                r#"{{"backup": {{"cost": {cost},
+                "lag": {{"rate_target": 5000, "ops_per_s": 4999.7, "failed": 0, "samples": 0,
+                         "lag_p50_s": null, "lag_p99_s": {p99}, "lag_max_s": null, "archive_timeout_s": 1}},
+                "restore": {{"blocks": 10, "seq": 20, "checkpoint_seq": 10, "checkpoint_bytes": 100, "log_records": 10,
+                             "restore_s": 1.5, "open_s": 0.5, "total_s": 2.0, "tool": "restored"}}}}}}"#
+            )
+        };
+        let good = r#"{"concurrency": 256, "rounds": 2, "off_ops_per_s": [10, 30], "on_ops_per_s": [9, 20],
+                       "ratio_on_off": 0.725}"#;
+        let r = Results::parse(&backup(good, "null")).unwrap();
+        let b = r.backup.unwrap();
+        assert_eq!((b.cost.off_median(), b.cost.on_median()), (Some(20.0), Some(14.5)));
+        assert_eq!(b.lag.lag_p99_s, None);
+        let e = error_of(&backup(good, "-1"));
+        assert!(e.contains("backup.lag.lag_p99_s"), "{e}");
+        let short = r#"{"concurrency": 256, "rounds": 2, "off_ops_per_s": [10, 30], "on_ops_per_s": [9],
+                        "ratio_on_off": 0.7}"#;
+        let e = error_of(&backup(short, "1"));
+        assert!(e.contains("backup.cost") && e.contains("on_ops_per_s has 1"), "{e}");
+        let e = error_of(r#"{"backup": {"cost": {}}}"#);
+        assert!(e.contains("backup.cost") && e.contains("concurrency"), "{e}");
     }
 
     #[test]

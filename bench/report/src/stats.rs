@@ -26,6 +26,17 @@ pub fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
+/// The median of `v` (the mean of the middle two when their number is even); `None` when empty.
+pub fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
 /// The highest ops/s of `system` over all its concurrencies.
 pub fn best_ops(writes: &Writes, system: &str) -> Option<f64> {
     writes.points.iter().filter(|p| p.system == system).map(|p| p.ops_per_s).max_by(f64::total_cmp)

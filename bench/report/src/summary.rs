@@ -11,6 +11,9 @@
 //! restart_s_1m=0.330 restart_s_10m=2.240 bytes_per_block_1m=180 bytes_per_block_10m=131
 //! catch_up_records_per_s=2035123
 //! tls_throughput_ratio=0.912 rounds=4 per_round=0.90,0.93,0.91,0.92 p99_ms_plain=14.10 p99_ms_tls=15.02 paced_p99_ms_plain=3.10 paced_p99_ms_tls=3.41
+//! tfs_archive_cost_ratio=0.960 rounds=3 off_median_ops_per_s=35763 on_median_ops_per_s=34318
+//! tfs_archive_lag_p99_s=1.000 p50_s=0.513 max_s=1.001 ops_per_s=5000 samples=278 failed=0
+//! tfs_restore_10m_blocks_s=23.30 blocks=10000100 log_records=1000200 restore_s=20.10 open_s=3.20 total_s=23.30
 //! target_writes=PASS tfs_vs_etcd3_write_ratio=12.34 p99_worse_than_etcd3_at_c=none goal=ratio>=10,p99<=etcd3
 //! target_failover_kill=PASS p50_s=0.410 goal=p50<=2
 //! target_failover_podloss=PASS p50_s=5.900 goal=p50<=6.5
@@ -24,12 +27,12 @@
 
 use std::fmt;
 
-use crate::numbers::{NA, fixed, short};
+use crate::numbers::{NA, fixed, short, thousands};
 use crate::results::{
-    CatchUp, ETCD1, ETCD3, Failover, KILL, PODLOSS, Recovery, Results, SWITCHOVER, TFS, TFS_ECHO, TFS_SESSION, TlsCost,
-    TlsRound, Writes, blocks_label,
+    ArchiveCost, ArchiveLag, Backup, CatchUp, ETCD1, ETCD3, Failover, KILL, PODLOSS, Recovery, Restore, Results,
+    SWITCHOVER, TFS, TFS_ECHO, TFS_SESSION, TlsCost, TlsRound, Writes, blocks_label,
 };
-use crate::stats::{Spread, best_ops, p99_ratios, p99_ratios_of, ratio};
+use crate::stats::{Spread, best_ops, median, p99_ratios, p99_ratios_of, ratio};
 
 /// tfs must write this many times faster than etcd with 3 members.
 pub const WRITE_RATIO_GOAL: f64 = 10.0;
@@ -41,6 +44,20 @@ pub const PODLOSS_SLACK_S: f64 = 1.5;
 pub const SWITCHOVER_P50_GOAL_S: f64 = 1.0;
 /// Replicated creates with TLS on every hop keep at least this share of the plain throughput.
 pub const TLS_RATIO_GOAL: f64 = 0.85;
+/// Issue #16: replicated creates with the archive on keep at least this share of the throughput
+/// with it off.
+pub const ARCHIVE_COST_RATIO_GOAL: f64 = 0.90;
+/// Issue #16: the archive's p99 lag while writing at [`ARCHIVE_LAG_RATE`].
+pub const ARCHIVE_LAG_P99_GOAL_S: f64 = 2.0;
+/// The write rate the lag goal speaks of, creates/s.
+pub const ARCHIVE_LAG_RATE: f64 = 5000.0;
+/// A paced run is at its rate when it achieved at least this share of it.
+pub const RATE_REACHED: f64 = 0.95;
+/// Issue #16: a restore of this many blocks (a checkpoint and [`RESTORE_LOG_RECORDS`] records of
+/// log on top) to serving within [`RESTORE_GOAL_S`].
+pub const RESTORE_BLOCKS: u64 = 10_000_000;
+pub const RESTORE_LOG_RECORDS: u64 = 1_000_000;
+pub const RESTORE_GOAL_S: f64 = 60.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -136,6 +153,10 @@ impl Summary {
         match &results.tls_cost {
             Some(t) => s.lines.push(tls_line(t)),
             None => s.notes.push("no `tls_cost` section: no TLS cost".into()),
+        }
+        match &results.backup {
+            Some(b) => s.lines.extend(backup_lines(b)),
+            None => s.notes.push("no `backup` section: no archive cost, archive lag or restore time".into()),
         }
         s.targets.push(writes_target(results.writes.as_ref()));
         s.targets.extend(failover_targets(results.failover.as_ref()));
@@ -291,16 +312,6 @@ fn recovery_line(recovery: &[Recovery]) -> String {
     restart.chain(bytes).collect::<Vec<_>>().join(" ")
 }
 
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(v[n / 2]),
-        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
-    }
-}
-
 /// Medians over the rounds: each ratio is taken within its round, plain and TLS side by side.
 pub fn tls_line(t: &TlsCost) -> String {
     let m = |f: &dyn Fn(&TlsRound) -> f64| median(t.rounds.iter().map(f).collect());
@@ -329,6 +340,75 @@ fn tls_target(t: Option<&TlsCost>) -> Target {
     }
 }
 
+/// Whether the archive's cost meets its goal: the recorded ratio of the medians.
+pub fn archive_cost_met(c: &ArchiveCost) -> bool {
+    c.ratio_on_off >= ARCHIVE_COST_RATIO_GOAL
+}
+
+/// Whether the archive's p99 lag meets its goal, or why the run cannot tell: no lag sampled, or
+/// written below the goal's rate.
+pub fn archive_lag_met(l: &ArchiveLag) -> Result<bool, String> {
+    if l.ops_per_s < RATE_REACHED * ARCHIVE_LAG_RATE {
+        return Err(format!("written at {} creates/s, not {}", thousands(l.ops_per_s), thousands(ARCHIVE_LAG_RATE)));
+    }
+    let p99 = l.lag_p99_s.ok_or_else(|| "no lag sample".to_string())?;
+    Ok(p99 <= ARCHIVE_LAG_P99_GOAL_S)
+}
+
+/// Whether the restore had the goal's size: the blocks and the records of log on top of the
+/// checkpoint.
+pub fn restore_at_scale(r: &Restore) -> Result<(), String> {
+    if r.blocks < RESTORE_BLOCKS || r.log_records < RESTORE_LOG_RECORDS {
+        return Err(format!(
+            "{} blocks with {} records of log, not {} with {}",
+            thousands(r.blocks as f64),
+            thousands(r.log_records as f64),
+            thousands(RESTORE_BLOCKS as f64),
+            thousands(RESTORE_LOG_RECORDS as f64)
+        ));
+    }
+    Ok(())
+}
+
+/// Whether the restore to serving meets its goal, or why the run cannot tell.
+pub fn restore_met(r: &Restore) -> Result<bool, String> {
+    restore_at_scale(r).map(|()| r.total_s <= RESTORE_GOAL_S)
+}
+
+/// `tfs_archive_cost_ratio=…`, `tfs_archive_lag_p99_s=…`, `tfs_restore_10m_blocks_s=…`, each
+/// with the figures behind it. The restore time reads `n/a` when the restore was smaller than
+/// the goal's (its time is still in `total_s`).
+fn backup_lines(b: &Backup) -> [String; 3] {
+    let (c, l, r) = (&b.cost, &b.lag, &b.restore);
+    [
+        format!(
+            "tfs_archive_cost_ratio={:.3} rounds={} off_median_ops_per_s={} on_median_ops_per_s={}",
+            c.ratio_on_off,
+            c.rounds,
+            fixed(c.off_median(), 0),
+            fixed(c.on_median(), 0),
+        ),
+        format!(
+            "tfs_archive_lag_p99_s={} p50_s={} max_s={} ops_per_s={:.0} samples={} failed={}",
+            fixed(l.lag_p99_s, 3),
+            fixed(l.lag_p50_s, 3),
+            fixed(l.lag_max_s, 3),
+            l.ops_per_s,
+            l.samples,
+            l.failed,
+        ),
+        format!(
+            "tfs_restore_10m_blocks_s={} blocks={} log_records={} restore_s={:.2} open_s={:.2} total_s={:.2}",
+            fixed(restore_at_scale(r).ok().map(|()| r.total_s), 2),
+            r.blocks,
+            r.log_records,
+            r.restore_s,
+            r.open_s,
+            r.total_s,
+        ),
+    ]
+}
+
 fn catch_up_line(c: &CatchUp) -> String {
     format!("catch_up_records_per_s={:.0}", c.records_per_s())
 }
@@ -336,7 +416,7 @@ fn catch_up_line(c: &CatchUp) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::fakes::point;
+    use crate::results::fakes::{backup, point};
     use crate::results::{Trial, WritePoint};
 
     fn writes(points: Vec<WritePoint>) -> Writes {
@@ -355,7 +435,9 @@ mod tests {
     fn nothing_measured_gives_notes_and_unjudged_targets() {
         let s = Summary::of(&Results::default());
         assert!(s.lines.is_empty());
-        assert_eq!(s.notes.len(), 5);
+        assert_eq!(s.notes.len(), 6);
+        assert!(s.notes.iter().any(|n| n.contains("`backup`")));
+        assert!(!s.lines.iter().any(|l| l.contains("archive") || l.contains("restore")));
         assert_eq!(
             s.stdout_lines(),
             [
@@ -505,5 +587,46 @@ mod tests {
         let slow = TlsCost { rate: 1.0, rounds: vec![round(1000.0, 800.0), round(1000.0, 840.0)] };
         assert_eq!(tls_target(Some(&slow)).verdict, Verdict::Fail);
         assert_eq!(tls_target(None).verdict, Verdict::NoData);
+    }
+
+    #[test]
+    fn backup_lines_from_a_sample() {
+        let r = Results { backup: Some(backup(0.96, Some(1.0), 10_000_100, 23.3)), ..Results::default() };
+        let s = Summary::of(&r);
+        assert_eq!(
+            s.lines,
+            [
+                "tfs_archive_cost_ratio=0.960 rounds=3 off_median_ops_per_s=35763 on_median_ops_per_s=34318",
+                "tfs_archive_lag_p99_s=1.000 p50_s=0.513 max_s=1.001 ops_per_s=5000 samples=278 failed=0",
+                "tfs_restore_10m_blocks_s=23.30 blocks=10000100 log_records=1000200 restore_s=20.10 open_s=3.20 \
+                 total_s=23.30",
+            ]
+        );
+        assert!(!s.notes.iter().any(|n| n.contains("`backup`")));
+        // A smaller restore is no figure for 10M blocks; a lag not sampled reads n/a.
+        let small = backup(0.96, None, 1_000_100, 5.0);
+        let lines = backup_lines(&small);
+        assert!(lines[1].starts_with("tfs_archive_lag_p99_s=n/a "), "{}", lines[1]);
+        assert!(lines[2].starts_with("tfs_restore_10m_blocks_s=n/a blocks=1000100 "), "{}", lines[2]);
+        assert!(lines[2].ends_with(" restore_s=1.80 open_s=3.20 total_s=5.00"), "{}", lines[2]);
+    }
+
+    #[test]
+    fn backup_goals_are_judged_from_the_figures() {
+        let b = backup(0.96, Some(1.0), 10_000_100, 23.3);
+        assert!(archive_cost_met(&b.cost));
+        assert_eq!(archive_lag_met(&b.lag), Ok(true));
+        assert_eq!(restore_met(&b.restore), Ok(true));
+        let b = backup(0.89, Some(2.01), 10_000_100, 60.5);
+        assert!(!archive_cost_met(&b.cost));
+        assert_eq!(archive_lag_met(&b.lag), Ok(false));
+        assert_eq!(restore_met(&b.restore), Ok(false));
+        let mut b = backup(0.9, None, 9_999_999, 1.0);
+        assert!(archive_cost_met(&b.cost));
+        assert_eq!(archive_lag_met(&b.lag), Err("no lag sample".to_string()));
+        assert!(restore_met(&b.restore).unwrap_err().contains("9,999,999 blocks"));
+        b.lag.lag_p99_s = Some(0.5);
+        b.lag.ops_per_s = 3000.0;
+        assert_eq!(archive_lag_met(&b.lag), Err("written at 3,000 creates/s, not 5,000".to_string()));
     }
 }

@@ -82,6 +82,8 @@ fn the_command_regenerates_the_document_and_the_plots() {
     }
     assert!(doc.contains("![Write throughput vs concurrency](bench/writes_throughput.svg)"), "{doc}");
     assert!(doc.contains("| CPU | FIXTURE CPU"), "{doc}");
+    assert!(doc.contains("| median | 20,000 | 19,000 | **0.950** |"), "{doc}");
+    assert!(stdout.contains("\ntfs_archive_cost_ratio=0.950 "), "{stdout}");
     assert!(docs.join("bench/recovery.png").exists());
 
     // A second run changes nothing.
