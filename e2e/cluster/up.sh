@@ -145,7 +145,7 @@ object_store() {
   local cmd=(env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN GOMEMLIMIT=96MiB
     "$BIN/weed" -logtostderr -v=0 -config_dir="$OBJSTORE/config" server -dir="$OBJSTORE/data"
     -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.port=9333 -volume.port=9340 -filer -filer.port=8888
-    -master.electionTimeout=1s -master.volumeSizeLimitMB=64 -volume.max=32 -master.defaultReplication=000 -master.telemetry=false
+    -master.electionTimeout=1s -master.volumeSizeLimitMB=64 -volume.max=256 -master.defaultReplication=000 -master.telemetry=false
     -volume.preStopSeconds=1 -volume.index=memory
     -s3 -s3.port="$S3_PORT" -s3.ip.bind=0.0.0.0 -s3.config="$OBJSTORE/s3.json" -s3.port.grpc=$grpc
     -s3.port.iceberg=0 -s3.port.lance=0)

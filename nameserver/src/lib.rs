@@ -16,6 +16,7 @@ pub mod logging;
 pub mod metrics;
 pub mod mutation;
 pub mod oplog;
+pub mod ops;
 pub mod planning;
 pub mod proto;
 pub mod replication;

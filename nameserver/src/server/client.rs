@@ -4,7 +4,7 @@ use tonic::{Request, Response, Status};
 
 use super::{Timer, to_status, validate};
 use crate::engine::{Consistency, Engine, Txn, WriteError};
-use crate::mutation::Mutation;
+use crate::ops;
 use crate::proto::{self, client_server::Client};
 
 pub struct ClientApi {
@@ -12,19 +12,9 @@ pub struct ClientApi {
     pub default_replicas: u32,
 }
 
-/// Allocates a block id and places `n` replicas; logs it. Ids come from `next_block_id`, which is
-/// above every id ever logged, so an id is never handed out twice (across restarts and failovers:
-/// the allocator's high-water mark is itself rebuilt from the oplog).
+/// One create of a unary call or a batch: the block (its seq is the transaction's).
 fn create_one(txn: &mut Txn<'_>, n: usize, size_estimate: u64) -> Result<proto::Block, WriteError> {
-    let ds = txn.state().place(n, &[]).ok_or_else(|| {
-        let live = txn.state().live_dataservers().count();
-        WriteError::Unavailable(format!("cannot place {n} replicas: {live} live dataservers"))
-    })?;
-    let id = txn.state().next_block_id;
-    txn.log(Mutation::BlockCreate(proto::BlockCreate { block_id: id, dataservers: ds.clone() }))?;
-    txn.soft().reserve(&ds, size_estimate);
-    let s = txn.state();
-    Ok(s.block_view(id, &s.blocks()[&id]))
+    ops::create_block(txn, n, size_estimate).map(|(block, _)| block)
 }
 
 #[tonic::async_trait]
@@ -132,28 +122,7 @@ impl Client for ClientApi {
         };
         let r = self
             .engine
-            .write(move |txn| {
-                let Some(b) = txn.state().blocks().get(&c.block_id) else {
-                    return Err(WriteError::NotFound(format!("block {} does not exist", c.block_id)));
-                };
-                // Versions only move forward; a retry of the same version is accepted (idempotent).
-                if c.version < b.version {
-                    return Err(WriteError::Invalid(format!(
-                        "block {}: version {} is older than {}",
-                        c.block_id, c.version, b.version
-                    )));
-                }
-                txn.log(Mutation::BlockCommit(proto::BlockCommit {
-                    block_id: c.block_id,
-                    version: c.version,
-                    size: c.size,
-                    file_count: c.file_count,
-                    del_size: c.del_size,
-                    del_file_count: c.del_file_count,
-                }))?;
-                let s = txn.state();
-                Ok(s.block_view(c.block_id, &s.blocks()[&c.block_id]))
-            })
+            .write(move |txn| ops::commit_block(txn, &c).map(|(block, _)| block))
             .await
             .map_err(to_status)
             .map(|(block, seq)| {
@@ -170,9 +139,7 @@ impl Client for ClientApi {
         let id = req.get_ref().block_id;
         let r = self
             .engine
-            .write(move |txn| {
-                txn.log(Mutation::BlockRemove(proto::BlockRemove { block_id: id })).map_err(WriteError::from)
-            })
+            .write(move |txn| ops::remove_block(txn, id))
             .await
             .map_err(to_status)
             .map(|(_, seq)| Response::new(proto::RemoveBlockReply { epoch: self.engine.epoch(), seq }));

@@ -27,7 +27,7 @@ use tonic::{Code, Request, Response, Status, Streaming};
 use super::{RETRY_AFTER_MS, to_status, validate};
 use crate::engine::{Consistency, Engine, Txn, WriteError};
 use crate::metrics::{OpLabels, OpName};
-use crate::mutation::Mutation;
+use crate::ops;
 use crate::proto::{self, session_reply::Result as Res, session_request::Op};
 
 /// Requests of one session executing at once; more are refused with RESOURCE_EXHAUSTED. The
@@ -270,52 +270,22 @@ async fn run_writes(ctx: &Ctx, writes: Vec<(u64, Write)>) -> Vec<proto::SessionR
     }
 }
 
-/// One write of a burst on the writer thread; the same logic as the unary handlers (client.rs).
-/// Each validates before it logs: a refused write logs nothing, so the others of its burst go on.
+/// One write of a burst on the writer thread: the rules are `ops`' (as for the unary handlers).
 fn apply(txn: &mut Txn<'_>, w: Write, size_estimate: u64) -> Result<Res, WriteError> {
     let epoch = txn.epoch();
-    match w {
+    Ok(match w {
         Write::Create { replicas } => {
-            let ds = txn.state().place(replicas, &[]).ok_or_else(|| {
-                let live = txn.state().live_dataservers().count();
-                WriteError::Unavailable(format!("cannot place {replicas} replicas: {live} live dataservers"))
-            })?;
-            // Ids come from `next_block_id`, above every id ever logged: never handed out twice.
-            let id = txn.state().next_block_id;
-            let seq = txn.log(Mutation::BlockCreate(proto::BlockCreate { block_id: id, dataservers: ds.clone() }))?;
-            txn.soft().reserve(&ds, size_estimate);
-            let s = txn.state();
-            let block = Some(s.block_view(id, &s.blocks()[&id]));
-            Ok(Res::Create(proto::CreateBlockReply { epoch, block, seq }))
+            let (block, seq) = ops::create_block(txn, replicas, size_estimate)?;
+            Res::Create(proto::CreateBlockReply { epoch, block: Some(block), seq })
         }
         Write::Commit(c) => {
-            let Some(b) = txn.state().blocks().get(&c.block_id) else {
-                return Err(WriteError::NotFound(format!("block {} does not exist", c.block_id)));
-            };
-            // Versions only move forward; a retry of the same version is accepted (idempotent).
-            if c.version < b.version {
-                return Err(WriteError::Invalid(format!(
-                    "block {}: version {} is older than {}",
-                    c.block_id, c.version, b.version
-                )));
-            }
-            let seq = txn.log(Mutation::BlockCommit(proto::BlockCommit {
-                block_id: c.block_id,
-                version: c.version,
-                size: c.size,
-                file_count: c.file_count,
-                del_size: c.del_size,
-                del_file_count: c.del_file_count,
-            }))?;
-            let s = txn.state();
-            let block = Some(s.block_view(c.block_id, &s.blocks()[&c.block_id]));
-            Ok(Res::Commit(proto::CommitBlockReply { epoch, block, seq }))
+            let (block, seq) = ops::commit_block(txn, &c)?;
+            Res::Commit(proto::CommitBlockReply { epoch, block: Some(block), seq })
         }
         Write::Remove(block_id) => {
-            let seq = txn.log(Mutation::BlockRemove(proto::BlockRemove { block_id }))?;
-            Ok(Res::Remove(proto::RemoveBlockReply { epoch, seq }))
+            Res::Remove(proto::RemoveBlockReply { epoch, seq: ops::remove_block(txn, block_id)? })
         }
-    }
+    })
 }
 
 /// The gets of a burst of one consistency, in one read of the state: the rules of the unary

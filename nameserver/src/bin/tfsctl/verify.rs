@@ -90,24 +90,27 @@ fn expectations(acks: &[Ack], problems: &mut Vec<String>) -> (BTreeMap<u64, Expe
     (expect, created_twice)
 }
 
-/// Blocks of `ids` that exist: with `--restored-to-ms`, blocks whose create was sent after the point.
-async fn read_absent(addr: &str, ids: &[u64], problems: &mut Vec<String>) -> Result<u64> {
-    let mut c = ClientClient::new(crate::connect(addr).await?);
-    let mut present = 0;
+/// The blocks of `ids` that exist, read in batches.
+async fn fetch(c: &mut ClientClient<tonic::transport::Channel>, ids: &[u64]) -> Result<Vec<proto::Block>> {
+    let mut out = Vec::new();
     for chunk in ids.chunks(5000) {
         let r = c
             .batch_get_blocks(proto::BatchGetBlocksRequest { block_ids: chunk.to_vec(), stale: false })
             .await
-            .map_err(|s| anyhow::anyhow!("reading blocks back: {}: {}", s.code(), s.message()))?
-            .into_inner();
-        for b in &r.blocks {
-            present += 1;
-            note(problems, || {
-                format!("block {}: created by a request sent after the restore point, but present", b.id)
-            });
-        }
+            .map_err(|s| anyhow::anyhow!("reading blocks back: {}: {}", s.code(), s.message()))?;
+        out.extend(r.into_inner().blocks);
     }
-    Ok(present)
+    Ok(out)
+}
+
+/// Blocks of `ids` that exist: with `--restored-to-ms`, blocks whose create was sent after the point.
+async fn read_absent(addr: &str, ids: &[u64], problems: &mut Vec<String>) -> Result<u64> {
+    let mut c = ClientClient::new(crate::connect(addr).await?);
+    let present = fetch(&mut c, ids).await?;
+    for b in &present {
+        note(problems, || format!("block {}: created by a request sent after the restore point, but present", b.id));
+    }
+    Ok(present.len() as u64)
 }
 
 async fn read_back(addr: &str, expect: &BTreeMap<u64, Expect>, problems: &mut Vec<String>) -> Result<Found> {
@@ -115,12 +118,8 @@ async fn read_back(addr: &str, expect: &BTreeMap<u64, Expect>, problems: &mut Ve
     let ids: Vec<u64> = expect.keys().copied().collect();
     let mut f = Found::default();
     for chunk in ids.chunks(5000) {
-        let r = c
-            .batch_get_blocks(proto::BatchGetBlocksRequest { block_ids: chunk.to_vec(), stale: false })
-            .await
-            .map_err(|s| anyhow::anyhow!("reading blocks back: {}: {}", s.code(), s.message()))?
-            .into_inner();
-        let found: HashMap<u64, &proto::Block> = r.blocks.iter().map(|b| (b.id, b)).collect();
+        let blocks = fetch(&mut c, chunk).await?;
+        let found: HashMap<u64, &proto::Block> = blocks.iter().map(|b| (b.id, b)).collect();
         for id in chunk {
             let e = expect[id];
             match (found.get(id), e.removed) {
