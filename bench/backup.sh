@@ -139,8 +139,9 @@ PY
 log "restore: $RESTORE"
 fi
 # The run's objects go: the store keeps only what the suites need (deleted space returns when
-# SeaweedFS vacuums its volumes).
-for key in $("$OBJ" curl "tfs-backups?list-type=2&prefix=bench/$RUN_ID/&max-keys=1000" | grep -o '<Key>[^<]*</Key>' | sed 's/<[^>]*>//g'); do
+# SeaweedFS vacuums its volumes). The prefix is percent-encoded and the query left in sorted order:
+# curl's SigV4 signs the query as given, which the server's canonical form must match.
+for key in $("$OBJ" curl "tfs-backups?list-type=2&prefix=bench%2F$RUN_ID%2F" | grep -o '<Key>[^<]*</Key>' | sed 's/<[^>]*>//g'); do
   "$OBJ" curl "tfs-backups/$key" -X DELETE >/dev/null
 done
 for k in cost lag restore; do

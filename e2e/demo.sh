@@ -134,7 +134,7 @@ say "Backups: a TfsNameserver archiving to the cluster's S3 store (SeaweedFS), a
 # nameserver never appends its history to another history's archive).
 "$K" delete tfsns demo-backup --ignore-not-found --wait=true >/dev/null
 "$K" delete pvc demo-backup-0-data demo-backup-1-data --ignore-not-found --wait=true >/dev/null
-for key in $("$ROOT/e2e/cluster/objectstore.sh" curl "tfs-backups?list-type=2&prefix=default/demo-backup/" \
+for key in $("$ROOT/e2e/cluster/objectstore.sh" curl "tfs-backups?list-type=2&prefix=default%2Fdemo-backup%2F" \
     | grep -o '<Key>[^<]*</Key>' | sed 's/<[^>]*>//g'); do
   "$ROOT/e2e/cluster/objectstore.sh" curl "tfs-backups/$key" -X DELETE >/dev/null
 done
