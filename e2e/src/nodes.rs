@@ -87,33 +87,21 @@ pub fn operator_leader() -> Result<(String, String)> {
     Ok((holder, node))
 }
 
+/// `kubectl get pod -o jsonpath=…` over the operator's pods.
+fn operator_pods_jsonpath(path: &str) -> Result<String> {
+    let o = format!("jsonpath={path}");
+    kubectl(&["-n", OPERATOR_NS, "get", "pod", "-l", "app.kubernetes.io/name=tfs-operator", "-o", &o])
+}
+
 /// Restarts of the operator's containers so far, summed over its pods.
 pub fn operator_restarts() -> Result<u64> {
-    let out = kubectl(&[
-        "-n",
-        OPERATOR_NS,
-        "get",
-        "pod",
-        "-l",
-        "app.kubernetes.io/name=tfs-operator",
-        "-o",
-        "jsonpath={.items[*].status.containerStatuses[*].restartCount}",
-    ])?;
+    let out = operator_pods_jsonpath("{.items[*].status.containerStatuses[*].restartCount}")?;
     Ok(out.split_whitespace().filter_map(|n| n.parse::<u64>().ok()).sum())
 }
 
 /// The operator's pods and their nodes.
 pub fn operator_pods() -> Result<Vec<(String, String)>> {
-    let out = kubectl(&[
-        "-n",
-        OPERATOR_NS,
-        "get",
-        "pod",
-        "-l",
-        "app.kubernetes.io/name=tfs-operator",
-        "-o",
-        "jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName}{\"\\n\"}{end}",
-    ])?;
+    let out = operator_pods_jsonpath("{range .items[*]}{.metadata.name} {.spec.nodeName}{\"\\n\"}{end}")?;
     Ok(out.lines().filter_map(|l| l.split_once(' ').map(|(p, n)| (p.to_string(), n.to_string()))).collect())
 }
 

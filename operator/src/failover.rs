@@ -159,6 +159,9 @@ pub fn decide(i: &Input<'_>) -> Decision {
 /// The first master of a restored resource: its restored instance alone, once it serves Status,
 /// at an epoch above the Lease's, every instance's, and every epoch its log is known to hold.
 /// Reason Initial (no history of this resource's own yet: no failover is counted).
+/// Invariant (a restore is never lost to an empty instance): another instance promoted first would
+/// start an empty history at a new epoch, and the restored instance would then follow it, dropping
+/// what it restored; so nothing else may be promoted while the restore is pending.
 fn restore_first(i: &Input<'_>, r: &RestoreFirst, highest: u64) -> Decision {
     let epoch = i32::try_from(highest.max(r.epoch_floor) + 1).unwrap_or(i32::MAX);
     match i.instances.iter().find(|x| x.pod == r.pod) {

@@ -184,27 +184,18 @@ pub async fn restore(
         out.bytes += body.len() as u64;
         for r in recs {
             let h = r.header;
+            let two_histories = |holder: String| ArchiveError::Corrupt {
+                object: store.key(&name),
+                seq: h.seq,
+                reason: format!("epoch {} where {holder}: two histories in one archive", h.epoch),
+            };
             if let Err(seen) = runs.check_or_add(h.seq, h.epoch) {
-                return Err(ArchiveError::Corrupt {
-                    object: store.key(&name),
-                    seq: h.seq,
-                    reason: format!(
-                        "epoch {} where another object holds epoch {seen}: two histories in one archive",
-                        h.epoch
-                    ),
-                });
+                return Err(two_histories(format!("another object holds epoch {seen}")));
             }
             if h.seq <= base_seq {
                 let own = crate::replication::master::epoch_at(&marks, h.seq);
                 if own != 0 && own != h.epoch {
-                    return Err(ArchiveError::Corrupt {
-                        object: store.key(&name),
-                        seq: h.seq,
-                        reason: format!(
-                            "epoch {} where the checkpoint says epoch {own}: two histories in one archive",
-                            h.epoch
-                        ),
-                    });
+                    return Err(two_histories(format!("the checkpoint says epoch {own}")));
                 }
             }
             if h.seq <= out.seq {

@@ -99,12 +99,8 @@ pub async fn run(addr: &str, cmd: BackupCmd, json: bool) -> Result<i32> {
         },
         BackupCmd::Now => {
             // A checkpoint and its upload take longer than the 2 s every other call gets.
-            let ch = super::endpoint(addr)?
-                .timeout(std::time::Duration::from_secs(130))
-                .connect()
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot connect to the nameserver at {addr}: {e}"))?;
-            let mut c = BackupClient::new(ch);
+            let ep = super::endpoint(addr)?.timeout(std::time::Duration::from_secs(130));
+            let mut c = BackupClient::new(super::connect_to(ep, addr).await?);
             let mut req = tonic::Request::new(proto::TakeBackupRequest {});
             req.set_timeout(std::time::Duration::from_secs(130));
             let r = c.take_backup(req).await.map_err(super::status_error)?.into_inner();

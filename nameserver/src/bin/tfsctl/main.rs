@@ -158,7 +158,12 @@ pub fn endpoint(addr: &str) -> Result<Endpoint> {
 }
 
 pub async fn connect(addr: &str) -> Result<Channel> {
-    endpoint(addr)?.connect().await.map_err(|e| match tls::explain(&e) {
+    connect_to(endpoint(addr)?, addr).await
+}
+
+/// Connects to `ep` (an [`endpoint`] with settings of the caller's), explaining TLS failures.
+pub async fn connect_to(ep: Endpoint, addr: &str) -> Result<Channel> {
+    ep.connect().await.map_err(|e| match tls::explain(&e) {
         Some(tls) => anyhow::anyhow!("cannot connect to the nameserver at {addr}: {tls}"),
         None => anyhow::Error::new(e).context(format!("cannot connect to the nameserver at {addr}")),
     })
