@@ -35,7 +35,7 @@ use crate::error::{Error, Result};
 use crate::failover::{self, Decision, Reason};
 use crate::instance::{self, Instance};
 use crate::lease::split_set;
-use crate::lease::{LeaseClock, LeaseView, Sightings};
+use crate::lease::{LeaseClock, LeaseView, Sightings, Taken};
 use crate::metrics::{ErrorLabels, FailoverLabels, Metrics};
 use crate::names::{self, *};
 use crate::nodes::{self, Cordon, Nodes, Trouble};
@@ -802,7 +802,7 @@ async fn roll(
 pub fn count_unrecorded_failovers(status: &mut TfsNameserverStatus, lv: &LeaseView) {
     let recorded = status.epoch.unwrap_or(0);
     let now = lv.transitions as i64;
-    if recorded >= 1 && now > recorded && lv.release_reason.as_deref() != Some("switchover") {
+    if recorded >= 1 && now > recorded && lv.release_reason.as_deref() != Some(crate::lease::SWITCHOVER) {
         status.failovers += now - recorded;
         status.last_failover_time = Some(Time(Timestamp::now()));
         status.last_failover_reason = Some(format!("epoch {recorded} -> {now} ({})", lv.holder));
@@ -827,12 +827,8 @@ pub fn scale_down_target(name: &str, lv: &LeaseView, replicas: usize, instances:
 }
 
 async fn ask_handover(t: &TfsNameserver, leases: &Api<Lease>, lease: &Lease, target: &str) -> Result<()> {
-    let mut l = lease.clone();
-    let ann = l.metadata.annotations.get_or_insert_default();
-    ann.insert(ANN_HANDOVER_TO.into(), target.to_string());
-    ann.remove(ANN_HANDOVER_REFUSED);
     let pp = PostParams { field_manager: Some(MANAGER.into()), ..Default::default() };
-    leases.replace(&names::lease(&t.name_any()), &pp, &l).await?;
+    leases.replace(&names::lease(&t.name_any()), &pp, &crate::lease::ask_handover(lease, target)).await?;
     Ok(())
 }
 
@@ -877,20 +873,8 @@ async fn promote(
     reason: &Reason,
     noticed_for: Duration,
 ) -> Result<Lease> {
-    let mut l = lease.clone();
-    let spec = l.spec.get_or_insert_default();
-    let now = MicroTime(Timestamp::now());
-    spec.holder_identity = Some(pod.into());
-    spec.lease_transitions = Some(epoch);
-    spec.acquire_time = Some(now.clone());
-    spec.renew_time = Some(now);
-    spec.lease_duration_seconds = Some(t.spec.lease.duration_seconds);
-    let ann = l.metadata.annotations.get_or_insert_default();
-    ann.insert(ANN_SYNC_SET.into(), String::new());
-    ann.insert(ANN_SYNC_SET_VERSION.into(), "0".into());
-    for k in [ANN_HANDOVER_TO, ANN_HANDOVER_REFUSED, ANN_RELEASE_REASON, ANN_RELEASED_BY] {
-        ann.remove(k);
-    }
+    let how = Taken::Promoted { duration_seconds: t.spec.lease.duration_seconds };
+    let l = crate::lease::take(lease, pod, epoch, how, MicroTime(Timestamp::now()));
     let written = leases
         .replace(
             &names::lease(&t.name_any()),
@@ -960,7 +944,7 @@ async fn switchover(
     let clear = serde_json::json!({ "metadata": { "annotations": { ANN_SWITCHOVER_TO: null } } });
     if lv.holder == target {
         api.patch(&t.name_any(), &PatchParams::default(), &Patch::Merge(&clear)).await?;
-        if lv.release_reason.as_deref() == Some("switchover") || lv.handover_to.is_none() {
+        if lv.release_reason.as_deref() == Some(crate::lease::SWITCHOVER) || lv.handover_to.is_none() {
             event(
                 ctx,
                 t,

@@ -45,7 +45,7 @@ use tokio::sync::Notify;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{info, warn};
 
-use crate::lease::LeaseView;
+use crate::lease::{self, LeaseView, SyncSet, Taken};
 use crate::names::*;
 
 #[derive(Debug, Clone)]
@@ -429,22 +429,11 @@ impl Heart {
         refused: Option<String>,
     ) -> anyhow::Result<()> {
         let (start, boot_start) = (Instant::now(), tfs_nameserver::role::boottime());
-        let mut nl = l.clone();
-        let spec = nl.spec.get_or_insert_default();
-        spec.renew_time = Some(MicroTime(Timestamp::now()));
-        spec.lease_duration_seconds = Some(self.cfg.lease_duration.as_secs() as i32);
-        let ann = nl.metadata.annotations.get_or_insert_default();
-        if let Some(why) = refused {
-            ann.remove(ANN_HANDOVER_TO);
-            ann.insert(ANN_HANDOVER_REFUSED.into(), why);
-        }
-        let published = if s.epoch == epoch {
-            ann.insert(ANN_SYNC_SET.into(), s.sync_set.join(","));
-            ann.insert(ANN_SYNC_SET_VERSION.into(), s.sync_set_version.to_string());
-            s.sync_set_version
-        } else {
-            0
-        };
+        let master = s.epoch == epoch;
+        let sync_set = master.then(|| SyncSet { members: &s.sync_set, version: s.sync_set_version });
+        let published = if master { s.sync_set_version } else { 0 };
+        let duration = self.cfg.lease_duration.as_secs() as i32;
+        let nl = lease::renew(l, MicroTime(Timestamp::now()), duration, sync_set, refused);
         let replaced = self.replace(&nl).await;
         self.metrics.renew_seconds.observe(start.elapsed().as_secs_f64());
         replaced?;
@@ -466,11 +455,7 @@ impl Heart {
     }
 
     async fn release(&mut self, l: &Lease, why: &str) -> anyhow::Result<()> {
-        let mut nl = l.clone();
-        nl.spec.get_or_insert_default().holder_identity = None;
-        let ann = nl.metadata.annotations.get_or_insert_default();
-        ann.insert(ANN_RELEASED_BY.into(), self.cfg.pod.clone());
-        ann.insert(ANN_RELEASE_REASON.into(), why.to_string());
+        let nl = lease::release(l, &self.cfg.pod, why);
         self.replace(&nl).await?;
         self.last_renew = None;
         warn!(reason = why, "lease released");
@@ -497,21 +482,9 @@ impl Heart {
         if d.committed_seq < d.last_seq {
             return self.release(l, &format!("drain for switchover left seq {} uncommitted", d.last_seq)).await;
         }
-        let mut nl = l.clone();
-        let spec = nl.spec.get_or_insert_default();
-        let epoch = spec.lease_transitions.unwrap_or(0) + 1;
-        let now = MicroTime(Timestamp::now());
-        spec.holder_identity = Some(target.to_string());
-        spec.lease_transitions = Some(epoch);
-        spec.acquire_time = Some(now.clone());
-        spec.renew_time = Some(now);
-        let ann = nl.metadata.annotations.get_or_insert_default();
-        ann.remove(ANN_HANDOVER_TO);
-        ann.remove(ANN_HANDOVER_REFUSED);
-        ann.insert(ANN_SYNC_SET.into(), String::new());
-        ann.insert(ANN_SYNC_SET_VERSION.into(), "0".into());
-        ann.insert(ANN_RELEASED_BY.into(), self.cfg.pod.clone());
-        ann.insert(ANN_RELEASE_REASON.into(), "switchover".into());
+        let epoch = LeaseView::of(l).transitions + 1;
+        let how = Taken::HandedOver { by: &self.cfg.pod };
+        let nl = lease::take(l, target, epoch, how, MicroTime(Timestamp::now()));
         self.replace(&nl).await?;
         self.last_renew = None;
         info!(target, epoch, last_seq = d.last_seq, "handed the lease over");

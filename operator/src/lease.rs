@@ -1,15 +1,28 @@
-//! Reading the heartbeat Lease, and judging its expiry the way client-go does: on the observer's
-//! own clock, from when it last saw the Lease change, never from renewTime against wall time
-//! (clocks of different machines disagree; elapsed time on one clock does not).
-
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+//! The heartbeat Lease: reading it ([`LeaseView`]), the protocol written on it, and judging its
+//! expiry the way client-go does (clock.rs): on the observer's own clock, from when it last saw the
+//! Lease change, never from renewTime against wall time (clocks of different machines disagree;
+//! elapsed time on one clock does not).
+//!
+//! The protocol, as pure functions from the Lease read to the Lease to write (the caller writes it
+//! with a replace conditioned on the resourceVersion it carries, so a Lease changed meanwhile
+//! refuses the write):
+//! - [`take`]: a holder at a new epoch — the operator's promotion, or the master's heart handing
+//!   over at the next epoch; the published sync set starts empty;
+//! - [`renew`]: the holder's heart, publishing its nameserver's sync set;
+//! - [`release`]: the holder's heart, once its nameserver cannot be writing;
+//! - [`ask_handover`]: the operator asking the master's heart to hand over.
+//!
+//! Who may call which, and when, is decided elsewhere (failover.rs for the operator, heart/decide.rs
+//! for the heart); these functions only say what each step writes.
 
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::ResourceExt;
-use kube::runtime::watcher;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 
-use crate::names;
+use crate::names::*;
+
+mod clock;
+
+pub use clock::{LeaseClock, Sightings};
 
 /// What the operator and the heart need from a Lease.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,12 +50,12 @@ impl LeaseView {
             holder: spec.holder_identity.unwrap_or_default(),
             transitions: spec.lease_transitions.unwrap_or(0),
             resource_version: l.metadata.resource_version.clone().unwrap_or_default(),
-            sync_set: ann.get(names::ANN_SYNC_SET).map(|s| split_set(s)).unwrap_or_default(),
-            sync_set_version: ann.get(names::ANN_SYNC_SET_VERSION).and_then(|v| v.parse().ok()).unwrap_or(0),
-            handover_to: ann.get(names::ANN_HANDOVER_TO).filter(|s| !s.is_empty()).cloned(),
-            handover_refused: ann.get(names::ANN_HANDOVER_REFUSED).filter(|s| !s.is_empty()).cloned(),
-            release_reason: ann.get(names::ANN_RELEASE_REASON).filter(|s| !s.is_empty()).cloned(),
-            released_by: ann.get(names::ANN_RELEASED_BY).filter(|s| !s.is_empty()).cloned(),
+            sync_set: ann.get(ANN_SYNC_SET).map(|s| split_set(s)).unwrap_or_default(),
+            sync_set_version: ann.get(ANN_SYNC_SET_VERSION).and_then(|v| v.parse().ok()).unwrap_or(0),
+            handover_to: ann.get(ANN_HANDOVER_TO).filter(|s| !s.is_empty()).cloned(),
+            handover_refused: ann.get(ANN_HANDOVER_REFUSED).filter(|s| !s.is_empty()).cloned(),
+            release_reason: ann.get(ANN_RELEASE_REASON).filter(|s| !s.is_empty()).cloned(),
+            released_by: ann.get(ANN_RELEASED_BY).filter(|s| !s.is_empty()).cloned(),
         }
     }
 
@@ -55,113 +68,100 @@ pub fn split_set(s: &str) -> Vec<String> {
     s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(String::from).collect()
 }
 
-/// Tracks when a Lease last changed, on this process's monotonic clock.
-#[derive(Debug, Default, Clone)]
-pub struct LeaseClock {
-    seen: Option<(String, Instant)>,
+/// How a new holder [`take`]s the Lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken<'a> {
+    /// The operator promotes (failover.rs): the Lease gets the resource's duration, and the
+    /// release that led here (if any) is forgotten.
+    Promoted { duration_seconds: i32 },
+    /// The master's heart hands over (a switchover): it says it released, and why.
+    HandedOver { by: &'a str },
 }
 
-impl LeaseClock {
-    /// A clock that first saw `resource_version` at `since` (a sighting made while standing by).
-    pub fn seen(resource_version: &str, since: Instant) -> Self {
-        LeaseClock { seen: Some((resource_version.to_string(), since)) }
-    }
+/// The release reason a heart writes when it hands the Lease over.
+pub const SWITCHOVER: &str = "switchover";
 
-    /// The version last seen, and since when (on this process's clock).
-    pub fn sighting(&self) -> Option<(&str, Instant)> {
-        self.seen.as_ref().map(|(rv, since)| (rv.as_str(), *since))
-    }
-
-    /// Records an observation; returns how long the Lease has been unchanged as far as we know.
-    /// A process that just started has seen no change yet: it waits a full duration.
-    pub fn observe(&mut self, resource_version: &str, now: Instant) -> Duration {
-        match &self.seen {
-            Some((rv, since)) if rv == resource_version => now.saturating_duration_since(*since),
-            _ => {
-                self.seen = Some((resource_version.to_string(), now));
-                Duration::ZERO
-            }
-        }
-    }
-}
-
-/// What a standby operator saw of the heartbeat Leases before it led: per Lease
-/// (`namespace/name`), its version and the instant this process first saw that version, on its own
-/// monotonic clock — exactly what the controller's [`LeaseClock`] records, and handed to it when
-/// this process becomes leader, so that a Lease the standby watched go silent is not judged from
-/// zero again.
+/// `holder` takes the Lease at `epoch` (the caller's choice: above the Lease's own epoch).
 ///
-/// Invariant (a sighting never promotes early): a sighting says only "version V, unchanged since my
-/// instant T". T is no earlier than the write that made V (the watch shows a version after it was
-/// written), so the holder's renew that made V started before T and its nameserver's validity ends
-/// before T + renewDeadline < T + lease duration. A Lease renewed meanwhile has another version,
-/// and a clock meeting another version starts again from zero: a stale sighting can only make the
-/// new leader wait longer, never promote earlier. A watch that fails or lists again may have
-/// missed changes: every sighting is then dropped and made again from what the new list shows —
-/// reset, never extended.
-#[derive(Debug, Default, Clone)]
-pub struct Sightings {
-    clocks: HashMap<String, LeaseClock>,
-}
-
-impl Sightings {
-    /// The key of a Lease (and of the controller's clock for it).
-    pub fn key(namespace: &str, name: &str) -> String {
-        format!("{namespace}/{name}")
-    }
-
-    /// A Lease as watched at `now`: the same version keeps its first instant, another starts anew.
-    pub fn saw(&mut self, l: &Lease, now: Instant) {
-        let rv = l.metadata.resource_version.as_deref().unwrap_or_default();
-        let key = Sightings::key(&l.namespace().unwrap_or_default(), &l.name_any());
-        self.clocks.entry(key).or_default().observe(rv, now);
-    }
-
-    /// Applies one event of the watch at `now` (an error: the watch failed and restarts).
-    pub fn apply(&mut self, ev: &Result<watcher::Event<Lease>, watcher::Error>, now: Instant) {
-        match ev {
-            // A (re)list begins, or the watch failed: what we saw may have gaps.
-            Ok(watcher::Event::Init) | Err(_) => self.clocks.clear(),
-            Ok(watcher::Event::InitApply(l) | watcher::Event::Apply(l)) => self.saw(l, now),
-            Ok(watcher::Event::Delete(l)) => {
-                self.clocks.remove(&Sightings::key(&l.namespace().unwrap_or_default(), &l.name_any()));
-            }
-            Ok(watcher::Event::InitDone) => {}
+/// Invariant: the published sync set starts empty at a new epoch — the new master has published
+/// nothing yet, and a set of the previous master's must not vouch for slaves of the new one.
+pub fn take(l: &Lease, holder: &str, epoch: i32, how: Taken<'_>, now: MicroTime) -> Lease {
+    let mut l = l.clone();
+    let spec = l.spec.get_or_insert_default();
+    spec.holder_identity = Some(holder.into());
+    spec.lease_transitions = Some(epoch);
+    spec.acquire_time = Some(now.clone());
+    spec.renew_time = Some(now);
+    let ann = l.metadata.annotations.get_or_insert_default();
+    ann.insert(ANN_SYNC_SET.into(), String::new());
+    ann.insert(ANN_SYNC_SET_VERSION.into(), "0".into());
+    ann.remove(ANN_HANDOVER_TO);
+    ann.remove(ANN_HANDOVER_REFUSED);
+    match how {
+        Taken::Promoted { duration_seconds } => {
+            ann.remove(ANN_RELEASE_REASON);
+            ann.remove(ANN_RELEASED_BY);
+            spec.lease_duration_seconds = Some(duration_seconds);
+        }
+        Taken::HandedOver { by } => {
+            ann.insert(ANN_RELEASED_BY.into(), by.into());
+            ann.insert(ANN_RELEASE_REASON.into(), SWITCHOVER.into());
         }
     }
+    l
+}
 
-    /// How many Leases are being watched.
-    pub fn len(&self) -> usize {
-        self.clocks.len()
-    }
+/// The sync set a master's nameserver reports, to publish on the Lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncSet<'a> {
+    pub members: &'a [String],
+    pub version: u64,
+}
 
-    pub fn is_empty(&self) -> bool {
-        self.clocks.is_empty()
+/// The holder's renewal: renewTime `now`, the duration it renews for, the sync set its nameserver
+/// runs with (None when the nameserver is not master at the Lease's epoch yet: nothing to
+/// publish), and `refused`, a handover request this renewal turns down, with why.
+pub fn renew(
+    l: &Lease,
+    now: MicroTime,
+    duration_seconds: i32,
+    sync_set: Option<SyncSet<'_>>,
+    refused: Option<String>,
+) -> Lease {
+    let mut l = l.clone();
+    let spec = l.spec.get_or_insert_default();
+    spec.renew_time = Some(now);
+    spec.lease_duration_seconds = Some(duration_seconds);
+    let ann = l.metadata.annotations.get_or_insert_default();
+    if let Some(why) = refused {
+        ann.remove(ANN_HANDOVER_TO);
+        ann.insert(ANN_HANDOVER_REFUSED.into(), why);
     }
+    if let Some(s) = sync_set {
+        ann.insert(ANN_SYNC_SET.into(), s.members.join(","));
+        ann.insert(ANN_SYNC_SET_VERSION.into(), s.version.to_string());
+    }
+    l
+}
 
-    /// The controller's clocks, seeded with these sightings (keyed as [`Sightings::key`]).
-    pub fn into_clocks(self) -> HashMap<String, LeaseClock> {
-        self.clocks
-    }
+/// The holder `by` releases the Lease, saying why: the epoch stays, so the next holder's is above.
+pub fn release(l: &Lease, by: &str, why: &str) -> Lease {
+    let mut l = l.clone();
+    l.spec.get_or_insert_default().holder_identity = None;
+    let ann = l.metadata.annotations.get_or_insert_default();
+    ann.insert(ANN_RELEASED_BY.into(), by.into());
+    ann.insert(ANN_RELEASE_REASON.into(), why.into());
+    l
+}
+
+/// Asks the master's heart to hand the Lease to `target` (a refusal of an earlier request goes).
+pub fn ask_handover(l: &Lease, target: &str) -> Lease {
+    let mut l = l.clone();
+    let ann = l.metadata.annotations.get_or_insert_default();
+    ann.insert(ANN_HANDOVER_TO.into(), target.into());
+    ann.remove(ANN_HANDOVER_REFUSED);
+    l
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn expiry_counts_from_the_last_change_seen() {
-        let t0 = Instant::now();
-        let mut c = LeaseClock::default();
-        assert_eq!(c.observe("1", t0), Duration::ZERO);
-        assert_eq!(c.observe("1", t0 + Duration::from_secs(3)), Duration::from_secs(3));
-        assert_eq!(c.observe("2", t0 + Duration::from_secs(4)), Duration::ZERO, "a renew restarts the count");
-        assert_eq!(c.observe("2", t0 + Duration::from_secs(10)), Duration::from_secs(6));
-    }
-
-    #[test]
-    fn sets_parse_leniently() {
-        assert_eq!(split_set(" a, b,,c "), vec!["a", "b", "c"]);
-        assert!(split_set("").is_empty());
-    }
-}
+mod tests;
