@@ -1,16 +1,11 @@
 //! The heart: a sidecar in each nameserver pod that keeps the heartbeat Lease for its nameserver
 //! (the seed's heart agent, on a Kubernetes Lease instead of a VIP).
 //!
-//! - holder, nameserver healthy: renew every retry period (resourceVersion-conditioned), publish
-//!   the sync set on the Lease, then extend the nameserver's mastership to renewDeadline counted
-//!   from the *start* of that renew;
-//! - holder, nameserver dead (its port refuses connections) or unable to resume its epoch:
-//!   release at once, so the operator fails over without waiting for expiry;
-//! - holder, nameserver hung: do nothing; it fences itself and the Lease expires;
-//! - not holder: make the nameserver a slave of the holder;
-//! - asked to hand over (switchover): drain, hand the Lease to the target, follow it — unless the
-//!   target is outside its nameserver's sync set or has no address: then it refuses before
-//!   draining anything (`tfs.io/handover-refused`) and goes on renewing.
+//! What it does at each look is decided by [`decide`] (heart/decide.rs, pure, with its table):
+//! renew and extend the mastership, release, do nothing while the nameserver is hung, follow the
+//! holder, or hand over when asked (a switchover) — or refuse that before draining anything. This
+//! file is the IO: the loop, the API calls, the AssumeRole/Drain calls to the nameserver; what
+//! each write puts on the Lease is lease.rs's protocol.
 //!
 //! Invariant: the heart never extends a mastership beyond renewDeadline after the start of a
 //! renew that the API server accepted — the grant carries that end as an instant of CLOCK_BOOTTIME,
@@ -40,13 +35,20 @@ use kube::Client;
 use kube::api::{Api, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use tfs_nameserver::proto::{self, admin_client::AdminClient};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{info, warn};
 
 use crate::lease::{self, LeaseView, SyncSet, Taken};
 use crate::names::*;
+
+mod cache;
+mod decide;
+mod watch;
+
+pub use cache::LeaseCache;
+pub use decide::{Action, Health, Publish, address_needed, decide};
+pub use watch::watch_nameserver;
 
 #[derive(Debug, Clone)]
 pub struct HeartConfig {
@@ -57,16 +59,6 @@ pub struct HeartConfig {
     pub lease_duration: Duration,
     pub renew_deadline: Duration,
     pub retry_period: Duration,
-}
-
-/// What the heart sees of its nameserver.
-#[derive(Debug)]
-pub enum Health {
-    Up(Box<proto::StatusReply>),
-    /// Nothing listens: the process is gone or restarting.
-    Down(String),
-    /// It does not answer in time (frozen or overloaded): not dead, so not releasable.
-    Hung,
 }
 
 pub struct Heart {
@@ -90,84 +82,6 @@ pub struct Heart {
 }
 
 const TICK: Duration = Duration::from_millis(200);
-
-/// A Lease known from the watch is read again when nothing (event, write, read) confirmed it for
-/// this long: a watch that stalls without failing costs at most this much, never correctness.
-const RESYNC: Duration = Duration::from_secs(2);
-
-/// The heart's Lease as its watch, its own last write or its last read showed it.
-///
-/// Used only while the watch is up and something confirmed it within [`RESYNC`]; otherwise the
-/// step reads the Lease as it always did. What the heart decides on it is written conditioned on
-/// its resourceVersion, so a stale entry only makes a write fail (then `forget`, read, decide again).
-#[derive(Debug, Default)]
-pub struct LeaseCache {
-    lease: Option<Lease>,
-    /// The objects of a (re)list in progress.
-    listing: Option<Option<Lease>>,
-    /// The watch is established and has not failed since.
-    watching: bool,
-    confirmed: Option<Instant>,
-    /// The version our last write replaced: a watch that shows it later is behind that write.
-    superseded: Option<String>,
-}
-
-impl LeaseCache {
-    /// Applies one watch event at `now`; true when the Lease changed (or became known): the heart
-    /// should look now.
-    pub fn on_event(&mut self, ev: Result<watcher::Event<Lease>, watcher::Error>, now: Instant) -> bool {
-        let lease = match ev {
-            Ok(watcher::Event::Init) => {
-                self.listing = Some(None);
-                return false;
-            }
-            Ok(watcher::Event::InitApply(l)) => {
-                self.listing = Some(Some(l));
-                return false;
-            }
-            Ok(watcher::Event::InitDone) => self.listing.take().flatten(),
-            Ok(watcher::Event::Apply(l)) => Some(l),
-            Ok(watcher::Event::Delete(_)) => None,
-            Err(_) => {
-                *self = LeaseCache::default();
-                return false;
-            }
-        };
-        let behind =
-            |l: &Lease| l.metadata.resource_version.is_some() && l.metadata.resource_version == self.superseded;
-        if !lease.as_ref().is_some_and(behind) {
-            self.lease = lease;
-        }
-        self.watching = true;
-        self.confirmed = Some(now);
-        true
-    }
-
-    /// The Lease to act on without reading it, if the watch vouches for it at `now`.
-    pub fn current(&self, now: Instant) -> Option<&Lease> {
-        let fresh = self.confirmed.is_some_and(|c| now.saturating_duration_since(c) < RESYNC);
-        if self.watching && fresh { self.lease.as_ref() } else { None }
-    }
-
-    /// What a read returned at `now`.
-    pub fn saw(&mut self, l: Lease, now: Instant) {
-        self.lease = Some(l);
-        self.confirmed = Some(now);
-    }
-
-    /// What our write, conditioned on version `replaced`, wrote at `now`: newer than anything
-    /// watched so far, and than `replaced` if the watch shows it afterwards.
-    pub fn wrote(&mut self, replaced: Option<String>, l: Lease, now: Instant) {
-        self.superseded = replaced;
-        self.saw(l, now);
-    }
-
-    /// A write conditioned on the Lease as known was refused (409): read it before acting again.
-    pub fn forget(&mut self) {
-        self.lease = None;
-        self.confirmed = None;
-    }
-}
 
 /// A failed AssumeRole: why, and whether the request may still be applied (it timed out or the
 /// connection failed, rather than the nameserver refusing it).
@@ -358,61 +272,41 @@ impl Heart {
         }
     }
 
+    /// One look: the inputs gathered, [`decide`] on them, its action carried out.
     async fn step(&mut self) -> anyhow::Result<()> {
         let health = self.health().await;
         let l = self.current_lease().await?;
         let lv = LeaseView::of(&l);
-        let epoch = lv.transitions.max(0) as u64;
-        self.metrics.holder.set((lv.holder == self.cfg.pod) as i64);
-        if lv.holder == self.cfg.pod {
-            let mut refused = None;
-            if let Some(target) = lv.handover_to.clone().filter(|t| *t != self.cfg.pod) {
-                match self.handover_target(&target, &health).await {
-                    Ok(addr) => return self.hand_over(&l, &target, addr, health).await,
-                    // Refused before anything was drained: the renewal below removes the request,
-                    // so a planned operation never turns into an unplanned failover.
-                    Err(why) => {
-                        warn!(target, reason = %why, "switchover refused; renewing as master");
-                        refused = Some(format!("{target}: {why}"));
-                    }
-                }
-            }
-            match health {
-                Health::Down(why) => self.release(&l, &format!("nameserver down: {why}")).await?,
-                Health::Hung => {
-                    warn!("nameserver not answering: not renewing; it fences itself when its validity lapses")
-                }
-                Health::Up(s) if s.role() == proto::Role::Master && s.epoch == epoch => {
-                    let due = self.last_renew.is_none_or(|t| t.elapsed() >= self.cfg.retry_period);
-                    if !s.draining && (due || refused.is_some()) {
-                        self.renew(&l, &s, epoch, refused).await?;
-                    }
-                }
-                Health::Up(s) if s.epoch < epoch => {
-                    // Newly handed the Lease (or restarted): take the mastership at this epoch.
-                    self.renew(&l, &s, epoch, refused).await?;
-                }
-                Health::Up(s) => {
-                    self.release(
-                        &l,
-                        &format!("nameserver is at epoch {} as {:?}, the lease at {epoch}", s.epoch, s.role()),
-                    )
-                    .await?
-                }
-            }
-        } else if !lv.holder.is_empty() {
+        let me = self.cfg.pod.clone();
+        self.metrics.holder.set((lv.holder == me) as i64);
+        if lv.holder != me {
             self.last_renew = None;
-            if let Health::Up(s) = health {
-                let Some(addr) = self.master_addr(&lv.holder, lv.transitions).await else { return Ok(()) };
-                if s.role() != proto::Role::Slave || s.epoch != epoch || s.master_addr != addr {
-                    info!(master = %lv.holder, %addr, epoch, "following the lease holder");
-                    self.assume(proto::Role::Slave, epoch, (addr, lv.holder.clone()), Duration::from_secs(3600), 0)
-                        .await
-                        .map_err(anyhow::Error::msg)?;
+        }
+        let addr = match decide::address_needed(&lv, &health, &me) {
+            Some(pod) if pod == lv.holder => self.master_addr(pod, lv.transitions).await,
+            Some(pod) => self.pod_addr(pod).await,
+            None => None,
+        };
+        let due = self.last_renew.is_none_or(|t| t.elapsed() >= self.cfg.retry_period);
+        match decide(&lv, &health, &me, due, addr.as_deref()) {
+            Action::HandOver { target, addr } => self.hand_over(&l, &target, addr).await?,
+            Action::Renew { epoch, publish, refused } => {
+                if let Some(why) = &refused {
+                    // Refused before anything was drained: this renewal removes the request, so a
+                    // planned operation never turns into an unplanned failover.
+                    warn!(reason = %why, "switchover refused; renewing as master");
                 }
+                self.renew(&l, epoch, publish, refused).await?
             }
-        } else {
-            self.last_renew = None;
+            Action::Release { why } => self.release(&l, &why).await?,
+            Action::Hung => warn!("nameserver not answering: not renewing; it fences itself when its validity lapses"),
+            Action::Follow { master, addr, epoch } => {
+                info!(%master, %addr, epoch, "following the lease holder");
+                self.assume(proto::Role::Slave, epoch, (addr, master), Duration::from_secs(3600), 0)
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+            }
+            Action::Nothing => {}
         }
         Ok(())
     }
@@ -424,14 +318,13 @@ impl Heart {
     async fn renew(
         &mut self,
         l: &Lease,
-        s: &proto::StatusReply,
         epoch: u64,
+        publish: Option<Publish>,
         refused: Option<String>,
     ) -> anyhow::Result<()> {
         let (start, boot_start) = (Instant::now(), tfs_nameserver::role::boottime());
-        let master = s.epoch == epoch;
-        let sync_set = master.then(|| SyncSet { members: &s.sync_set, version: s.sync_set_version });
-        let published = if master { s.sync_set_version } else { 0 };
+        let published = publish.as_ref().map_or(0, |p| p.version);
+        let sync_set = publish.as_ref().map(|p| SyncSet { members: &p.sync_set, version: p.version });
         let duration = self.cfg.lease_duration.as_secs() as i32;
         let nl = lease::renew(l, MicroTime(Timestamp::now()), duration, sync_set, refused);
         let replaced = self.replace(&nl).await;
@@ -462,18 +355,9 @@ impl Heart {
         Ok(())
     }
 
-    /// Whether a handover to `target` can go ahead: its replication address, or why not. Checked
-    /// before anything is drained; a refusal leaves the master as it was.
-    async fn handover_target(&self, target: &str, health: &Health) -> Result<String, String> {
-        let Health::Up(s) = health else { return Err("the nameserver is not answering".into()) };
-        if s.replication_mode == "sync" && !s.sync_set.iter().any(|n| n == target) {
-            return Err(format!("not in the sync set [{}]: it may lack acknowledged writes", s.sync_set.join(", ")));
-        }
-        self.pod_addr(target).await.ok_or_else(|| "no such pod, or it has no address".to_string())
-    }
-
-    async fn hand_over(&mut self, l: &Lease, target: &str, addr: String, health: Health) -> anyhow::Result<()> {
-        let Health::Up(_) = health else { return self.release(l, "nameserver unavailable during switchover").await };
+    /// Drains the nameserver and hands the Lease to `target` (decided: the nameserver answers and
+    /// `target` may take over); a drain that fails or leaves writes uncommitted releases instead.
+    async fn hand_over(&mut self, l: &Lease, target: &str, addr: String) -> anyhow::Result<()> {
         let d = tokio::time::timeout(Duration::from_secs(6), self.admin.drain(proto::DrainRequest {})).await;
         let d = match d {
             Ok(Ok(r)) => r.into_inner(),
@@ -515,66 +399,6 @@ impl Heart {
 /// Whether a step failed on a write refused because the Lease changed since it was read (409).
 fn conflict(e: &anyhow::Error) -> bool {
     matches!(e.downcast_ref::<kube::Error>(), Some(kube::Error::Api(s)) if s.code == 409)
-}
-
-/// Holds a connection open to the nameserver's admin port at `addr` and signals `closed` each time
-/// it closes: at once when the nameserver dies, for the kernel closes a dead process's sockets, so
-/// the heart looks then instead of at its next tick. A close is only a reason to look — the
-/// verdict is the health check's, as on a tick — and a nameserver that is not there is tried again
-/// every `retry`.
-///
-/// The connection is an idle HTTP/2 client (the admin server speaks gRPC): the preface and empty
-/// settings, then it acknowledges the server's settings and answers its pings and nothing else. It
-/// must be a well-behaved one: a server shutting down gracefully sends GOAWAY and a ping and waits
-/// for the answer before it closes its connections — a silent socket would hold its exit up.
-pub async fn watch_nameserver(addr: String, closed: Arc<Notify>, retry: Duration) {
-    loop {
-        if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(&addr)).await
-        {
-            let _ = s.set_nodelay(true);
-            let _ = idle_http2(s).await;
-            closed.notify_one();
-        }
-        tokio::time::sleep(retry).await;
-    }
-}
-
-/// HTTP/2 frame types and flags (RFC 9113) the idle connection deals with.
-const SETTINGS: u8 = 0x4;
-const PING: u8 = 0x6;
-const ACK: u8 = 0x1;
-
-/// Speaks just enough HTTP/2 to stay open until the server closes or dies: returns then.
-async fn idle_http2(mut s: tokio::net::TcpStream) -> std::io::Result<()> {
-    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    hello.extend_from_slice(&frame(SETTINGS, 0, &[]));
-    s.write_all(&hello).await?;
-    let mut head = [0u8; 9];
-    let mut payload = Vec::new();
-    loop {
-        s.read_exact(&mut head).await?;
-        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
-        let (kind, flags) = (head[3], head[4]);
-        // (we advertised no larger frames than the default 16 KiB)
-        if len > 16_384 {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "HTTP/2 frame too large"));
-        }
-        payload.resize(len, 0);
-        s.read_exact(&mut payload).await?;
-        match kind {
-            SETTINGS if flags & ACK == 0 => s.write_all(&frame(SETTINGS, ACK, &[])).await?,
-            PING if flags & ACK == 0 => s.write_all(&frame(PING, ACK, &payload)).await?,
-            _ => {} // GOAWAY: the server closes soon; window updates and the rest: nothing to do
-        }
-    }
-}
-
-/// One frame on stream 0.
-fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let len = (payload.len() as u32).to_be_bytes();
-    let mut f = vec![len[1], len[2], len[3], kind, flags, 0, 0, 0, 0];
-    f.extend_from_slice(payload);
-    f
 }
 
 #[cfg(test)]

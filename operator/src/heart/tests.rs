@@ -7,6 +7,7 @@ use tfs_nameserver::proto::admin_server::{Admin, AdminServer};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
+use super::cache::RESYNC;
 use super::*;
 use crate::fixtures::mock_client;
 
