@@ -44,6 +44,7 @@ use crate::names::*;
 
 mod cache;
 mod decide;
+mod nameserver;
 mod watch;
 
 pub use cache::LeaseCache;
@@ -83,13 +84,6 @@ pub struct Heart {
 
 const TICK: Duration = Duration::from_millis(200);
 
-/// A failed AssumeRole: why, and whether the request may still be applied (it timed out or the
-/// connection failed, rather than the nameserver refusing it).
-struct AssumeFailed {
-    why: String,
-    maybe_pending: bool,
-}
-
 impl Heart {
     pub fn new(
         client: Client,
@@ -111,69 +105,6 @@ impl Heart {
             lease: LeaseCache::default(),
             tick: TICK,
         })
-    }
-
-    async fn health(&mut self) -> Health {
-        match tokio::time::timeout(Duration::from_millis(400), self.admin.status(proto::StatusRequest {})).await {
-            Ok(Ok(r)) => Health::Up(Box::new(r.into_inner())),
-            Ok(Err(s)) => Health::Down(s.message().to_string()),
-            Err(_) => Health::Hung,
-        }
-    }
-
-    async fn assume(
-        &mut self,
-        role: proto::Role,
-        epoch: u64,
-        master: (String, String),
-        valid_for: Duration,
-        published: u64,
-    ) -> Result<(), String> {
-        self.assume_until(role, epoch, master, valid_for, None, published).await.map_err(|e| e.why)
-    }
-
-    /// AssumeRole; a master grant carries its end as an instant of CLOCK_BOOTTIME (`until`), so a
-    /// request delayed on its way grants only what is left of it (see `requested_role`).
-    async fn assume_until(
-        &mut self,
-        role: proto::Role,
-        epoch: u64,
-        (master_addr, master_name): (String, String),
-        valid_for: Duration,
-        until: Option<Duration>,
-        published: u64,
-    ) -> Result<(), AssumeFailed> {
-        // A slave gets its master's pod IP and, for TLS, the node name its certificate carries.
-        let req = proto::AssumeRoleRequest {
-            role: role as i32,
-            epoch,
-            master_addr,
-            master_name,
-            valid_for_ms: valid_for.as_millis() as u64,
-            published_sync_set_version: published,
-            valid_until_boottime_ns: until.map(|u| u.as_nanos() as u64).unwrap_or(0),
-        };
-        match tokio::time::timeout(Duration::from_secs(2), self.admin.assume_role(req)).await {
-            Ok(Ok(_)) => Ok(()),
-            // The nameserver answered: it refused, nothing is pending.
-            Ok(Err(s)) if matches!(s.code(), tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument) => {
-                Err(AssumeFailed { why: s.message().to_string(), maybe_pending: false })
-            }
-            Ok(Err(s)) => Err(AssumeFailed { why: s.message().to_string(), maybe_pending: true }),
-            Err(_) => Err(AssumeFailed { why: "AssumeRole timed out".into(), maybe_pending: true }),
-        }
-    }
-
-    /// Waits until the last mastership granted has ended: a grant whose call failed or timed out
-    /// may still be queued in the nameserver and applied after a release.
-    async fn wait_out_grant(&mut self) {
-        if let Some(until) = self.granted_until.take() {
-            let left = until.saturating_sub(tfs_nameserver::role::boottime());
-            if !left.is_zero() {
-                warn!(left_ms = left.as_millis() as u64, "waiting out the last mastership granted before releasing");
-                tokio::time::sleep(left).await;
-            }
-        }
     }
 
     /// Writes the Lease, conditioned on the resourceVersion `l` carries; what was written becomes
