@@ -2,6 +2,8 @@
 //!
 //! Admission-time validation is CEL in the schema, so a malformed resource is refused by the API
 //! server with a message that says what to fix, before the operator ever sees it.
+//!
+//! The spec here; spec.tls in tls.rs, the status in status.rs, the TfsBackup resource in backup.rs.
 
 // Printer columns repeat `type_ = ...` by design; clippy reads that as a duplicated attribute.
 #![allow(clippy::duplicated_attributes)]
@@ -203,63 +205,8 @@ fn default_true() -> bool {
     true
 }
 
-#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
-#[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("!has(self.issuerRef) || self.enabled").message("tls.issuerRef needs tls.enabled: true (the certificates are used only with TLS on)"))]
-pub struct TlsSpec {
-    /// Issue a CA and certificates (per pod `<pod>-tls`, clients `<name>-client`; with issuerRef,
-    /// cert-manager issues them) and serve only TLS: mutual TLS between master and slaves, TLS on
-    /// the client and dataserver port.
-    #[serde(default)]
-    pub enabled: bool,
-    /// Client certificates on the client port: None, or Required (certificates of the CA, such as
-    /// the one in Secret `<name>-client`).
-    #[serde(default)]
-    pub client_auth: ClientAuth,
-    /// Take the certificates from cert-manager instead of a CA of the operator's: it applies a
-    /// cert-manager Certificate for each Secret (`<pod>-tls`, `<name>-vip-tls`, `<name>-client`)
-    /// and creates a pod once its Secrets are issued. The issuer must write `ca.crt` (a CA
-    /// issuer does): every instance trusts exactly that CA. Needs enabled: true; chosen at
-    /// creation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub issuer_ref: Option<IssuerRef>,
-}
-
-/// A cert-manager issuer, as a Certificate's `spec.issuerRef` names it.
-#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct IssuerRef {
-    /// Name of the Issuer (in the TfsNameserver's namespace) or ClusterIssuer.
-    #[x_kube(validation = Rule::new("self.size() > 0").message("tls.issuerRef.name must not be empty"))]
-    pub name: String,
-    /// Issuer (default: namespaced, in the TfsNameserver's namespace) or ClusterIssuer.
-    #[serde(default)]
-    pub kind: IssuerKind,
-    /// API group of the issuer (default cert-manager.io; another for external issuers).
-    #[serde(default = "default_issuer_group")]
-    #[x_kube(validation = Rule::new("self.size() > 0").message("tls.issuerRef.group must not be empty"))]
-    pub group: String,
-}
-
-/// Whether the issuer is namespaced (Issuer) or cluster-wide (ClusterIssuer).
-#[derive(schemars::JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum IssuerKind {
-    #[default]
-    Issuer,
-    ClusterIssuer,
-}
-
-fn default_issuer_group() -> String {
-    "cert-manager.io".into()
-}
-
-/// Whether clients of the client port must present a certificate of the CA.
-#[derive(schemars::JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum ClientAuth {
-    #[default]
-    None,
-    Required,
-}
+mod tls;
+pub use tls::*;
 
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -393,83 +340,8 @@ fn default_port() -> i32 {
     8100
 }
 
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
-pub enum Phase {
-    #[default]
-    Creating,
-    Healthy,
-    FailingOver,
-    SwitchingOver,
-    Degraded,
-}
-
-impl std::fmt::Display for Phase {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{self:?}")
-    }
-}
-
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct InstanceStatus {
-    /// The pod.
-    pub name: String,
-    /// master, slave or unknown.
-    pub role: String,
-    /// The pod's Ready condition.
-    pub ready: bool,
-    /// Last oplog seq durable on this instance.
-    pub durable_seq: i64,
-    /// Records behind the master.
-    pub lag: i64,
-    /// Whether the master counts this slave for commits (only such a slave can be promoted).
-    pub in_sync_set: bool,
-}
-
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TfsNameserverStatus {
-    /// Creating, Healthy, FailingOver, SwitchingOver or Degraded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<Phase>,
-    /// The pod holding the Lease: the master, which the VIP Service selects.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub master: Option<String>,
-    /// The master's epoch (the Lease's transitions); it only rises.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub epoch: Option<i64>,
-    /// Ready instances out of the replicas asked for, such as 2/2.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ready: Option<String>,
-    /// Each instance as the operator last observed it.
-    #[serde(default)]
-    pub instances: Vec<InstanceStatus>,
-    /// Failovers (unplanned master changes) since the resource was created.
-    #[serde(default)]
-    pub failovers: i64,
-    /// When the last failover promoted a new master.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_failover_time: Option<Time>,
-    /// Why the last failover happened.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_failover_reason: Option<String>,
-    /// Ready, Available, FailingOver, Degraded and SettingsApplied, one of each type.
-    #[serde(default)]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
-    pub conditions: Vec<Condition>,
-    /// Instances that exist now (`kubectl scale` and autoscalers read it).
-    #[serde(default)]
-    pub replicas: i32,
-    /// The nameserver pods' label selector, as a string (the scale subresource's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub label_selector: Option<String>,
-    /// The generation of the spec this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// The archive (spec.backup) as the master last reported it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backup: Option<BackupStatus>,
-}
+mod status;
+pub use status::*;
 
 /// The CRD as YAML (what `tfs-operator crd` prints and `make crds` writes).
 pub fn crd_yaml() -> String {
@@ -478,71 +350,4 @@ pub fn crd_yaml() -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_fill_a_minimal_spec() {
-        let s: TfsNameserverSpec = serde_json::from_value(serde_json::json!({"storage": {"size": "1Gi"}})).unwrap();
-        assert_eq!(s.replicas, 2);
-        assert_eq!(s.lease, LeaseSpec { duration_seconds: 5, renew_deadline_seconds: 3, retry_period_seconds: 1 });
-        assert_eq!(s.replication.mode, ReplicationMode::Sync);
-        assert_eq!(s.service.port, 8100);
-        assert_eq!(s.image, DEFAULT_IMAGE);
-        assert_eq!(s.placement, Placement::Required, "spread by default");
-    }
-
-    #[test]
-    fn crd_carries_the_rules_columns_and_short_name() {
-        let y = crd_yaml();
-        for needle in [
-            "tfsns",
-            "replicas must be between 2 and 5",
-            "storage.size cannot shrink",
-            "storage.storageClassName is immutable",
-            "tls.issuerRef is chosen at creation",
-            "tls.issuerRef needs tls.enabled: true",
-            "tls.issuerRef.name must not be empty",
-            "lease.durationSeconds must be greater than lease.renewDeadlineSeconds",
-            "greater than 1.2 x lease.retryPeriodSeconds",
-            "jsonPath: .status.master",
-            "name: LAST-FAILOVER",
-            "subresources",
-            "x-kubernetes-list-type: map",
-            "specReplicasPath: .spec.replicas",
-            "labelSelectorPath: .status.labelSelector",
-        ] {
-            assert!(y.contains(needle), "CRD lacks {needle:?}");
-        }
-    }
-
-    /// Every property of spec and status says what it is (`kubectl explain tfsns.spec...`),
-    /// except inside types Kubernetes defines (resources, conditions), which carry their own.
-    #[test]
-    fn every_field_is_described_for_kubectl_explain() {
-        use kube::CustomResourceExt;
-        fn walk(path: &str, v: &serde_json::Value, missing: &mut Vec<String>) {
-            let Some(props) = v.get("properties").and_then(|p| p.as_object()) else { return };
-            for (k, p) in props {
-                let here = format!("{path}.{k}");
-                if p.get("description").and_then(|d| d.as_str()).is_none_or(|d| d.trim().is_empty()) {
-                    missing.push(here.clone());
-                }
-                if ["resources", "conditions"].contains(&k.as_str()) {
-                    continue;
-                }
-                walk(&here, p, missing);
-                if let Some(items) = p.get("items") {
-                    walk(&format!("{here}[]"), items, missing);
-                }
-            }
-        }
-        let crd = serde_json::to_value(TfsNameserver::crd()).unwrap();
-        let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
-        let mut missing = Vec::new();
-        for top in ["spec", "status"] {
-            walk(top, &schema["properties"][top], &mut missing);
-        }
-        assert!(missing.is_empty(), "{} fields without a description: {missing:?}", missing.len());
-    }
-}
+mod tests;
