@@ -1,0 +1,194 @@
+//! Who is master, acted on: the failover decision (failover.rs) carried out — the Lease handed to
+//! the promoted instance (lease.rs `take`), then the VIP and the PodDisruptionBudgets moved to it —
+//! and the requests to the master's heart to hand over (lease.rs `ask_handover`).
+//!
+//! Invariant: every Lease write is conditioned on the version decided on (a 409 decides again), and
+//! the VIP moves only forward in epochs.
+
+use super::*;
+
+/// Asks the master's heart to hand the Lease to `target` (conditioned on the version read).
+pub(super) async fn ask_handover(t: &TfsNameserver, leases: &Api<Lease>, lease: &Lease, target: &str) -> Result<()> {
+    let pp = PostParams { field_manager: Some(MANAGER.into()), ..Default::default() };
+    leases.replace(&names::lease(&t.name_any()), &pp, &crate::lease::ask_handover(lease, target)).await?;
+    Ok(())
+}
+
+/// Points the VIP Service at `master`, the master of `epoch` (only the operator writes this selector).
+///
+/// Invariant: the VIP moves only forward in epochs. It carries the epoch it serves (`tfs.io/epoch`);
+/// a write for an older epoch is never made, and a write is conditioned on the resourceVersion it
+/// was decided from, so a stale operator process (a deposed leader's request still in flight, or
+/// one run with `--leader-elect=false` beside a leader) cannot move it back to a deposed master.
+pub(super) async fn ensure_vip(t: &TfsNameserver, services: &Api<Service>, master: &str, epoch: i32) -> Result<()> {
+    let current = services.get_opt(&names::vip(&t.name_any())).await?;
+    let selected = current.as_ref().and_then(|s| s.spec.as_ref()?.selector.as_ref()?.get(LABEL_POD).cloned());
+    let served: Option<i32> =
+        current.as_ref().and_then(|s| s.metadata.annotations.as_ref()?.get(ANN_EPOCH)?.parse().ok());
+    if served.is_some_and(|e| e > epoch) {
+        warn!(name = %t.name_any(), master, epoch, served, "the VIP already serves a newer epoch; not moving it back");
+        return Ok(());
+    }
+    if selected.as_deref() == Some(master) && served == Some(epoch) {
+        return Ok(());
+    }
+    let mut svc = build::vip_service(t, Some(master));
+    svc.metadata.annotations.get_or_insert_default().insert(ANN_EPOCH.into(), epoch.to_string());
+    svc.metadata.resource_version = current.and_then(|c| c.metadata.resource_version);
+    ssa(services, &svc).await?;
+    if selected.as_deref() != Some(master) {
+        info!(name = %t.name_any(), master, epoch, "VIP moved");
+    }
+    Ok(())
+}
+
+/// Hands the Lease to `pod` at the next epoch, conditioned on the version we decided on: if
+/// anyone changed the Lease meanwhile, the update fails (409) and we decide again. Returns the
+/// Lease as written. The Events (MasterElected, or FailingOver then FailedOver) are published by
+/// a task of their own, so that they do not stand between the promotion and the VIP's move.
+pub(super) async fn promote(
+    t: &TfsNameserver,
+    ctx: &Context,
+    leases: &Api<Lease>,
+    lease: &Lease,
+    (pod, epoch): (&str, i32),
+    reason: &Reason,
+    noticed_for: Duration,
+) -> Result<Lease> {
+    let how = Taken::Promoted { duration_seconds: t.spec.lease.duration_seconds };
+    let l = crate::lease::take(lease, pod, epoch, how, MicroTime(Timestamp::now()));
+    let written = leases
+        .replace(
+            &names::lease(&t.name_any()),
+            &PostParams { field_manager: Some(MANAGER.into()), ..Default::default() },
+            &l,
+        )
+        .await?;
+    let kind = match reason {
+        Reason::Initial => "initial",
+        Reason::Released { .. } => "released",
+        Reason::Expired { .. } => "expired",
+        Reason::LeaseLost { .. } => "lease_lost",
+    };
+    ctx.metrics.failovers.get_or_create(&FailoverLabels { kind }).inc();
+    let note = format!("{pod} is master at epoch {epoch}: {}", reason.describe());
+    info!(name = %t.name_any(), %note, "lease handed over");
+    let ev = |type_, reason: &str, note: String| Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Promote".into(),
+        secondary: None,
+    };
+    let events = if matches!(reason, Reason::Initial) {
+        vec![ev(EventType::Normal, "MasterElected", note)]
+    } else {
+        ctx.metrics.failover_seconds.observe(noticed_for.as_secs_f64());
+        vec![
+            ev(EventType::Warning, "FailingOver", format!("{}; promoting {pod}", reason.describe())),
+            ev(EventType::Normal, "FailedOver", note),
+        ]
+    };
+    publish_in_background(ctx, t, events);
+    Ok(written)
+}
+
+/// Applies the two PodDisruptionBudgets for `master` (build.rs `pdb`, `master_pdb`) when the
+/// master or the generation changed since they were last applied, and every 30 s to repair.
+pub(super) async fn ensure_pdbs(t: &TfsNameserver, ctx: &Context, master: &str) -> Result<()> {
+    let k = key(t);
+    let fresh =
+        ctx.pdbs.lock().get(&k).is_some_and(|(m, g, at)| {
+            m == master && *g == t.metadata.generation && at.elapsed() < Duration::from_secs(30)
+        });
+    if fresh {
+        return Ok(());
+    }
+    let api = Api::<PodDisruptionBudget>::namespaced(ctx.client.clone(), &t.namespace().unwrap_or_default());
+    // The master's first. Between the two writes the new master is under both budgets (its
+    // eviction would fail; it is not the one being drained) and the old master, the pod a drain
+    // is waiting on, under none: its next eviction attempt goes through rather than failing the
+    // drain with "more than one PodDisruptionBudget".
+    ssa(&api, &build::master_pdb(t, Some(master))).await?;
+    ssa(&api, &build::pdb(t, Some(master))).await?;
+    ctx.pdbs.lock().insert(k, (master.to_string(), t.metadata.generation, Instant::now()));
+    Ok(())
+}
+
+/// What acting on the decision did: the phase to report, when to look again, and the Lease as a
+/// promotion wrote it (None: not written).
+pub(super) struct Acted {
+    pub phase: Phase,
+    pub requeue: Duration,
+    pub written: Option<Lease>,
+}
+
+/// Carries out the decision: a steady master keeps the VIP and the budgets (and, when all is
+/// healthy, the rolling update goes on; a cordoned node switches over); a promotion writes the
+/// Lease, then moves the VIP and the budgets, and is counted in `status`; a blocked one is said.
+pub(super) async fn act(
+    t: &TfsNameserver,
+    ctx: &Context,
+    o: &Observed,
+    d: &Decided,
+    handled: &[String],
+    status: &mut TfsNameserverStatus,
+) -> Result<Acted> {
+    let ns = t.namespace().unwrap_or_default();
+    let services = Api::<Service>::namespaced(ctx.client.clone(), &ns);
+    let leases = Api::<Lease>::namespaced(ctx.client.clone(), &ns);
+    let pods_api = Api::<Pod>::namespaced(ctx.client.clone(), &ns);
+    let replicas = t.spec.replicas.clamp(2, 5) as usize;
+    let (lv, instances, lease) = (&o.lv, &o.instances, &o.lease);
+    let mut written = None;
+    let (phase, requeue) = match &d.decision {
+        Decision::Steady { master, recheck } => {
+            ensure_vip(t, &services, master, lv.transitions).await?;
+            ensure_pdbs(t, ctx, master).await?;
+            let healthy = instances.len() == replicas && instances.iter().all(|i| i.ready && i.status.is_some());
+            if let Cordon::Switch { node, target } = &d.cordon {
+                cordon_switchover(t, ctx, node, target, handled).await?;
+                (Phase::SwitchingOver, Duration::from_millis(200))
+            } else {
+                if healthy {
+                    roll(t, ctx, &pods_api, &leases, lease, lv, &o.pods, master, replicas).await?;
+                }
+                (if healthy { Phase::Healthy } else { Phase::Degraded }, (*recheck).min(Duration::from_secs(2)))
+            }
+        }
+        Decision::Promote { pod, reason, epoch } => {
+            // The VIP moves right after the Lease (the promotion's Events go out on their own).
+            written = Some(
+                promote(
+                    t,
+                    ctx,
+                    &leases,
+                    lease,
+                    (pod, *epoch),
+                    reason,
+                    o.unchanged_for.saturating_sub(if matches!(reason, Reason::Expired { .. }) {
+                        o.judgement.lease_duration
+                    } else {
+                        Duration::ZERO
+                    }),
+                )
+                .await?,
+            );
+            ensure_vip(t, &services, pod, *epoch).await?;
+            ensure_pdbs(t, ctx, pod).await?;
+            if !matches!(reason, Reason::Initial) {
+                status.failovers += 1;
+                status.last_failover_time = Some(Time(Timestamp::now()));
+                status.last_failover_reason = Some(reason.describe());
+            }
+            (Phase::FailingOver, Duration::from_millis(200))
+        }
+        Decision::Blocked { why, reason } => {
+            if !matches!(reason, Reason::Initial) {
+                event(ctx, t, EventType::Warning, "PromotionBlocked", "Promote", why).await;
+            }
+            (if matches!(reason, Reason::Initial) { Phase::Creating } else { Phase::Degraded }, Duration::from_secs(1))
+        }
+    };
+    Ok(Acted { phase, requeue, written })
+}
