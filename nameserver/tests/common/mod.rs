@@ -13,7 +13,29 @@ use tfs_nameserver::proto::{self, admin_client::AdminClient, client_client::Clie
 use tonic::transport::Channel;
 
 pub const NS: &str = env!("CARGO_BIN_EXE_tfs-nameserver");
-pub const CTL: &str = env!("CARGO_BIN_EXE_tfsctl");
+
+/// The tfsctl binary of this checkout, next to [`NS`] (same target directory and profile). It is
+/// another package's (tfsctl/): cargo builds a package's binaries for that package's tests only,
+/// so the first call builds it; [`Node::start`] makes that call, so that no build (minutes on a
+/// busy machine) runs while a test's nodes and their dataservers' leases already do.
+pub fn ctl_bin() -> &'static Path {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = Path::new(NS).parent().expect("NS in a profile directory");
+        let profile = match dir.file_name().and_then(|n| n.to_str()).expect("a profile directory") {
+            "debug" => "dev",
+            p => p,
+        };
+        let ok = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "tfsctl", "--bin", "tfsctl", "--profile", profile])
+            .status()
+            .expect("run cargo build")
+            .success();
+        let bin = dir.join("tfsctl");
+        assert!(ok && bin.exists(), "cannot build tfsctl into {}", dir.display());
+        bin
+    })
+}
 
 /// A free port below the kernel's ephemeral range (32768+), so that no client connection of a
 /// load generator can take it between this check and the node binding it; unique within this
@@ -66,6 +88,7 @@ impl Node {
     }
 
     pub fn start(&mut self) {
+        ctl_bin();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let child = Command::new(NS)
             .args(["--data-dir", self.dir.join("data").to_str().unwrap(), "--node", &self.name])
@@ -313,13 +336,13 @@ pub async fn same_state(a: &Node, b: &Node) {
 
 /// Runs tfsctl to completion.
 pub fn ctl(args: &[&str]) -> Output {
-    Command::new(CTL).args(args).stdin(Stdio::null()).output().expect("run tfsctl")
+    Command::new(ctl_bin()).args(args).stdin(Stdio::null()).output().expect("run tfsctl")
 }
 
 /// Starts tfsctl in the background (a load generator).
 pub fn ctl_bg(args: &[&str], log: &Path) -> Child {
     let f = std::fs::File::create(log).unwrap();
-    Command::new(CTL).args(args).stdout(f.try_clone().unwrap()).stderr(f).spawn().expect("spawn tfsctl")
+    Command::new(ctl_bin()).args(args).stdout(f.try_clone().unwrap()).stderr(f).spawn().expect("spawn tfsctl")
 }
 
 pub fn verify(addr: &str, record: &Path) -> (bool, String) {

@@ -1,10 +1,9 @@
 //! `tfsctl bench --session`: the workers' calls on pipelined sessions (`tfs.v1.Session`), one
 //! stream per connection, each shared by the workers of that connection.
 //!
-//! The stream multiplexing is the client library's own (client/src/mux.rs), included by path:
-//! tfsctl is a binary of the nameserver package, which cannot depend on tfs-client (tfs-client
-//! depends on it). The retry policy stays the bench's (bench.rs `worker`), so unary and session
-//! runs are measured alike; answers are turned into the `Status` a unary call would have given.
+//! The stream multiplexing is the client library's ([`tfs_client::mux`]). The retry policy stays
+//! the bench's (bench.rs `worker`), so unary and session runs are measured alike; answers are
+//! turned into the `Status` a unary call would have given.
 
 use std::sync::Arc;
 
@@ -13,11 +12,7 @@ use tfs_nameserver::server::{NODE_HEADER, RETRY_AFTER_MS};
 use tonic::transport::Endpoint;
 use tonic::{Code, Status};
 
-#[path = "../../../../client/src/mux.rs"]
-#[allow(dead_code)]
-mod mux;
-
-use mux::{Answer, Ended, Mux};
+use tfs_client::mux::{Answer, Ended, Mux};
 
 /// One session stream per slot, opened on first use and again after it ended or was retired.
 pub struct Sessions {
