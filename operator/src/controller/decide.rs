@@ -3,7 +3,14 @@
 //! `cordon`), and to whom a master hands over before a scale-down removes its ordinal. What a
 //! reconcile decides, master.rs and operations.rs carry out.
 
-use super::*;
+use crate::crd::TfsNameserver;
+use crate::failover::Decision;
+use crate::instance::Instance;
+use crate::lease::LeaseView;
+use crate::nodes::Cordon;
+use crate::{failover, names, nodes};
+
+use super::{Observed, backup_status};
 
 pub(super) struct Decided {
     pub decision: Decision,

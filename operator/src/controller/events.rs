@@ -4,7 +4,16 @@
 //! The recorder folds an Event into an earlier one of the same type, reason, action and objects for
 //! 6 minutes: an Event naming a second object (a pod, a node) keeps two instances' Events apart.
 
-use super::*;
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use tracing::warn;
+
+use crate::crd::TfsNameserver;
+
+use super::{Context, key};
 
 pub(super) async fn event(ctx: &Context, t: &TfsNameserver, type_: EventType, reason: &str, action: &str, note: &str) {
     publish(

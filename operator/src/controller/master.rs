@@ -1,11 +1,33 @@
-//! Who is master, acted on: the failover decision (failover.rs) carried out — the Lease handed to
-//! the promoted instance (lease.rs `take`), then the VIP and the PodDisruptionBudgets moved to it —
-//! and the requests to the master's heart to hand over (lease.rs `ask_handover`).
+//! The writes that follow the master: the Lease handed to a promoted instance (lease.rs `take`)
+//! or a handover asked of the master's heart (lease.rs `ask_handover`), the VIP Service and the
+//! PodDisruptionBudgets pointed at the master.
 //!
 //! Invariant: every Lease write is conditioned on the version decided on (a 409 decides again), and
 //! the VIP moves only forward in epochs.
 
-use super::*;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::{Api, PostParams};
+use kube::runtime::events::{Event, EventType};
+use tracing::{info, warn};
+
+use crate::crd::TfsNameserver;
+use crate::error::Result;
+use crate::failover::Reason;
+use crate::lease::Taken;
+use crate::metrics::FailoverLabels;
+use crate::names::*;
+use crate::{build, names};
+
+use super::events::publish_in_background;
+use super::resources::ssa;
+use super::{Context, key};
 
 /// Asks the master's heart to hand the Lease to `target` (conditioned on the version read).
 pub(super) async fn ask_handover(t: &TfsNameserver, leases: &Api<Lease>, lease: &Lease, target: &str) -> Result<()> {
@@ -113,82 +135,4 @@ pub(super) async fn ensure_pdbs(t: &TfsNameserver, ctx: &Context, master: &str) 
     ssa(&api, &build::pdb(t, Some(master))).await?;
     ctx.pdbs.lock().insert(k, (master.to_string(), t.metadata.generation, Instant::now()));
     Ok(())
-}
-
-/// What acting on the decision did: the phase to report, when to look again, and the Lease as a
-/// promotion wrote it (None: not written).
-pub(super) struct Acted {
-    pub phase: Phase,
-    pub requeue: Duration,
-    pub written: Option<Lease>,
-}
-
-/// Carries out the decision: a steady master keeps the VIP and the budgets (and, when all is
-/// healthy, the rolling update goes on; a cordoned node switches over); a promotion writes the
-/// Lease, then moves the VIP and the budgets, and is counted in `status`; a blocked one is said.
-pub(super) async fn act(
-    t: &TfsNameserver,
-    ctx: &Context,
-    o: &Observed,
-    d: &Decided,
-    handled: &[String],
-    status: &mut TfsNameserverStatus,
-) -> Result<Acted> {
-    let ns = t.namespace().unwrap_or_default();
-    let services = Api::<Service>::namespaced(ctx.client.clone(), &ns);
-    let leases = Api::<Lease>::namespaced(ctx.client.clone(), &ns);
-    let pods_api = Api::<Pod>::namespaced(ctx.client.clone(), &ns);
-    let replicas = t.spec.replicas.clamp(2, 5) as usize;
-    let (lv, instances, lease) = (&o.lv, &o.instances, &o.lease);
-    let mut written = None;
-    let (phase, requeue) = match &d.decision {
-        Decision::Steady { master, recheck } => {
-            ensure_vip(t, &services, master, lv.transitions).await?;
-            ensure_pdbs(t, ctx, master).await?;
-            let healthy = instances.len() == replicas && instances.iter().all(|i| i.ready && i.status.is_some());
-            if let Cordon::Switch { node, target } = &d.cordon {
-                cordon_switchover(t, ctx, node, target, handled).await?;
-                (Phase::SwitchingOver, Duration::from_millis(200))
-            } else {
-                if healthy {
-                    roll(t, ctx, &pods_api, &leases, lease, lv, &o.pods, master, replicas).await?;
-                }
-                (if healthy { Phase::Healthy } else { Phase::Degraded }, (*recheck).min(Duration::from_secs(2)))
-            }
-        }
-        Decision::Promote { pod, reason, epoch } => {
-            // The VIP moves right after the Lease (the promotion's Events go out on their own).
-            written = Some(
-                promote(
-                    t,
-                    ctx,
-                    &leases,
-                    lease,
-                    (pod, *epoch),
-                    reason,
-                    o.unchanged_for.saturating_sub(if matches!(reason, Reason::Expired { .. }) {
-                        o.judgement.lease_duration
-                    } else {
-                        Duration::ZERO
-                    }),
-                )
-                .await?,
-            );
-            ensure_vip(t, &services, pod, *epoch).await?;
-            ensure_pdbs(t, ctx, pod).await?;
-            if !matches!(reason, Reason::Initial) {
-                status.failovers += 1;
-                status.last_failover_time = Some(Time(Timestamp::now()));
-                status.last_failover_reason = Some(reason.describe());
-            }
-            (Phase::FailingOver, Duration::from_millis(200))
-        }
-        Decision::Blocked { why, reason } => {
-            if !matches!(reason, Reason::Initial) {
-                event(ctx, t, EventType::Warning, "PromotionBlocked", "Promote", why).await;
-            }
-            (if matches!(reason, Reason::Initial) { Phase::Creating } else { Phase::Degraded }, Duration::from_secs(1))
-        }
-    };
-    Ok(Acted { phase, requeue, written })
 }

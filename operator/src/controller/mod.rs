@@ -7,8 +7,8 @@
 //! 3. planned operations (operations.rs): scale-down handover, switchover, replacement of a lost
 //!    instance, the rolling update; the first three end the reconcile when they act;
 //! 4. decide (decide.rs, pure): who is master (failover.rs) and whether a cordon asks a switchover;
-//! 5. act (master.rs): the promotion (a Lease write, lease.rs's protocol), then the VIP and the
-//!    PodDisruptionBudgets moved to the master;
+//! 5. act (act.rs): the decision carried out — the promotion (a Lease write, lease.rs's protocol,
+//!    master.rs), then the VIP and the PodDisruptionBudgets moved to the master;
 //! 6. status (status.rs): computed from what was observed and done, written by its one writer.
 //!
 //! Events are events.rs's; certificates certs.rs's (our CA) and certmanager.rs's; the archive's
@@ -19,39 +19,29 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::{FutureExt, Stream, StreamExt};
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{
-    ConfigMap, Node, ObjectReference, PersistentVolumeClaim, Pod, Service, ServiceAccount,
-};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use k8s_openapi::api::storage::v1::StorageClass;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource, ResourceExt};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
 use parking_lot::Mutex;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::build;
-use crate::crd::{DeletePolicy, InstanceStatus, Phase, ReplicationMode, TfsNameserver, TfsNameserverStatus};
+use crate::crd::{TfsNameserver, TfsNameserverStatus};
 use crate::error::{Error, Result};
-use crate::failover::{self, Decision, Reason};
-use crate::instance::{self, Instance};
-use crate::lease::split_set;
-use crate::lease::{LeaseClock, LeaseView, Sightings, Taken};
-use crate::metrics::{ErrorLabels, FailoverLabels, Metrics};
+use crate::instance::Instance;
+use crate::lease::{LeaseClock, LeaseView, Sightings};
+use crate::metrics::{ErrorLabels, Metrics};
 use crate::names::{self, *};
-use crate::nodes::{self, Cordon, Nodes, Trouble};
+use crate::nodes::{self, Nodes, Trouble};
 use crate::settings::{self, Settings};
 use crate::storage;
 
@@ -270,7 +260,7 @@ pub(super) struct Observed {
 /// One reconcile of a live resource, as a pipeline: observe the Lease → build and apply what does
 /// not depend on who is master, then the pods → observe the instances (and the nodes) → planned
 /// operations that end the reconcile here (scale-down handover, switchover, replacement) → decide
-/// (failover.rs, nodes.rs; pure) → act on the decision (master.rs) → status (status.rs, its one
+/// (failover.rs, nodes.rs; pure) → act on the decision (act.rs) → status (status.rs, its one
 /// writer).
 async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
     let ns = t.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
@@ -315,11 +305,12 @@ async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
 
     let handled = operations::cordons_handled(t, ctx, &o.nodes).await?;
     let d = decide::decide(t, &o, &handled);
-    let acted = master::act(t, ctx, &o, &d, &handled, &mut status).await?;
+    let acted = act::act(t, ctx, &o, &d, &handled, &mut status).await?;
     status::report(t, ctx, &o, &d.cordon, &status, &acted).await?;
     Ok(Action::requeue(acted.requeue))
 }
 
+mod act;
 mod backup_status;
 mod certmanager;
 mod certs;
@@ -331,12 +322,9 @@ mod operations;
 mod resources;
 mod status;
 
-use decide::{Decided, scale_down_target};
-use events::*;
-use master::*;
-use observe::*;
-use operations::*;
-use resources::*;
-use status::*;
+use events::event;
+use observe::{Targets, node_changes};
+use resources::{create_missing, ssa};
+use status::{condition, condition_of, count_unrecorded_failovers};
 #[cfg(test)]
 mod tests;

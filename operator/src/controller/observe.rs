@@ -5,7 +5,25 @@
 //!
 //! Nothing here writes, but for creating a missing Lease.
 
-use super::*;
+use std::collections::{BTreeMap, HashMap};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use tracing::warn;
+
+use crate::crd::TfsNameserver;
+use crate::error::Result;
+use crate::instance::Instance;
+use crate::names::*;
+use crate::nodes::{Nodes, Trouble};
+use crate::{build, instance, names, nodes};
+
+use super::certs;
+use super::resources::create_missing;
 
 pub(super) fn pod_ready(p: &Pod) -> bool {
     p.status

@@ -3,7 +3,33 @@
 //! lost instance (`tfs.io/replace-instance`). The operator validates and asks; the master's heart
 //! drains and hands over, so no acknowledged write is in flight when the target takes over.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use tracing::info;
+
+use crate::crd::{Phase, ReplicationMode, TfsNameserver};
+use crate::error::Result;
+use crate::instance::Instance;
+use crate::lease::{LeaseView, split_set};
+use crate::metrics::FailoverLabels;
+use crate::names::*;
+use crate::nodes::Nodes;
+use crate::settings::Settings;
+use crate::{build, names, nodes};
+
+use super::decide::scale_down_target;
+use super::events::{event, event_about, node_ref, pod_ref};
+use super::master::ask_handover;
+use super::observe::Targets;
+use super::status::write;
+use super::{Context, key};
 
 /// Planned switchover, asked for with the `tfs.io/switchover-to` annotation. The operator only
 /// validates and asks; the master's heart drains its nameserver and hands the Lease over itself,

@@ -7,7 +7,29 @@
 //! them, but that repair waits (5 s at most) while the Lease is released, so that a failover's
 //! reconcile reaches the promotion first.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{debug, info};
+
+use crate::crd::{DeletePolicy, TfsNameserver};
+use crate::error::{Error, Result};
+use crate::lease::LeaseView;
+use crate::names::*;
+use crate::{build, names, storage};
+
+use super::events::event;
+use super::{Context, certmanager, certs, key};
 
 /// Server-side apply with the operator's one field manager.
 pub(super) async fn ssa<K>(api: &Api<K>, obj: &K) -> Result<K>

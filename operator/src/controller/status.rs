@@ -4,7 +4,26 @@
 //! Invariant: only [`write`] writes the status, and only when it changed; a condition keeps its
 //! transition time while its status stays.
 
-use super::*;
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::EventType;
+use tracing::warn;
+
+use crate::crd::{InstanceStatus, Phase, TfsNameserver, TfsNameserverStatus};
+use crate::error::Result;
+use crate::instance::Instance;
+use crate::lease::LeaseView;
+use crate::names::*;
+use crate::nodes::{Cordon, Trouble};
+use crate::settings::Settings;
+use crate::{names, settings};
+
+use super::act::Acted;
+use super::events::{event, node_ref, pod_ref, warn_once};
+use super::{Context, Observed, backup_status, certmanager, key};
 
 /// Status from what was observed (pure but for the transition times it keeps).
 pub fn compute_status(

@@ -1,4 +1,11 @@
+use super::decide::scale_down_target;
+use super::master::{ensure_pdbs, ensure_vip, promote};
+use super::operations::{cordon_switchover, replace};
+use super::resources::repair_due;
+use super::status::compute_status;
 use super::*;
+use crate::crd::Phase;
+use crate::failover::Reason;
 use crate::instance::NsStatus;
 
 fn inst(pod: &str, ordinal: usize, durable: u64, master: bool) -> Instance {

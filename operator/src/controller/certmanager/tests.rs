@@ -205,7 +205,7 @@ fn the_condition_names_what_is_awaited() {
     assert_eq!(absent.condition(), (false, "CertManagerNotServed", NOT_SERVED.to_string()));
     // Through the controller: the condition on the status.
     let t = with_issuer();
-    let c = super::super::certificates_condition(&t, &TfsNameserverStatus::default(), &absent);
+    let c = super::super::status::certificates_condition(&t, &TfsNameserverStatus::default(), &absent);
     assert_eq!(
         (c.type_.as_str(), c.status.as_str(), c.reason.as_str()),
         ("CertificatesReady", "False", "CertManagerNotServed")
