@@ -385,3 +385,71 @@ mod api {
         verifier.await.unwrap();
     }
 }
+
+/// What a reconcile observed, with the Lease `lv` unchanged for `unchanged_for`.
+fn observed(lv: LeaseView, instances: Vec<Instance>, unchanged_for: Duration) -> Observed {
+    Observed {
+        lease: Lease::default(),
+        lv,
+        pods: Vec::new(),
+        instances,
+        placed: BTreeMap::new(),
+        nodes: Nodes::unknown(),
+        unchanged_for,
+        judgement: settings::Judgement {
+            lease_duration: Duration::from_secs(5),
+            mode: crate::crd::ReplicationMode::Sync,
+            current: 2,
+            total: 2,
+        },
+        troubles: Vec::new(),
+        issuance: None,
+    }
+}
+
+#[test]
+fn a_cordon_is_judged_only_under_a_steady_master_that_is_not_handing_over() {
+    use crate::failover::Decision;
+    use crate::nodes::Cordon;
+    let t = crate::build::tests::demo();
+    let held =
+        LeaseView { holder: "demo-0".into(), transitions: 3, sync_set: vec!["demo-1".into()], ..Default::default() };
+    let xs = vec![inst("demo-0", 0, 100, true), inst("demo-1", 1, 100, false)];
+    let steady = super::decide::decide(&t, &observed(held.clone(), xs.clone(), Duration::from_secs(1)), &[]);
+    assert!(matches!(&steady.decision, Decision::Steady { master, .. } if master == "demo-0"));
+    assert!(!matches!(&steady.cordon, Cordon::Unknown(w) if w.contains("handing over") || w.contains("failover")));
+
+    let asked = LeaseView { handover_to: Some("demo-1".into()), ..held.clone() };
+    let d = super::decide::decide(&t, &observed(asked, xs.clone(), Duration::from_secs(1)), &[]);
+    assert!(matches!(d.decision, Decision::Steady { .. }));
+    assert_eq!(d.cordon, Cordon::Unknown("demo-0 is handing over to demo-1".into()));
+
+    // Unchanged for the lease duration: a failover decides, not a cordon.
+    let d = super::decide::decide(&t, &observed(held, xs, Duration::from_secs(6)), &[]);
+    assert!(matches!(&d.decision, Decision::Promote { pod, .. } if pod == "demo-1"));
+    assert_eq!(d.cordon, Cordon::Unknown("no master serving: a failover decides".into()));
+}
+
+/// The status has one writer: it writes only a change, as a merge patch that removes an archive
+/// report no longer asked for.
+#[tokio::test]
+async fn the_status_writer_writes_only_a_change_and_drops_a_stale_archive_report() {
+    let (client, mut api) = crate::fixtures::mock_client();
+    let ctx = Context::new(client, Arc::new(Metrics::default()));
+    let mut t = crate::build::tests::demo();
+    let mut st = TfsNameserverStatus { phase: Some(Phase::Healthy), ..Default::default() };
+    t.status = Some(st.clone());
+    // Unchanged: no request (one would wait for the mock's answer, never given here).
+    let unchanged = tokio::time::timeout(Duration::from_secs(5), super::status::write(&t, &ctx, &st)).await;
+    assert!(matches!(unchanged, Ok(Ok(()))), "an unchanged status is not written");
+
+    st.phase = Some(Phase::SwitchingOver);
+    let answer = serde_json::to_value(&t).unwrap();
+    let verifier = tokio::spawn(async move {
+        api.expect("PATCH", "/apis/tfs.io/v1alpha1/namespaces/ns/tfsnameservers/demo/status", |_| (200, answer)).await
+    });
+    super::status::write(&t, &ctx, &st).await.unwrap();
+    let body = verifier.await.unwrap();
+    assert_eq!(body["status"]["phase"], "SwitchingOver");
+    assert_eq!(body["status"].get("backup"), Some(&serde_json::Value::Null), "an absent report is removed");
+}
