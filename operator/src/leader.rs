@@ -35,22 +35,13 @@
 //! leader/driver.rs; here the election as the rest of the operator starts and stops it.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures::StreamExt;
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, PostParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource};
+use kube::Client;
 use tokio::sync::{oneshot, watch};
-use tracing::{error, info, warn};
+use tracing::error;
 
-use crate::lease::LeaseClock;
 use crate::metrics::Metrics;
-use crate::names::MANAGER;
 
 /// The Lease's default name.
 pub const LEASE_NAME: &str = "tfs-operator-leader";

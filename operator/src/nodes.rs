@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
 
-use crate::crd::{Placement, ReplicationMode};
+use crate::crd::ReplicationMode;
 use crate::instance::Instance;
 use crate::lease::LeaseView;
 use crate::names;

@@ -1,7 +1,14 @@
 //! Where the instances go: spec.placement as anti-affinity between the instances of one resource,
 //! merged with spec.pod.affinity, and the topology spread constraints.
 
-use super::*;
+use k8s_openapi::api::core::v1::{
+    Affinity, PodAffinityTerm, PodAntiAffinity, TopologySpreadConstraint, WeightedPodAffinityTerm,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::ResourceExt;
+
+use crate::crd::{Placement, TfsNameserver};
+use crate::names::*;
 
 /// Node label of the per-node spread, and of the per-zone one.
 pub const HOSTNAME_KEY: &str = "kubernetes.io/hostname";

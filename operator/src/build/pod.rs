@@ -5,7 +5,24 @@
 //! Invariant: every pod records what it runs (image, settings, resources and spec.pod): a pod whose
 //! record differs from the resource is outdated and is rolled, one at a time, by the controller.
 
-use super::*;
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction,
+    KeyToPath, ObjectFieldSelector, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, Probe,
+    ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretProjection, SecretVolumeSource, SecurityContext,
+    Volume, VolumeMount, VolumeProjection,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+
+use crate::crd::{ClientAuth, TfsNameserver, VolumeOwnership};
+use crate::names::{self, *};
+use crate::settings::{ANN_SETTINGS, Settings};
+
+use super::placement::{affinity, topology_spread};
+use super::{RUN_AS, archive, config_map_name, meta, restore};
 
 pub(super) fn field_env(name: &str, path: &str) -> EnvVar {
     EnvVar {

@@ -1,5 +1,7 @@
+use k8s_openapi::api::core::v1::{PodAffinityTerm, ResourceRequirements};
+
 use super::*;
-use crate::crd::TfsNameserverSpec;
+use crate::crd::{TfsNameserverSpec, VolumeOwnership};
 
 pub fn demo() -> TfsNameserver {
     let spec: TfsNameserverSpec = serde_json::from_value(serde_json::json!({

@@ -1,7 +1,10 @@
 //! The TfsNameserver's status: its phase, each instance's role and lag, the failover record and
 //! the conditions. Written by the controller alone (controller/status.rs).
 
-use super::*;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use serde::{Deserialize, Serialize};
+
+use super::backup::BackupStatus;
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
 pub enum Phase {

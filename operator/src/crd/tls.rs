@@ -1,7 +1,8 @@
 //! spec.tls: the certificates (our own CA, or cert-manager's through issuerRef) and client
 //! authentication.
 
-use super::*;
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
 
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]

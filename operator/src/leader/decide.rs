@@ -5,7 +5,9 @@
 //! its last successful write, before any standby can judge the Lease expired; a standby acquires only
 //! a released Lease, or one unchanged for the lease duration on its own clock.
 
-use super::*;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
 
 /// Timing of the election (the chart's `leaderElection.*`, the flags `--leader-*`).
 ///

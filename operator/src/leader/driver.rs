@@ -4,7 +4,26 @@
 //! Every write is an update conditioned on the resourceVersion read: a 409 means someone else wrote
 //! first, and the step is decided again on what is there now.
 
-use super::*;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, PostParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource};
+use tokio::sync::{oneshot, watch};
+use tracing::{error, info, warn};
+
+use crate::lease::LeaseClock;
+use crate::metrics::Metrics;
+use crate::names::MANAGER;
+
+use super::decide::{Input, Role, Seen, Step, Takeover, decide};
+use super::{Config, restart_as_standby};
 
 pub(super) struct Driver {
     api: Api<Lease>,

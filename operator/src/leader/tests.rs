@@ -1,4 +1,7 @@
+use std::time::Instant;
+
 use super::*;
+use crate::lease::LeaseClock;
 
 const S: Duration = Duration::from_secs(1);
 

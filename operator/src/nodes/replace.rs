@@ -4,7 +4,16 @@
 //! Invariant: never the master, never without a serving master, never a pod on a live node (a
 //! force-deleted pod whose node still runs it would be a second process with that name).
 
-use super::*;
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::crd::Placement;
+use crate::instance::Instance;
+use crate::lease::LeaseView;
+use crate::names;
+
+use super::{Nodes, pod_node};
 
 pub struct ReplaceInput<'a> {
     pub name: &'a str,

@@ -1,4 +1,5 @@
 use super::*;
+use crate::crd::Placement;
 use crate::instance::NsStatus;
 use k8s_openapi::api::core::v1::{NodeCondition, NodeSpec, NodeStatus, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
