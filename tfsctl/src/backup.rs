@@ -99,11 +99,11 @@ pub async fn run(addr: &str, cmd: BackupCmd, json: bool) -> Result<i32> {
         },
         BackupCmd::Now => {
             // A checkpoint and its upload take longer than the 2 s every other call gets.
-            let ep = super::endpoint(addr)?.timeout(std::time::Duration::from_secs(130));
-            let mut c = BackupClient::new(super::connect_to(ep, addr).await?);
+            let ep = crate::endpoint(addr)?.timeout(std::time::Duration::from_secs(130));
+            let mut c = BackupClient::new(crate::connect_to(ep, addr).await?);
             let mut req = tonic::Request::new(proto::TakeBackupRequest {});
             req.set_timeout(std::time::Duration::from_secs(130));
-            let r = c.take_backup(req).await.map_err(super::status_error)?.into_inner();
+            let r = c.take_backup(req).await.map_err(crate::status_error)?.into_inner();
             if json {
                 println!(
                     "{}",

@@ -1,5 +1,7 @@
-//! The record of acknowledged mutations that `bench --record` writes and `verify` checks.
-//! One line each, written and flushed as acknowledgements arrive:
+//! The record of acknowledged mutations that `bench --record` writes and `verify` checks; the one
+//! definition of its format, which the e2e harness reads too (the failover scenarios' writer, the
+//! chaos run's tail of each record, the failover trials). One line each, written and flushed as
+//! acknowledgements arrive:
 //! `C <block> <epoch> <seq> <sent_ms> <acked_ms>`            a create was acknowledged
 //! `M <block> <version> <epoch> <seq> <sent_ms> <acked_ms>`  a commit was acknowledged
 //! `R <block> <epoch> <seq> <sent_ms> <acked_ms>`            a remove was acknowledged
@@ -136,5 +138,15 @@ mod tests {
         }
         assert!(Ack::parse("X 1 2 3 4 5").is_err());
         assert!(Ack::parse("C 1 2 3").is_err());
+    }
+
+    /// A commit line has one field more, its version, before the epoch.
+    #[test]
+    fn a_commit_lines_epoch_comes_after_its_version() {
+        let a = Ack::parse("M 12 7 3 41 1190 1200").unwrap();
+        assert_eq!((a.kind, a.block, a.epoch, a.seq), (Kind::Commit { version: 7 }, 12, 3, 41));
+        assert_eq!((a.sent_ms, a.acked_ms), (1190, 1200));
+        assert!(Ack::parse("M 12 7 3 41 1190").is_err(), "a torn commit line");
+        assert!(Ack::parse("C 12 3 41 1190 1200 1300").is_err(), "a create line with a field too many");
     }
 }

@@ -34,6 +34,8 @@ static CLIENT_TLS: OnceLock<Option<Settings>> = OnceLock::new();
 
 struct Settings {
     channel: ClientTlsConfig,
+    /// The same, for the client library's connections.
+    library: tfs_client::TlsOptions,
     /// The same, for [`diagnose`]'s handshake of its own.
     probe: Arc<rustls::ClientConfig>,
     server_name: Option<String>,
@@ -61,9 +63,16 @@ pub fn init(a: &TlsArgs) -> Result<()> {
             if let Some(n) = &a.tls_server_name {
                 channel = channel.domain_name(n.clone());
             }
+            let mut library = tfs_client::TlsOptions::with_ca(ca.clone());
+            if let Some((c, k)) = &id {
+                library = library.identity(c.clone(), k.clone());
+            }
+            if let Some(n) = &a.tls_server_name {
+                library = library.server_name(n.clone());
+            }
             let mut probe = tfs_nameserver::tls::client_config(&ca, id.as_ref().map(|(c, k)| (&c[..], &k[..])))?;
             probe.alpn_protocols = vec![b"h2".to_vec()];
-            Some(Settings { channel, probe: Arc::new(probe), server_name: a.tls_server_name.clone() })
+            Some(Settings { channel, library, probe: Arc::new(probe), server_name: a.tls_server_name.clone() })
         }
     };
     CLIENT_TLS.set(settings).map_err(|_| anyhow::anyhow!("TLS settings made twice"))
@@ -71,6 +80,11 @@ pub fn init(a: &TlsArgs) -> Result<()> {
 
 pub fn client_tls() -> Option<ClientTlsConfig> {
     CLIENT_TLS.get()?.as_ref().map(|s| s.channel.clone())
+}
+
+/// The same settings for the client library (plain when no --ca).
+pub fn client_options() -> tfs_client::TlsOptions {
+    CLIENT_TLS.get().and_then(|s| s.as_ref()).map_or_else(tfs_client::TlsOptions::plain, |s| s.library.clone())
 }
 
 /// After a failure whose cause went unnamed, the TLS reason if there is one: a handshake of our

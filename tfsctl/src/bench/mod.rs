@@ -1,28 +1,33 @@
 //! `tfsctl bench`: closed-loop load from `concurrency` workers over a few HTTP/2 connections,
 //! latency in an HDR histogram. Retryable failures (no master, failover in progress) are retried
 //! until `--retry-for` runs out, so the run measures what a client sees across a failover.
+//!
+//! Unary creates, gets and commits go through the client library (tfs-client), which follows the
+//! VIP and retries what was not applied; the bench retries what it gives back (a write of unknown
+//! outcome) and counts only those retries. Echoes, batch creates, mixed runs (their history holds
+//! every attempt, with the node that answered) and `--keep-connection` runs make their own calls.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 use tfs_nameserver::proto::{self, client_client::ClientClient};
 use tokio::sync::mpsc;
+use tonic::Code;
 use tonic::transport::Channel;
-use tonic::{Code, Status};
 
 use crate::ops;
-use crate::record::{Ack, Kind};
+use crate::record::Ack;
 use crate::sim::{self, SimArgs};
 
-// A module of bench's own (main.rs lists the commands' modules): the `--session` client.
-#[path = "session.rs"]
 mod session;
+mod worker;
 use session::Sessions;
+use worker::{Via, retryable, worker};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Op {
@@ -138,30 +143,6 @@ impl Mix {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
-fn retryable(s: &Status) -> bool {
-    matches!(
-        s.code(),
-        Code::Unavailable
-            | Code::FailedPrecondition
-            | Code::DeadlineExceeded
-            | Code::Cancelled
-            | Code::Unknown
-            | Code::Aborted
-            | Code::Internal
-            | Code::ResourceExhausted
-    )
-}
-
-/// The server's hint for a refused (overloaded) call, if it gave one.
-fn retry_after(s: &Status) -> Option<Duration> {
-    let ms = s.metadata().get(tfs_nameserver::server::RETRY_AFTER_MS)?.to_str().ok()?.parse().ok()?;
-    Some(Duration::from_millis(ms))
-}
-
 struct Counters {
     next: AtomicU64,
     ok: AtomicU64,
@@ -205,6 +186,7 @@ pub async fn run(addr: &str, a: BenchArgs, json: bool) -> Result<i32> {
         bail!("--session runs --op create, get or commit");
     }
     let sessions = a.session.then(|| Arc::new(Sessions::new(fresh.clone(), a.connections as usize)));
+    let library = library_clients(addr, &a)?;
     let (rec_tx, rec_join) = sink(a.record.as_deref())?;
     let (hist_tx, hist_join) = sink(a.history.as_deref())?;
     let counters = Arc::new(Counters {
@@ -221,9 +203,10 @@ pub async fn run(addr: &str, a: BenchArgs, json: bool) -> Result<i32> {
         let sinks = Sinks { rec: rec_tx.clone(), hist: hist_tx.clone() };
         let ep = fresh.clone();
         // Worker w shares the stream of its connection, as it shares the connection unary.
-        let via = match &sessions {
-            Some(s) => Via::Session(s.clone(), (w % a.connections) as usize),
-            None => Via::Unary,
+        let via = match (&sessions, &library) {
+            (Some(s), _) => Via::Session(s.clone(), (w % a.connections) as usize),
+            (None, Some(l)) => Via::Library(l[(w % a.connections) as usize].clone()),
+            (None, None) => Via::Unary,
         };
         workers.push(tokio::spawn(async move {
             worker(w, ClientClient::new(ch), via, ep, a, counters, blocks, sinks, start).await
@@ -298,6 +281,20 @@ pub async fn run(addr: &str, a: BenchArgs, json: bool) -> Result<i32> {
     Ok(if failed > 0 { 1 } else { 0 })
 }
 
+/// One client of the library per connection, for the runs it serves: creates, gets and commits
+/// whose every attempt the bench need not see (no history of attempts, no kept connection), on
+/// unary RPCs. Echoes and batch creates have no call in the library.
+fn library_clients(addr: &str, a: &BenchArgs) -> Result<Option<Vec<tfs_client::Client>>> {
+    if a.session || a.keep_connection || a.history.is_some() || !matches!(a.op, Op::Create | Op::Get | Op::Commit) {
+        return Ok(None);
+    }
+    let tls = crate::tls::client_options();
+    let clients = (0..a.connections)
+        .map(|_| Ok(tfs_client::Client::lazy(addr, tls.clone())?.with_retry_budget(a.retry_for)))
+        .collect::<Result<_>>()?;
+    Ok(Some(clients))
+}
+
 async fn wait_for_dataservers(ch: &Channel, n: u32) -> Result<()> {
     let mut c = ClientClient::new(ch.clone());
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -348,258 +345,5 @@ fn sink<T: crate::record::Line>(path: Option<&std::path::Path>) -> Result<Sink<T
             (Some(tx), Some(h))
         }
         None => (None, None),
-    })
-}
-
-fn now_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
-}
-
-/// The master's definite refusal of a commit older than the block's version: not applied, and
-/// (the refusal waits for what it saw to commit) a fact about the block.
-fn refused_as_older(s: &Status) -> bool {
-    s.code() == Code::InvalidArgument && s.message().contains("is older than")
-}
-
-/// How a worker's calls travel.
-enum Via {
-    Unary,
-    /// On the session stream of this slot.
-    Session(Arc<Sessions>, usize),
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn worker(
-    w: u64,
-    mut c: ClientClient<Channel>,
-    via: Via,
-    ep: tonic::transport::Endpoint,
-    a: BenchArgs,
-    counters: Arc<Counters>,
-    blocks: Arc<Vec<u64>>,
-    sinks: Sinks,
-    start: Instant,
-) -> (Histogram<u64>, Option<String>) {
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("bounds");
-    let mut first_error = None;
-    let mut version: u32 = 0;
-    let mut seen = std::collections::HashMap::new();
-    let client = format!("p{}w{w}", std::process::id());
-    let interval = a.rate.map(|r| Duration::from_secs_f64(a.concurrency as f64 / r.max(1) as f64));
-    let mut i = 0u64;
-    loop {
-        let n = counters.next.fetch_add(1, Ordering::Relaxed);
-        if n >= a.count {
-            break;
-        }
-        let scheduled = match interval {
-            Some(iv) => {
-                let at = start + iv.mul_f64(i as f64) + iv.mul_f64(w as f64 / a.concurrency as f64);
-                tokio::time::sleep_until(at.into()).await;
-                at
-            }
-            None => Instant::now(),
-        };
-        i += 1;
-        let t0 = Instant::now();
-        let give_up = t0 + a.retry_for;
-        version += 1;
-        // Each worker owns one block, so its versions only move forward; a mixed run shares them.
-        let block = if blocks.is_empty() { 0 } else { blocks[(w % blocks.len() as u64) as usize] };
-        let action = match a.op {
-            Op::Mixed => a.mix.pick(&blocks, &mut seen),
-            Op::Get => Action::Read(block),
-            Op::Commit => Action::Commit(block, version),
-            _ => Action::Create,
-        };
-        let mut backoff = Duration::from_millis(10);
-        loop {
-            let (sent_ms, invoked_us) = (now_ms(), now_us());
-            if let (Some(h), Action::Commit(block, version)) = (&sinks.hist, action) {
-                let call = ops::Call::Write { version, outcome: ops::Outcome::Pending };
-                let completed_us = invoked_us;
-                let _ = h.send(ops::Op {
-                    client: client.clone(),
-                    block,
-                    call,
-                    epoch: 0,
-                    node: String::new(),
-                    invoked_us,
-                    completed_us,
-                });
-            }
-            let r = match &via {
-                Via::Unary => call(&mut c, &a, action).await,
-                Via::Session(s, slot) => call_session(s, *slot, &a, action).await,
-            };
-            if let Some(h) = &sinks.hist
-                && let Some(op) = observed(&client, action, &r, invoked_us)
-            {
-                let _ = h.send(op);
-            }
-            match r {
-                Ok(done) => {
-                    let us = scheduled.elapsed().as_micros().max(1) as u64;
-                    let _ = hist.record(us.min(120_000_000));
-                    counters.ok.fetch_add(1, Ordering::Relaxed);
-                    if let (Action::Read(b), Some(v)) = (action, done.read) {
-                        let s = seen.entry(b).or_default();
-                        *s = (*s).max(v);
-                    }
-                    if let Some(rec) = &sinks.rec {
-                        let acked_ms = now_ms();
-                        for (kind, block, epoch, seq) in done.acks {
-                            let _ = rec.send(Ack { kind, block, epoch, seq, sent_ms, acked_ms });
-                        }
-                    }
-                    break;
-                }
-                // A definite answer of a mixed run, not a failure.
-                Err(s) if a.op == Op::Mixed && refused_as_older(&s) => {
-                    counters.ok.fetch_add(1, Ordering::Relaxed);
-                    break;
-                }
-                Err(s) if retryable(&s) && Instant::now() + backoff < give_up => {
-                    counters.retries.fetch_add(1, Ordering::Relaxed);
-                    if let Some(hint) = retry_after(&s) {
-                        // Overloaded: the same server, later (no new connection), with jitter so
-                        // that refused workers do not come back in step.
-                        let jitter = Duration::from_micros(fastrand::u64(..=hint.as_micros() as u64));
-                        tokio::time::sleep(hint.max(backoff) + jitter).await;
-                    } else {
-                        // A new connection: through a Service it may reach the new master.
-                        if !a.keep_connection {
-                            c = ClientClient::new(ep.connect_lazy());
-                        }
-                        tokio::time::sleep(backoff).await;
-                    }
-                    backoff = (backoff * 2).min(Duration::from_millis(100));
-                }
-                Err(s) => {
-                    counters.failed.fetch_add(1, Ordering::Relaxed);
-                    if first_error.is_none() {
-                        first_error = Some(crate::tls::describe(&s));
-                    }
-                    break;
-                }
-            }
-        }
-    }
-    (hist, first_error)
-}
-
-/// One attempt of a read or a commit as the history records it; `None` for what the history does
-/// not hold (creates, echoes, and failed reads, which tell nothing).
-fn observed(client: &str, action: Action, r: &Result<Done, Status>, invoked_us: u64) -> Option<ops::Op> {
-    let (call, epoch, node) = match (action, r) {
-        (Action::Read(_), Ok(d)) => (ops::Call::Read { version: d.read? }, d.epoch, d.node.clone()),
-        (Action::Read(_) | Action::Create, _) => return None,
-        (Action::Commit(_, version), Ok(d)) => {
-            (ops::Call::Write { version, outcome: ops::Outcome::Ok }, d.epoch, d.node.clone())
-        }
-        (Action::Commit(_, version), Err(s)) => {
-            (ops::Call::Write { version, outcome: outcome_of(s) }, 0, node_of(s.metadata()))
-        }
-    };
-    let block = match action {
-        Action::Read(b) | Action::Commit(b, _) => b,
-        Action::Create => return None,
-    };
-    Some(ops::Op { client: client.to_string(), block, call, epoch, node, invoked_us, completed_us: now_us() })
-}
-
-/// What a failed commit tells: refused as older, not run at all (the server said so: its reply
-/// carries the node header, and it is not an "outcome unknown"), or unknown (no answer from a
-/// server: a timeout, a connection lost with the request in flight).
-fn outcome_of(s: &Status) -> ops::Outcome {
-    let answered = !node_of(s.metadata()).is_empty();
-    let m = s.message();
-    if refused_as_older(s) {
-        ops::Outcome::Refused
-    } else if answered && !m.starts_with("outcome unknown") && !m.contains("writer stopped") {
-        ops::Outcome::Failed
-    } else {
-        ops::Outcome::Unknown
-    }
-}
-
-/// The node that answered, from the reply's `tfs-node` header (empty if it has none).
-fn node_of(m: &tonic::metadata::MetadataMap) -> String {
-    m.get(tfs_nameserver::server::NODE_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
-}
-
-/// A successful call: the mutations it acknowledged, the version it read, the reply's epoch and
-/// node.
-struct Done {
-    acks: Acked,
-    read: Option<u32>,
-    epoch: u64,
-    node: String,
-}
-
-type Acked = Vec<(Kind, u64, u64, u64)>;
-
-/// [`call`] on a session: the same requests and the same `Done` (the node is the session's).
-async fn call_session(s: &Sessions, slot: usize, a: &BenchArgs, action: Action) -> Result<Done, Status> {
-    let done = |acks: Acked, epoch: u64| Done { acks, read: None, epoch, node: String::new() };
-    Ok(match action {
-        Action::Create => {
-            let r = session::create(s, slot, a.replicas).await?;
-            let id = r.block.map(|b| b.id).unwrap_or(0);
-            done(vec![(Kind::Create, id, r.epoch, r.seq)], r.epoch)
-        }
-        Action::Read(block) => {
-            let r = session::get(s, slot, block).await?;
-            Done { read: r.block.as_ref().map(|b| b.version), ..done(vec![], r.epoch) }
-        }
-        Action::Commit(block, version) => {
-            let r = session::commit(s, slot, commit_request(block, version)).await?;
-            done(vec![(Kind::Commit { version }, block, r.epoch, r.seq)], r.epoch)
-        }
-    })
-}
-
-/// What a bench commit of `version` writes.
-fn commit_request(block: u64, version: u32) -> proto::CommitBlockRequest {
-    proto::CommitBlockRequest {
-        block_id: block,
-        version,
-        size: version as u64 * 4096,
-        file_count: version,
-        del_size: 0,
-        del_file_count: 0,
-    }
-}
-
-async fn call(c: &mut ClientClient<Channel>, a: &BenchArgs, action: Action) -> Result<Done, Status> {
-    let done =
-        |acks: Acked, epoch: u64, m: &tonic::metadata::MetadataMap| Done { acks, read: None, epoch, node: node_of(m) };
-    Ok(match (a.op, action) {
-        (Op::Echo, _) => {
-            let r = c.echo(proto::EchoRequest { payload: vec![7u8; a.payload] }).await?;
-            done(vec![], r.get_ref().epoch, r.metadata())
-        }
-        (Op::BatchCreate, _) => {
-            let r =
-                c.batch_create_blocks(proto::BatchCreateBlocksRequest { count: a.batch, replicas: a.replicas }).await?;
-            let (m, r) = (r.metadata().clone(), r.into_inner());
-            done(r.blocks.iter().map(|b| (Kind::Create, b.id, r.epoch, r.seq)).collect(), r.epoch, &m)
-        }
-        (_, Action::Create) => {
-            let r = c.create_block(proto::CreateBlockRequest { replicas: a.replicas }).await?;
-            let (m, r) = (r.metadata().clone(), r.into_inner());
-            let id = r.block.map(|b| b.id).unwrap_or(0);
-            done(vec![(Kind::Create, id, r.epoch, r.seq)], r.epoch, &m)
-        }
-        (_, Action::Read(block)) => {
-            let r = c.get_block(proto::GetBlockRequest { block_id: block, stale: false }).await?;
-            let version = r.get_ref().block.as_ref().map(|b| b.version);
-            Done { read: version, ..done(vec![], r.get_ref().epoch, r.metadata()) }
-        }
-        (_, Action::Commit(block, version)) => {
-            let r = c.commit_block(commit_request(block, version)).await?;
-            let (m, r) = (r.metadata().clone(), r.into_inner());
-            done(vec![(Kind::Commit { version }, block, r.epoch, r.seq)], r.epoch, &m)
-        }
     })
 }
