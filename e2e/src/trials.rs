@@ -6,6 +6,7 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
+use ::tfsctl::record::Ack;
 use anyhow::{Result, bail};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,18 +59,13 @@ pub fn schedule(kinds: &[Kind], trials_each: usize) -> Vec<Kind> {
 }
 
 /// The first acknowledgement at an epoch above `old_epoch` acknowledged after `fault_ms`, in
-/// record lines (`C <block> <epoch> <seq> <sent_ms> <acked_ms>`, `M <block> <version> <epoch> ...`,
-/// `R ...` as `C`). Returns its acked_ms.
+/// record lines (tfsctl's record format, [`Ack`]). Returns its acked_ms.
 pub fn first_ack_after(lines: &str, fault_ms: u64, old_epoch: u64) -> Option<u64> {
     lines
         .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let epoch_at = if f.first() == Some(&"M") { 3 } else { 2 };
-            let epoch = f.get(epoch_at)?.parse::<u64>().ok()?;
-            let acked = f.get(epoch_at + 3)?.parse::<u64>().ok()?;
-            (f.len() == epoch_at + 4 && epoch > old_epoch && acked > fault_ms).then_some(acked)
-        })
+        .filter_map(|l| Ack::parse(l).ok())
+        .filter(|a| a.epoch > old_epoch && a.acked_ms > fault_ms)
+        .map(|a| a.acked_ms)
         .min()
 }
 

@@ -6,6 +6,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
+use ::tfsctl::record::Ack;
 use anyhow::{Result, bail};
 
 use super::heal::Heal;
@@ -141,26 +142,17 @@ impl RecordTail {
         Ok(())
     }
 
-    /// One record line: `C <block> <epoch> <seq> <sent> <acked>` or `M <block> <version> <epoch> ...`.
+    /// One record line (tfsctl's record format, [`Ack`]); a line that does not parse is skipped.
     fn take(&mut self, line: &str) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let epoch_at = match f.first() {
-            Some(&"M") => 3,
-            _ => 2,
-        };
-        let (Some(epoch), Some(acked)) =
-            (f.get(epoch_at).and_then(|v| v.parse::<u64>().ok()), f.last().and_then(|v| v.parse::<u64>().ok()))
-        else {
-            return;
-        };
+        let Ok(a) = Ack::parse(line) else { return };
         self.lines += 1;
-        if acked >= self.last_acked_ms {
-            self.last_acked_ms = acked;
-            self.last_epoch = epoch;
+        if a.acked_ms >= self.last_acked_ms {
+            self.last_acked_ms = a.acked_ms;
+            self.last_epoch = a.epoch;
         }
-        if self.mark_ms > 0 && acked > self.prev_ms {
-            self.max_gap_since_mark_ms = self.max_gap_since_mark_ms.max(acked - self.prev_ms);
-            self.prev_ms = acked;
+        if self.mark_ms > 0 && a.acked_ms > self.prev_ms {
+            self.max_gap_since_mark_ms = self.max_gap_since_mark_ms.max(a.acked_ms - self.prev_ms);
+            self.prev_ms = a.acked_ms;
         }
     }
 }
