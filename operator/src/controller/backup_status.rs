@@ -4,13 +4,25 @@
 //! transitions, and the first-master rule of a restore handed to the failover decision.
 //! The mapping is pure (tested in backup_status/tests.rs); `report` publishes.
 
-use k8s_openapi::api::core::v1::Pod;
+use std::time::Duration;
 
-use super::*;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::runtime::events::EventType;
+use tracing::warn;
+
 use crate::build::restore::{self, Progress};
-use crate::crd::{ArchivedCheckpoint, BackupStatus};
+use crate::crd::{ArchivedCheckpoint, BackupStatus, TfsNameserver, TfsNameserverStatus};
 use crate::failover::RestoreFirst;
-use crate::instance::Archive;
+use crate::instance::{Archive, Instance};
+use crate::lease::LeaseView;
+use crate::names;
+
+use super::Context;
+use super::events::event;
+use super::status::{condition, condition_of};
 
 /// Beyond this lag the archive is not healthy: three upload timeouts and 5 s.
 pub fn lag_limit(t: &TfsNameserver) -> Duration {

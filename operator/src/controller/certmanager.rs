@@ -14,11 +14,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::{Client, ResourceExt};
 
-use super::*;
-use crate::crd::{IssuerKind, IssuerRef};
+use crate::build;
+use crate::crd::{IssuerKind, IssuerRef, TfsNameserver};
+use crate::error::Error;
+use crate::names::{self, *};
 use crate::pki::{self, Leaf, Pem};
+
+use super::certs;
+use super::resources::ssa;
 
 pub const GROUP: &str = "cert-manager.io";
 pub const VERSION: &str = "v1";

@@ -8,10 +8,17 @@ use std::net::IpAddr;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::api::Api;
 use time::OffsetDateTime;
+use tracing::info;
 
-use super::*;
+use crate::crd::TfsNameserver;
+use crate::error::{Error, Result};
 use crate::pki::{self, Leaf, Pem};
+use crate::{build, names};
+
+use super::resources::{create_missing, ssa};
 
 /// What the operator itself needs to talk to its pods: the CA, and a client certificate.
 pub struct Material {

@@ -22,8 +22,6 @@ use std::time::{Duration, Instant};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{EventType, Recorder, Reporter};
@@ -34,8 +32,7 @@ use kube::{Client, ResourceExt};
 use parking_lot::Mutex;
 use tracing::{info, warn};
 
-use crate::build;
-use crate::crd::{TfsNameserver, TfsNameserverStatus};
+use crate::crd::TfsNameserver;
 use crate::error::{Error, Result};
 use crate::instance::Instance;
 use crate::lease::{LeaseClock, LeaseView, Sightings};
@@ -324,7 +321,6 @@ mod status;
 
 use events::event;
 use observe::{Targets, node_changes};
-use resources::{create_missing, ssa};
-use status::{condition, condition_of, count_unrecorded_failovers};
+use status::count_unrecorded_failovers;
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,7 @@ use super::operations::{cordon_switchover, replace};
 use super::resources::repair_due;
 use super::status::compute_status;
 use super::*;
-use crate::crd::Phase;
+use crate::crd::{Phase, TfsNameserverStatus};
 use crate::failover::Reason;
 use crate::instance::NsStatus;
 

@@ -4,6 +4,7 @@ use k8s_openapi::ByteString;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::crd::TfsNameserverStatus;
 use crate::fixtures::mock_client;
 
 /// demo with TLS from cert-manager's ClusterIssuer `ca`.
