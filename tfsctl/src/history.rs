@@ -1,9 +1,10 @@
 //! History analysis of a record of acknowledged mutations (and of a fault log), pure: split
 //! brain between epochs, write outages overall and after each fault.
 //!
-//! Time semantics. Every line of a record carries `sent_ms` (the client sent this attempt) and
-//! `acked_ms` (the client received the acknowledgement), wall clock of the client. The server
-//! acknowledged the write at some moment inside `[sent_ms, acked_ms]`; which one is unknown. So:
+//! Time semantics. Every line of a record carries `sent_ms` (the client sent this attempt, or
+//! began the call that made it: never later, see record.rs) and `acked_ms` (the client received
+//! the acknowledgement), wall clock of the client. The server acknowledged the write at some
+//! moment inside `[sent_ms, acked_ms]`; which one is unknown. So:
 //!
 //! - epoch `f` had certainly acknowledged a write by the first `acked_ms` among its lines;
 //! - an older epoch `e < f` certainly acknowledged a write *after* that moment when one of its

@@ -5,6 +5,10 @@
 //! `C <block> <epoch> <seq> <sent_ms> <acked_ms>`            a create was acknowledged
 //! `M <block> <version> <epoch> <seq> <sent_ms> <acked_ms>`  a commit was acknowledged
 //! `R <block> <epoch> <seq> <sent_ms> <acked_ms>`            a remove was acknowledged
+//!
+//! `sent_ms` is when the acknowledged attempt was sent, or earlier: a call through the client
+//! library, which retries what was not applied by itself, has the time the call began. Never
+//! later, which is what history.rs's split-brain rule needs.
 
 use std::io::{BufRead, Write};
 use std::path::Path;
