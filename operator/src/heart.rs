@@ -48,7 +48,7 @@ mod nameserver;
 mod watch;
 
 pub use cache::LeaseCache;
-pub use decide::{Action, Health, Publish, address_needed, decide};
+pub use decide::{Action, Health, address_needed, decide};
 pub use watch::watch_nameserver;
 
 #[derive(Debug, Clone)]
@@ -250,14 +250,13 @@ impl Heart {
         &mut self,
         l: &Lease,
         epoch: u64,
-        publish: Option<Publish>,
+        publish: Option<SyncSet>,
         refused: Option<String>,
     ) -> anyhow::Result<()> {
         let (start, boot_start) = (Instant::now(), tfs_nameserver::role::boottime());
         let published = publish.as_ref().map_or(0, |p| p.version);
-        let sync_set = publish.as_ref().map(|p| SyncSet { members: &p.sync_set, version: p.version });
         let duration = self.cfg.lease_duration.as_secs() as i32;
-        let nl = lease::renew(l, MicroTime(Timestamp::now()), duration, sync_set, refused);
+        let nl = lease::renew(l, MicroTime(Timestamp::now()), duration, publish.as_ref(), refused);
         let replaced = self.replace(&nl).await;
         self.metrics.renew_seconds.observe(start.elapsed().as_secs_f64());
         replaced?;

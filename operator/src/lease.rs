@@ -113,8 +113,8 @@ pub fn take(l: &Lease, holder: &str, epoch: i32, how: Taken<'_>, now: MicroTime)
 
 /// The sync set a master's nameserver reports, to publish on the Lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyncSet<'a> {
-    pub members: &'a [String],
+pub struct SyncSet {
+    pub members: Vec<String>,
     pub version: u64,
 }
 
@@ -125,7 +125,7 @@ pub fn renew(
     l: &Lease,
     now: MicroTime,
     duration_seconds: i32,
-    sync_set: Option<SyncSet<'_>>,
+    sync_set: Option<&SyncSet>,
     refused: Option<String>,
 ) -> Lease {
     let mut l = l.clone();

@@ -26,7 +26,7 @@
 
 use tfs_nameserver::proto;
 
-use crate::lease::LeaseView;
+use crate::lease::{LeaseView, SyncSet};
 
 /// What the heart sees of its nameserver.
 #[derive(Debug)]
@@ -36,13 +36,6 @@ pub enum Health {
     Down(String),
     /// It does not answer in time (frozen or overloaded): not dead, so not releasable.
     Hung,
-}
-
-/// The sync set to publish on the Lease, as the master's nameserver reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Publish {
-    pub sync_set: Vec<String>,
-    pub version: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +50,7 @@ pub enum Action {
     /// renewal turns down, and why.
     Renew {
         epoch: u64,
-        publish: Option<Publish>,
+        publish: Option<SyncSet>,
         refused: Option<String>,
     },
     /// Release the Lease, saying why.
@@ -117,7 +110,7 @@ pub fn decide(lv: &LeaseView, health: &Health, me: &str, renew_due: bool, addr: 
         Health::Hung => Action::Hung,
         Health::Up(s) if s.role() == proto::Role::Master && s.epoch == epoch => {
             if !s.draining && (renew_due || refused.is_some()) {
-                let publish = Publish { sync_set: s.sync_set.clone(), version: s.sync_set_version };
+                let publish = SyncSet { members: s.sync_set.clone(), version: s.sync_set_version };
                 Action::Renew { epoch, publish: Some(publish), refused }
             } else {
                 Action::Nothing

@@ -83,8 +83,8 @@ fn a_handover_takes_the_lease_for_the_target_and_says_who_released_it() {
 #[test]
 fn a_renewal_publishes_the_sync_set_and_turns_down_a_refused_handover() {
     let members = vec!["demo-2".to_string()];
-    let set = SyncSet { members: &members, version: 8 };
-    let l = renew(&held(Some("demo-0"), 3), at(200), 6, Some(set), Some("demo-1: not in the sync set".into()));
+    let set = SyncSet { members: members.clone(), version: 8 };
+    let l = renew(&held(Some("demo-0"), 3), at(200), 6, Some(&set), Some("demo-1: not in the sync set".into()));
     let v = LeaseView::of(&l);
     assert_eq!((v.holder.as_str(), v.transitions), ("demo-0", 3), "a renewal keeps holder and epoch");
     assert_eq!((v.sync_set, v.sync_set_version), (members, 8));

@@ -28,7 +28,7 @@ fn master() -> Health {
 }
 
 fn renewing(refused: Option<&str>) -> Action {
-    let publish = Publish { sync_set: vec!["demo-1".into()], version: 4 };
+    let publish = SyncSet { members: vec!["demo-1".into()], version: 4 };
     Action::Renew { epoch: 3, publish: Some(publish), refused: refused.map(String::from) }
 }
 
