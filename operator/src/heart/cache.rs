@@ -7,7 +7,7 @@ use kube::runtime::watcher;
 
 /// A Lease known from the watch is read again when nothing (event, write, read) confirmed it for
 /// this long: a watch that stalls without failing costs at most this much, never correctness.
-pub(super) const RESYNC: Duration = Duration::from_secs(2);
+const RESYNC: Duration = Duration::from_secs(2);
 
 /// The heart's Lease as its watch, its own last write or its last read showed it.
 ///
@@ -82,3 +82,6 @@ impl LeaseCache {
         self.confirmed = None;
     }
 }
+
+#[cfg(test)]
+mod tests;
