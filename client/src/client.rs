@@ -37,6 +37,10 @@ struct Inner {
     conn: Mutex<(Channel, u64)>,
     /// The highest epoch any reply carried: a reply at a lower one comes from a deposed master.
     epoch: AtomicU64,
+    /// This client's id in request ids (random, non-zero) and its last request number: every
+    /// write gets the next one, kept across its retries (see [`crate::retry`]).
+    id: u64,
+    requests: AtomicU64,
 }
 
 impl Client {
@@ -70,7 +74,14 @@ impl Client {
             .keep_alive_while_idle(true);
         let ch = ep.connect_lazy();
         Ok(Client {
-            inner: Arc::new(Inner { addr: addr.to_string(), endpoint: ep, conn: Mutex::new((ch, 0)), epoch: 0.into() }),
+            inner: Arc::new(Inner {
+                addr: addr.to_string(),
+                endpoint: ep,
+                conn: Mutex::new((ch, 0)),
+                epoch: 0.into(),
+                id: random_id(),
+                requests: 0.into(),
+            }),
             budget: DEFAULT_RETRY_BUDGET,
         })
     }
@@ -97,10 +108,17 @@ impl Client {
         Session::new(self.clone())
     }
 
+    /// The id of this client's next write: its retries carry it too, so the master applies it
+    /// once (docs/PROTOCOL.md "Idempotent requests").
+    pub fn next_request_id(&self) -> proto::RequestId {
+        proto::RequestId { client: self.inner.id, seq: self.inner.requests.fetch_add(1, Ordering::Relaxed) + 1 }
+    }
+
     /// Allocates a block with `replicas` replicas (0: the server's default).
     pub async fn create_block(&self, replicas: u32) -> Result<proto::CreateBlockReply, Error> {
+        let id = self.next_request_id();
         self.unary(true, move |mut c| async move {
-            let r = c.create_block(proto::CreateBlockRequest { replicas }).await?.into_inner();
+            let r = c.create_block(keyed(proto::CreateBlockRequest { replicas }, id)).await?.into_inner();
             Ok((r.epoch, r))
         })
         .await
@@ -118,8 +136,9 @@ impl Client {
     /// Commits a block's new contents (versions only move forward; the same version again is
     /// accepted).
     pub async fn commit_block(&self, req: proto::CommitBlockRequest) -> Result<proto::CommitBlockReply, Error> {
+        let id = self.next_request_id();
         self.unary(true, move |mut c| async move {
-            let r = c.commit_block(req).await?.into_inner();
+            let r = c.commit_block(keyed(req, id)).await?.into_inner();
             Ok((r.epoch, r))
         })
         .await
@@ -127,8 +146,9 @@ impl Client {
 
     /// Removes a block.
     pub async fn remove_block(&self, block_id: u64) -> Result<proto::RemoveBlockReply, Error> {
+        let id = self.next_request_id();
         self.unary(true, move |mut c| async move {
-            let r = c.remove_block(proto::RemoveBlockRequest { block_id }).await?.into_inner();
+            let r = c.remove_block(keyed(proto::RemoveBlockRequest { block_id }, id)).await?.into_inner();
             Ok((r.epoch, r))
         })
         .await
@@ -186,7 +206,7 @@ impl Client {
                     Ok(r)
                 }
                 Err(s) => {
-                    let failed = retry::unary(&s, write);
+                    let failed = retry::unary(&s);
                     if let Failed::Retry { reconnect: true, .. } = failed {
                         self.reconnect(generation);
                     }
@@ -201,6 +221,24 @@ impl Client {
             .await
             .map_err(Failed::into_error)
     }
+}
+
+/// `msg` with request id `id` in its `tfs-request-id` header.
+fn keyed<T>(msg: T, id: proto::RequestId) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    let v = format!("{}:{}", id.client, id.seq).parse().expect("digits and a colon are a valid header value");
+    r.metadata_mut().insert(tfs_nameserver::server::REQUEST_ID_HEADER, v);
+    r
+}
+
+/// A client id for request ids: random (the standard library's per-process random keys, the time
+/// and the pid hashed), so that two clients never share one in practice; never 0 (no id).
+fn random_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_u32(std::process::id());
+    h.finish().max(1)
 }
 
 /// A read answered at an epoch older than one already seen: retried elsewhere. (A write

@@ -27,9 +27,9 @@ pub enum Error {
         /// What the last attempt got.
         message: String,
     },
-    /// A write that may or may not have been applied: it was sent, and the connection broke, or
-    /// mastership was lost before it was committed. It is not retried (that could apply it twice):
-    /// the caller decides, for example by reading the block.
+    /// A write that may or may not have been applied, and that the master can no longer answer
+    /// by its request id (older than its dedup window): retrying could apply it twice, so the
+    /// caller decides, for example by reading the block.
     #[error("outcome unknown: {0}")]
     OutcomeUnknown(String),
 }

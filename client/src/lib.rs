@@ -11,10 +11,13 @@
 //! On a reply that says "not master" (a slave, a lapsed or draining master), on UNAVAILABLE with
 //! no answer, on a GOAWAY or a stream the server ended, or on a reply at an epoch older than one
 //! already seen, the client drops its connection and dials the address again, with jittered
-//! exponential backoff (`backon`). Reads are always retried. Writes are retried only when the
-//! server said they were not applied (the statuses are listed in [`retry`]); a write that may
-//! have been applied fails with
-//! [`Error::OutcomeUnknown`] and is never retried blindly. See docs/CLIENT.md.
+//! exponential backoff (`backon`). Reads are always retried. Every write carries a request id
+//! (this client's random id and a number of its own), the same on each of its attempts; the
+//! master logs it with the mutation and answers a retry with the first outcome, so writes are
+//! retried too, also when their outcome is unknown (the connection broke after sending, the master
+//! died or lost mastership before answering). [`Error::OutcomeUnknown`] is left for a retry the
+//! master can no longer answer (its id was evicted from the dedup window). The statuses are listed
+//! in [`retry`]; see docs/CLIENT.md.
 //!
 //! # Example
 //!

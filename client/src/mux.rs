@@ -67,6 +67,11 @@ impl Mux {
     /// Sends one request and waits for its answer. Callers are not limited here: the session
     /// bounds how many are in flight (the server refuses past its own bound).
     pub async fn call(&self, op: session_request::Op) -> Answer {
+        self.call_keyed(op, None).await
+    }
+
+    /// [`Mux::call`] for a write carrying an idempotency key (`SessionRequest.request_id`).
+    pub async fn call_keyed(&self, op: session_request::Op, request_id: Option<proto::RequestId>) -> Answer {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (reply, answer) = oneshot::channel();
         {
@@ -76,8 +81,11 @@ impl Mux {
             }
             p.waiting.insert(id, reply);
         }
-        let sent =
-            self.tx.lock().as_ref().is_some_and(|tx| tx.send(proto::SessionRequest { id, op: Some(op) }).is_ok());
+        let sent = self
+            .tx
+            .lock()
+            .as_ref()
+            .is_some_and(|tx| tx.send(proto::SessionRequest { id, op: Some(op), request_id }).is_ok());
         if !sent {
             self.pending.lock().waiting.remove(&id);
             return Answer::Ended(Ended::NotExecuted("the session was closed before the request was sent".into()));

@@ -1,23 +1,24 @@
 //! Which failures are retried, and how long to wait before the next attempt.
 //!
-//! A failure is *not applied* — safe to retry, reads and writes alike — when the nameserver
-//! answered it (its reply carries the `tfs-node` header, or it is a session's per-request error)
-//! with one of:
-//! - `FAILED_PRECONDITION` "this nameserver is a slave; the master is …" (refused before it ran);
-//! - `UNAVAILABLE` except "outcome unknown: …" and "the writer stopped": not a writable master
-//!   (mastership lapsed, draining), no replica could be placed, shutting down — all refused before
-//!   anything was logged;
-//! - `RESOURCE_EXHAUSTED`: refused by admission (the engine's bound, a session's in-flight bound,
-//!   the volume's free-space reserve) before anything ran; retried after the server's hint;
+//! Every write of this crate carries a request id, the same on every attempt: the master logs it with
+//! the mutation and answers a retry of the same id with the first outcome (nameserver ops.rs), so
+//! a write is retried, with the same id, whenever its outcome is unknown too. What is retried:
+//! - a failure the nameserver answered (its reply carries the `tfs-node` header, or it is a
+//!   session's per-request error) that says the request was *not applied*:
+//!   `FAILED_PRECONDITION` "this nameserver is a slave; the master is …" (refused before it ran);
+//!   `UNAVAILABLE` (not a writable master: mastership lapsed, draining; no replica could be
+//!   placed; shutting down); `RESOURCE_EXHAUSTED` (admission: the engine's bound, a session's
+//!   in-flight bound, the free-space reserve), after the server's hint;
+//! - `UNAVAILABLE` "outcome unknown: …" (logged, not committed before mastership lapsed), "the
+//!   writer stopped", a transport error after the request was sent, a session stream that broke:
+//!   reads and keyed writes alike (the retry finds the first outcome if it was applied);
+//! - the request never reached a server: the connection could not be made, or a session stream
+//!   ended cleanly with requests unanswered (the server read none of them).
 //!
-//! or when the request never reached a server: the connection could not be made ("error trying
-//! to connect"), or a session
-//! stream ended cleanly with requests unanswered (the server read none of them).
-//!
-//! Everything else that fails in flight — a transport error after the request was sent, a stream
-//! that broke, "outcome unknown" — leaves a write's outcome unknown: reads are retried, writes are
-//! not (a blind retry of a create would leak a block). Definite answers (`NOT_FOUND`,
-//! `INVALID_ARGUMENT`, …) are returned as they are.
+//! A keyed write whose id is older than the master's dedup window ("outcome unknown: request id …
+//! is older than the dedup window", `FAILED_PRECONDITION`) fails with [`Error::OutcomeUnknown`]:
+//! the server cannot tell whether it was applied. Definite answers (`NOT_FOUND`,
+//! `INVALID_ARGUMENT`, an id already used by another request, …) are returned as they are.
 //!
 //! Failures that say this connection reaches no master (a slave, a lapsed or draining master, a
 //! stream or connection lost, a reply at an epoch older than one already seen) also drop the
@@ -73,7 +74,7 @@ fn not_master(code: Code, message: &str) -> bool {
 }
 
 /// Classifies an error the nameserver itself answered with (not a transport failure).
-pub(crate) fn answered(code: Code, message: &str, retry_after_ms: u64, write: bool) -> Failed {
+pub(crate) fn answered(code: Code, message: &str, retry_after_ms: u64) -> Failed {
     let retry = |reconnect| Failed::Retry {
         code,
         message: message.to_string(),
@@ -83,9 +84,10 @@ pub(crate) fn answered(code: Code, message: &str, retry_after_ms: u64, write: bo
     let unknown = message.starts_with("outcome unknown") || message.contains("writer stopped");
     match code {
         // Logged, then mastership lapsed before it committed (the words may name the lapse too:
-        // this comes first). A read may go on elsewhere.
-        Code::Unavailable if unknown && !write => retry(true),
-        Code::Unavailable if unknown => Failed::Final(Error::OutcomeUnknown(message.to_string())),
+        // this comes first): a read goes on elsewhere, a keyed write finds its first outcome.
+        Code::Unavailable if unknown => retry(true),
+        // Beyond the dedup window: the same id would get the same answer.
+        _ if unknown => Failed::Final(Error::OutcomeUnknown(message.to_string())),
         _ if not_master(code, message) => retry(true),
         Code::ResourceExhausted => retry(false),
         Code::Unavailable => retry(false),
@@ -93,28 +95,23 @@ pub(crate) fn answered(code: Code, message: &str, retry_after_ms: u64, write: bo
     }
 }
 
-/// Classifies a failure with no answer from the nameserver: the request may have been sent.
-pub(crate) fn lost(code: Code, message: &str, write: bool) -> Failed {
-    // No connection could be made: the request was never sent.
-    let never_sent = message.contains("error trying to connect");
-    if write && !never_sent {
-        Failed::Final(Error::OutcomeUnknown(format!("{code:?}: {message}")))
-    } else {
-        Failed::Retry { code, message: message.to_string(), after: None, reconnect: true }
-    }
+/// Classifies a failure with no answer from the nameserver: the request may have been sent, which
+/// a read and a keyed write both survive.
+pub(crate) fn lost(code: Code, message: &str) -> Failed {
+    Failed::Retry { code, message: message.to_string(), after: None, reconnect: true }
 }
 
 /// Classifies a unary call's status: answered by the nameserver when it carries its node header.
-pub(crate) fn unary(s: &tonic::Status, write: bool) -> Failed {
+pub(crate) fn unary(s: &tonic::Status) -> Failed {
     if s.metadata().get(tfs_nameserver::server::NODE_HEADER).is_none() {
-        return lost(s.code(), s.message(), write);
+        return lost(s.code(), s.message());
     }
     let after = s
         .metadata()
         .get(tfs_nameserver::server::RETRY_AFTER_MS)
         .and_then(|v| v.to_str().ok()?.parse().ok())
         .unwrap_or(0);
-    answered(s.code(), s.message(), after, write)
+    answered(s.code(), s.message(), after)
 }
 
 /// The backoff between attempts: exponential from 10 ms to 1 s, with jitter (callers refused
@@ -139,41 +136,42 @@ mod tests {
             (Code::Unavailable, "this nameserver's mastership lapsed (epoch 3); it fenced itself"),
             (Code::Unavailable, "this nameserver is draining for a switchover"),
         ] {
-            for write in [false, true] {
-                assert!(matches!(answered(code, m, 0, write), Failed::Retry { reconnect: true, .. }), "{m}");
-            }
+            assert!(matches!(answered(code, m, 0), Failed::Retry { reconnect: true, .. }), "{m}");
         }
     }
 
     #[test]
     fn overload_is_retried_after_the_hint_on_the_same_connection() {
-        let f = answered(Code::ResourceExhausted, "nameserver busy", 20, true);
+        let f = answered(Code::ResourceExhausted, "nameserver busy", 20);
         assert!(matches!(f, Failed::Retry { reconnect: false, .. }));
         assert_eq!(f.hint(), Some(Duration::from_millis(20)));
     }
 
     #[test]
-    fn an_unknown_outcome_ends_a_write_and_not_a_read() {
+    fn an_unknown_outcome_is_retried_with_the_same_id_and_beyond_the_window_is_final() {
         let m = "outcome unknown: this nameserver's mastership lapsed (epoch 3); it fenced itself";
-        assert_eq!(answered(Code::Unavailable, m, 0, true).into_error(), Error::OutcomeUnknown(m.into()));
-        assert!(answered(Code::Unavailable, m, 0, false).retryable());
-        assert!(lost(Code::Unavailable, "connection reset", true).into_error().is_outcome_unknown());
-        assert!(lost(Code::Unavailable, "connection reset", false).retryable());
+        assert!(matches!(answered(Code::Unavailable, m, 0), Failed::Retry { reconnect: true, .. }));
+        assert!(lost(Code::Unavailable, "connection reset").retryable());
+        let m = "outcome unknown: request id 7:1 is older than the dedup window";
+        let e = answered(Code::FailedPrecondition, m, 0).into_error();
+        assert_eq!(e, Error::OutcomeUnknown(m.into()));
     }
 
     #[test]
     fn definite_answers_are_returned() {
-        let e = answered(Code::NotFound, "block 7 does not exist", 0, false).into_error();
+        let e = answered(Code::NotFound, "block 7 does not exist", 0).into_error();
         assert_eq!(e, Error::Refused { code: Code::NotFound, message: "block 7 does not exist".into() });
-        assert!(!answered(Code::InvalidArgument, "version 1 is older than 2", 0, true).retryable());
+        assert!(!answered(Code::InvalidArgument, "version 1 is older than 2", 0).retryable());
+        let m = "request id 7:1 was already used by another request";
+        assert!(!answered(Code::InvalidArgument, m, 0).retryable());
     }
 
     #[test]
-    fn a_unary_error_without_the_node_header_never_reached_the_server() {
+    fn a_unary_error_without_the_node_header_never_reached_the_server_or_was_lost() {
         let s = tonic::Status::unavailable("this nameserver is a slave");
-        assert!(unary(&s, true).into_error().is_outcome_unknown());
-        let mut s = tonic::Status::failed_precondition("this nameserver is a slave; the master is x");
+        assert!(matches!(unary(&s), Failed::Retry { reconnect: true, .. }));
+        let mut s = tonic::Status::invalid_argument("version 1 is older than 2");
         s.metadata_mut().insert(tfs_nameserver::server::NODE_HEADER, "ns-1".parse().unwrap());
-        assert!(unary(&s, true).retryable());
+        assert!(!unary(&s).retryable());
     }
 }

@@ -23,9 +23,9 @@ pub const MAX_IN_FLIGHT: usize = tfs_nameserver::server::session::MAX_IN_FLIGHT;
 ///
 /// Failover: a reply that says this node is not a writable master, or the stream ending, retires
 /// the stream; the next call opens a new one on a new connection. Calls that were in flight
-/// then are retried when they were not applied (the server ended the stream cleanly: it never
-/// read them; or it refused them), and fail with [`Error::OutcomeUnknown`] when they were writes
-/// that may have been applied (the stream broke, or mastership was lost before they committed).
+/// then are retried: reads always, writes with the request id they were first sent with, so a
+/// write that had been applied is answered with its first outcome, not applied again (it fails
+/// with [`Error::OutcomeUnknown`] only if the master's dedup window no longer holds its id).
 ///
 /// ```no_run
 /// # async fn f() -> Result<(), tfs_client::Error> {
@@ -117,7 +117,9 @@ impl Session {
     /// One call with the failover policy (crate::retry), within the in-flight bound.
     async fn call(&self, op: Op, write: bool) -> Result<Res, Error> {
         let _permit = self.inner.permits.acquire().await.map_err(|_| Error::Config("session closed".into()))?;
-        let attempt = || self.attempt(op, write);
+        // One id for every attempt of a write: the master applies it once (crate::retry).
+        let key = write.then(|| self.inner.client.next_request_id());
+        let attempt = || self.attempt(op, key, write);
         attempt
             .retry(retry::backoff(self.inner.client.budget()))
             .when(Failed::retryable)
@@ -126,11 +128,11 @@ impl Session {
             .map_err(Failed::into_error)
     }
 
-    async fn attempt(&self, op: Op, write: bool) -> Result<Res, Failed> {
+    async fn attempt(&self, op: Op, key: Option<proto::RequestId>, write: bool) -> Result<Res, Failed> {
         let (mux, generation) = self.stream().await?;
-        match mux.call(op).await {
+        match mux.call_keyed(op, key).await {
             Answer::Reply(Res::Error(e)) => {
-                let failed = retry::answered(Code::from_i32(e.code), &e.message, e.retry_after_ms, write);
+                let failed = retry::answered(Code::from_i32(e.code), &e.message, e.retry_after_ms);
                 if let Failed::Retry { reconnect: true, .. } = failed {
                     self.retire(&mux, generation);
                 }
@@ -150,7 +152,7 @@ impl Session {
             }
             Answer::Ended(Ended::Broken(m)) => {
                 self.retire(&mux, generation);
-                Err(retry::lost(Code::Unavailable, &m, write))
+                Err(retry::lost(Code::Unavailable, &m))
             }
         }
     }

@@ -3,6 +3,7 @@
 
 #[path = "../../nameserver/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -12,25 +13,6 @@ use std::time::{Duration, Instant};
 use common::Node;
 use tfs_client::{Client, Error, TlsOptions, proto};
 
-/// Builds this checkout's nameserver binaries where the harness looks for them (client/build.rs):
-/// cargo builds a package's binaries for that package's tests only.
-fn binaries() {
-    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
-    BUILT.get_or_init(|| {
-        let dir = std::path::Path::new(common::NS).parent().unwrap();
-        let profile = match dir.file_name().unwrap().to_str().unwrap() {
-            "debug" => "dev",
-            p => p,
-        };
-        let ok = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "tfs-nameserver", "--bins", "--profile", profile])
-            .status()
-            .expect("run cargo build")
-            .success();
-        assert!(ok, "cannot build the nameserver binaries");
-    });
-}
-
 /// A master alone at `epoch` with 3 dataservers, on a node already started.
 async fn master(n: &Node, epoch: u64) {
     n.master(epoch).await;
@@ -39,7 +21,7 @@ async fn master(n: &Node, epoch: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn session_creates_from_many_tasks_are_all_acknowledged_with_distinct_ids() {
-    binaries();
+    support::binaries();
     let root = tempfile::tempdir().unwrap();
     let mut a = Node::new("a", root.path(), &[]);
     a.start_ready().await;
@@ -78,8 +60,8 @@ async fn session_creates_from_many_tasks_are_all_acknowledged_with_distinct_ids(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_master_restarted_mid_run_fails_writes_in_flight_as_unknown_and_serves_again() {
-    binaries();
+async fn a_master_restarted_mid_run_acknowledges_each_write_in_flight_once_and_serves_again() {
+    support::binaries();
     let root = tempfile::tempdir().unwrap();
     let mut a = Node::new("a", root.path(), &[]);
     a.start_ready().await;
@@ -134,7 +116,9 @@ async fn a_master_restarted_mid_run_fails_writes_in_flight_as_unknown_and_serves
     }
     let unknown = unknown.load(Ordering::Relaxed);
     println!("{} creates acknowledged, {unknown} outcome unknown", acked.len());
-    assert!(unknown > 0, "the creates in flight when the master was killed must fail as outcome unknown");
+    // The creates in flight when the master was killed are retried with their request ids: each
+    // is acknowledged, once (its first outcome if it had been applied).
+    assert_eq!(unknown, 0, "a create in flight failed as outcome unknown instead of being retried by its id");
     assert!(acked.iter().any(|&(_, e)| e == 2), "creates went on at epoch 2 after the restart");
     // Every acknowledged create survived the restart, and no id was handed out twice.
     let ids: HashSet<u64> = acked.iter().map(|&(id, _)| id).chain([first, after]).collect();
@@ -142,11 +126,13 @@ async fn a_master_restarted_mid_run_fails_writes_in_flight_as_unknown_and_serves
     for &(id, _) in acked.iter().step_by(53) {
         assert_eq!(client.get_block(id).await.unwrap().block.unwrap().id, id, "acknowledged block {id} lost");
     }
+    // And no block was created that no caller got (a leaked block of a create applied twice).
+    assert_eq!(common::all_blocks(&a).await.len(), ids.len(), "blocks on the master that no create returned");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_session_through_a_vip_follows_a_switchover() {
-    binaries();
+    support::binaries();
     let root = tempfile::tempdir().unwrap();
     let (mut a, mut b) = (Node::new("a", root.path(), &[]), Node::new("b", root.path(), &[]));
     common::start_pair(&mut a, &mut b).await;
@@ -167,7 +153,7 @@ async fn a_session_through_a_vip_follows_a_switchover() {
                 while !stop.load(Ordering::Relaxed) {
                     match s.create().await {
                         Ok(r) => acked.push((r.block.unwrap().id, r.epoch)),
-                        // A create logged on the old master but not committed before it stepped down.
+                        // Would be a create the new master cannot answer by its request id.
                         Err(Error::OutcomeUnknown(_)) => unknown += 1,
                         Err(e) => panic!("a create failed otherwise than outcome unknown: {e}"),
                     }
@@ -211,11 +197,15 @@ async fn a_session_through_a_vip_follows_a_switchover() {
             println!("block {id} acknowledged at epoch {e0} and at epoch {e}");
         }
     }
-    let ids: HashSet<u64> = acked.iter().map(|&(id, _)| id).collect();
-    assert_eq!(ids.len(), acked.len(), "a block id was handed out twice");
+    let ids: HashSet<u64> = acked.iter().map(|&(id, _)| id).chain([first]).collect();
+    assert_eq!(ids.len(), acked.len() + 1, "a block id was handed out twice");
     for &(id, _) in acked.iter().step_by(37) {
         assert_eq!(client.get_block(id).await.unwrap().block.unwrap().id, id, "acknowledged block {id} lost");
     }
+    // Creates caught by the switchover (logged on a, not committed before it stepped down) were
+    // retried on b with their request ids: none unknown, none applied twice, no block leaked.
+    assert_eq!(unknown, 0, "creates failed as outcome unknown instead of being retried by their ids");
+    assert_eq!(common::all_blocks(&b).await.len(), ids.len(), "blocks on the new master that no create returned");
 }
 
 /// A raw session stream on `n` (no library between): the request sender and the reply stream.
@@ -235,12 +225,13 @@ fn create(id: u64) -> proto::SessionRequest {
     proto::SessionRequest {
         id,
         op: Some(proto::session_request::Op::Create(proto::CreateBlockRequest { replicas: 0 })),
+        request_id: None,
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_server_ends_its_sessions_cleanly_when_it_stops_being_a_writable_master() {
-    binaries();
+    support::binaries();
     let root = tempfile::tempdir().unwrap();
     let mut a = Node::new("a", root.path(), &[]);
     a.start_ready().await;
@@ -272,7 +263,7 @@ async fn the_server_ends_its_sessions_cleanly_when_it_stops_being_a_writable_mas
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_session_refuses_requests_past_its_bound_and_answers_every_one() {
-    binaries();
+    support::binaries();
     let root = tempfile::tempdir().unwrap();
     let (mut a, mut b) = (Node::new("a", root.path(), &[]), Node::new("b", root.path(), &[]));
     common::start_pair(&mut a, &mut b).await;
@@ -312,7 +303,7 @@ async fn a_session_refuses_requests_past_its_bound_and_answers_every_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sessions_and_unary_calls_speak_tls_when_told_to() {
-    binaries();
+    support::binaries();
     let root = tempfile::tempdir().unwrap();
     let ca = tfs_nameserver::tls::devcerts::Ca::new("test CA").unwrap();
     let (mut a, _secret) = common::certs::tls_node("a", root.path(), &ca, None, &[]);
@@ -334,7 +325,7 @@ async fn sessions_and_unary_calls_speak_tls_when_told_to() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tfsctl_bench_on_sessions_acknowledges_only_what_the_master_holds() {
-    binaries();
+    support::binaries();
     let root = tempfile::tempdir().unwrap();
     let (mut a, mut b) = (Node::new("a", root.path(), &[]), Node::new("b", root.path(), &[]));
     common::start_pair(&mut a, &mut b).await;

@@ -10,7 +10,7 @@ use tfs_nameserver::proto;
 use tfs_nameserver::state::State;
 
 fn create(id: u64) -> Mutation {
-    Mutation::BlockCreate(proto::BlockCreate { block_id: id, dataservers: vec![1, 2] })
+    Mutation::BlockCreate(proto::BlockCreate { block_id: id, dataservers: vec![1, 2], request: None })
 }
 
 fn encoded(n: u64) -> Vec<u8> {

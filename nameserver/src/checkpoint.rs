@@ -20,7 +20,8 @@ use thiserror::Error;
 use tracing::{info, warn};
 
 use crate::proto;
-use crate::state::{BlockMeta, Blocks, Dataserver, EpochMark, State, Task};
+use crate::state::dedup::{DedupView, Entry as RequestEntry};
+use crate::state::{BlockMeta, Blocks, Dataserver, Dedup, EpochMark, State, Task};
 
 pub const MAGIC: u32 = 0x4353_4654; // "TFSC"
 pub const VERSION: u16 = 1;
@@ -49,6 +50,8 @@ pub struct Snapshot {
     pub blocks: Blocks,
     pub dataservers: Vec<proto::SnapshotDataserver>,
     pub tasks: Vec<proto::TaskCreate>,
+    /// The dedup window of request ids (shares its chunks like `blocks`).
+    pub requests: DedupView,
 }
 
 impl Snapshot {
@@ -84,6 +87,7 @@ impl Snapshot {
                 })
                 .collect(),
             tasks: state.tasks().values().map(|t| t.to_proto()).collect(),
+            requests: state.requests().view(),
         }
     }
 
@@ -115,6 +119,7 @@ impl Snapshot {
         // not checked against an epoch (state `check`, TaskDone).
         let tasks = self.tasks.iter().map(|t| Task::from_proto(t, 0));
         s.restore(self.blocks, tasks);
+        s.restore_requests(Dedup::from_view(&self.requests));
         Ok(s)
     }
 
@@ -156,6 +161,24 @@ impl Snapshot {
             c.encode(&mut buf).expect("vec");
             write_frame(w, &buf)?;
         }
+        // The dedup window after the blocks (absent from older checkpoints: an empty window).
+        let mut requests = self.requests.entries().peekable();
+        let mut clients = Some(&self.requests.clients).filter(|c| !c.is_empty());
+        while clients.is_some() || requests.peek().is_some() {
+            let c = proto::SnapshotChunk {
+                requests: requests.by_ref().take(BLOCKS_PER_CHUNK).map(RequestEntry::to_proto).collect(),
+                request_clients: clients
+                    .take()
+                    .into_iter()
+                    .flatten()
+                    .map(|&(client, floor, forgotten)| proto::SnapshotRequestClient { client, floor, forgotten })
+                    .collect(),
+                ..Default::default()
+            };
+            buf.clear();
+            c.encode(&mut buf).expect("vec");
+            write_frame(w, &buf)?;
+        }
         w.write_all(&[0u8; 8])
     }
 
@@ -191,6 +214,11 @@ impl Snapshot {
             let c = proto::SnapshotChunk::decode(&buf[..]).map_err(|e| frame_err(e.to_string()))?;
             snap.dataservers.extend(c.dataservers);
             snap.tasks.extend(c.tasks);
+            snap.requests.clients.extend(c.request_clients.iter().map(|r| (r.client, r.floor, r.forgotten)));
+            for r in &c.requests {
+                let e = DedupView::entry_of(r).ok_or_else(|| frame_err(format!("request kind {}", r.kind)))?;
+                snap.requests.push(e);
+            }
             // The table grows with the blocks that actually arrive, never with the meta's count:
             // a corrupt or hostile count costs nothing.
             for b in c.blocks {
@@ -301,62 +329,6 @@ pub fn write(dir: &Path, snap: &Snapshot, keep: usize) -> Result<PathBuf, Checkp
     Ok(path)
 }
 
-/// Name of a snapshot install in progress (not a `checkpoint-*.ckpt`: `list` never sees it).
-const INSTALL: &str = "install.ckpt";
-
-/// Stages a snapshot received from the master: written, fsynced and renamed to [`INSTALL`].
-///
-/// Invariant (a snapshot install is atomic): the rename of the staged file is the install's commit
-/// point. Before it, recovery ignores the snapshot and finds the node's own history whole; after
-/// it, recovery finishes the install ([`pending_install`], then [`finish_install`]) whatever step
-/// a crash interrupted, before reading any checkpoint or segment. So a node never recovers a mix
-/// of its old log and the master's snapshot, nor a checkpoint of its own newer than the snapshot.
-pub fn stage_install(dir: &Path, snap: &Snapshot) -> Result<(), CheckpointError> {
-    fs::create_dir_all(dir)?;
-    let path = dir.join(INSTALL);
-    let tmp = path.with_extension("tmp");
-    {
-        let mut w = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
-        snap.write_to(&mut w)?;
-        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    }
-    fs::rename(&tmp, &path)?;
-    File::open(dir)?.sync_all()?;
-    Ok(())
-}
-
-/// A staged install whose commit point passed (see [`stage_install`]). An unrenamed temporary is
-/// an install that never committed: it is removed.
-pub fn pending_install(dir: &Path) -> Result<Option<Snapshot>, CheckpointError> {
-    let path = dir.join(INSTALL);
-    let _ = fs::remove_file(path.with_extension("tmp"));
-    if !path.exists() {
-        return Ok(None);
-    }
-    let mut r = BufReader::with_capacity(1 << 20, File::open(&path)?);
-    Snapshot::read_from(&mut r).map(Some).map_err(|e| {
-        CheckpointError::Header(format!(
-            "a snapshot install was committed in {} but its file does not read back ({e}); the log it replaced is \
-             gone: empty the data directory so that this node resynchronises from its master",
-            path.display()
-        ))
-    })
-}
-
-/// Completes a staged install at `seq` once the log was reset after it: every other checkpoint is
-/// removed (older ones belong to the replaced history, newer ones to a divergent tail), then the
-/// staged snapshot becomes the only checkpoint. Each step can be repeated after a crash.
-pub fn finish_install(dir: &Path, seq: u64) -> Result<(), CheckpointError> {
-    for (_, old) in list(dir)? {
-        if old.file_name().and_then(|n| n.to_str()) != Some(file_name(seq).as_str()) {
-            fs::remove_file(old)?;
-        }
-    }
-    fs::rename(dir.join(INSTALL), dir.join(file_name(seq)))?;
-    File::open(dir)?.sync_all()?;
-    Ok(())
-}
-
 /// Loads the newest checkpoint that reads back whole; a damaged one is reported and passed over.
 pub fn load_newest(dir: &Path) -> Result<Option<Snapshot>, CheckpointError> {
     for (seq, path) in list(dir)? {
@@ -373,6 +345,9 @@ pub fn load_newest(dir: &Path) -> Result<Option<Snapshot>, CheckpointError> {
     }
     Ok(None)
 }
+
+mod install;
+pub use install::{finish_install, pending_install, stage_install};
 
 #[cfg(test)]
 mod tests;

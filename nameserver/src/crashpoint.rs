@@ -1,7 +1,8 @@
 //! Crash points for process tests. With `TFS_CRASH_AT=<name>` in its environment, the process
 //! aborts when it reaches the step of that name, leaving its files exactly as a `kill -9` at that
 //! instant would (no destructor runs, nothing is flushed). Production never sets the variable; each
-//! point costs one load of a value read once, and they sit only on rare paths (snapshot installs).
+//! point costs one load of a value read once and a comparison with `None`, so a point may sit on
+//! a hot path too (a create's reply, server/client.rs `CREATE_COMMITTED`).
 
 use std::sync::OnceLock;
 

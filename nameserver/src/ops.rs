@@ -1,36 +1,68 @@
 //! The clients' mutations as functions over a writer transaction: the rules of the block API
-//! (placement, id allocation, version order), whatever the transport. The unary handlers
-//! (server/client.rs) and the pipelined session (server/session.rs) both call these; they only map
-//! requests and replies.
+//! (placement, id allocation, version order, idempotent retries), whatever the transport. The
+//! unary handlers (server/client.rs) and the pipelined session (server/session.rs) both call these;
+//! they only map requests and replies.
 //!
 //! Each validates before it logs: a refused mutation logs nothing, so the others of its
 //! transaction go on.
+//!
+//! Invariant (a request id is applied at most once): a mutation carrying a request id is looked up
+//! in the dedup window (state/dedup.rs) before anything else, on the writer thread, against the
+//! state every earlier record was applied to; the id is logged in the mutation's own record, so
+//! the window is rebuilt wherever the record goes (a slave, a restart, a restore) and holds it from
+//! the instant it is applied. Hence a retry with the same id
+//! - finds the first outcome whenever that record is in this master's history (committed or still
+//!   in flight: the answer then waits for its commit, engine `write_records`), and gets it (the seq
+//!   of the first record, the block as it is now) — nothing is logged again;
+//! - is applied as new only if the first attempt never reached this history (never logged, or a
+//!   lost tail of a deposed master), so it is applied once there;
+//! - is refused as "outcome unknown" when it is older than what its client still has in the window
+//!   (it may have been applied and evicted), and as a different request when the id names another
+//!   one (another kind, block or body) — never answered with that other's outcome.
 
 use crate::engine::{Txn, WriteError};
 use crate::mutation::Mutation;
 use crate::proto;
+use crate::state::State;
+use crate::state::dedup::{self, Kind, Lookup, Outcome, RequestId};
 
 /// Allocates a block id and places `replicas` replicas; logs it; returns the block and its seq.
 ///
 /// Invariant (an id is never handed out twice): ids come from `next_block_id`, above every id ever
 /// logged, and that high-water mark is itself rebuilt from the oplog, across restarts and
 /// failovers.
-pub fn create_block(txn: &mut Txn<'_>, replicas: usize, size_estimate: u64) -> Result<(proto::Block, u64), WriteError> {
+pub fn create_block(
+    txn: &mut Txn<'_>,
+    replicas: usize,
+    size_estimate: u64,
+    request: Option<RequestId>,
+) -> Result<(proto::Block, u64), WriteError> {
+    if let Some(o) = seen(txn.state(), request, Kind::Create, 0, dedup::body(Kind::Create, &[replicas as u64]))? {
+        return Ok((view(txn.state(), o.block_id), o.record_seq));
+    }
     let ds = txn.state().place(replicas, &[]).ok_or_else(|| {
         let live = txn.state().live_dataservers().count();
         WriteError::Unavailable(format!("cannot place {replicas} replicas: {live} live dataservers"))
     })?;
     let id = txn.state().next_block_id;
-    let seq = txn.log(Mutation::BlockCreate(proto::BlockCreate { block_id: id, dataservers: ds.clone() }))?;
+    let request = request.map(to_proto);
+    let seq = txn.log(Mutation::BlockCreate(proto::BlockCreate { block_id: id, dataservers: ds.clone(), request }))?;
     txn.soft().reserve(&ds, size_estimate);
-    let s = txn.state();
-    Ok((s.block_view(id, &s.blocks()[&id]), seq))
+    Ok((view(txn.state(), id), seq))
 }
 
 /// Commits a new version of a block (validated by `server::validate::commit_block`); returns the
 /// block and the seq. Versions only move forward; a retry of the same version is accepted
-/// (idempotent).
-pub fn commit_block(txn: &mut Txn<'_>, c: &proto::CommitBlockRequest) -> Result<(proto::Block, u64), WriteError> {
+/// (idempotent), and with a request id it is not even logged again.
+pub fn commit_block(
+    txn: &mut Txn<'_>,
+    c: &proto::CommitBlockRequest,
+    request: Option<RequestId>,
+) -> Result<(proto::Block, u64), WriteError> {
+    let body = dedup::commit_body(c.version, c.size, c.file_count, c.del_size, c.del_file_count);
+    if let Some(o) = seen(txn.state(), request, Kind::Commit, c.block_id, body)? {
+        return Ok((view(txn.state(), c.block_id), o.record_seq));
+    }
     let Some(b) = txn.state().blocks().get(&c.block_id) else {
         return Err(WriteError::NotFound(format!("block {} does not exist", c.block_id)));
     };
@@ -47,12 +79,49 @@ pub fn commit_block(txn: &mut Txn<'_>, c: &proto::CommitBlockRequest) -> Result<
         file_count: c.file_count,
         del_size: c.del_size,
         del_file_count: c.del_file_count,
+        request: request.map(to_proto),
     }))?;
-    let s = txn.state();
-    Ok((s.block_view(c.block_id, &s.blocks()[&c.block_id]), seq))
+    Ok((view(txn.state(), c.block_id), seq))
 }
 
 /// Removes a block; returns the seq.
-pub fn remove_block(txn: &mut Txn<'_>, block_id: u64) -> Result<u64, WriteError> {
-    Ok(txn.log(Mutation::BlockRemove(proto::BlockRemove { block_id }))?)
+pub fn remove_block(txn: &mut Txn<'_>, block_id: u64, request: Option<RequestId>) -> Result<u64, WriteError> {
+    if let Some(o) = seen(txn.state(), request, Kind::Remove, block_id, 0)? {
+        return Ok(o.record_seq);
+    }
+    Ok(txn.log(Mutation::BlockRemove(proto::BlockRemove { block_id, request: request.map(to_proto) }))?)
+}
+
+/// The first outcome of `request` if it was applied; an error if it cannot be answered safely.
+fn seen(
+    s: &State,
+    request: Option<RequestId>,
+    kind: Kind,
+    block_id: u64,
+    body: u32,
+) -> Result<Option<Outcome>, WriteError> {
+    let Some(id) = request else { return Ok(None) };
+    match s.requests().lookup(id, kind, block_id, body) {
+        Lookup::New => Ok(None),
+        Lookup::Done(o) => Ok(Some(o)),
+        Lookup::OtherRequest(o) => Err(WriteError::Invalid(format!(
+            "request id {}:{} was already used by another request (a {:?} of block {} at seq {}); a new request \
+             needs a new id",
+            id.client, id.seq, o.kind, o.block_id, o.record_seq
+        ))),
+        Lookup::Beyond { floor } => Err(WriteError::BeyondWindow(format!(
+            "request id {}:{} is older than the dedup window (this client's requests through {floor} were evicted): \
+             it may or may not have been applied",
+            id.client, id.seq
+        ))),
+    }
+}
+
+/// The block as the API shows it; a block removed since shows its id only.
+fn view(s: &State, id: u64) -> proto::Block {
+    s.blocks().get(&id).map_or_else(|| proto::Block { id, ..Default::default() }, |b| s.block_view(id, b))
+}
+
+fn to_proto(r: RequestId) -> proto::RequestId {
+    proto::RequestId { client: r.client, seq: r.seq }
 }

@@ -46,9 +46,9 @@ pub fn history() -> Vec<Mutation> {
             used: 0,
             lease_id: 3,
         }),
-        Mutation::BlockCreate(BlockCreate { block_id: 1, dataservers: vec![1, 2] }),
-        Mutation::BlockCreate(BlockCreate { block_id: 2, dataservers: vec![2, 3] }),
-        Mutation::BlockCreate(BlockCreate { block_id: 3, dataservers: vec![1, 2, 3] }),
+        Mutation::BlockCreate(BlockCreate { block_id: 1, dataservers: vec![1, 2], request: None }),
+        Mutation::BlockCreate(BlockCreate { block_id: 2, dataservers: vec![2, 3], request: None }),
+        Mutation::BlockCreate(BlockCreate { block_id: 3, dataservers: vec![1, 2, 3], request: None }),
         Mutation::BlockCommit(BlockCommit {
             block_id: 1,
             version: 2,
@@ -56,6 +56,7 @@ pub fn history() -> Vec<Mutation> {
             file_count: 1_000,
             del_size: 1 << 20,
             del_file_count: 10,
+            request: None,
         }),
         Mutation::ReplicaAdd(ReplicaAdd { block_id: 2, dataserver: 1 }),
         Mutation::TaskCreate(TaskCreate {
@@ -77,7 +78,7 @@ pub fn history() -> Vec<Mutation> {
             version: 1,
         }),
         Mutation::TaskDone(TaskDone { task_id: 1, success: true, epoch: 1, size: None, file_count: None }),
-        Mutation::BlockRemove(BlockRemove { block_id: 2 }),
+        Mutation::BlockRemove(BlockRemove { block_id: 2, request: None }),
         Mutation::DataserverLeave(DataserverLeave { id: 3, expired: true }),
     ]
 }

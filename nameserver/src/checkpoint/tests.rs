@@ -38,7 +38,7 @@ fn newest_valid_checkpoint_wins_and_damaged_one_is_skipped() {
     let mut s = State::new();
     apply_all(&mut s, 1, &crate::state::tests::sample());
     let older = write(dir.path(), &Snapshot::of(&s), 3).unwrap();
-    apply_all(&mut s, 1, &[crate::mutation::Mutation::BlockRemove(proto::BlockRemove { block_id: 1 })]);
+    apply_all(&mut s, 1, &[crate::mutation::Mutation::BlockRemove(proto::BlockRemove { block_id: 1, request: None })]);
     let newer = write(dir.path(), &Snapshot::of(&s), 3).unwrap();
     assert_eq!(load_newest(dir.path()).unwrap().unwrap().meta.seq, s.applied_seq);
     let mut bytes = fs::read(&newer).unwrap();
@@ -122,16 +122,16 @@ fn a_snapshot_followed_by_writes_writes_the_state_at_its_seq() {
     let mut s = State::new();
     apply_all(&mut s, 1, &crate::state::tests::sample());
     let creates: Vec<Mutation> = (4..3000u64)
-        .map(|id| Mutation::BlockCreate(proto::BlockCreate { block_id: id, dataservers: vec![1, 2] }))
+        .map(|id| Mutation::BlockCreate(proto::BlockCreate { block_id: id, dataservers: vec![1, 2], request: None }))
         .collect();
     apply_all(&mut s, 1, &creates);
     let snap = Snapshot::of(&s);
     let at: Vec<(u64, BlockMeta)> = s.blocks().iter().map(|(id, b)| (id, *b)).collect();
     let seq = s.applied_seq;
     let later = vec![
-        Mutation::BlockCreate(proto::BlockCreate { block_id: 3000, dataservers: vec![2, 3] }),
+        Mutation::BlockCreate(proto::BlockCreate { block_id: 3000, dataservers: vec![2, 3], request: None }),
         Mutation::BlockCommit(proto::BlockCommit { block_id: 5, version: 9, size: 1, ..Default::default() }),
-        Mutation::BlockRemove(proto::BlockRemove { block_id: 2000 }),
+        Mutation::BlockRemove(proto::BlockRemove { block_id: 2000, request: None }),
         Mutation::DataserverLeave(proto::DataserverLeave { id: 1, expired: true }),
     ];
     apply_all(&mut s, 1, &later);
@@ -141,4 +141,39 @@ fn a_snapshot_followed_by_writes_writes_the_state_at_its_seq() {
     assert_eq!(back.applied_seq, seq);
     assert_eq!(back.blocks().iter().map(|(id, b)| (id, *b)).collect::<Vec<_>>(), at);
     assert!(back.dataservers[&1].alive);
+}
+
+/// The dedup window of request ids is in the checkpoint: a state recovered from it answers every
+/// id as the state that applied the records does (taken before later keyed writes, in several
+/// chunks), and a checkpoint without it (older ones) reads back with an empty window.
+#[test]
+fn the_dedup_window_round_trips_through_a_checkpoint() {
+    use crate::mutation::Mutation;
+    use crate::state::dedup::{Kind, RequestId, body};
+    let key = |seq| Some(proto::RequestId { client: 9, seq });
+    let mut s = State::new();
+    apply_all(&mut s, 1, &crate::state::tests::sample());
+    let n = 40_000u64;
+    let creates: Vec<Mutation> = (10..10 + n)
+        .map(|id| Mutation::BlockCreate(proto::BlockCreate { block_id: id, dataservers: vec![1, 2], request: key(id) }))
+        .collect();
+    apply_all(&mut s, 1, &creates);
+    let snap = Snapshot::of(&s);
+    let later = [Mutation::BlockRemove(proto::BlockRemove { block_id: 11, request: key(n + 10) })];
+    apply_all(&mut s, 1, &later);
+    let mut buf = Vec::new();
+    snap.write_to(&mut buf).unwrap();
+    let back = Snapshot::read_from(&mut &buf[..]).unwrap().into_state().unwrap();
+    let two = body(Kind::Create, &[2]);
+    for seq in [10, 11, n / 2, n + 9] {
+        let id = RequestId { client: 9, seq };
+        assert_eq!(back.requests().lookup(id, Kind::Create, 0, two), s.requests().lookup(id, Kind::Create, 0, two));
+    }
+    assert_eq!(back.requests().len(), n as usize);
+    assert_eq!(s.requests().len(), n as usize + 1);
+    let mut old = Snapshot::of(&State::new());
+    old.requests = Default::default();
+    let mut buf = Vec::new();
+    old.write_to(&mut buf).unwrap();
+    assert!(Snapshot::read_from(&mut &buf[..]).unwrap().into_state().unwrap().requests().is_empty());
 }

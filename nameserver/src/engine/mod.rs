@@ -46,6 +46,10 @@ pub enum WriteError {
     /// Refused before anything was done: the data volume is below its free-space reserve.
     #[error("{0}")]
     NoSpace(String),
+    /// A retry whose request id is older than the dedup window: its first attempt may or may not
+    /// have been applied, and applying it now could apply it twice (ops.rs).
+    #[error("outcome unknown: {0}")]
+    BeyondWindow(String),
 }
 
 impl From<ApplyError> for WriteError {

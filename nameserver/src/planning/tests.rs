@@ -10,7 +10,7 @@ use crate::state::Index;
 use crate::state::tests::{apply_all, join_ds};
 
 fn create(id: u64, ds: &[u32]) -> Mutation {
-    Mutation::BlockCreate(proto::BlockCreate { block_id: id, dataservers: ds.to_vec() })
+    Mutation::BlockCreate(proto::BlockCreate { block_id: id, dataservers: ds.to_vec(), request: None })
 }
 
 fn params(per_ds: usize, max: usize) -> Params {
@@ -144,6 +144,7 @@ fn compaction_is_planned_past_the_ratio_bounded_and_its_result_committed() {
     apply_all(&mut s, 1, &(1..=6).map(|id| create(id, &[1])).collect::<Vec<_>>());
     let commit = |id: u64, version: u32, del_size: u64| {
         Mutation::BlockCommit(proto::BlockCommit {
+            request: None,
             block_id: id,
             version,
             size: 1000,
@@ -354,6 +355,7 @@ proptest! {
                 Op::Commit(b, del) => {
                     if let Some(m) = s.blocks().get(&b).copied() {
                         let c = proto::BlockCommit {
+                            request: None,
                             block_id: b,
                             version: m.version + 1,
                             size: 1000,

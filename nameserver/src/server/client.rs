@@ -7,6 +7,10 @@ use crate::engine::{Consistency, Engine, Txn, WriteError};
 use crate::ops;
 use crate::proto::{self, client_server::Client};
 
+/// Crash point (crashpoint.rs) of a unary create or a session's burst with a create: the create is
+/// committed (durable here and on the sync slaves), its reply not sent yet.
+pub const CREATE_COMMITTED: &str = "create:committed-before-reply";
+
 pub struct ClientApi {
     pub engine: Engine,
     pub default_replicas: u32,
@@ -14,7 +18,7 @@ pub struct ClientApi {
 
 /// One create of a unary call or a batch: the block (its seq is the transaction's).
 fn create_one(txn: &mut Txn<'_>, n: usize, size_estimate: u64) -> Result<proto::Block, WriteError> {
-    ops::create_block(txn, n, size_estimate).map(|(block, _)| block)
+    ops::create_block(txn, n, size_estimate, None).map(|(block, _)| block)
 }
 
 #[tonic::async_trait]
@@ -26,8 +30,11 @@ impl Client for ClientApi {
         let t = Timer::new(&self.engine, "create_block");
         let r = async {
             let n = validate::create_block(req.get_ref(), self.default_replicas)?.replicas;
+            let id = validate::request_id_header(req.metadata())?;
             let est = self.engine.shared.cfg.block_size_estimate;
-            let (block, seq) = self.engine.write(move |txn| create_one(txn, n, est)).await.map_err(to_status)?;
+            let ((block, seq), _) =
+                self.engine.write(move |txn| ops::create_block(txn, n, est, id)).await.map_err(to_status)?;
+            crate::crashpoint::reached(CREATE_COMMITTED);
             Ok(Response::new(proto::CreateBlockReply { epoch: self.engine.epoch(), block: Some(block), seq }))
         }
         .await;
@@ -116,18 +123,19 @@ impl Client for ClientApi {
         req: Request<proto::CommitBlockRequest>,
     ) -> Result<Response<proto::CommitBlockReply>, Status> {
         let t = Timer::new(&self.engine, "commit_block");
+        let id = match validate::request_id_header(req.metadata()) {
+            Ok(id) => id,
+            Err(e) => return t.done(Err(e)),
+        };
         let c = match validate::commit_block(req.into_inner()) {
             Ok(c) => c,
             Err(e) => return t.done(Err(e)),
         };
-        let r = self
-            .engine
-            .write(move |txn| ops::commit_block(txn, &c).map(|(block, _)| block))
-            .await
-            .map_err(to_status)
-            .map(|(block, seq)| {
+        let r = self.engine.write(move |txn| ops::commit_block(txn, &c, id)).await.map_err(to_status).map(
+            |((block, seq), _)| {
                 Response::new(proto::CommitBlockReply { epoch: self.engine.epoch(), block: Some(block), seq })
-            });
+            },
+        );
         t.done(r)
     }
 
@@ -136,13 +144,17 @@ impl Client for ClientApi {
         req: Request<proto::RemoveBlockRequest>,
     ) -> Result<Response<proto::RemoveBlockReply>, Status> {
         let t = Timer::new(&self.engine, "remove_block");
+        let request = match validate::request_id_header(req.metadata()) {
+            Ok(r) => r,
+            Err(e) => return t.done(Err(e)),
+        };
         let id = req.get_ref().block_id;
         let r = self
             .engine
-            .write(move |txn| ops::remove_block(txn, id))
+            .write(move |txn| ops::remove_block(txn, id, request))
             .await
             .map_err(to_status)
-            .map(|(_, seq)| Response::new(proto::RemoveBlockReply { epoch: self.engine.epoch(), seq }));
+            .map(|(seq, _)| Response::new(proto::RemoveBlockReply { epoch: self.engine.epoch(), seq }));
         t.done(r)
     }
 

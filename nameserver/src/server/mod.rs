@@ -43,12 +43,18 @@ pub fn to_status(e: WriteError) -> Status {
             s
         }
         WriteError::NoSpace(m) => Status::resource_exhausted(m),
+        // Not UNAVAILABLE: retrying the same id gets the same answer.
+        WriteError::BeyondWindow(m) => Status::failed_precondition(format!("outcome unknown: {m}")),
     }
 }
 
 /// Header of every client-port reply (answers and refusals alike): the node that gave it, so that
 /// a client's history can say which node answered what (`tfsctl bench --history`).
 pub const NODE_HEADER: &str = "tfs-node";
+
+/// Header of a unary write carrying its idempotency key, `<client>:<seq>` (a session request has
+/// the field `request_id` instead); see ops.rs and docs/PROTOCOL.md "Idempotent requests".
+pub const REQUEST_ID_HEADER: &str = "tfs-request-id";
 
 /// Metadata of a RESOURCE_EXHAUSTED refusal: milliseconds after which a retry may be admitted.
 pub const RETRY_AFTER_MS: &str = "retry-after-ms";

@@ -29,6 +29,7 @@ use crate::engine::{Consistency, Engine, Txn, WriteError};
 use crate::metrics::{OpLabels, OpName};
 use crate::ops;
 use crate::proto::{self, session_reply::Result as Res, session_request::Op};
+use crate::state::dedup::RequestId;
 
 /// Requests of one session executing at once; more are refused with RESOURCE_EXHAUSTED. The
 /// engine's admission bound (`max_inflight_records`) still applies on top, across sessions.
@@ -178,6 +179,9 @@ enum Write {
     Remove(u64),
 }
 
+/// A write and its request id (ops.rs: applied at most once per id).
+type Keyed = (Write, Option<RequestId>);
+
 impl Write {
     fn op(&self) -> &'static str {
         match self {
@@ -198,6 +202,13 @@ async fn run_burst(ctx: Ctx, burst: Vec<proto::SessionRequest>) -> Vec<proto::Se
     let mut reads: [Vec<(u64, u64)>; 2] = [Vec::new(), Vec::new()];
     for r in burst {
         let id = r.id;
+        let key = match validate::request_id(r.request_id.as_ref()) {
+            Ok(k) => k,
+            Err(s) => {
+                replies.push(status_reply(id, &s));
+                continue;
+            }
+        };
         let w = match r.op {
             Some(Op::Create(c)) => {
                 validate::create_block(&c, ctx.default_replicas).map(|c| Write::Create { replicas: c.replicas })
@@ -211,7 +222,7 @@ async fn run_burst(ctx: Ctx, burst: Vec<proto::SessionRequest>) -> Vec<proto::Se
             None => Err(Status::invalid_argument("a session request needs an operation")),
         };
         match w {
-            Ok(w) => writes.push((id, w)),
+            Ok(w) => writes.push((id, (w, key))),
             Err(s) => replies.push(status_reply(id, &s)),
         }
     }
@@ -219,13 +230,16 @@ async fn run_burst(ctx: Ctx, burst: Vec<proto::SessionRequest>) -> Vec<proto::Se
     for r in &replies {
         tally.count("session_invalid", r);
     }
-    let write_ops: Vec<&'static str> = writes.iter().map(|(_, w)| w.op()).collect();
+    let write_ops: Vec<&'static str> = writes.iter().map(|(_, (w, _))| w.op()).collect();
     let [linearizable, stale] = reads;
     let (w, l, s) = tokio::join!(
         run_writes(&ctx, writes),
         run_reads(&ctx, Consistency::Linearizable, linearizable),
         run_reads(&ctx, Consistency::Stale, stale),
     );
+    if w.iter().any(|r| matches!(r.result, Some(Res::Create(_)))) {
+        crate::crashpoint::reached(super::client::CREATE_COMMITTED);
+    }
     for (op, r) in write_ops.into_iter().zip(&w) {
         tally.count(op, r);
     }
@@ -241,7 +255,7 @@ async fn run_burst(ctx: Ctx, burst: Vec<proto::SessionRequest>) -> Vec<proto::Se
 }
 
 /// One writer closure for all the writes of a burst; each write succeeds or fails on its own.
-async fn run_writes(ctx: &Ctx, writes: Vec<(u64, Write)>) -> Vec<proto::SessionReply> {
+async fn run_writes(ctx: &Ctx, writes: Vec<(u64, Keyed)>) -> Vec<proto::SessionReply> {
     if writes.is_empty() {
         return Vec::new();
     }
@@ -271,19 +285,19 @@ async fn run_writes(ctx: &Ctx, writes: Vec<(u64, Write)>) -> Vec<proto::SessionR
 }
 
 /// One write of a burst on the writer thread: the rules are `ops`' (as for the unary handlers).
-fn apply(txn: &mut Txn<'_>, w: Write, size_estimate: u64) -> Result<Res, WriteError> {
+fn apply(txn: &mut Txn<'_>, (w, key): Keyed, size_estimate: u64) -> Result<Res, WriteError> {
     let epoch = txn.epoch();
     Ok(match w {
         Write::Create { replicas } => {
-            let (block, seq) = ops::create_block(txn, replicas, size_estimate)?;
+            let (block, seq) = ops::create_block(txn, replicas, size_estimate, key)?;
             Res::Create(proto::CreateBlockReply { epoch, block: Some(block), seq })
         }
         Write::Commit(c) => {
-            let (block, seq) = ops::commit_block(txn, &c)?;
+            let (block, seq) = ops::commit_block(txn, &c, key)?;
             Res::Commit(proto::CommitBlockReply { epoch, block: Some(block), seq })
         }
         Write::Remove(block_id) => {
-            Res::Remove(proto::RemoveBlockReply { epoch, seq: ops::remove_block(txn, block_id)? })
+            Res::Remove(proto::RemoveBlockReply { epoch, seq: ops::remove_block(txn, block_id, key)? })
         }
     })
 }

@@ -8,6 +8,7 @@ use tonic::Status;
 use super::limits::*;
 use crate::proto;
 use crate::state::MAX_REPLICAS;
+use crate::state::dedup::RequestId;
 
 /// A create's replica count: the request's, or `default` when it says 0.
 fn replicas(req: u32, default: u32) -> Result<usize, Status> {
@@ -83,6 +84,26 @@ pub fn list_blocks(req: &proto::ListBlocksRequest) -> Result<ListBlocks, Status>
     Ok(ListBlocks { after: req.after, limit })
 }
 
+/// A write's request id (a session request's field): both numbers non-zero when present.
+pub fn request_id(r: Option<&proto::RequestId>) -> Result<Option<RequestId>, Status> {
+    match r {
+        None => Ok(None),
+        Some(r) if r.client == 0 || r.seq == 0 => {
+            Err(Status::invalid_argument(format!("request id {}:{}: client and seq must be non-zero", r.client, r.seq)))
+        }
+        Some(r) => Ok(Some(RequestId { client: r.client, seq: r.seq })),
+    }
+}
+
+/// A unary write's request id, from its `tfs-request-id` header (`<client>:<seq>`, decimal).
+pub fn request_id_header(m: &tonic::metadata::MetadataMap) -> Result<Option<RequestId>, Status> {
+    let Some(v) = m.get(super::REQUEST_ID_HEADER) else { return Ok(None) };
+    let bad = || Status::invalid_argument(format!("{}: expected <client>:<seq> in decimal", super::REQUEST_ID_HEADER));
+    let (c, s) = v.to_str().map_err(|_| bad())?.split_once(':').ok_or_else(bad)?;
+    let r = proto::RequestId { client: c.parse().map_err(|_| bad())?, seq: s.parse().map_err(|_| bad())? };
+    request_id(Some(&r))
+}
+
 /// The payload to send back, at most MAX_ECHO bytes.
 pub fn echo(req: proto::EchoRequest) -> Result<Vec<u8>, Status> {
     let payload = req.payload;
@@ -101,6 +122,19 @@ mod tests {
         let s = r.unwrap_err();
         assert_eq!(s.code(), Code::InvalidArgument);
         s.message().to_string()
+    }
+
+    #[test]
+    fn request_ids_need_both_numbers_and_the_header_its_form() {
+        let mut m = tonic::metadata::MetadataMap::new();
+        assert_eq!(request_id_header(&m).unwrap(), None);
+        m.insert(crate::server::REQUEST_ID_HEADER, "7:42".parse().unwrap());
+        assert_eq!(request_id_header(&m).unwrap(), Some(RequestId { client: 7, seq: 42 }));
+        for bad in ["7", "7:x", "0:1", "1:0", ":"] {
+            m.insert(crate::server::REQUEST_ID_HEADER, bad.parse().unwrap());
+            assert!(refused(request_id_header(&m)).contains("request"), "{bad}");
+        }
+        assert!(refused(request_id(Some(&proto::RequestId { client: 0, seq: 3 }))).contains("non-zero"));
     }
 
     #[test]

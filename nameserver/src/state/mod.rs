@@ -4,7 +4,9 @@
 
 pub mod block;
 pub mod blocks;
+pub mod dedup;
 pub mod index;
+mod place;
 pub mod tasks;
 
 use std::collections::BTreeMap;
@@ -16,6 +18,7 @@ use crate::oplog::Header;
 use crate::proto;
 pub use block::{BlockMeta, MAX_REPLICAS};
 pub use blocks::Blocks;
+pub use dedup::Dedup;
 pub use index::Index;
 pub use tasks::Tasks;
 
@@ -126,6 +129,8 @@ pub struct State {
     index: Index,
     pub dataservers: BTreeMap<u32, Dataserver>,
     tasks: Tasks,
+    /// Recent request ids and their outcomes; changed only by `apply` (dedup.rs).
+    requests: Dedup,
     /// Every block id ever logged is below this: the allocator never hands one out twice.
     pub next_block_id: u64,
     pub next_task_id: u64,
@@ -150,6 +155,15 @@ impl State {
 
     pub fn index(&self) -> &Index {
         &self.index
+    }
+
+    pub fn requests(&self) -> &Dedup {
+        &self.requests
+    }
+
+    /// Sets the dedup window a snapshot holds.
+    pub fn restore_requests(&mut self, requests: Dedup) {
+        self.requests = requests;
     }
 
     /// Sets the blocks and tasks a snapshot holds, and derives the index from them.
@@ -211,7 +225,7 @@ impl State {
                 Err(ApplyError::Replicas(c.block_id, block::TooManyReplicas))
             }
             Mutation::BlockCommit(proto::BlockCommit { block_id, .. })
-            | Mutation::BlockRemove(proto::BlockRemove { block_id })
+            | Mutation::BlockRemove(proto::BlockRemove { block_id, .. })
             | Mutation::ReplicaAdd(proto::ReplicaAdd { block_id, .. })
                 if !self.blocks.contains_key(block_id) =>
             {
@@ -296,6 +310,9 @@ impl State {
                 }
             }
         }
+        if let Some((id, outcome)) = dedup::of_record(h.seq, m) {
+            self.requests.insert(id, outcome);
+        }
         Ok(())
     }
 
@@ -355,56 +372,6 @@ impl State {
                 let tid = t.id;
                 self.tasks.remove(&tid);
             }
-        }
-    }
-
-    pub fn live_dataservers(&self) -> impl Iterator<Item = &Dataserver> {
-        self.dataservers.values().filter(|d| d.alive)
-    }
-
-    /// Picks `n` live dataservers with the most free space, excluding `exclude`.
-    pub fn place(&self, n: usize, exclude: &[u32]) -> Option<Vec<u32>> {
-        self.place_where(n, |d| !exclude.contains(&d.id))
-    }
-
-    /// Picks `n` live dataservers with the most free space among those `eligible` accepts.
-    pub fn place_where(&self, n: usize, eligible: impl Fn(&Dataserver) -> bool) -> Option<Vec<u32>> {
-        let mut best: Vec<&Dataserver> = Vec::with_capacity(n + 1);
-        for d in self.live_dataservers().filter(|d| eligible(d)) {
-            let at = best.iter().position(|b| d.free() > b.free()).unwrap_or(best.len());
-            if at < n {
-                best.insert(at, d);
-                best.truncate(n);
-            }
-        }
-        (best.len() == n).then(|| best.iter().map(|d| d.id).collect())
-    }
-
-    /// Counts `bytes` against the chosen dataservers' free space until their next report, so
-    /// that consecutive placements spread instead of all picking the same emptiest servers.
-    pub fn reserve(&mut self, dataservers: &[u32], bytes: u64) {
-        for id in dataservers {
-            if let Some(d) = self.dataservers.get_mut(id) {
-                d.reserved = d.reserved.saturating_add(bytes);
-            }
-        }
-    }
-
-    /// The block as the API shows it.
-    pub fn block_view(&self, id: u64, b: &BlockMeta) -> proto::Block {
-        proto::Block {
-            id,
-            version: b.version,
-            size: b.size,
-            file_count: b.file_count,
-            del_size: b.del_size,
-            del_file_count: b.del_file_count,
-            dataservers: b.replicas().to_vec(),
-            addrs: b
-                .replicas()
-                .iter()
-                .map(|d| self.dataservers.get(d).map(|d| d.addr.clone()).unwrap_or_default())
-                .collect(),
         }
     }
 }

@@ -18,7 +18,7 @@ fn join(id: u32) -> Mutation {
 }
 
 fn create(id: u64, ds: &[u32]) -> Mutation {
-    Mutation::BlockCreate(proto::BlockCreate { block_id: id, dataservers: ds.to_vec() })
+    Mutation::BlockCreate(proto::BlockCreate { block_id: id, dataservers: ds.to_vec(), request: None })
 }
 
 /// Applies mutations with consecutive seqs at `epoch`.
@@ -43,7 +43,7 @@ fn allocator_stays_above_every_logged_id() {
     let mut s = State::new();
     apply_all(&mut s, 1, &[join(1), create(5, &[1]), create(3, &[1])]);
     assert_eq!(s.next_block_id, 6);
-    apply_all(&mut s, 1, &[Mutation::BlockRemove(proto::BlockRemove { block_id: 5 })]);
+    apply_all(&mut s, 1, &[Mutation::BlockRemove(proto::BlockRemove { block_id: 5, request: None })]);
     assert_eq!(s.next_block_id, 6, "a removed id is never handed out again");
 }
 
@@ -87,7 +87,7 @@ fn failed_apply_changes_nothing() {
     let seq = s.applied_seq + 1;
     assert_eq!(s.apply(&h(seq, 1), &create(1, &[1])), Err(ApplyError::BlockExists(1)));
     assert_eq!(
-        s.apply(&h(seq, 1), &Mutation::BlockRemove(proto::BlockRemove { block_id: 9 })),
+        s.apply(&h(seq, 1), &Mutation::BlockRemove(proto::BlockRemove { block_id: 9, request: None })),
         Err(ApplyError::NoBlock(9))
     );
     assert_eq!(s.apply(&h(seq, 1), &create(2, &[1, 2, 3, 4, 5])), Err(ApplyError::Replicas(2, block::TooManyReplicas)));
@@ -166,6 +166,7 @@ pub(crate) fn history() -> impl Strategy<Value = Vec<Mutation>> {
             let m = match op {
                 0 | 1 => create(s.next_block_id, &[ds, ds % 4 + 1]),
                 2 => Mutation::BlockCommit(proto::BlockCommit {
+                    request: None,
                     block_id: id,
                     version: v,
                     size: v as u64,
@@ -173,7 +174,7 @@ pub(crate) fn history() -> impl Strategy<Value = Vec<Mutation>> {
                     del_size: 0,
                     del_file_count: 0,
                 }),
-                3 => Mutation::BlockRemove(proto::BlockRemove { block_id: id }),
+                3 => Mutation::BlockRemove(proto::BlockRemove { block_id: id, request: None }),
                 4 => Mutation::DataserverLeave(proto::DataserverLeave { id: ds, expired: false }),
                 5 => join(ds),
                 6 => Mutation::ReplicaAdd(proto::ReplicaAdd { block_id: id, dataserver: ds }),
@@ -306,6 +307,7 @@ pub(crate) fn sample() -> Vec<Mutation> {
         create(2, &[2, 3]),
         create(3, &[3, 1]),
         Mutation::BlockCommit(proto::BlockCommit {
+            request: None,
             block_id: 2,
             version: 3,
             size: 4096,

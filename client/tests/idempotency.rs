@@ -1,0 +1,132 @@
+//! Idempotent writes against real tfs-nameserver processes: a create whose master died after it
+//! committed and before it answered is retried with the same request id and gets the same block,
+//! on the promoted slave, with no second block; the dedup window survives a checkpoint and a
+//! restart; an id reused for another request is refused.
+
+#[path = "../../nameserver/tests/common/mod.rs"]
+mod common;
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::Node;
+use tfs_client::{Client, Error, TlsOptions, proto};
+use tfs_nameserver::server::REQUEST_ID_HEADER;
+use tfs_nameserver::server::client::CREATE_COMMITTED;
+
+#[derive(Clone, Copy)]
+enum Via {
+    Unary,
+    Session,
+}
+
+/// Master `a` (set to abort once a create is committed, before its reply) and sync slave `b`
+/// behind a VIP; the client creates through the VIP, `a` aborts, `b` is promoted and the VIP
+/// moves. Returns the block id the client got and the blocks `b` holds.
+async fn create_across_a_crash_between_commit_and_reply(via: Via) -> (Result<u64, Error>, Vec<proto::Block>) {
+    support::binaries();
+    let root = tempfile::tempdir().unwrap();
+    let (mut a, mut b) = (Node::new("a", root.path(), &[]), Node::new("b", root.path(), &[]));
+    a.env.push(("TFS_CRASH_AT".into(), CREATE_COMMITTED.into()));
+    common::start_pair(&mut a, &mut b).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let vip = listener.local_addr().unwrap().to_string();
+    let backend = Arc::new(std::sync::Mutex::new(a.client.clone()));
+    tokio::spawn(common::vip(listener, backend.clone()));
+    let client = Client::connect(&vip, TlsOptions::plain()).await.unwrap().with_retry_budget(Duration::from_secs(30));
+    let create = tokio::spawn(async move {
+        let r = match via {
+            Via::Unary => client.create_block(2).await,
+            Via::Session => client.session().create_with_replicas(2).await,
+        };
+        r.map(|r| r.block.expect("a created block").id)
+    });
+    assert!(a.wait_exit(Duration::from_secs(20)), "the master did not reach the crash point");
+    assert!(a.log_text().contains("crash point"), "{}", a.log_text());
+    // The failover the operator makes: the sync slave, which holds every committed record, is
+    // promoted and the VIP follows it.
+    b.master(2).await;
+    *backend.lock().unwrap() = b.client.clone();
+    let got = tokio::time::timeout(Duration::from_secs(40), create).await.expect("the create ended").unwrap();
+    (got, common::all_blocks(&b).await)
+}
+
+async fn the_retry_returns_the_only_block(via: Via) {
+    let (got, blocks) = create_across_a_crash_between_commit_and_reply(via).await;
+    let id = got.expect("the create is retried with its request id and acknowledged");
+    let ids: Vec<u64> = blocks.iter().map(|b| b.id).collect();
+    assert_eq!(ids, vec![id], "the new master holds exactly the block the retry returned (no leaked block)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_unary_create_retried_after_the_master_died_before_replying_returns_the_same_block() {
+    the_retry_returns_the_only_block(Via::Unary).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_session_create_retried_after_the_master_died_before_replying_returns_the_same_block() {
+    the_retry_returns_the_only_block(Via::Session).await;
+}
+
+/// A unary request carrying request id `client:seq`.
+fn keyed<T>(msg: T, client: u64, seq: u64) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut().insert(REQUEST_ID_HEADER, format!("{client}:{seq}").parse().unwrap());
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_dedup_window_survives_a_checkpoint_and_a_restart_and_refuses_an_id_reused_otherwise() {
+    support::binaries();
+    let root = tempfile::tempdir().unwrap();
+    // A checkpoint every 50 records: the creates below are in one, not only in the log after it.
+    let mut a = Node::new("a", root.path(), &["--checkpoint-every", "50"]);
+    a.start_ready().await;
+    a.master(1).await;
+    a.dataservers(3).await;
+    let mut c = a.client().await;
+    let create = |replicas| proto::CreateBlockRequest { replicas };
+    let first = c.create_block(keyed(create(2), 7, 1)).await.unwrap().into_inner();
+    let block = first.block.unwrap();
+    let commit =
+        proto::CommitBlockRequest { block_id: block.id, version: 1, size: 10, file_count: 1, ..Default::default() };
+    let committed = c.commit_block(keyed(commit, 7, 2)).await.unwrap().into_inner();
+    let removed = c.create_block(keyed(create(2), 7, 3)).await.unwrap().into_inner().block.unwrap().id;
+    let remove = c.remove_block(keyed(proto::RemoveBlockRequest { block_id: removed }, 7, 4)).await.unwrap();
+    let remove_seq = remove.into_inner().seq;
+    common::create_blocks(&a, 60, 1).await;
+    let s = a
+        .wait_for("a checkpoint past the keyed writes", Duration::from_secs(10), |s| s.checkpoint_seq > remove_seq)
+        .await;
+    println!("checkpoint at seq {}, keyed writes through seq {remove_seq}", s.checkpoint_seq);
+    let before = common::all_blocks(&a).await.len();
+
+    a.kill9();
+    a.start_ready().await;
+    a.master(2).await;
+    let mut c = a.client().await;
+    // The same ids again: the first outcomes, nothing applied twice.
+    let again = c.create_block(keyed(create(2), 7, 1)).await.unwrap().into_inner();
+    assert_eq!((again.block.unwrap().id, again.seq), (block.id, first.seq));
+    // A later commit moved the block on; the retried commit still gets its own outcome.
+    let newer =
+        proto::CommitBlockRequest { block_id: block.id, version: 2, size: 20, file_count: 2, ..Default::default() };
+    c.commit_block(keyed(newer, 8, 1)).await.unwrap();
+    let retried = c.commit_block(keyed(commit, 7, 2)).await.unwrap().into_inner();
+    assert_eq!(retried.seq, committed.seq, "the retried commit is answered with its first outcome");
+    let again = c.remove_block(keyed(proto::RemoveBlockRequest { block_id: removed }, 7, 4)).await.unwrap();
+    assert_eq!(again.into_inner().seq, remove_seq, "a retried remove of a removed block is its first outcome");
+    assert_eq!(common::all_blocks(&a).await.len(), before, "no block created or removed by the retries");
+
+    // The same id for another request: refused, never answered with the first one's outcome.
+    for e in [
+        c.create_block(keyed(create(1), 7, 1)).await.unwrap_err(),
+        c.remove_block(keyed(proto::RemoveBlockRequest { block_id: block.id }, 7, 1)).await.unwrap_err(),
+        c.commit_block(keyed(proto::CommitBlockRequest { version: 3, ..commit }, 7, 2)).await.unwrap_err(),
+    ] {
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains("already used by another request"), "{e:?}");
+    }
+    assert_eq!(common::all_blocks(&a).await.len(), before, "nothing applied by the refused requests");
+}
