@@ -6,6 +6,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::OnceLock;
 use std::sync::atomic::AtomicU64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -74,8 +75,73 @@ pub struct BuildLabels {
     pub version: &'static str,
 }
 
+/// The operations timed per request (server `Timer`, the session's tally): their metric handles are
+/// resolved once ([`OpMetrics`]).
+pub const OPS: [&str; 15] = [
+    "create_block",
+    "batch_create_blocks",
+    "get_block",
+    "batch_get_blocks",
+    "commit_block",
+    "remove_block",
+    "list_blocks",
+    "ds_apply",
+    "ds_renew",
+    "ds_give_up",
+    "session_create",
+    "session_commit",
+    "session_remove",
+    "session_get",
+    "session_invalid",
+];
+
+/// The status codes requests are counted by (server `code_index`).
+pub const CODES: [&str; 8] = [
+    "ok",
+    "invalid_argument",
+    "not_found",
+    "failed_precondition",
+    "unavailable",
+    "already_exists",
+    "resource_exhausted",
+    "other",
+];
+
+/// One operation's request counters (by code) and latency histogram, taken from their families on
+/// first use and kept: a request then costs an atomic load and the counter's add, not a family
+/// lookup (a lock and a hash of the labels) per metric. Created on first use, as the family's
+/// would be, so /metrics shows the same series.
+pub struct OpMetrics {
+    op: &'static str,
+    codes: [OnceLock<Counter>; CODES.len()],
+    latency: OnceLock<Histogram>,
+}
+
+impl OpMetrics {
+    fn new(op: &'static str) -> Self {
+        OpMetrics { op, codes: Default::default(), latency: OnceLock::new() }
+    }
+
+    /// Counts `n` requests answered with `code` (an index in [`CODES`]).
+    pub fn count(&self, m: &Metrics, code: usize, n: u64) {
+        let c = self.codes[code]
+            .get_or_init(|| m.requests.get_or_create(&OpLabels { op: self.op, code: CODES[code] }).clone());
+        c.inc_by(n);
+    }
+
+    /// Records `n` requests' latency of `secs`.
+    pub fn observe(&self, m: &Metrics, secs: f64, n: u64) {
+        let h = self.latency.get_or_init(|| m.latency.get_or_create(&OpName { op: self.op }).clone());
+        for _ in 0..n {
+            h.observe(secs);
+        }
+    }
+}
+
 pub struct Metrics {
     pub registry: Registry,
+    /// The handles of [`OPS`], in that order.
+    pub ops: Vec<OpMetrics>,
     pub requests: Family<OpLabels, Counter>,
     pub latency: Family<OpName, Histogram>,
     pub fsync_seconds: Histogram,
@@ -195,6 +261,7 @@ impl Metrics {
         );
         Metrics {
             registry,
+            ops: OPS.iter().map(|op| OpMetrics::new(op)).collect(),
             requests,
             latency,
             fsync_seconds,
@@ -218,6 +285,11 @@ impl Metrics {
             refused_low_space,
             archive: ArchiveMetrics::new(),
         }
+    }
+
+    /// The cached handles of `op` (one of [`OPS`]; a scan of 15 names, no lock, no hash).
+    pub fn op(&self, op: &str) -> Option<&OpMetrics> {
+        self.ops.iter().find(|o| std::ptr::eq(o.op, op) || o.op == op)
     }
 
     pub fn encode(&self) -> String {

@@ -239,7 +239,13 @@ impl Commit {
         }
     }
 
-    /// Resolves once `seq` is committed.
+    /// Wakes every waiter, committed or not: they look at the role again (the engine's fence, when
+    /// this node stops being a writable master).
+    pub fn release_all(&self) {
+        self.release(u64::MAX);
+    }
+
+    /// Resolves once `seq` is committed, or [`Commit::release_all`] is called.
     ///
     /// Invariant: no waiter outlives its request. A wait given up (a timeout, a client gone, a read
     /// past its master's validity) takes its entry out when dropped, so a node whose tail never

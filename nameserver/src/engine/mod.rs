@@ -4,6 +4,7 @@
 //! answered only once its records are *committed* (see [`commit`]).
 
 pub mod commit;
+mod fence;
 pub mod peers;
 pub mod space;
 mod writer;
@@ -25,6 +26,8 @@ use crate::oplog::{Oplog, OplogOptions, Record};
 use crate::role::{NotWritable, RoleState};
 use crate::state::{ApplyError, State};
 pub use commit::Commit;
+pub use fence::FENCE_TICK;
+use fence::spawn_fence;
 pub use writer::{Txn, now_ms};
 
 #[derive(Debug, Error)]
@@ -239,6 +242,7 @@ impl Engine {
         {
             shared.space.note_checkpoint(m.len());
         }
+        spawn_fence(&shared).map_err(StartError::Thread)?;
         writer::spawn(shared, oplog, rx, tx).map_err(StartError::Thread)?;
         if engine.shared.cfg.standalone {
             engine.shared.role.lock().valid_until = None;
@@ -349,23 +353,23 @@ impl Engine {
     }
 
     /// Waits until `seq` is committed while this node is a writable master; false if it stopped
-    /// being one first. The role is looked at again at least every 250 ms, so a validity shortened
-    /// or ended meanwhile (a renewal, a demotion, a drain) ends the wait too: no request outlives
-    /// the mastership it was accepted under.
+    /// being one first.
+    ///
+    /// Invariant (no request outlives the mastership it was accepted under): the role is looked at
+    /// before each wait, and a wait ends when its seq commits or when the fence (fence.rs)
+    /// releases every waiter, which it does every [`FENCE_TICK`] while this node is not a writable
+    /// master (a validity ended, a demotion, a drain) and anyone waits — also one that registered
+    /// just after the role changed. So a wait outlives its mastership by at most a tick, with no
+    /// timer of its own (one per request cost more than the wait). What is acknowledged is checked
+    /// again after the wait ([`Engine::wait_committed`], [`Engine::read`]): the fence bounds how
+    /// long a lapsed master's callers wait, never what they are told.
     async fn committed_while_master(&self, seq: u64) -> bool {
-        let mut wait = std::pin::pin!(self.shared.commit.wait(seq));
         loop {
-            let role = self.shared.role.lock().clone();
-            let now = Instant::now();
-            if role.check_writable(now).is_err() {
+            if self.shared.role.lock().check_writable(Instant::now()).is_err() {
                 return false;
             }
-            let Some(until) = role.valid_until else {
-                wait.await;
-                return true;
-            };
-            let slice = until.min(now + Duration::from_millis(250));
-            if tokio::time::timeout_at(slice.into(), &mut wait).await.is_ok() {
+            self.shared.commit.wait(seq).await;
+            if self.shared.commit.committed() >= seq {
                 return true;
             }
         }

@@ -74,24 +74,36 @@ impl<'a> Timer<'a> {
     pub fn done<T>(self, r: Result<T, Status>) -> Result<T, Status> {
         let m = &self.engine.shared.metrics;
         let code = match &r {
-            Ok(_) => "ok",
-            Err(s) => code_name(s.code()),
+            Ok(_) => 0,
+            Err(s) => code_index(s.code()),
         };
-        m.requests.get_or_create(&crate::metrics::OpLabels { op: self.op, code }).inc();
-        m.latency.get_or_create(&crate::metrics::OpName { op: self.op }).observe(self.start.elapsed().as_secs_f64());
+        let secs = self.start.elapsed().as_secs_f64();
+        match m.op(self.op) {
+            Some(o) => {
+                o.count(m, code, 1);
+                o.observe(m, secs, 1);
+            }
+            None => {
+                let code = crate::metrics::CODES[code];
+                m.requests.get_or_create(&crate::metrics::OpLabels { op: self.op, code }).inc();
+                m.latency.get_or_create(&crate::metrics::OpName { op: self.op }).observe(secs);
+            }
+        }
         r
     }
 }
 
-fn code_name(c: Code) -> &'static str {
+/// The index in [`crate::metrics::CODES`] of a status code.
+fn code_index(c: Code) -> usize {
     match c {
-        Code::InvalidArgument => "invalid_argument",
-        Code::NotFound => "not_found",
-        Code::FailedPrecondition => "failed_precondition",
-        Code::Unavailable => "unavailable",
-        Code::AlreadyExists => "already_exists",
-        Code::ResourceExhausted => "resource_exhausted",
-        _ => "other",
+        Code::Ok => 0,
+        Code::InvalidArgument => 1,
+        Code::NotFound => 2,
+        Code::FailedPrecondition => 3,
+        Code::Unavailable => 4,
+        Code::AlreadyExists => 5,
+        Code::ResourceExhausted => 6,
+        _ => 7,
     }
 }
 

@@ -26,7 +26,6 @@ use tonic::{Code, Request, Response, Status, Streaming};
 
 use super::{RETRY_AFTER_MS, to_status, validate};
 use crate::engine::{Consistency, Engine, Txn, WriteError};
-use crate::metrics::{OpLabels, OpName};
 use crate::ops;
 use crate::proto::{self, session_reply::Result as Res, session_request::Op};
 use crate::state::dedup::RequestId;
@@ -338,18 +337,18 @@ async fn run_reads(ctx: &Ctx, c: Consistency, gets: Vec<(u64, u64)>) -> Vec<prot
     }
 }
 
-/// Request counts and latencies of one burst, by operation and code: the label lookups are paid
-/// once per burst and label pair, not once per request.
+/// Request counts and latencies of one burst, by operation and code: counted once per burst and
+/// pair, through the cached handles (metrics `OpMetrics`).
 #[derive(Default)]
 struct Tally {
-    counts: Vec<(&'static str, &'static str, u64)>,
+    counts: Vec<(&'static str, usize, u64)>,
 }
 
 impl Tally {
     fn count(&mut self, op: &'static str, r: &proto::SessionReply) {
         let code = match &r.result {
-            Some(Res::Error(e)) => super::code_name(Code::from_i32(e.code)),
-            _ => "ok",
+            Some(Res::Error(e)) => super::code_index(Code::from_i32(e.code)),
+            _ => 0,
         };
         match self.counts.iter_mut().find(|(o, c, _)| *o == op && *c == code) {
             Some((_, _, n)) => *n += 1,
@@ -360,19 +359,10 @@ impl Tally {
     fn flush(self, engine: &Engine, start: Instant) {
         let m = &engine.shared.metrics;
         let secs = start.elapsed().as_secs_f64();
-        let mut ops: Vec<(&'static str, u64)> = Vec::new();
         for (op, code, n) in self.counts {
-            m.requests.get_or_create(&OpLabels { op, code }).inc_by(n);
-            match ops.iter_mut().find(|(o, _)| *o == op) {
-                Some((_, t)) => *t += n,
-                None => ops.push((op, n)),
-            }
-        }
-        for (op, n) in ops {
-            let h = m.latency.get_or_create(&OpName { op });
-            for _ in 0..n {
-                h.observe(secs);
-            }
+            let o = m.op(op).expect("session operations are among metrics::OPS");
+            o.count(m, code, n);
+            o.observe(m, secs, n);
         }
     }
 }
