@@ -2,9 +2,7 @@
 //! oneshot, and one reader task hands each reply to the caller of its id (replies come in any
 //! order). No retries and no reconnection here: that is [`crate::Session`]'s policy.
 //!
-//! This file uses nothing of its crate but the proto types, so that `tfsctl bench --session` (a
-//! binary of the nameserver package, which cannot depend on this crate: it would be a cycle)
-//! includes it as it is.
+//! Public, for callers with a retry policy of their own (`tfsctl bench --session`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
