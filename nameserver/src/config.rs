@@ -103,3 +103,20 @@ fn hostname() -> String {
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "nameserver".into())
 }
+
+/// Settings of oplog streaming (crate::replication), also read by the engine (the feed's size).
+#[derive(Debug, Clone)]
+pub struct ReplicationConfig {
+    /// Both ends must agree: a LOGIN from another cluster is refused.
+    pub cluster_id: String,
+    /// Keepalive lease a master grants a slave; the slave renews every third of it.
+    pub slave_lease: Duration,
+    /// Bytes of recent records kept in memory for slaves that are close behind.
+    pub feed_bytes: usize,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig { cluster_id: "tfs".into(), slave_lease: Duration::from_millis(1500), feed_bytes: 64 << 20 }
+    }
+}

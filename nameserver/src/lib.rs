@@ -1,11 +1,10 @@
 //! TFS nameserver: the metadata server of a TFS cluster (blocks, dataservers, tasks), made durable by
 //! an oplog with group commit and highly available by streaming that oplog to slaves.
 //!
-//! Layers, data flowing one way:
-//! `server` (gRPC) → `engine` (sequencing, group commit, commit rule) → `oplog` + `state`;
-//! `planning` (the dataservers' tasks) is a pure function of the `state`, run by `server`.
-//! `replication` ships the oplog between nodes; `role` holds who this node is and until when.
-//! Nothing here knows about Kubernetes.
+//! Layers, imports running one way (docs/ARCHITECTURE.md, checked by tests/layering.rs):
+//! `server` (gRPC) → `ops` (the APIs' rules) → `replication` (and the archiver) → `engine`
+//! (sequencing, group commit, commit rule) → `state` (with `planning`, a pure function of it) →
+//! `oplog`; `role` holds who this node is and until when. Nothing here knows about Kubernetes.
 
 pub mod archive;
 pub mod checkpoint;

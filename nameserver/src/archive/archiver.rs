@@ -20,9 +20,10 @@ use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use super::backup::BackupRequest;
 use super::layout::{CheckpointName, ObjectName, WalName};
 use super::plan;
 use super::store::Store;
@@ -30,26 +31,21 @@ use super::{ArchiveConfig, ArchiveError, ArchiveShared, NO_FLOOR};
 use crate::checkpoint::Snapshot;
 use crate::engine::Engine;
 use crate::engine::now_ms;
+use crate::oplog::feed::FeedRead;
 use crate::oplog::record;
 use crate::oplog::segment::Cursor;
 use crate::proto;
-use crate::replication::feed::FeedRead;
-use crate::replication::master::epoch_at;
+use crate::state::epoch_at;
 
 /// Records are uploaded in objects of about this size (and sooner, see `ArchiveConfig::timeout`).
 pub const CHUNK: usize = 8 << 20;
 
-/// A TakeBackup waiting for its checkpoint and the wal through it.
-pub struct BackupRequest {
-    pub reply: oneshot::Sender<Result<proto::TakeBackupReply, String>>,
-}
-
 /// Runs for the life of the process; archives while this node is a writable master.
 pub async fn run(engine: Engine, store: Store, cfg: ArchiveConfig, mut requests: mpsc::Receiver<BackupRequest>) {
-    let a = &engine.shared.archive;
+    let a = engine.archive();
     let mut failures = 0u32;
     loop {
-        let role = engine.shared.role.lock().clone();
+        let role = engine.role().lock().clone();
         if role.check_writable(Instant::now()).is_err() {
             a.oldest_unarchived_ms.store(0, Ordering::Relaxed);
             while let Ok(r) = requests.try_recv() {
@@ -104,18 +100,18 @@ impl Session {
     }
 
     fn shared(&self) -> &ArchiveShared {
-        &self.engine.shared.archive
+        self.engine.archive()
     }
 
     /// Still the writable master of the epoch this session started in.
     fn still_master(&self) -> bool {
-        let r = self.engine.shared.role.lock().clone();
+        let r = self.engine.role().lock().clone();
         r.epoch == self.epoch && r.check_writable(Instant::now()).is_ok()
     }
 
     fn error(&self, e: &ArchiveError) {
         warn!(error = %e, "archive: {e}");
-        self.engine.shared.metrics.archive.errors.inc();
+        self.engine.metrics().archive.errors.inc();
         let mut s = self.shared().status.lock();
         s.last_error = e.to_string();
         s.last_error_unix_ms = now_ms() as i64;
@@ -126,7 +122,7 @@ impl Session {
         let a = self.shared();
         hold(a, seq);
         a.status.lock().archived_seq = seq;
-        self.engine.shared.metrics.archive.archived_seq.set(seq as i64);
+        self.engine.metrics().archive.archived_seq.set(seq as i64);
     }
 
     /// Retries a store operation with backoff (about 10 s in all), reporting each failure.
@@ -151,27 +147,27 @@ impl Session {
     /// Waits until `seq` is committed while this session's mastership lasts.
     async fn wait_committed(&self, seq: u64) -> Result<(), ArchiveError> {
         loop {
-            if self.engine.shared.commit.committed() >= seq {
+            if self.engine.commit().committed() >= seq {
                 return Ok(());
             }
             if !self.still_master() {
                 return Err(ArchiveError::Other(format!("mastership ended before seq {seq} was committed")));
             }
-            let _ = tokio::time::timeout(Duration::from_millis(100), self.engine.shared.commit.wait(seq)).await;
+            let _ = tokio::time::timeout(Duration::from_millis(100), self.engine.commit().wait(seq)).await;
         }
     }
 
     async fn run(&mut self, requests: &mut mpsc::Receiver<BackupRequest>) -> Result<(), ArchiveError> {
-        let sh = self.engine.shared.clone();
+        let sh = self.engine.clone();
         // Hold every segment until the archive says what it has (the writer set 0 already at the
         // promotion; a standalone node holds from its start).
-        hold(&sh.archive, 0);
+        hold(sh.archive(), 0);
         let listing = self.retry("listing", || self.store.list()).await?;
         let last = listing.iter().map(|l| l.name).max_by_key(|n| (n.last_seq(), matches!(n, ObjectName::Wal(_))));
         let has_checkpoint = listing.iter().any(|l| matches!(l.name, ObjectName::Checkpoint(_)));
         // This epoch's first record committed: everything before it is in the history every later
         // master continues.
-        let epoch_start = sh.state.read().epochs.iter().rev().find(|m| m.epoch == self.epoch).map(|m| m.start_seq);
+        let epoch_start = sh.state().read().epochs.iter().rev().find(|m| m.epoch == self.epoch).map(|m| m.start_seq);
         self.wait_committed(epoch_start.unwrap_or(0)).await?;
         let mut need_base: Option<&str> = None;
         let mut next = 1;
@@ -187,8 +183,8 @@ impl Session {
             // (a restore to an earlier point, another cluster, or writes an async failover lost):
             // appending to it would mix two histories in one archive, and a restore could combine
             // a checkpoint of one with the records of the other. Refuse, and hold no segment for it.
-            let committed = sh.commit.committed();
-            let own = epoch_at(&sh.state.read().epochs, l);
+            let committed = sh.commit().committed();
+            let own = epoch_at(&sh.state().read().epochs, l);
             let foreign = if l > committed {
                 Some(format!(
                     "it holds records through seq {l}, beyond this master's history (committed seq {committed})"
@@ -199,7 +195,7 @@ impl Session {
                 None
             };
             if let Some(why) = foreign {
-                sh.archive.floor.store(NO_FLOOR, Ordering::Release);
+                sh.archive().floor.store(NO_FLOOR, Ordering::Release);
                 return Err(ArchiveError::ForeignHistory(format!(
                     "the archive {} belongs to another history: {why} ({}). Archive this nameserver to another \
                      prefix (spec.backup.objectStore.prefix); a restored nameserver archives to a new one",
@@ -209,7 +205,7 @@ impl Session {
             }
             next = l + 1;
         }
-        let first_on_disk = sh.first_log_seq.load(Ordering::Relaxed);
+        let first_on_disk = sh.first_log_seq();
         if need_base.is_none() && !has_checkpoint && first_on_disk > 1 {
             need_base = Some("the archive has no checkpoint and the log no longer starts at seq 1");
         }
@@ -223,7 +219,7 @@ impl Session {
             self.set_archived(c.seq.max(next - 1));
         }
         info!(url = %self.store.url(), from = self.archived + 1, epoch = self.epoch, "archiving");
-        let mut feed = sh.feed.subscribe();
+        let mut feed = sh.feed().subscribe();
         let mut last_checkpoint = Instant::now();
         let mut last_retention: Option<Instant> = None;
         let retention_every = (self.cfg.retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(600));
@@ -273,22 +269,22 @@ impl Session {
 
     /// Reads committed records after the buffer into it, up to [`CHUNK`] bytes.
     async fn read(&mut self) -> Result<(), ArchiveError> {
-        let sh = self.engine.shared.clone();
+        let sh = self.engine.clone();
         loop {
-            let committed = sh.commit.committed();
+            let committed = sh.commit().committed();
             let next = if self.buf.data.is_empty() { self.archived + 1 } else { self.buf.last + 1 };
             if next > committed || self.buf.data.len() >= CHUNK {
                 break;
             }
             let room = CHUNK - self.buf.data.len();
-            let data = match sh.feed.read(next, room) {
+            let data = match sh.feed().read(next, room) {
                 FeedRead::Records { data, .. } => {
                     self.cursor = None;
                     data
                 }
                 FeedRead::NotYet => break,
                 FeedRead::TooOld => {
-                    let dir = sh.cfg.oplog_dir();
+                    let dir = sh.cfg().oplog_dir();
                     let c = self.cursor.take();
                     let (c, chunk) = tokio::task::spawn_blocking(move || -> Result<_, String> {
                         let mut c = match c {
@@ -317,7 +313,7 @@ impl Session {
         let oldest = if self.buf.data.is_empty() { 0 } else { self.buf.first_ms };
         self.shared().oldest_unarchived_ms.store(oldest, Ordering::Relaxed);
         let lag = super::lag_seconds(oldest, now_ms());
-        self.engine.shared.metrics.archive.lag_seconds.set(lag);
+        self.engine.metrics().archive.lag_seconds.set(lag);
         Ok(())
     }
 
@@ -367,7 +363,7 @@ impl Session {
             self.cursor = None;
             return Err(e);
         }
-        let m = &self.engine.shared.metrics.archive;
+        let m = &self.engine.metrics().archive;
         m.uploads.get_or_create(&crate::metrics::Kind { kind: "wal" }).inc();
         m.upload_bytes.inc_by(body.len() as u64);
         self.shared().status.lock().last_error.clear();
@@ -380,8 +376,8 @@ impl Session {
 
     /// Takes a snapshot of the state, waits until its seq is committed, uploads it.
     async fn checkpoint(&mut self) -> Result<(CheckpointName, u64), ArchiveError> {
-        let sh = self.engine.shared.clone();
-        let snap = Snapshot::of(&sh.state.read());
+        let sh = self.engine.clone();
+        let snap = Snapshot::of(&sh.state().read());
         let (seq, epoch) = (snap.meta.seq, snap.meta.epoch);
         self.wait_committed(seq).await?;
         let body = tokio::task::spawn_blocking(move || {
@@ -395,7 +391,7 @@ impl Session {
         let name = CheckpointName { seq, epoch, time_ms, crc: crc32c::crc32c(&body) };
         let obj = ObjectName::Checkpoint(name);
         self.retry("checkpoint upload", || self.store.put(&obj, body.clone())).await?;
-        let m = &sh.metrics.archive;
+        let m = &sh.metrics().archive;
         m.uploads.get_or_create(&crate::metrics::Kind { kind: "checkpoint" }).inc();
         m.upload_bytes.inc_by(body.len() as u64);
         let key = self.store.key(&obj);
@@ -413,11 +409,11 @@ impl Session {
         if seq == 0 {
             return 0;
         }
-        let sh = self.engine.shared.clone();
-        if let FeedRead::Records { data, .. } = sh.feed.read(seq, 1) {
+        let sh = self.engine.clone();
+        if let FeedRead::Records { data, .. } = sh.feed().read(seq, 1) {
             return record::decode_header(&data).map(|h| h.time_ms).unwrap_or(0);
         }
-        let dir = sh.cfg.oplog_dir();
+        let dir = sh.cfg().oplog_dir();
         tokio::task::spawn_blocking(move || {
             let mut c = Cursor::seek(&dir, seq).ok()??;
             let (d, _, _) = c.next_chunk(1).ok()??;
@@ -469,7 +465,7 @@ impl Session {
         let gone = plan::expired(&listing, now_ms(), self.cfg.retention.as_millis() as u64);
         for n in &gone {
             self.store.delete(n).await?;
-            self.engine.shared.metrics.archive.deleted.inc();
+            self.engine.metrics().archive.deleted.inc();
         }
         if !gone.is_empty() {
             info!(deleted = gone.len(), "archive: retention deleted old objects");
@@ -487,12 +483,12 @@ fn hold(a: &ArchiveShared, seq: u64) {
 
 /// Starts the archiver if the node has an archive configured.
 pub fn spawn(engine: &Engine) -> Result<(), ArchiveError> {
-    let Some(cfg) = engine.shared.archive.config.clone() else {
+    let Some(cfg) = engine.archive().config.clone() else {
         return Ok(());
     };
     let store = Store::open(&cfg.store)?;
     let (tx, rx) = mpsc::channel(16);
-    engine.shared.archive.backups.set_sender(tx);
+    engine.archive().backups.set_sender(tx);
     tokio::spawn(run(engine.clone(), store, cfg, rx));
     Ok(())
 }

@@ -7,7 +7,7 @@
 //! - [`plan`]: pure decisions: which objects restore a target, what is restorable, what retention
 //!   deletes;
 //! - [`archiver`]: the master's task that uploads records and checkpoints;
-//! - [`backup`]: TakeBackup, one at a time;
+//! - [`backup`]: TakeBackup's gate, one at a time (the service: server/backup.rs);
 //! - [`restore`]: download, check and write a data directory; verify a whole archive.
 
 pub mod archiver;

@@ -193,7 +193,7 @@ pub async fn restore(
                 return Err(two_histories(format!("another object holds epoch {seen}")));
             }
             if h.seq <= base_seq {
-                let own = crate::replication::master::epoch_at(&marks, h.seq);
+                let own = crate::state::epoch_at(&marks, h.seq);
                 if own != 0 && own != h.epoch {
                     return Err(two_histories(format!("the checkpoint says epoch {own}")));
                 }
@@ -368,7 +368,7 @@ pub async fn verify(store: &Store, progress: &mut dyn FnMut(String)) -> Result<V
         if c.seq > 0
             && let Some(e) = runs.get(c.seq)
         {
-            let own = crate::replication::master::epoch_at(&marks, c.seq);
+            let own = crate::state::epoch_at(&marks, c.seq);
             if own != e {
                 return Err(ArchiveError::Corrupt {
                     object: store.key(&ObjectName::Checkpoint(c)),

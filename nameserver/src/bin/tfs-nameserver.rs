@@ -225,7 +225,7 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async move {
         let t0 = Instant::now();
         let data_dir = cfg.data_dir.clone();
-        let repl = tfs_nameserver::replication::ReplicationConfig {
+        let repl = tfs_nameserver::config::ReplicationConfig {
             cluster_id: args.cluster_id,
             slave_lease: args.slave_lease,
             ..Default::default()
@@ -234,9 +234,9 @@ fn main() -> anyhow::Result<()> {
             .await?
             .with_context(|| format!("cannot recover the state in {}", data_dir.display()))?;
         info!(elapsed_ms = t0.elapsed().as_millis() as u64, "engine ready");
-        engine.shared.commit.set_publish_removals(matches!(args.sync_set_publication, Publication::Lease));
-        if engine.shared.cfg.standalone && engine.shared.state.read().epoch < 1 {
-            let node = engine.shared.cfg.node.clone();
+        engine.commit().set_publish_removals(matches!(args.sync_set_publication, Publication::Lease));
+        if engine.cfg().standalone && engine.state().read().epoch < 1 {
+            let node = engine.cfg().node.clone();
             engine
                 .write_unmetered(move |t| Ok(t.log(Mutation::EpochStart(proto::EpochStart { epoch: 1, node }))?))
                 .await

@@ -5,10 +5,10 @@
 
 pub mod commit;
 mod fence;
-pub mod peers;
 pub mod space;
 mod writer;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -18,10 +18,12 @@ use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 use tracing::info;
 
+use crate::archive::ArchiveShared;
 use crate::checkpoint::{self, Snapshot};
-use crate::config::EngineConfig;
+use crate::config::{EngineConfig, ReplicationConfig};
 use crate::metrics::Metrics;
 use crate::mutation::Mutation;
+use crate::oplog::feed::Feed;
 use crate::oplog::{Oplog, OplogOptions, Record};
 use crate::role::{NotWritable, RoleState};
 use crate::state::{ApplyError, State};
@@ -126,34 +128,34 @@ pub(crate) enum Command {
     },
 }
 
-/// What every part of the node shares. Read paths use it directly; writes go through the writer.
-pub struct Shared {
-    pub cfg: EngineConfig,
-    pub state: RwLock<State>,
-    pub role: Mutex<RoleState>,
-    pub commit: Commit,
-    pub metrics: Metrics,
-    pub checkpoint_seq: AtomicU64,
-    pub first_log_seq: AtomicU64,
+/// What every part of the node shares: private to the engine (its writer thread included), read
+/// elsewhere through [`Engine`]'s methods; writes go through the writer.
+pub(crate) struct Shared {
+    cfg: EngineConfig,
+    state: RwLock<State>,
+    role: Mutex<RoleState>,
+    commit: Commit,
+    metrics: Metrics,
+    checkpoint_seq: AtomicU64,
+    first_log_seq: AtomicU64,
     /// Soft state: dataserver id → (lease id, deadline). Not logged; rebuilt from renews.
-    pub ds_leases: Mutex<std::collections::HashMap<u32, (u64, Instant)>>,
-    pub started: Instant,
-    /// Recent appended batches, for slaves (replication::feed).
-    pub feed: crate::replication::feed::Feed,
-    pub peers: peers::Peers,
-    pub repl: crate::replication::ReplicationConfig,
+    ds_leases: Mutex<HashMap<u32, (u64, Instant)>>,
+    started: Instant,
+    /// Recent appended batches, for slaves and the archiver (oplog::feed).
+    feed: Feed,
+    repl: ReplicationConfig,
     /// Records of admitted writes not yet answered (see `EngineConfig::max_inflight_records`).
-    pub admission: tokio::sync::Semaphore,
+    admission: tokio::sync::Semaphore,
     /// Requests refused because this node is not a writable master: a client still on this node
     /// (the client server cuts its connections soon after one, see serve.rs).
-    pub refused_not_master: AtomicU64,
+    refused_not_master: AtomicU64,
     /// The data volume's free space (see space.rs: writes are refused below the reserve).
-    pub space: space::Space,
+    space: space::Space,
     /// Soft planning state: safe mode after a promotion, the compaction scan's cursor
     /// (crate::planning). Lock order: `state` before `planner`.
-    pub planner: Mutex<Planner>,
+    planner: Mutex<Planner>,
     /// The archive to object storage: its status, and the seq below which segments may go.
-    pub archive: crate::archive::ArchiveShared,
+    archive: ArchiveShared,
     /// Held for the life of the process: one nameserver per data directory.
     _lock: std::fs::File,
 }
@@ -167,17 +169,17 @@ pub struct Planner {
 
 #[derive(Clone)]
 pub struct Engine {
-    pub shared: Arc<Shared>,
+    shared: Arc<Shared>,
     tx: mpsc::Sender<Command>,
 }
 
 impl Engine {
     /// Recovers the state (newest valid checkpoint + oplog replay) and starts the writer thread.
     pub fn open(cfg: EngineConfig) -> Result<Self, StartError> {
-        Self::open_with(cfg, crate::replication::ReplicationConfig::default())
+        Self::open_with(cfg, ReplicationConfig::default())
     }
 
-    pub fn open_with(cfg: EngineConfig, repl: crate::replication::ReplicationConfig) -> Result<Self, StartError> {
+    pub fn open_with(cfg: EngineConfig, repl: ReplicationConfig) -> Result<Self, StartError> {
         let lock = lock_data_dir(&cfg.data_dir).map_err(StartError::Lock)?;
         let t0 = Instant::now();
         if let Some(staged) = checkpoint::pending_install(&cfg.checkpoint_dir())? {
@@ -222,14 +224,13 @@ impl Engine {
             first_log_seq: AtomicU64::new(oplog.first_seq()),
             ds_leases: Mutex::new(Default::default()),
             started: Instant::now(),
-            feed: crate::replication::feed::Feed::new(repl.feed_bytes, durable),
-            peers: Default::default(),
+            feed: Feed::new(repl.feed_bytes, durable),
             repl,
             admission: tokio::sync::Semaphore::new(cfg.max_inflight_records as usize),
             refused_not_master: AtomicU64::new(0),
             space: Default::default(),
             planner: Default::default(),
-            archive: crate::archive::ArchiveShared::new(cfg.archive.clone(), cfg.standalone),
+            archive: ArchiveShared::new(cfg.archive.clone(), cfg.standalone),
             cfg,
             _lock: lock,
         });
@@ -455,6 +456,64 @@ impl Engine {
 
     pub fn checkpoint_seq(&self) -> u64 {
         self.shared.checkpoint_seq.load(Ordering::Relaxed)
+    }
+
+    pub fn cfg(&self) -> &EngineConfig {
+        &self.shared.cfg
+    }
+
+    /// The state as applied (committed or not: see [`Engine::read`] for what a read may show).
+    pub fn state(&self) -> &RwLock<State> {
+        &self.shared.state
+    }
+
+    pub fn role(&self) -> &Mutex<RoleState> {
+        &self.shared.role
+    }
+
+    pub fn commit(&self) -> &Commit {
+        &self.shared.commit
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    pub fn first_log_seq(&self) -> u64 {
+        self.shared.first_log_seq.load(Ordering::Relaxed)
+    }
+
+    /// Dataservers' leases (soft state, see [`Shared`]).
+    pub fn ds_leases(&self) -> &Mutex<HashMap<u32, (u64, Instant)>> {
+        &self.shared.ds_leases
+    }
+
+    pub fn started(&self) -> Instant {
+        self.shared.started
+    }
+
+    pub fn feed(&self) -> &Feed {
+        &self.shared.feed
+    }
+
+    pub fn repl(&self) -> &ReplicationConfig {
+        &self.shared.repl
+    }
+
+    pub fn refused_not_master(&self) -> u64 {
+        self.shared.refused_not_master.load(Ordering::Relaxed)
+    }
+
+    pub fn space(&self) -> &space::Space {
+        &self.shared.space
+    }
+
+    pub fn planner(&self) -> &Mutex<Planner> {
+        &self.shared.planner
+    }
+
+    pub fn archive(&self) -> &ArchiveShared {
+        &self.shared.archive
     }
 }
 

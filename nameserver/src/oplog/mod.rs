@@ -1,6 +1,7 @@
 //! The operation log: every mutation of the state is one record, appended to segment files and made
 //! durable by group commit. See docs/PROTOCOL.md for the byte layout.
 
+pub mod feed;
 pub mod log;
 pub mod record;
 pub mod segment;

@@ -8,6 +8,7 @@
 //! - a slave joins the sync set only once it acked everything already committed; from then on
 //!   nothing is committed without it, until it is removed (lease lapsed, acks stalled, logout).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -17,15 +18,15 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::feed::FeedRead;
 use super::frame::{self, FrameType};
+use super::peers::{Peer, Peers};
 use crate::checkpoint::Snapshot;
 use crate::engine::Engine;
-use crate::engine::peers::Peer;
+use crate::oplog::feed::FeedRead;
 use crate::oplog::segment::Cursor;
 use crate::proto;
 use crate::role::Role;
-use crate::state::EpochMark;
+use crate::state::{EpochMark, epoch_at};
 use crate::tls::Tls;
 use crate::tls::conn::{self, Conn};
 
@@ -41,11 +42,6 @@ pub enum Start {
     Stream(u64),
     /// A snapshot of the current state first.
     Snapshot,
-}
-
-/// The epoch of the record at `seq`, from the marks of where each epoch began.
-pub fn epoch_at(epochs: &[EpochMark], seq: u64) -> u64 {
-    epochs.iter().rev().find(|m| m.start_seq <= seq).map(|m| m.epoch).unwrap_or(0)
 }
 
 /// Decides where a slave whose last durable record is (`slave_last`, `slave_epoch`) starts, given
@@ -69,11 +65,12 @@ pub fn plan_start(
 static SESSIONS: AtomicU64 = AtomicU64::new(1);
 
 /// Accepts slaves; with `tls`, only those presenting a certificate of the CA (mutual TLS).
-pub async fn serve(engine: Engine, listener: TcpListener, tls: Option<std::sync::Arc<Tls>>) {
+/// `peers`: this master's slaves as Status reports them, kept here.
+pub async fn serve(engine: Engine, peers: Arc<Peers>, listener: TcpListener, tls: Option<Arc<Tls>>) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                let engine = engine.clone();
+                let (engine, peers) = (engine.clone(), peers.clone());
                 // The files as they are now: a rotation applies to the next connection.
                 let cfg = tls.as_ref().map(|t| t.current().repl_server.clone());
                 tokio::spawn(async move {
@@ -86,7 +83,7 @@ pub async fn serve(engine: Engine, listener: TcpListener, tls: Option<std::sync:
                             return;
                         }
                     };
-                    if let Err(e) = session(engine, conn).await {
+                    if let Err(e) = session(engine, &peers, conn).await {
                         warn!(%peer, error = %e, "replication session ended");
                     }
                 });
@@ -100,7 +97,7 @@ pub async fn serve(engine: Engine, listener: TcpListener, tls: Option<std::sync:
 }
 
 fn refused(engine: &Engine, reason: &'static str) {
-    engine.shared.metrics.repl_refused.get_or_create(&crate::metrics::Reason { reason }).inc();
+    engine.metrics().repl_refused.get_or_create(&crate::metrics::Reason { reason }).inc();
 }
 
 async fn refuse(w: &mut Writer, reason: String) -> Result<(), String> {
@@ -108,7 +105,7 @@ async fn refuse(w: &mut Writer, reason: String) -> Result<(), String> {
     Err(format!("login refused: {reason}"))
 }
 
-async fn session(engine: Engine, conn: Conn) -> Result<(), String> {
+async fn session(engine: Engine, peers: &Peers, conn: Conn) -> Result<(), String> {
     let addr = conn.peer_addr();
     let identity = conn.peer_names();
     let (rd, mut wr) = tokio::io::split(conn);
@@ -127,37 +124,37 @@ async fn session(engine: Engine, conn: Conn) -> Result<(), String> {
         refused(&engine, "identity");
         return refuse(&mut wr, format!("the certificate names {names:?}, not {:?}", login.node)).await;
     }
-    let sh = &engine.shared;
-    if login.cluster_id != sh.repl.cluster_id {
+    let sh = &engine;
+    if login.cluster_id != sh.repl().cluster_id {
         return refuse(
             &mut wr,
-            format!("cluster id {:?} is not this cluster's ({:?})", login.cluster_id, sh.repl.cluster_id),
+            format!("cluster id {:?} is not this cluster's ({:?})", login.cluster_id, sh.repl().cluster_id),
         )
         .await;
     }
-    let role = sh.role.lock().clone();
+    let role = sh.role().lock().clone();
     if role.role != Role::Master {
         return refuse(&mut wr, "this nameserver is not a replicating master".into()).await;
     }
     if login.epoch != role.epoch {
         return refuse(&mut wr, format!("slave epoch {} is not the master's epoch {}", login.epoch, role.epoch)).await;
     }
-    if let Some(reason) = counted_elsewhere(&engine, &login) {
+    if let Some(reason) = counted_elsewhere(&engine, peers, &login) {
         return refuse(&mut wr, reason).await;
     }
     let (epochs, last) = {
-        let s = sh.state.read();
+        let s = sh.state().read();
         (s.epochs.clone(), s.applied_seq)
     };
-    let first_on_disk = sh.first_log_seq.load(Ordering::Relaxed);
+    let first_on_disk = sh.first_log_seq();
     let start = plan_start(&epochs, last, first_on_disk, login.last_seq, login.last_epoch);
-    let lease = sh.repl.slave_lease;
+    let lease = sh.repl().slave_lease;
     let session = SESSIONS.fetch_add(1, Ordering::Relaxed);
     let lease_id = session;
     let node = login.node.clone();
     let snapshot = match start {
         Start::Snapshot => {
-            let s = Snapshot::of(&sh.state.read());
+            let s = Snapshot::of(&sh.state().read());
             let seq = s.meta.seq;
             let bytes = tokio::task::spawn_blocking(move || {
                 let mut v = Vec::new();
@@ -192,17 +189,17 @@ async fn session(engine: Engine, conn: Conn) -> Result<(), String> {
     }
     let acked = from.saturating_sub(1);
     let incarnation = login.incarnation;
-    sh.peers.upsert(&node, Peer { addr, acked, lease_id, lease_until: Instant::now() + lease, session, incarnation });
+    peers.upsert(&node, Peer { addr, acked, lease_id, lease_until: Instant::now() + lease, session, incarnation });
     // The highest seq this connection carried: the slave holds at most that much.
     let sent = AtomicU64::new(acked);
     let result = tokio::select! {
         r = send_loop(&engine, &mut wr, from, &sent) => r,
-        r = recv_loop(&engine, rd, &node, session, incarnation, &sent) => r,
+        r = recv_loop(&engine, peers, rd, &node, session, incarnation, &sent) => r,
     };
     // The slave is gone or failed: stop waiting for it. (With the heart, the removal is published
     // on the Lease by the master's Status before the operator may act on it; see commit.rs.)
-    if sh.peers.remove(&node, session) {
-        sh.commit.remove_from_sync_set(&node);
+    if peers.remove(&node, session) {
+        sh.commit().remove_from_sync_set(&node);
         info!(slave = %node, "slave left the sync set");
     }
     let _ = wr.shutdown().await;
@@ -212,10 +209,10 @@ async fn session(engine: Engine, conn: Conn) -> Result<(), String> {
 /// Why a LOGIN must not take `login.node`'s place: another process of that name still counts,
 /// through a live session or a place in the sync set not yet released. Without this, any peer
 /// could log in under a slave's name and have its acks counted as that slave's.
-fn counted_elsewhere(engine: &Engine, login: &proto::ReplLogin) -> Option<String> {
-    let sh = &engine.shared;
+fn counted_elsewhere(engine: &Engine, peers: &Peers, login: &proto::ReplLogin) -> Option<String> {
+    let sh = engine;
     let node = &login.node;
-    if let Some(p) = sh.peers.get(node)
+    if let Some(p) = peers.get(node)
         && p.incarnation != login.incarnation
         && p.lease_until > Instant::now()
     {
@@ -224,7 +221,7 @@ fn counted_elsewhere(engine: &Engine, login: &proto::ReplLogin) -> Option<String
             p.addr
         ));
     }
-    match sh.commit.counted_incarnation(node) {
+    match sh.commit().counted_incarnation(node) {
         Some(i) if i != login.incarnation => Some(format!(
             "{node}'s place in the sync set belongs to another process until its removal is published; retry then"
         )),
@@ -233,14 +230,14 @@ fn counted_elsewhere(engine: &Engine, login: &proto::ReplLogin) -> Option<String
 }
 
 async fn send_loop(engine: &Engine, wr: &mut Writer, mut next: u64, sent: &AtomicU64) -> Result<(), String> {
-    let sh = &engine.shared;
-    let mut last_rx = sh.feed.subscribe();
+    let sh = engine;
+    let mut last_rx = sh.feed().subscribe();
     let mut cursor: Option<Cursor> = None;
     loop {
-        if !sh.role.lock().is_master() {
+        if !sh.role().lock().is_master() {
             return Err("no longer master".into());
         }
-        let chunk: Option<(Bytes, u64)> = match sh.feed.read(next, CHUNK) {
+        let chunk: Option<(Bytes, u64)> = match sh.feed().read(next, CHUNK) {
             FeedRead::Records { data, last, .. } => {
                 cursor = None;
                 Some((data, last))
@@ -248,7 +245,7 @@ async fn send_loop(engine: &Engine, wr: &mut Writer, mut next: u64, sent: &Atomi
             FeedRead::NotYet => None,
             FeedRead::TooOld => {
                 // File reads: off the async runtime, which also serves clients.
-                let dir = sh.cfg.oplog_dir();
+                let dir = sh.cfg().oplog_dir();
                 let c = cursor.take();
                 let (c, chunk) = tokio::task::spawn_blocking(move || -> Result<_, String> {
                     let mut c = match c {
@@ -276,7 +273,7 @@ async fn send_loop(engine: &Engine, wr: &mut Writer, mut next: u64, sent: &Atomi
                 tokio::select! {
                     _ = last_rx.changed() => {}
                     _ = tokio::time::sleep(Duration::from_millis(250)) => {
-                        let hb = proto::ReplHeartbeat { epoch: sh.role.lock().epoch, last_seq: sh.feed.last(), committed_seq: sh.commit.committed() };
+                        let hb = proto::ReplHeartbeat { epoch: sh.role().lock().epoch, last_seq: sh.feed().last(), committed_seq: sh.commit().committed() };
                         frame::write_msg(wr, FrameType::Heartbeat, &hb).await.map_err(|e| e.to_string())?;
                     }
                 }
@@ -313,17 +310,18 @@ impl Drop for AbortOnDrop {
 
 async fn recv_loop(
     engine: &Engine,
+    peers: &Peers,
     rd: Reader,
     node: &str,
     session: u64,
     incarnation: u64,
     sent: &AtomicU64,
 ) -> Result<(), String> {
-    let sh = &engine.shared;
+    let sh = engine;
     let (mut frames, _reader) = spawn_reader(rd);
-    let lease = sh.repl.slave_lease;
+    let lease = sh.repl().slave_lease;
     let mut lease_until = Instant::now() + lease;
-    let mut acked = sh.peers.get(node).map(|p| p.acked).unwrap_or(0);
+    let mut acked = peers.get(node).map(|p| p.acked).unwrap_or(0);
     let mut last_progress = Instant::now();
     let mut check = tokio::time::interval(Duration::from_millis(50));
     loop {
@@ -333,7 +331,7 @@ async fn recv_loop(
                 match t {
                     FrameType::Renew => {
                         lease_until = Instant::now() + lease;
-                        sh.peers.update(node, session, |p| p.lease_until = lease_until);
+                        peers.update(node, session, |p| p.lease_until = lease_until);
                     }
                     FrameType::Ack => {
                         let a: proto::ReplAck = frame::decode(t, payload).map_err(|e| e.to_string())?;
@@ -346,11 +344,11 @@ async fn recv_loop(
                         if a.durable_seq > acked {
                             acked = a.durable_seq;
                             last_progress = Instant::now();
-                            sh.peers.update(node, session, |p| p.acked = acked);
-                            sh.commit.ack(node, acked);
+                            peers.update(node, session, |p| p.acked = acked);
+                            sh.commit().ack(node, acked);
                         }
                         // Caught up with every acknowledged write: from now on, commits wait for it.
-                        if sh.commit.join_if_caught_up(node, acked, incarnation) {
+                        if sh.commit().join_if_caught_up(node, acked, incarnation) {
                             info!(slave = %node, acked, "slave joined the sync set");
                         }
                     }
@@ -364,10 +362,10 @@ async fn recv_loop(
                     return Err(format!("slave {node}'s lease lapsed"));
                 }
                 // Alive but not acking while behind: as good as gone for the commit rule.
-                if sh.commit.in_sync_set(node) && acked < sh.commit.durable() && now.duration_since(last_progress) >= lease {
+                if sh.commit().in_sync_set(node) && acked < sh.commit().durable() && now.duration_since(last_progress) >= lease {
                     return Err(format!("slave {node} acked nothing for {lease:?} while behind"));
                 }
-                if acked >= sh.commit.durable() {
+                if acked >= sh.commit().durable() {
                     last_progress = now;
                 }
             }
@@ -381,16 +379,6 @@ mod tests {
 
     fn marks(v: &[(u64, u64)]) -> Vec<EpochMark> {
         v.iter().map(|&(epoch, start_seq)| EpochMark { epoch, start_seq }).collect()
-    }
-
-    #[test]
-    fn epoch_at_follows_the_marks() {
-        let m = marks(&[(1, 1), (2, 50), (4, 90)]);
-        assert_eq!(epoch_at(&m, 1), 1);
-        assert_eq!(epoch_at(&m, 49), 1);
-        assert_eq!(epoch_at(&m, 50), 2);
-        assert_eq!(epoch_at(&m, 1000), 4);
-        assert_eq!(epoch_at(&m, 0), 0);
     }
 
     #[test]

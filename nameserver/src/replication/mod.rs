@@ -6,25 +6,7 @@
 //! master no longer has the segments it needs); records then flow pipelined while the slave RENEWs
 //! its lease and ACKs its durable seq. See docs/PROTOCOL.md for the frames.
 
-pub mod feed;
 pub mod frame;
 pub mod master;
+pub mod peers;
 pub mod slave;
-
-use std::time::Duration;
-
-#[derive(Debug, Clone)]
-pub struct ReplicationConfig {
-    /// Both ends must agree: a LOGIN from another cluster is refused.
-    pub cluster_id: String,
-    /// Keepalive lease a master grants a slave; the slave renews every third of it.
-    pub slave_lease: Duration,
-    /// Bytes of recent records kept in memory for slaves that are close behind.
-    pub feed_bytes: usize,
-}
-
-impl Default for ReplicationConfig {
-    fn default() -> Self {
-        ReplicationConfig { cluster_id: "tfs".into(), slave_lease: Duration::from_millis(1500), feed_bytes: 64 << 20 }
-    }
-}

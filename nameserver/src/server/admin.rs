@@ -1,11 +1,13 @@
 //! The admin API, bound to loopback only: the heart sidecar in the same pod drives roles with it.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tonic::{Request, Response, Status};
 
 use crate::engine::Engine;
 use crate::proto::{self, admin_server::Admin};
+use crate::replication::peers::Peers;
 use crate::role::{Role, RoleState};
 
 /// Longest validity one AssumeRole may grant: a master must keep being renewed.
@@ -13,6 +15,7 @@ pub const MAX_VALID_FOR: Duration = Duration::from_secs(3600);
 
 pub struct AdminApi {
     pub engine: Engine,
+    pub peers: Arc<Peers>,
 }
 
 /// Turns a request into the role it asks for, or says what is wrong with it.
@@ -55,7 +58,7 @@ pub fn requested_role(r: &proto::AssumeRoleRequest, now: Instant, boot_now: Dura
 #[tonic::async_trait]
 impl Admin for AdminApi {
     async fn status(&self, _req: Request<proto::StatusRequest>) -> Result<Response<proto::StatusReply>, Status> {
-        Ok(Response::new(super::status::status(&self.engine)))
+        Ok(Response::new(super::status::status(&self.engine, &self.peers)))
     }
 
     async fn assume_role(
@@ -67,7 +70,7 @@ impl Admin for AdminApi {
         let published = req.get_ref().published_sync_set_version;
         // A renewal of the same mastership keeps a drain in force.
         {
-            let cur = self.engine.shared.role.lock();
+            let cur = self.engine.role().lock();
             if cur.role == role.role && cur.epoch == role.epoch && cur.draining {
                 role.draining = true;
             }
@@ -77,7 +80,7 @@ impl Admin for AdminApi {
         // decided (the heart: on the Lease, before this call). Slaves removed up to that version
         // stop holding commits back only now (engine/commit.rs).
         if r.role == Role::Master && published > 0 {
-            self.engine.shared.commit.published(published);
+            self.engine.commit().published(published);
         }
         Ok(Response::new(proto::AssumeRoleReply {
             role: r.role.to_proto() as i32,
@@ -87,15 +90,15 @@ impl Admin for AdminApi {
     }
 
     async fn drain(&self, _req: Request<proto::DrainRequest>) -> Result<Response<proto::DrainReply>, Status> {
-        let mut role = self.engine.shared.role.lock().clone();
+        let mut role = self.engine.role().lock().clone();
         if !role.is_master() {
             return Err(Status::failed_precondition("only a master can drain"));
         }
         role.draining = true;
         // Through the writer: every write accepted before the drain is logged before it replies.
         let r = self.engine.set_role(role).await.map_err(Status::failed_precondition)?;
-        let last = self.engine.shared.state.read().applied_seq;
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.engine.shared.commit.wait(last)).await;
+        let last = self.engine.state().read().applied_seq;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.engine.commit().wait(last)).await;
         Ok(Response::new(proto::DrainReply {
             epoch: r.epoch,
             last_seq: last,

@@ -13,6 +13,7 @@ pub const CREATE_COMMITTED: &str = "create:committed-before-reply";
 
 pub struct ClientApi {
     pub engine: Engine,
+    pub peers: std::sync::Arc<crate::replication::peers::Peers>,
     pub default_replicas: u32,
 }
 
@@ -31,7 +32,7 @@ impl Client for ClientApi {
         let r = async {
             let n = validate::create_block(req.get_ref(), self.default_replicas)?.replicas;
             let id = validate::request_id_header(req.metadata())?;
-            let est = self.engine.shared.cfg.block_size_estimate;
+            let est = self.engine.cfg().block_size_estimate;
             let ((block, seq), _) =
                 self.engine.write(move |txn| ops::create_block(txn, n, est, id)).await.map_err(to_status)?;
             crate::crashpoint::reached(CREATE_COMMITTED);
@@ -49,7 +50,7 @@ impl Client for ClientApi {
         let r = async {
             let req = validate::batch_create_blocks(req.get_ref(), self.default_replicas)?;
             let n = req.replicas;
-            let est = self.engine.shared.cfg.block_size_estimate;
+            let est = self.engine.cfg().block_size_estimate;
             let (blocks, seq) = self
                 .engine
                 .write_records(req.count, move |txn| {
@@ -193,6 +194,6 @@ impl Client for ClientApi {
     }
 
     async fn status(&self, _req: Request<proto::StatusRequest>) -> Result<Response<proto::StatusReply>, Status> {
-        Ok(Response::new(super::status::status(&self.engine)))
+        Ok(Response::new(super::status::status(&self.engine, &self.peers)))
     }
 }

@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use super::limits::*;
 use super::{Timer, to_status};
-use crate::engine::{Engine, Shared, Txn, WriteError};
+use crate::engine::{Engine, Txn, WriteError};
 use crate::mutation::Mutation;
 use crate::planning::{self, Params};
 use crate::proto::{self, dataserver_server::Dataserver};
@@ -23,13 +23,13 @@ fn lease_reply(engine: &Engine, lease_id: u64, tasks: Vec<proto::TaskCreate>) ->
     proto::DataserverLeaseReply {
         epoch: engine.epoch(),
         lease_id,
-        lease_expires_in_ms: engine.shared.cfg.dataserver_lease.as_millis() as u64,
+        lease_expires_in_ms: engine.cfg().dataserver_lease.as_millis() as u64,
         tasks,
     }
 }
 
 fn grant(engine: &Engine, id: u32, lease_id: u64) {
-    engine.shared.ds_leases.lock().insert(id, (lease_id, Instant::now() + engine.shared.cfg.dataserver_lease));
+    engine.ds_leases().lock().insert(id, (lease_id, Instant::now() + engine.cfg().dataserver_lease));
 }
 
 /// Records that a dataserver holds the reported blocks (only blocks we know, only while a replica
@@ -54,11 +54,11 @@ fn absorb_report(txn: &mut Txn<'_>, id: u32, blocks: &[u64]) -> Result<(), Write
 /// planning master's epoch (a result naming another epoch is refused: state `check`); the caller
 /// checked [`planning_allowed`] (no round in safe mode). Cost: bounded by the round's
 /// (`planning::MAX_PLANNED_PER_TXN` tasks, a budget of blocks looked at per stage).
-pub fn plan_tasks(txn: &mut Txn<'_>, sh: &Shared) -> Result<usize, WriteError> {
-    let params = Params::of(&sh.cfg);
-    let mut cursor = sh.planner.lock().cursor;
+pub fn plan_tasks(txn: &mut Txn<'_>, sh: &Engine) -> Result<usize, WriteError> {
+    let params = Params::of(sh.cfg());
+    let mut cursor = sh.planner().lock().cursor;
     let todo = planning::plan(txn.state(), &params, &mut cursor);
-    sh.planner.lock().cursor = cursor;
+    sh.planner().lock().cursor = cursor;
     for t in &todo {
         let (task_id, epoch) = (txn.state().next_task_id, txn.epoch());
         txn.log(t.to_mutation(task_id, epoch))?;
@@ -70,16 +70,16 @@ pub fn plan_tasks(txn: &mut Txn<'_>, sh: &Shared) -> Result<usize, WriteError> {
 /// run), `Some(left)` in safe mode, `Some(ZERO)` when it is no writable master at all.
 pub fn safe_mode(engine: &Engine, now: Instant) -> Option<Duration> {
     let epoch = {
-        let role = engine.shared.role.lock();
+        let role = engine.role().lock();
         if role.check_writable(now).is_err() {
             return Some(Duration::ZERO);
         }
         role.epoch
     };
-    let s = engine.shared.state.read();
-    let mut p = engine.shared.planner.lock();
+    let s = engine.state().read();
+    let mut p = engine.planner().lock();
     p.safe_mode.master_at(epoch, now);
-    p.safe_mode.remaining(&s, now, engine.shared.cfg.safe_mode_time)
+    p.safe_mode.remaining(&s, now, engine.cfg().safe_mode_time)
 }
 
 /// Whether a planning round may run now (see [`safe_mode`]).
@@ -89,10 +89,10 @@ pub fn planning_allowed(engine: &Engine) -> bool {
 
 /// Dataserver `id` reported to this master (Apply or Renew answered at `epoch`).
 fn heard(engine: &Engine, epoch: u64, id: u32) {
-    engine.shared.planner.lock().safe_mode.heard(epoch, id);
+    engine.planner().lock().safe_mode.heard(epoch, id);
 }
 
-fn leave(txn: &mut Txn<'_>, id: u32, expired: bool, plan: Option<&Shared>) -> Result<usize, WriteError> {
+fn leave(txn: &mut Txn<'_>, id: u32, expired: bool, plan: Option<&Engine>) -> Result<usize, WriteError> {
     txn.log(Mutation::DataserverLeave(proto::DataserverLeave { id, expired }))?;
     match plan {
         Some(sh) => plan_tasks(txn, sh),
@@ -144,7 +144,7 @@ impl Dataserver for DataserverApi {
             ))));
         }
         let id = r.id;
-        let sh = planning_allowed(&self.engine).then(|| self.engine.shared.clone());
+        let sh = planning_allowed(&self.engine).then(|| self.engine.clone());
         let res = self
             .engine
             .write_unmetered(move |txn| {
@@ -182,7 +182,7 @@ impl Dataserver for DataserverApi {
             return t.done(Err(Status::invalid_argument(format!("at most {MAX_BLOCK_REPORT} reported blocks"))));
         }
         let (id, lease_id) = (r.id, r.lease_id);
-        let sh = planning_allowed(&self.engine).then(|| self.engine.shared.clone());
+        let sh = planning_allowed(&self.engine).then(|| self.engine.clone());
         let res = self
             .engine
             .write_unmetered(move |txn| {
@@ -222,17 +222,17 @@ impl Dataserver for DataserverApi {
     ) -> Result<Response<proto::DataserverGiveUpReply>, Status> {
         let t = Timer::new(&self.engine, "ds_give_up");
         let r = req.into_inner();
-        let sh = planning_allowed(&self.engine).then(|| self.engine.shared.clone());
+        let sh = planning_allowed(&self.engine).then(|| self.engine.clone());
         let res = self
             .engine
             .write_unmetered(move |txn| match txn.state().dataservers.get(&r.id) {
-                Some(d) if d.alive && d.lease_id == r.lease_id => leave(txn, r.id, false, sh.as_deref()),
+                Some(d) if d.alive && d.lease_id == r.lease_id => leave(txn, r.id, false, sh.as_ref()),
                 _ => Err(WriteError::NotFound(format!("dataserver {} holds no lease {}", r.id, r.lease_id))),
             })
             .await
             .map_err(to_status);
         if res.is_ok() {
-            self.engine.shared.ds_leases.lock().remove(&r.id);
+            self.engine.ds_leases().lock().remove(&r.id);
         }
         t.done(res.map(|_| Response::new(proto::DataserverGiveUpReply { epoch: self.engine.epoch() })))
     }
@@ -246,30 +246,29 @@ pub async fn check_leases(engine: Engine) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tick.tick().await;
-        if engine.shared.role.lock().check_writable(Instant::now()).is_err() {
-            engine.shared.ds_leases.lock().clear();
+        if engine.role().lock().check_writable(Instant::now()).is_err() {
+            engine.ds_leases().lock().clear();
             continue;
         }
         let now = Instant::now();
-        let alive: Vec<(u32, u64)> =
-            engine.shared.state.read().live_dataservers().map(|d| (d.id, d.lease_id)).collect();
+        let alive: Vec<(u32, u64)> = engine.state().read().live_dataservers().map(|d| (d.id, d.lease_id)).collect();
         let mut expired = Vec::new();
         {
-            let mut leases = engine.shared.ds_leases.lock();
+            let mut leases = engine.ds_leases().lock();
             for (id, lease_id) in alive {
-                let e = leases.entry(id).or_insert((lease_id, now + engine.shared.cfg.dataserver_lease));
+                let e = leases.entry(id).or_insert((lease_id, now + engine.cfg().dataserver_lease));
                 if e.1 <= now {
                     expired.push((id, e.0));
                 }
             }
         }
         for (id, lease_id) in expired {
-            let sh = planning_allowed(&engine).then(|| engine.shared.clone());
+            let sh = planning_allowed(&engine).then(|| engine.clone());
             let r = engine
                 .write_unmetered(move |txn| {
                     let t = Instant::now();
                     let planned = match txn.state().dataservers.get(&id) {
-                        Some(d) if d.alive && d.lease_id == lease_id => leave(txn, id, true, sh.as_deref())?,
+                        Some(d) if d.alive && d.lease_id == lease_id => leave(txn, id, true, sh.as_ref())?,
                         _ => 0,
                     };
                     Ok((planned, t.elapsed()))
@@ -277,7 +276,7 @@ pub async fn check_leases(engine: Engine) {
                 .await;
             match r {
                 Ok(((planned, took), _)) => {
-                    engine.shared.ds_leases.lock().remove(&id);
+                    engine.ds_leases().lock().remove(&id);
                     let txn_ms = took.as_secs_f64() * 1000.0;
                     warn!(dataserver = id, tasks_planned = planned, txn_ms, "dataserver lease expired: declared dead");
                 }
@@ -289,7 +288,7 @@ pub async fn check_leases(engine: Engine) {
         // Plans what earlier bounded rounds left and what no renew triggers (a new master after
         // its safe mode, compaction, balance). A read first: no write when there is nothing to plan.
         if planning_allowed(&engine) && has_work(&engine) {
-            let sh = engine.shared.clone();
+            let sh = engine.clone();
             if let Err(e) = engine.write_unmetered(move |txn| plan_tasks(txn, &sh)).await {
                 warn!(error = %e, "cannot plan tasks");
             }
@@ -299,8 +298,8 @@ pub async fn check_leases(engine: Engine) {
 
 /// Whether a planning round would choose anything now (on the applied state).
 fn has_work(engine: &Engine) -> bool {
-    let sh = &engine.shared;
-    let s = sh.state.read();
-    let mut cursor = sh.planner.lock().cursor;
-    !planning::plan(&s, &Params::of(&sh.cfg), &mut cursor).is_empty()
+    let sh = engine;
+    let s = sh.state().read();
+    let mut cursor = sh.planner().lock().cursor;
+    !planning::plan(&s, &Params::of(sh.cfg()), &mut cursor).is_empty()
 }

@@ -2,6 +2,7 @@
 //! reads, and mapping engine errors to gRPC codes.
 
 pub mod admin;
+pub mod backup;
 pub mod client;
 pub mod dataserver;
 pub mod http;
@@ -72,7 +73,7 @@ impl<'a> Timer<'a> {
     }
 
     pub fn done<T>(self, r: Result<T, Status>) -> Result<T, Status> {
-        let m = &self.engine.shared.metrics;
+        let m = self.engine.metrics();
         let code = match &r {
             Ok(_) => 0,
             Err(s) => code_index(s.code()),

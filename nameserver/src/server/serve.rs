@@ -17,6 +17,7 @@ use super::client::ClientApi;
 use super::dataserver::{DataserverApi, check_leases};
 use crate::engine::Engine;
 use crate::proto;
+use crate::replication::peers::Peers;
 use crate::tls::conn::{self, Conn};
 
 /// Serves every port until `shutdown` resolves.
@@ -32,7 +33,7 @@ pub async fn serve(
         .with_context(|| format!("cannot listen on client address {}", listen.client))?;
     let admin_l = std::net::TcpListener::bind(listen.admin)
         .with_context(|| format!("cannot listen on admin address {}", listen.admin))?;
-    let repl_l = if engine.shared.cfg.standalone {
+    let repl_l = if engine.cfg().standalone {
         None
     } else {
         Some(
@@ -43,7 +44,7 @@ pub async fn serve(
     };
     let http_l = std::net::TcpListener::bind(listen.metrics)
         .with_context(|| format!("cannot listen on metrics address {}", listen.metrics))?;
-    info!(client = %listen.client, repl = %listen.repl, admin = %listen.admin, metrics = %listen.metrics, standalone = engine.shared.cfg.standalone, tls = listen.tls.is_some(), "nameserver listening");
+    info!(client = %listen.client, repl = %listen.repl, admin = %listen.admin, metrics = %listen.metrics, standalone = engine.cfg().standalone, tls = listen.tls.is_some(), "nameserver listening");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -58,18 +59,20 @@ pub async fn serve(
         }
     };
 
+    // This master's slaves, kept by the replication server, shown by Status.
+    let peers = Arc::new(Peers::default());
     tokio::spawn(check_leases(engine.clone()));
     crate::archive::archiver::spawn(&engine).context("cannot open the archive")?;
     if let Some(l) = repl_l {
-        tokio::spawn(crate::replication::master::serve(engine.clone(), l, listen.tls.clone()));
+        tokio::spawn(crate::replication::master::serve(engine.clone(), peers.clone(), l, listen.tls.clone()));
         tokio::spawn(crate::replication::slave::follow(engine.clone(), stop_rx_follow, listen.tls.clone()));
     }
 
     let client = {
-        let (engine, stopped) = (engine.clone(), stopped.clone());
-        let client_l = accepted(client_l, listen.tls.clone(), engine.shared.metrics.client_handshakes_failed.clone());
+        let (engine, peers, stopped) = (engine.clone(), peers.clone(), stopped.clone());
+        let client_l = accepted(client_l, listen.tls.clone(), engine.metrics().client_handshakes_failed.clone());
         let mut cuts = connection_cuts(engine.clone(), max_connection_age);
-        let node = http::HeaderValue::try_from(engine.shared.cfg.node.as_str())
+        let node = http::HeaderValue::try_from(engine.cfg().node.as_str())
             .unwrap_or_else(|_| http::HeaderValue::from_static("-"));
         let node_header = tower::util::MapResponseLayer::new(move |mut r: http::Response<tonic::body::Body>| {
             r.headers_mut().insert(super::NODE_HEADER, node.clone());
@@ -99,6 +102,7 @@ pub async fn serve(
                     .layer(node_header.clone())
                     .add_service(proto::client_server::ClientServer::new(ClientApi {
                         engine: engine.clone(),
+                        peers: peers.clone(),
                         default_replicas,
                     }))
                     .add_service(proto::session_server::SessionServer::new(super::session::SessionApi {
@@ -109,7 +113,7 @@ pub async fn serve(
                     .add_service(proto::dataserver_server::DataserverServer::new(DataserverApi {
                         engine: engine.clone(),
                     }))
-                    .add_service(proto::backup_server::BackupServer::new(crate::archive::backup::BackupApi {
+                    .add_service(proto::backup_server::BackupServer::new(super::backup::BackupApi {
                         engine: engine.clone(),
                     }))
                     .serve_with_incoming_shutdown(incoming(client_l.clone()), signal)
@@ -138,12 +142,15 @@ pub async fn serve(
                 admin_l.set_nonblocking(true)?;
                 http_l.set_nonblocking(true)?;
                 let admin = Server::builder()
-                    .add_service(proto::admin_server::AdminServer::new(AdminApi { engine: engine.clone() }))
+                    .add_service(proto::admin_server::AdminServer::new(AdminApi {
+                        engine: engine.clone(),
+                        peers: peers.clone(),
+                    }))
                     .serve_with_incoming_shutdown(
                         incoming(accepted(TcpListener::from_std(admin_l)?, None, Default::default())),
                         stopped(),
                     );
-                let http = axum::serve(TcpListener::from_std(http_l)?, super::http::router(engine))
+                let http = axum::serve(TcpListener::from_std(http_l)?, super::http::router(engine, peers))
                     .with_graceful_shutdown(stopped());
                 let (a, b) = tokio::join!(admin, http);
                 a.context("admin server")?;
@@ -230,13 +237,13 @@ fn connection_cuts(engine: Engine, max_age: Duration) -> tokio::sync::watch::Rec
     let (tx, rx) = tokio::sync::watch::channel(Cut::default());
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(50));
-        let mut last_role = engine.shared.role.lock().clone();
+        let mut last_role = engine.role().lock().clone();
         let mut last_cut = tokio::time::Instant::now();
-        let refused = || engine.shared.refused_not_master.load(std::sync::atomic::Ordering::Relaxed);
+        let refused = || engine.refused_not_master();
         let mut last_refused = refused();
         loop {
             tick.tick().await;
-            let role = engine.shared.role.lock().clone();
+            let role = engine.role().lock().clone();
             let writable = role.check_writable(std::time::Instant::now());
             let cut = match &writable {
                 Err(e) if role != last_role || last_role.check_writable(std::time::Instant::now()).is_ok() => {

@@ -259,7 +259,7 @@ async fn run_writes(ctx: &Ctx, writes: Vec<(u64, Keyed)>) -> Vec<proto::SessionR
         return Vec::new();
     }
     let ids: Vec<u64> = writes.iter().map(|(id, _)| *id).collect();
-    let est = ctx.engine.shared.cfg.block_size_estimate;
+    let est = ctx.engine.cfg().block_size_estimate;
     let r = ctx
         .engine
         .write_records(writes.len() as u32, move |txn| {
@@ -357,7 +357,7 @@ impl Tally {
     }
 
     fn flush(self, engine: &Engine, start: Instant) {
-        let m = &engine.shared.metrics;
+        let m = &engine.metrics();
         let secs = start.elapsed().as_secs_f64();
         for (op, code, n) in self.counts {
             let o = m.op(op).expect("session operations are among metrics::OPS");

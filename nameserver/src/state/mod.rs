@@ -5,6 +5,7 @@
 pub mod block;
 pub mod blocks;
 pub mod dedup;
+pub mod epochs;
 pub mod index;
 mod place;
 pub mod tasks;
@@ -19,6 +20,7 @@ use crate::proto;
 pub use block::{BlockMeta, MAX_REPLICAS};
 pub use blocks::Blocks;
 pub use dedup::Dedup;
+pub use epochs::{EpochMark, epoch_at};
 pub use index::Index;
 pub use tasks::Tasks;
 
@@ -111,13 +113,6 @@ pub enum ApplyError {
     /// The allocators keep "every id logged is below next": the largest id would leave no next.
     #[error("{0} id {1} is out of range")]
     IdOutOfRange(&'static str, u64),
-}
-
-/// Every seq at which an epoch began: how a master tells where a slave's log diverged from its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EpochMark {
-    pub epoch: u64,
-    pub start_seq: u64,
 }
 
 /// Cloning a state is cheap in blocks (copy-on-write chunks, see [`Blocks`]) but copies the

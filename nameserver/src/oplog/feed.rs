@@ -120,7 +120,7 @@ impl Feed {
 /// The longest prefix of whole records within `max_bytes` (at least one record): (bytes, records).
 ///
 /// Invariant: a shipment never exceeds the bound it was read with unless a single record does, so
-/// a frame stays under the slave's limit ([`super::frame::MAX_FRAME`]) however large a group
+/// a frame stays under the slave's limit (`replication::frame::MAX_FRAME`) however large a group
 /// commit was.
 fn records_within(data: &[u8], max_bytes: usize) -> (usize, u64) {
     let (mut off, mut n) = (0, 0);
