@@ -8,8 +8,6 @@
 
 use std::time::{Duration, Instant};
 
-use crate::proto;
-
 /// Now on CLOCK_BOOTTIME: monotonic, counting suspended time, and one clock for every process of
 /// a kernel — so a deadline computed by the heart means the same instant to its nameserver.
 pub fn boottime() -> Duration {
@@ -28,15 +26,6 @@ pub enum Role {
     Standalone,
     Master,
     Slave,
-}
-
-impl Role {
-    pub fn to_proto(self) -> proto::Role {
-        match self {
-            Role::Standalone | Role::Master => proto::Role::Master,
-            Role::Slave => proto::Role::Slave,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

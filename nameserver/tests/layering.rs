@@ -15,7 +15,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     // gRPC, HTTP and the process: maps protos and errors, calls what is below.
     ("server", &["server"]),
     // The rules of each API as functions over a writer transaction.
-    ("ops", &["ops", "ops_dataserver"]),
+    ("ops", &["ops"]),
     // Shipping the log: to slaves (replication) and to object storage (the archiver).
     ("replication", &["replication", "archive::archiver"]),
     // The writer thread, group commit and the commit rule.

@@ -20,6 +20,9 @@
 //!   (it may have been applied and evicted), and as a different request when the id names another
 //!   one (another kind, block or body) — never answered with that other's outcome.
 
+pub mod dataserver;
+pub mod view;
+
 use crate::engine::{Txn, WriteError};
 use crate::mutation::Mutation;
 use crate::proto;
@@ -119,7 +122,7 @@ fn seen(
 
 /// The block as the API shows it; a block removed since shows its id only.
 fn view(s: &State, id: u64) -> proto::Block {
-    s.blocks().get(&id).map_or_else(|| proto::Block { id, ..Default::default() }, |b| s.block_view(id, b))
+    s.blocks().get(&id).map_or_else(|| proto::Block { id, ..Default::default() }, |b| view::block(s, id, b))
 }
 
 fn to_proto(r: RequestId) -> proto::RequestId {

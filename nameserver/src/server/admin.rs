@@ -83,7 +83,7 @@ impl Admin for AdminApi {
             self.engine.commit().published(published);
         }
         Ok(Response::new(proto::AssumeRoleReply {
-            role: r.role.to_proto() as i32,
+            role: super::status::role_of(r.role) as i32,
             epoch: r.epoch,
             durable_seq: self.engine.durable_seq(),
         }))

@@ -71,7 +71,7 @@ impl Client for ClientApi {
     async fn get_block(&self, req: Request<proto::GetBlockRequest>) -> Result<Response<proto::GetBlockReply>, Status> {
         let t = Timer::new(&self.engine, "get_block");
         let (id, c) = (req.get_ref().block_id, Consistency::stale_if(req.get_ref().stale));
-        let r = self.engine.read(c, |s| s.blocks().get(&id).map(|b| s.block_view(id, b))).await;
+        let r = self.engine.read(c, |s| s.blocks().get(&id).map(|b| ops::view::block(s, id, b))).await;
         t.done(match r {
             Ok((Some(b), at)) => Ok(Response::new(proto::GetBlockReply {
                 epoch: at.epoch,
@@ -101,7 +101,7 @@ impl Client for ClientApi {
                 let mut missing = Vec::new();
                 for id in ids {
                     match s.blocks().get(&id) {
-                        Some(b) => found.push(s.block_view(id, b)),
+                        Some(b) => found.push(ops::view::block(s, id, b)),
                         None => missing.push(id),
                     }
                 }
@@ -173,7 +173,7 @@ impl Client for ClientApi {
             .engine
             .read(c, |s| {
                 let mut it = s.blocks().range_from(after.saturating_add(1));
-                let blocks: Vec<_> = it.by_ref().take(limit).map(|(id, b)| s.block_view(id, b)).collect();
+                let blocks: Vec<_> = it.by_ref().take(limit).map(|(id, b)| ops::view::block(s, id, b)).collect();
                 (blocks, it.next().is_some())
             })
             .await;

@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 use super::Listen;
 use super::admin::AdminApi;
 use super::client::ClientApi;
-use super::dataserver::{DataserverApi, check_leases};
+use super::dataserver::DataserverApi;
 use crate::engine::Engine;
 use crate::proto;
 use crate::replication::peers::Peers;
@@ -61,7 +61,7 @@ pub async fn serve(
 
     // This master's slaves, kept by the replication server, shown by Status.
     let peers = Arc::new(Peers::default());
-    tokio::spawn(check_leases(engine.clone()));
+    tokio::spawn(crate::ops::dataserver::check_leases(engine.clone()));
     crate::archive::archiver::spawn(&engine).context("cannot open the archive")?;
     if let Some(l) = repl_l {
         tokio::spawn(crate::replication::master::serve(engine.clone(), peers.clone(), l, listen.tls.clone()));

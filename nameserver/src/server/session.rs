@@ -309,7 +309,9 @@ async fn run_reads(ctx: &Ctx, c: Consistency, gets: Vec<(u64, u64)>) -> Vec<prot
     }
     let r = ctx
         .engine
-        .read(c, |s| gets.iter().map(|&(id, b)| (id, b, s.blocks().get(&b).map(|m| s.block_view(b, m)))).collect())
+        .read(c, |s| {
+            gets.iter().map(|&(id, b)| (id, b, s.blocks().get(&b).map(|m| ops::view::block(s, b, m)))).collect()
+        })
         .await;
     match r {
         Ok((found, at)) => {

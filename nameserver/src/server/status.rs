@@ -5,6 +5,7 @@ use std::time::Instant;
 use crate::engine::Engine;
 use crate::proto;
 use crate::replication::peers::Peers;
+use crate::role::Role;
 
 pub fn status(engine: &Engine, peers: &Peers) -> proto::StatusReply {
     let sh = engine;
@@ -23,7 +24,7 @@ pub fn status(engine: &Engine, peers: &Peers) -> proto::StatusReply {
     };
     // A master in safe mode after its promotion plans nothing yet (planning/safe_mode.rs); a
     // node that is no writable master plans nothing either, and is not said to be in safe mode.
-    let safe_left = match crate::server::dataserver::safe_mode(engine, now) {
+    let safe_left = match crate::ops::dataserver::safe_mode(engine, now) {
         Some(left) if !left.is_zero() => Some(left),
         _ => None,
     };
@@ -48,7 +49,7 @@ pub fn status(engine: &Engine, peers: &Peers) -> proto::StatusReply {
     let valid = role.valid_for(now);
     proto::StatusReply {
         node: sh.cfg().node.clone(),
-        role: role.role.to_proto() as i32,
+        role: role_of(role.role) as i32,
         epoch: role.epoch,
         applied_seq: applied,
         durable_seq: durable,
@@ -73,6 +74,14 @@ pub fn status(engine: &Engine, peers: &Peers) -> proto::StatusReply {
         sync_set_pending_removal: sync_set.pending,
         commit_waiters: sh.commit().waiting() as u64,
         archive: Some(sh.archive().status(crate::engine::now_ms())),
+    }
+}
+
+/// A role as the API names it (a standalone node is a master).
+pub fn role_of(r: Role) -> proto::Role {
+    match r {
+        Role::Standalone | Role::Master => proto::Role::Master,
+        Role::Slave => proto::Role::Slave,
     }
 }
 

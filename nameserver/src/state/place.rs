@@ -1,7 +1,6 @@
 //! Placement and the API's view of a block: reads of the state, and the soft reservations.
 
-use super::{BlockMeta, Dataserver, State};
-use crate::proto;
+use super::{Dataserver, State};
 
 impl State {
     pub fn live_dataservers(&self) -> impl Iterator<Item = &Dataserver> {
@@ -33,24 +32,6 @@ impl State {
             if let Some(d) = self.dataservers.get_mut(id) {
                 d.reserved = d.reserved.saturating_add(bytes);
             }
-        }
-    }
-
-    /// The block as the API shows it.
-    pub fn block_view(&self, id: u64, b: &BlockMeta) -> proto::Block {
-        proto::Block {
-            id,
-            version: b.version,
-            size: b.size,
-            file_count: b.file_count,
-            del_size: b.del_size,
-            del_file_count: b.del_file_count,
-            dataservers: b.replicas().to_vec(),
-            addrs: b
-                .replicas()
-                .iter()
-                .map(|d| self.dataservers.get(d).map(|d| d.addr.clone()).unwrap_or_default())
-                .collect(),
         }
     }
 }
