@@ -124,15 +124,14 @@ async fn session(engine: Engine, peers: &Peers, conn: Conn) -> Result<(), String
         refused(&engine, "identity");
         return refuse(&mut wr, format!("the certificate names {names:?}, not {:?}", login.node)).await;
     }
-    let sh = &engine;
-    if login.cluster_id != sh.repl().cluster_id {
+    if login.cluster_id != engine.repl().cluster_id {
         return refuse(
             &mut wr,
-            format!("cluster id {:?} is not this cluster's ({:?})", login.cluster_id, sh.repl().cluster_id),
+            format!("cluster id {:?} is not this cluster's ({:?})", login.cluster_id, engine.repl().cluster_id),
         )
         .await;
     }
-    let role = sh.role().lock().clone();
+    let role = engine.role().lock().clone();
     if role.role != Role::Master {
         return refuse(&mut wr, "this nameserver is not a replicating master".into()).await;
     }
@@ -143,18 +142,18 @@ async fn session(engine: Engine, peers: &Peers, conn: Conn) -> Result<(), String
         return refuse(&mut wr, reason).await;
     }
     let (epochs, last) = {
-        let s = sh.state().read();
+        let s = engine.state().read();
         (s.epochs.clone(), s.applied_seq)
     };
-    let first_on_disk = sh.first_log_seq();
+    let first_on_disk = engine.first_log_seq();
     let start = plan_start(&epochs, last, first_on_disk, login.last_seq, login.last_epoch);
-    let lease = sh.repl().slave_lease;
+    let lease = engine.repl().slave_lease;
     let session = SESSIONS.fetch_add(1, Ordering::Relaxed);
     let lease_id = session;
     let node = login.node.clone();
     let snapshot = match start {
         Start::Snapshot => {
-            let s = Snapshot::of(&sh.state().read());
+            let s = Snapshot::of(&engine.state().read());
             let seq = s.meta.seq;
             let bytes = tokio::task::spawn_blocking(move || {
                 let mut v = Vec::new();
@@ -199,7 +198,7 @@ async fn session(engine: Engine, peers: &Peers, conn: Conn) -> Result<(), String
     // The slave is gone or failed: stop waiting for it. (With the heart, the removal is published
     // on the Lease by the master's Status before the operator may act on it; see commit.rs.)
     if peers.remove(&node, session) {
-        sh.commit().remove_from_sync_set(&node);
+        engine.commit().remove_from_sync_set(&node);
         info!(slave = %node, "slave left the sync set");
     }
     let _ = wr.shutdown().await;
@@ -210,7 +209,6 @@ async fn session(engine: Engine, peers: &Peers, conn: Conn) -> Result<(), String
 /// through a live session or a place in the sync set not yet released. Without this, any peer
 /// could log in under a slave's name and have its acks counted as that slave's.
 fn counted_elsewhere(engine: &Engine, peers: &Peers, login: &proto::ReplLogin) -> Option<String> {
-    let sh = engine;
     let node = &login.node;
     if let Some(p) = peers.get(node)
         && p.incarnation != login.incarnation
@@ -221,7 +219,7 @@ fn counted_elsewhere(engine: &Engine, peers: &Peers, login: &proto::ReplLogin) -
             p.addr
         ));
     }
-    match sh.commit().counted_incarnation(node) {
+    match engine.commit().counted_incarnation(node) {
         Some(i) if i != login.incarnation => Some(format!(
             "{node}'s place in the sync set belongs to another process until its removal is published; retry then"
         )),
@@ -230,14 +228,13 @@ fn counted_elsewhere(engine: &Engine, peers: &Peers, login: &proto::ReplLogin) -
 }
 
 async fn send_loop(engine: &Engine, wr: &mut Writer, mut next: u64, sent: &AtomicU64) -> Result<(), String> {
-    let sh = engine;
-    let mut last_rx = sh.feed().subscribe();
+    let mut last_rx = engine.feed().subscribe();
     let mut cursor: Option<Cursor> = None;
     loop {
-        if !sh.role().lock().is_master() {
+        if !engine.role().lock().is_master() {
             return Err("no longer master".into());
         }
-        let chunk: Option<(Bytes, u64)> = match sh.feed().read(next, CHUNK) {
+        let chunk: Option<(Bytes, u64)> = match engine.feed().read(next, CHUNK) {
             FeedRead::Records { data, last, .. } => {
                 cursor = None;
                 Some((data, last))
@@ -245,7 +242,7 @@ async fn send_loop(engine: &Engine, wr: &mut Writer, mut next: u64, sent: &Atomi
             FeedRead::NotYet => None,
             FeedRead::TooOld => {
                 // File reads: off the async runtime, which also serves clients.
-                let dir = sh.cfg().oplog_dir();
+                let dir = engine.cfg().oplog_dir();
                 let c = cursor.take();
                 let (c, chunk) = tokio::task::spawn_blocking(move || -> Result<_, String> {
                     let mut c = match c {
@@ -273,7 +270,7 @@ async fn send_loop(engine: &Engine, wr: &mut Writer, mut next: u64, sent: &Atomi
                 tokio::select! {
                     _ = last_rx.changed() => {}
                     _ = tokio::time::sleep(Duration::from_millis(250)) => {
-                        let hb = proto::ReplHeartbeat { epoch: sh.role().lock().epoch, last_seq: sh.feed().last(), committed_seq: sh.commit().committed() };
+                        let hb = proto::ReplHeartbeat { epoch: engine.role().lock().epoch, last_seq: engine.feed().last(), committed_seq: engine.commit().committed() };
                         frame::write_msg(wr, FrameType::Heartbeat, &hb).await.map_err(|e| e.to_string())?;
                     }
                 }
@@ -317,9 +314,8 @@ async fn recv_loop(
     incarnation: u64,
     sent: &AtomicU64,
 ) -> Result<(), String> {
-    let sh = engine;
     let (mut frames, _reader) = spawn_reader(rd);
-    let lease = sh.repl().slave_lease;
+    let lease = engine.repl().slave_lease;
     let mut lease_until = Instant::now() + lease;
     let mut acked = peers.get(node).map(|p| p.acked).unwrap_or(0);
     let mut last_progress = Instant::now();
@@ -345,10 +341,10 @@ async fn recv_loop(
                             acked = a.durable_seq;
                             last_progress = Instant::now();
                             peers.update(node, session, |p| p.acked = acked);
-                            sh.commit().ack(node, acked);
+                            engine.commit().ack(node, acked);
                         }
                         // Caught up with every acknowledged write: from now on, commits wait for it.
-                        if sh.commit().join_if_caught_up(node, acked, incarnation) {
+                        if engine.commit().join_if_caught_up(node, acked, incarnation) {
                             info!(slave = %node, acked, "slave joined the sync set");
                         }
                     }
@@ -362,10 +358,10 @@ async fn recv_loop(
                     return Err(format!("slave {node}'s lease lapsed"));
                 }
                 // Alive but not acking while behind: as good as gone for the commit rule.
-                if sh.commit().in_sync_set(node) && acked < sh.commit().durable() && now.duration_since(last_progress) >= lease {
+                if engine.commit().in_sync_set(node) && acked < engine.commit().durable() && now.duration_since(last_progress) >= lease {
                     return Err(format!("slave {node} acked nothing for {lease:?} while behind"));
                 }
-                if acked >= sh.commit().durable() {
+                if acked >= engine.commit().durable() {
                     last_progress = now;
                 }
             }

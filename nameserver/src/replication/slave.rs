@@ -102,7 +102,6 @@ async fn session(
     shutdown: &mut watch::Receiver<bool>,
     tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 ) -> Result<(), String> {
-    let sh = engine;
     let stream = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(&role.master_addr))
         .await
         .map_err(|_| format!("connect to {} timed out", role.master_addr))?
@@ -117,12 +116,12 @@ async fn session(
     let (rd, mut wr) = tokio::io::split(stream);
     let mut rd = BufReader::with_capacity(1 << 20, rd);
     let (last_seq, last_epoch) = {
-        let s = sh.state().read();
+        let s = engine.state().read();
         (s.applied_seq, s.epoch)
     };
     let login = proto::ReplLogin {
-        cluster_id: sh.repl().cluster_id.clone(),
-        node: sh.cfg().node.clone(),
+        cluster_id: engine.repl().cluster_id.clone(),
+        node: engine.cfg().node.clone(),
         epoch: role.epoch,
         last_seq,
         last_epoch,
@@ -164,7 +163,7 @@ async fn session(
     }
     // A LOGIN can be answered late (a master frozen meanwhile): if this node's role changed since
     // (e.g. it was promoted and logged records of its own), its durable seq is another history's.
-    if !same_assignment(&sh.role().lock(), role) {
+    if !same_assignment(&engine.role().lock(), role) {
         let _ = frame::write_msg(&mut wr, FrameType::Logout, &proto::ReplLogout { lease_id: ok.lease_id }).await;
         return Ok(());
     }
@@ -176,8 +175,8 @@ async fn session(
 
     // Reader: frames → checked records, in order, into a channel the appender drains in groups.
     let (tx, mut rx) = mpsc::channel::<Result<Vec<Record>, String>>(256);
-    let (max_epoch, min_epoch) = (role.epoch, sh.state().read().epoch);
-    let silence = sh.repl().slave_lease * 2;
+    let (max_epoch, min_epoch) = (role.epoch, engine.state().read().epoch);
+    let silence = engine.repl().slave_lease * 2;
     let reader = tokio::spawn(async move {
         let mut expected = ok.start_seq;
         let mut min_epoch = min_epoch;
@@ -205,7 +204,7 @@ async fn session(
     });
     let _guard = super::master::AbortOnDrop(reader);
 
-    let mut renew = tokio::time::interval(sh.repl().slave_lease / 3);
+    let mut renew = tokio::time::interval(engine.repl().slave_lease / 3);
     let mut role_check = tokio::time::interval(Duration::from_millis(50));
     loop {
         tokio::select! {
@@ -215,7 +214,7 @@ async fn session(
                 // bound. Unbounded, a large backlog became one append that could outlast the
                 // master's patience for acks (a lease), so the slave was dropped and sent the same
                 // backlog again, and never caught up.
-                let max = sh.cfg().max_group_records as usize;
+                let max = engine.cfg().max_group_records as usize;
                 while records.len() < max && let Ok(more) = rx.try_recv() {
                     records.extend(more?);
                 }
@@ -229,7 +228,7 @@ async fn session(
                 frame::write_msg(&mut wr, FrameType::Renew, &proto::ReplRenew { lease_id: ok.lease_id }).await.map_err(|e| e.to_string())?;
             }
             _ = role_check.tick() => {
-                let now = sh.role().lock().clone();
+                let now = engine.role().lock().clone();
                 if !same_assignment(&now, role) {
                     let _ = frame::write_msg(&mut wr, FrameType::Logout, &proto::ReplLogout { lease_id: ok.lease_id }).await;
                     info!(durable, "role changed; replication session closed");

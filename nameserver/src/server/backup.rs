@@ -17,14 +17,13 @@ impl Backup for BackupApi {
         &self,
         _req: Request<proto::TakeBackupRequest>,
     ) -> Result<Response<proto::TakeBackupReply>, Status> {
-        let sh = &self.engine;
-        let Some(sender) = sh.archive().backups.sender() else {
+        let Some(sender) = self.engine.archive().backups.sender() else {
             return Err(Status::failed_precondition("no archive configured (spec.backup)"));
         };
-        let role = sh.role().lock().clone();
+        let role = self.engine.role().lock().clone();
         role.check_writable(std::time::Instant::now())
             .map_err(|e| crate::server::to_status(crate::engine::WriteError::NotWritable(e)))?;
-        let mut rx = sh.archive().backups.join(sender);
+        let mut rx = self.engine.archive().backups.join(sender);
         match tokio::time::timeout(TIMEOUT, rx.wait_for(|o| o.is_some())).await {
             Ok(Ok(o)) => match o.clone().expect("waited for it") {
                 Ok(r) => Ok(Response::new(r)),
@@ -32,13 +31,13 @@ impl Backup for BackupApi {
             },
             Ok(Err(_)) => Err(Status::unavailable("the backup was abandoned")),
             Err(_) => {
-                let s = sh.archive().status(crate::engine::now_ms());
+                let s = self.engine.archive().status(crate::engine::now_ms());
                 Err(Status::deadline_exceeded(format!(
                     "backup not done within {}s (it goes on): archived through seq {}, committed {}, last checkpoint \
                      seq {} ({}), last error: {}",
                     TIMEOUT.as_secs(),
                     s.archived_seq,
-                    sh.commit().committed(),
+                    self.engine.commit().committed(),
                     s.last_checkpoint_seq,
                     s.last_checkpoint_object,
                     if s.last_error.is_empty() { "none" } else { &s.last_error }

@@ -8,11 +8,10 @@ use crate::replication::peers::Peers;
 use crate::role::Role;
 
 pub fn status(engine: &Engine, peers: &Peers) -> proto::StatusReply {
-    let sh = engine;
-    let role = sh.role().lock().clone();
+    let role = engine.role().lock().clone();
     let now = Instant::now();
     let (applied, blocks, dss, live, next_id, pending_tasks) = {
-        let s = sh.state().read();
+        let s = engine.state().read();
         (
             s.applied_seq,
             s.blocks().len() as u64,
@@ -28,27 +27,27 @@ pub fn status(engine: &Engine, peers: &Peers) -> proto::StatusReply {
         Some(left) if !left.is_zero() => Some(left),
         _ => None,
     };
-    let durable = sh.commit().durable();
-    let committed = sh.commit().committed();
-    let sync_set = sh.commit().view();
+    let durable = engine.commit().durable();
+    let committed = engine.commit().committed();
+    let sync_set = engine.commit().view();
     let writable = role.check_writable(now).is_ok();
-    sh.metrics().durable_seq.set(durable as i64);
-    sh.metrics().committed_seq.set(committed as i64);
-    sh.metrics().is_master.set(writable as i64);
-    sh.metrics().blocks.set(blocks as i64);
-    sh.metrics().sync_set_size.set(sync_set.members.len() as i64);
+    engine.metrics().durable_seq.set(durable as i64);
+    engine.metrics().committed_seq.set(committed as i64);
+    engine.metrics().is_master.set(writable as i64);
+    engine.metrics().blocks.set(blocks as i64);
+    engine.metrics().sync_set_size.set(sync_set.members.len() as i64);
     // Every node, slaves included (a slave's volume fills with the master's records too).
-    let free = sh.space().free(&sh.cfg().data_dir);
-    sh.metrics().data_free_bytes.set(free.min(i64::MAX as u64) as i64);
+    let free = engine.space().free(&engine.cfg().data_dir);
+    engine.metrics().data_free_bytes.set(free.min(i64::MAX as u64) as i64);
     let peers = peers_of(engine, peers, durable);
     // Slaves come and go: the family holds exactly the peers of this moment.
-    sh.metrics().peer_lag.clear();
+    engine.metrics().peer_lag.clear();
     for p in &peers {
-        sh.metrics().peer_lag.get_or_create(&crate::metrics::PeerLabel { peer: p.node.clone() }).set(p.lag as i64);
+        engine.metrics().peer_lag.get_or_create(&crate::metrics::PeerLabel { peer: p.node.clone() }).set(p.lag as i64);
     }
     let valid = role.valid_for(now);
     proto::StatusReply {
-        node: sh.cfg().node.clone(),
+        node: engine.cfg().node.clone(),
         role: role_of(role.role) as i32,
         epoch: role.epoch,
         applied_seq: applied,
@@ -67,13 +66,13 @@ pub fn status(engine: &Engine, peers: &Peers) -> proto::StatusReply {
         safe_mode: safe_left.is_some(),
         safe_mode_remaining_ms: safe_left.map_or(0, |d| d.as_millis() as u64),
         pending_tasks,
-        replication_mode: sh.commit().mode().to_string(),
-        checkpoint_seq: sh.checkpoint_seq(),
-        first_log_seq: sh.first_log_seq(),
+        replication_mode: engine.commit().mode().to_string(),
+        checkpoint_seq: engine.checkpoint_seq(),
+        first_log_seq: engine.first_log_seq(),
         sync_set_version: sync_set.version,
         sync_set_pending_removal: sync_set.pending,
-        commit_waiters: sh.commit().waiting() as u64,
-        archive: Some(sh.archive().status(crate::engine::now_ms())),
+        commit_waiters: engine.commit().waiting() as u64,
+        archive: Some(engine.archive().status(crate::engine::now_ms())),
     }
 }
 
