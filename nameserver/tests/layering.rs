@@ -3,8 +3,9 @@
 //! written inline) names a module of the same layer or of a layer below it, never above.
 //!
 //! A file's layer, and a path's, is that of the longest module prefix of [`LAYERS`] it starts
-//! with; a module in no layer fails the check, so a new module has to be placed. `#[cfg(test)]`
-//! code (from the first such line of a file on) and comments are not read: tests may reach across.
+//! with; a module in no layer fails the check, so a new module has to be placed. The item after
+//! each `#[cfg(test)]` (a `mod tests;` line, or a block through its closing brace) and comments are
+//! not read: tests may reach across, and what follows a test item is checked again.
 //!
 //! Run: `cargo test -p tfs-nameserver --test layering`.
 
@@ -104,6 +105,33 @@ fn paths(line: &str, here: &[String]) -> Vec<Vec<String>> {
     out
 }
 
+/// Skips the item a `#[cfg(test)]` stands on (`rest`: what follows the attribute on its line):
+/// further attributes, then the item through its `;` (`mod tests;`, `use …;`) or through the brace
+/// that closes its block (braces counted, which holds for this crate's code: no `'{'` literal).
+fn skip_item<'a>(rest: &'a str, lines: &mut impl Iterator<Item = (usize, &'a str)>) {
+    let mut depth = 0i64;
+    let mut opened = false;
+    for code in std::iter::once(rest).chain(lines.map(|(_, l)| l)) {
+        let code = code.trim();
+        if code.is_empty() || code.starts_with("//") || (!opened && code.starts_with("#[")) {
+            continue;
+        }
+        for c in code.chars() {
+            match c {
+                '{' => {
+                    depth += 1;
+                    opened = true;
+                }
+                '}' => depth -= 1,
+                _ => {}
+            }
+        }
+        if (opened && depth <= 0) || (!opened && code.ends_with(';')) {
+            return;
+        }
+    }
+}
+
 #[test]
 fn imports_run_one_way_down_the_layers() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
@@ -125,10 +153,12 @@ fn imports_run_one_way_down_the_layers() {
             continue;
         };
         let text = std::fs::read_to_string(file).unwrap();
-        for (n, line) in text.lines().enumerate() {
+        let mut lines = text.lines().enumerate();
+        while let Some((n, line)) = lines.next() {
             let code = line.trim_start();
-            if code.starts_with("#[cfg(test)]") {
-                break;
+            if let Some(rest) = code.strip_prefix("#[cfg(test)]") {
+                skip_item(rest, &mut lines);
+                continue;
             }
             if code.starts_with("//") {
                 continue;
