@@ -46,20 +46,12 @@ pub(super) async fn switchover(
     let Some(target) = t.annotations().get(ANN_SWITCHOVER_TO).filter(|s| !s.is_empty()).cloned() else {
         return Ok(None);
     };
-    let api: Api<TfsNameserver> = Api::namespaced(ctx.client.clone(), &t.namespace().unwrap_or_default());
-    let clear = serde_json::json!({ "metadata": { "annotations": { ANN_SWITCHOVER_TO: null } } });
+    let clear = serde_json::json!({ ANN_SWITCHOVER_TO: null });
     if lv.holder == target {
-        api.patch(&t.name_any(), &PatchParams::default(), &Patch::Merge(&clear)).await?;
+        annotate(t, ctx, &clear).await?;
         if lv.release_reason.as_deref() == Some(crate::lease::SWITCHOVER) || lv.handover_to.is_none() {
-            event(
-                ctx,
-                t,
-                EventType::Normal,
-                "SwitchedOver",
-                "Switchover",
-                &format!("{target} is master at epoch {}", lv.transitions),
-            )
-            .await;
+            let note = format!("{target} is master at epoch {}", lv.transitions);
+            event(ctx, t, EventType::Normal, "SwitchedOver", "Switchover", &note).await;
             ctx.metrics.failovers.get_or_create(&FailoverLabels { kind: "switchover" }).inc();
         }
         return Ok(None);
@@ -80,20 +72,13 @@ pub(super) async fn switchover(
     };
     if let Some(p) = problem {
         event(ctx, t, EventType::Warning, "SwitchoverRejected", "Switchover", &p).await;
-        api.patch(&t.name_any(), &PatchParams::default(), &Patch::Merge(&clear)).await?;
+        annotate(t, ctx, &clear).await?;
         return Ok(None);
     }
     if lv.handover_to.as_deref() != Some(&target) {
         ask_handover(t, leases, lease, &target).await?;
-        event(
-            ctx,
-            t,
-            EventType::Normal,
-            "SwitchingOver",
-            "Switchover",
-            &format!("asked {} to hand over to {target}", lv.holder),
-        )
-        .await;
+        let note = format!("asked {} to hand over to {target}", lv.holder);
+        event(ctx, t, EventType::Normal, "SwitchingOver", "Switchover", &note).await;
         let mut status = t.status.clone().unwrap_or_default();
         status.phase = Some(Phase::SwitchingOver);
         write(t, ctx, &status).await?;
@@ -113,12 +98,7 @@ pub(super) async fn cordon_switchover(
     handled: &[String],
 ) -> Result<()> {
     let record: Vec<&str> = handled.iter().map(String::as_str).chain([node]).collect();
-    let patch = serde_json::json!({ "metadata": { "annotations": {
-        ANN_SWITCHOVER_TO: target,
-        ANN_CORDON_SWITCHOVER: record.join(","),
-    } } });
-    Api::<TfsNameserver>::namespaced(ctx.client.clone(), &t.namespace().unwrap_or_default())
-        .patch(&t.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+    annotate(t, ctx, &serde_json::json!({ ANN_SWITCHOVER_TO: target, ANN_CORDON_SWITCHOVER: record.join(",") }))
         .await?;
     let note = format!("master's node {node} is cordoned: switching over to {target}");
     info!(name = %t.name_any(), %note, "cordon switchover");
@@ -205,8 +185,7 @@ pub(super) async fn replace(
         return Ok(None);
     };
     let name = t.name_any();
-    let api: Api<TfsNameserver> = Api::namespaced(ctx.client.clone(), &t.namespace().unwrap_or_default());
-    let clear = serde_json::json!({ "metadata": { "annotations": { ANN_REPLACE_INSTANCE: null } } });
+    let clear = serde_json::json!({ ANN_REPLACE_INSTANCE: null });
     let pod = at.pods.iter().find(|p| p.name_any() == target);
     let checked = nodes::replace_check(&nodes::ReplaceInput {
         name: &name,
@@ -229,7 +208,7 @@ pub(super) async fn replace(
         Err(why) => {
             let note = format!("{target} is not replaced: {why}");
             event_about(ctx, t, EventType::Warning, ("ReplaceRejected", "Replace"), pod_ref(t, &target), &note).await;
-            api.patch(&name, &PatchParams::default(), &Patch::Merge(&clear)).await?;
+            annotate(t, ctx, &clear).await?;
             return Ok(None);
         }
     };
@@ -267,7 +246,7 @@ pub(super) async fn replace(
         }
     }
     ctx.replacing.lock().entry(key(t)).or_default().insert(target);
-    api.patch(&name, &PatchParams::default(), &Patch::Merge(&clear)).await?;
+    annotate(t, ctx, &clear).await?;
     Ok(Some(Action::requeue(Duration::from_millis(500))))
 }
 
@@ -334,10 +313,17 @@ pub(super) async fn cordons_handled(t: &TfsNameserver, ctx: &Context, node_view:
     let handled = nodes::still_cordoned(&recorded, node_view);
     if handled != recorded {
         let value = (!handled.is_empty()).then(|| handled.join(","));
-        let patch = serde_json::json!({ "metadata": { "annotations": { ANN_CORDON_SWITCHOVER: value } } });
-        Api::<TfsNameserver>::namespaced(ctx.client.clone(), &t.namespace().unwrap_or_default())
-            .patch(&t.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
+        annotate(t, ctx, &serde_json::json!({ ANN_CORDON_SWITCHOVER: value })).await?;
     }
     Ok(handled)
+}
+
+/// Sets (a string) or removes (null) annotations of the resource: a merge patch of
+/// `metadata.annotations`.
+async fn annotate(t: &TfsNameserver, ctx: &Context, annotations: &serde_json::Value) -> Result<()> {
+    let patch = serde_json::json!({ "metadata": { "annotations": annotations } });
+    Api::<TfsNameserver>::namespaced(ctx.client.clone(), &t.namespace().unwrap_or_default())
+        .patch(&t.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
 }
