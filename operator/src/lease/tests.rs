@@ -87,6 +87,7 @@ fn a_renewal_publishes_the_sync_set_and_turns_down_a_refused_handover() {
     let l = renew(&held(Some("demo-0"), 3), at(200), 6, Some(&set), Some("demo-1: not in the sync set".into()));
     let v = LeaseView::of(&l);
     assert_eq!((v.holder.as_str(), v.transitions), ("demo-0", 3), "a renewal keeps holder and epoch");
+    assert_eq!(v.resource_version, "42", "written conditioned on the version decided on");
     assert_eq!((v.sync_set, v.sync_set_version), (members, 8));
     assert_eq!(v.handover_to, None);
     assert_eq!(v.handover_refused.as_deref(), Some("demo-1: not in the sync set"));
@@ -109,6 +110,7 @@ fn a_release_empties_the_holder_keeps_the_epoch_and_says_why() {
     let v = LeaseView::of(&l);
     assert!(v.released());
     assert_eq!(v.transitions, 3, "the next holder's epoch is above this one");
+    assert_eq!(v.resource_version, "42", "written conditioned on the version decided on");
     assert_eq!(v.released_by.as_deref(), Some("demo-0"));
     assert_eq!(v.release_reason.as_deref(), Some("nameserver down: connection refused"));
 }

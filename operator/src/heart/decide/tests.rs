@@ -130,6 +130,12 @@ fn another_pods_lease_is_followed_until_the_nameserver_is_its_slave() {
     s.master_addr = "10.0.0.9:7002".into();
     assert_eq!(decide(&lv, &Health::Up(s), ME, true, Some("10.0.0.2:7002")), follow);
     assert_eq!(decide(&lv, &up(Role::Slave, 2), ME, true, Some("10.0.0.2:7002")), follow);
+    // Each alone: at the holder's address already, but a master, or a slave of an older epoch.
+    for (role, epoch) in [(Role::Master, 3), (Role::Master, 2), (Role::Slave, 2)] {
+        let Health::Up(mut s) = up(role, epoch) else { unreachable!() };
+        s.master_addr = "10.0.0.2:7002".into();
+        assert_eq!(decide(&lv, &Health::Up(s), ME, true, Some("10.0.0.2:7002")), follow, "{role:?} at {epoch}");
+    }
 }
 
 #[test]
@@ -150,5 +156,7 @@ fn a_released_lease_is_left_to_the_operator() {
     for h in [master(), up(Role::Slave, 3), Health::Down("gone".into()), Health::Hung] {
         assert_eq!(address_needed(&lease("", None), &h, ME), None);
         assert_eq!(decide(&lease("", None), &h, ME, true, None), Action::Nothing);
+        // Nobody to follow, whatever address is at hand.
+        assert_eq!(decide(&lease("", None), &h, ME, true, Some("10.0.0.2:7002")), Action::Nothing);
     }
 }
