@@ -220,7 +220,7 @@ impl Heart {
         };
         let due = self.last_renew.is_none_or(|t| t.elapsed() >= self.cfg.retry_period);
         match decide(&lv, &health, &me, due, addr.as_deref()) {
-            Action::HandOver { target, addr } => self.hand_over(&l, &target, addr).await?,
+            Action::HandOver { target, addr, epoch } => self.hand_over(&l, (&target, epoch), addr).await?,
             Action::Renew { epoch, publish, refused } => {
                 if let Some(why) = &refused {
                     // Refused before anything was drained: this renewal removes the request, so a
@@ -285,9 +285,10 @@ impl Heart {
         Ok(())
     }
 
-    /// Drains the nameserver and hands the Lease to `target` (decided: the nameserver answers and
-    /// `target` may take over); a drain that fails or leaves writes uncommitted releases instead.
-    async fn hand_over(&mut self, l: &Lease, target: &str, addr: String) -> anyhow::Result<()> {
+    /// Drains the nameserver and hands the Lease to `target` at `epoch` (decided: the nameserver
+    /// answers and `target` may take over); a drain that fails or leaves writes uncommitted
+    /// releases instead.
+    async fn hand_over(&mut self, l: &Lease, (target, epoch): (&str, u64), addr: String) -> anyhow::Result<()> {
         let d = tokio::time::timeout(Duration::from_secs(6), self.admin.drain(proto::DrainRequest {})).await;
         let d = match d {
             Ok(Ok(r)) => r.into_inner(),
@@ -296,13 +297,12 @@ impl Heart {
         if d.committed_seq < d.last_seq {
             return self.release(l, &format!("drain for switchover left seq {} uncommitted", d.last_seq)).await;
         }
-        let epoch = LeaseView::of(l).transitions + 1;
         let how = Taken::HandedOver { by: &self.cfg.pod };
-        let nl = lease::take(l, target, epoch, how, MicroTime(Timestamp::now()));
+        let nl = lease::take(l, target, i32::try_from(epoch)?, how, MicroTime(Timestamp::now()));
         self.replace(&nl).await?;
         self.last_renew = None;
         info!(target, epoch, last_seq = d.last_seq, "handed the lease over");
-        self.assume(proto::Role::Slave, epoch as u64, (addr, target.to_string()), Duration::from_secs(3600), 0)
+        self.assume(proto::Role::Slave, epoch, (addr, target.to_string()), Duration::from_secs(3600), 0)
             .await
             .map_err(anyhow::Error::msg)
     }

@@ -4,7 +4,7 @@
 //!
 //! | the Lease                | its nameserver                                          | action                          |
 //! |--------------------------|---------------------------------------------------------|---------------------------------|
-//! | mine, handover to T asked | up; T in its sync set (or async mode); T has an address | `HandOver` to T                 |
+//! | mine, handover to T asked | up; T in its sync set (or async mode); T has an address | `HandOver` to T, next epoch     |
 //! | mine                     | down (nothing listens)                                  | `Release` (nameserver down)     |
 //! | mine                     | hung (no answer in time)                                | `Hung`: nothing; it fences itself |
 //! | mine                     | master at the Lease's epoch, not draining, renew due     | `Renew`, publishing its sync set |
@@ -40,10 +40,12 @@ pub enum Health {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Drain the nameserver, hand the Lease to `target` at the next epoch, follow it at `addr`.
+    /// Drain the nameserver, hand the Lease to `target` at `epoch` (the Lease's next: epochs only
+    /// rise), follow it at `addr`.
     HandOver {
         target: String,
         addr: String,
+        epoch: u64,
     },
     /// Renew the Lease, then grant the nameserver mastership at `epoch`; `publish`: its sync set
     /// (None while it is not master at that epoch yet); `refused`: a handover request this
@@ -101,7 +103,9 @@ pub fn decide(lv: &LeaseView, health: &Health, me: &str, renew_due: bool, addr: 
     let mut refused = None;
     if let Some(target) = lv.handover_to.as_deref().filter(|t| *t != me) {
         match handover_check(health, target).and_then(|()| addr.ok_or_else(no_address)) {
-            Ok(addr) => return Action::HandOver { target: target.to_string(), addr: addr.to_string() },
+            Ok(addr) => {
+                return Action::HandOver { target: target.to_string(), addr: addr.to_string(), epoch: epoch + 1 };
+            }
             Err(why) => refused = Some(format!("{target}: {why}")),
         }
     }

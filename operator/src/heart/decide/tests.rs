@@ -38,7 +38,7 @@ fn mine_asked_to_hand_over_to_a_slave_of_the_sync_set_hands_over() {
     assert_eq!(address_needed(&lv, &h, ME), Some("demo-1"));
     assert_eq!(
         decide(&lv, &h, ME, false, Some("10.0.0.2:7002")),
-        Action::HandOver { target: "demo-1".into(), addr: "10.0.0.2:7002".into() }
+        Action::HandOver { target: "demo-1".into(), addr: "10.0.0.2:7002".into(), epoch: 4 }
     );
     // In async mode every slave may take over.
     let Health::Up(mut s) = up(Role::Master, 3) else { unreachable!() };
