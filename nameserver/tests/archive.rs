@@ -5,6 +5,7 @@
 mod common;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -34,6 +35,27 @@ async fn wait_archived(n: &Node, seq: u64, within: Duration) -> Duration {
     let a = s.archive.unwrap();
     assert!(a.enabled);
     t.elapsed()
+}
+
+/// Watches `n`'s Status until `stop`: a moment its log no longer held the record after the
+/// archived seq (`first_log_seq > archived_seq + 1`), i.e. a segment holding records not yet
+/// archived was removed; `None` if there was none. A gap seen once is read again (Status reads the
+/// two apart, as an upload moves both), and counts only if it is still there.
+async fn unarchived_removals(n: &Node, stop: &AtomicBool) -> Option<String> {
+    let gap = |s: &proto::StatusReply| {
+        let archived = s.archive.as_ref().map_or(0, |a| a.archived_seq);
+        (s.first_log_seq > archived + 1)
+            .then(|| format!("first_log_seq {} with archived_seq {archived}", s.first_log_seq))
+    };
+    while !stop.load(Ordering::Relaxed) {
+        if gap(&n.status().await).is_some()
+            && let Some(g) = gap(&n.status().await)
+        {
+            return Some(g);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
 }
 
 fn ctl_out(args: &[&str]) -> (bool, String) {
@@ -69,9 +91,19 @@ async fn the_archive_follows_writes_and_a_failover_and_restores_any_point() {
     start_pair(&mut a, &mut b).await;
 
     // Under writes, the archive reaches the committed seq within the archive timeout (+ slack).
-    let mut acked = create_blocks(&a, 20, 50).await;
-    let s1 = a.status().await.committed_seq;
-    let lag = wait_archived(&a, s1, Duration::from_secs(5)).await;
+    // Meanwhile local checkpoints remove segments: never one holding a record not yet archived.
+    let stop = AtomicBool::new(false);
+    let ((mut acked, s1, lag), removed_early) = tokio::join!(
+        async {
+            let acked = create_blocks(&a, 20, 50).await;
+            let s1 = a.status().await.committed_seq;
+            let lag = wait_archived(&a, s1, Duration::from_secs(5)).await;
+            stop.store(true, Ordering::Relaxed);
+            (acked, s1, lag)
+        },
+        unarchived_removals(&a, &stop)
+    );
+    assert_eq!(removed_early, None, "a segment holding records not yet archived was removed");
     println!("archived through seq {s1} {lag:?} after the last write was acknowledged (timeout 500ms)");
     assert!(lag < Duration::from_millis(2500), "archive lag {lag:?}");
     let m = a.metrics_text();
