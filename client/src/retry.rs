@@ -1,7 +1,7 @@
 //! Which failures are retried, and how long to wait before the next attempt.
 //!
 //! Every write of this crate carries a request id, the same on every attempt: the master logs it with
-//! the mutation and answers a retry of the same id with the first outcome (nameserver ops.rs), so
+//! the mutation and answers a retry of the same id with the first outcome (nameserver ops/mod.rs), so
 //! a write is retried, with the same id, whenever its outcome is unknown too. What is retried:
 //! - a failure the nameserver answered (its reply carries the `tfs-node` header, or it is a
 //!   session's per-request error) that says the request was *not applied*:

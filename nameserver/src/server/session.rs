@@ -178,7 +178,7 @@ enum Write {
     Remove(u64),
 }
 
-/// A write and its request id (ops.rs: applied at most once per id).
+/// A write and its request id (ops/mod.rs: applied at most once per id).
 type Keyed = (Write, Option<RequestId>);
 
 impl Write {

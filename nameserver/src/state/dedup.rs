@@ -1,6 +1,6 @@
 //! The dedup window of client request ids: which recent mutations carried which id, and their
 //! outcome, so that a retried create, commit or remove is answered with the first outcome instead
-//! of being applied twice (ops.rs holds the rule; docs/PROTOCOL.md "Idempotent requests").
+//! of being applied twice (ops/mod.rs holds the rule; docs/PROTOCOL.md "Idempotent requests").
 //!
 //! It is part of the state: filled only by applying records that carry an id (state `apply`), so
 //! a slave, a restarted node and a restore from the archive rebuild exactly the master's window;
