@@ -149,7 +149,7 @@ fn a_snapshot_followed_by_writes_writes_the_state_at_its_seq() {
 #[test]
 fn the_dedup_window_round_trips_through_a_checkpoint() {
     use crate::mutation::Mutation;
-    use crate::state::dedup::{Kind, RequestId, body};
+    use crate::state::dedup::{Kind, RequestId, create_body};
     let key = |seq| Some(proto::RequestId { client: 9, seq });
     let mut s = State::new();
     apply_all(&mut s, 1, &crate::state::tests::sample());
@@ -164,7 +164,7 @@ fn the_dedup_window_round_trips_through_a_checkpoint() {
     let mut buf = Vec::new();
     snap.write_to(&mut buf).unwrap();
     let back = Snapshot::read_from(&mut &buf[..]).unwrap().into_state().unwrap();
-    let two = body(Kind::Create, &[2]);
+    let two = create_body(2);
     for seq in [10, 11, n / 2, n + 9] {
         let id = RequestId { client: 9, seq };
         assert_eq!(back.requests().lookup(id, Kind::Create, 0, two), s.requests().lookup(id, Kind::Create, 0, two));

@@ -40,7 +40,7 @@ pub fn create_block(
     size_estimate: u64,
     request: Option<RequestId>,
 ) -> Result<(proto::Block, u64), WriteError> {
-    if let Some(o) = seen(txn.state(), request, Kind::Create, 0, dedup::body(Kind::Create, &[replicas as u64]))? {
+    if let Some(o) = seen(txn.state(), request, Kind::Create, 0, dedup::create_body(replicas))? {
         return Ok((view(txn.state(), o.block_id), o.record_seq));
     }
     let ds = txn.state().place(replicas, &[]).ok_or_else(|| {

@@ -53,18 +53,20 @@ pub struct Outcome {
     pub kind: Kind,
     pub block_id: u64,
     pub record_seq: u64,
-    /// The request's fingerprint ([`body`]).
+    /// The request's fingerprint ([`create_body`], [`commit_body`]; 0 for a remove).
     pub body: u32,
 }
 
-/// The fingerprint of a request's body: a create's replica count; a commit's crc32c of its
-/// version, sizes and counts; 0 for a remove (its block id is compared whole).
-pub fn body(kind: Kind, fields: &[u64]) -> u32 {
-    match kind {
-        Kind::Create => fields.first().map_or(0, |&n| n as u32),
-        Kind::Commit => fields.iter().fold(0, |crc, f| crc32c::crc32c_append(crc, &f.to_le_bytes())),
-        Kind::Remove => 0,
-    }
+/// A create's fingerprint: its replica count. (A remove's is 0: its block id is compared whole.)
+pub fn create_body(replicas: usize) -> u32 {
+    replicas as u32
+}
+
+/// A commit's fingerprint: the crc32c of its version, sizes and counts.
+pub fn commit_body(version: u32, size: u64, file_count: u32, del_size: u64, del_file_count: u32) -> u32 {
+    [version.into(), size, file_count.into(), del_size, u64::from(del_file_count)]
+        .iter()
+        .fold(0, |crc, f| crc32c::crc32c_append(crc, &f.to_le_bytes()))
 }
 
 /// The id and outcome of a record carrying a request id (the fingerprint computed from the record,
@@ -72,7 +74,7 @@ pub fn body(kind: Kind, fields: &[u64]) -> u32 {
 pub fn of_record(record_seq: u64, m: &crate::mutation::Mutation) -> Option<(RequestId, Outcome)> {
     use crate::mutation::Mutation as M;
     let (r, kind, block_id, body) = match m {
-        M::BlockCreate(c) => (c.request?, Kind::Create, c.block_id, body(Kind::Create, &[c.dataservers.len() as u64])),
+        M::BlockCreate(c) => (c.request?, Kind::Create, c.block_id, create_body(c.dataservers.len())),
         M::BlockCommit(c) => (
             c.request?,
             Kind::Commit,
@@ -83,11 +85,6 @@ pub fn of_record(record_seq: u64, m: &crate::mutation::Mutation) -> Option<(Requ
         _ => return None,
     };
     Some((RequestId { client: r.client, seq: r.seq }, Outcome { kind, block_id, record_seq, body }))
-}
-
-/// A commit's fingerprint.
-pub fn commit_body(version: u32, size: u64, file_count: u32, del_size: u64, del_file_count: u32) -> u32 {
-    body(Kind::Commit, &[version.into(), size, file_count.into(), del_size, del_file_count.into()])
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

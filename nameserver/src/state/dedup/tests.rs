@@ -5,24 +5,24 @@ fn id(client: u64, seq: u64) -> RequestId {
 }
 
 fn created(block_id: u64, record_seq: u64) -> Outcome {
-    Outcome { kind: Kind::Create, block_id, record_seq, body: body(Kind::Create, &[2]) }
+    Outcome { kind: Kind::Create, block_id, record_seq, body: create_body(2) }
 }
 
 /// Everything a window answers, for comparing two windows.
 fn answers(d: &Dedup, ids: impl Iterator<Item = RequestId>) -> Vec<Lookup> {
-    ids.map(|i| d.lookup(i, Kind::Create, 0, body(Kind::Create, &[2]))).collect()
+    ids.map(|i| d.lookup(i, Kind::Create, 0, create_body(2))).collect()
 }
 
 #[test]
 fn a_retry_gets_the_first_outcome_and_another_request_under_the_id_is_told_apart() {
     let mut d = Dedup::default();
     d.insert(id(1, 1), created(10, 5));
-    let two = body(Kind::Create, &[2]);
+    let two = create_body(2);
     assert_eq!(d.lookup(id(1, 1), Kind::Create, 0, two), Lookup::Done(created(10, 5)));
     assert_eq!(d.lookup(id(1, 2), Kind::Create, 0, two), Lookup::New);
     assert_eq!(d.lookup(id(2, 1), Kind::Create, 0, two), Lookup::New);
     // Another body (3 replicas), kind or block under the same id: refused, never that outcome.
-    assert!(matches!(d.lookup(id(1, 1), Kind::Create, 0, body(Kind::Create, &[3])), Lookup::OtherRequest(_)));
+    assert!(matches!(d.lookup(id(1, 1), Kind::Create, 0, create_body(3)), Lookup::OtherRequest(_)));
     assert!(matches!(d.lookup(id(1, 1), Kind::Remove, 10, 0), Lookup::OtherRequest(_)));
     let commit = Outcome { kind: Kind::Commit, block_id: 10, record_seq: 6, body: commit_body(2, 100, 1, 0, 0) };
     d.insert(id(1, 2), commit);
@@ -40,7 +40,7 @@ fn the_window_keeps_the_newest_entries_and_refuses_an_evicted_id_as_beyond_it() 
         d.insert(id(1 + s % 2, s), created(s, s));
     }
     assert_eq!(d.len(), WINDOW);
-    let two = body(Kind::Create, &[2]);
+    let two = create_body(2);
     // The ten oldest were evicted: beyond the window for their clients, not new.
     for s in 1..=10 {
         assert!(matches!(d.lookup(id(1 + s % 2, s), Kind::Create, 0, two), Lookup::Beyond { .. }), "{s}");
@@ -64,7 +64,7 @@ fn an_idle_clients_floor_is_kept_for_the_newest_forgotten_clients_only() {
     for s in 1..=WINDOW as u64 {
         d.insert(id(u64::MAX, s), created(idle + s, idle + s));
     }
-    let two = body(Kind::Create, &[2]);
+    let two = create_body(2);
     // The two idle the longest are forgotten; the others still refuse their old id.
     assert_eq!(d.lookup(id(1, 1), Kind::Create, 0, two), Lookup::New);
     assert_eq!(d.lookup(id(2, 1), Kind::Create, 0, two), Lookup::New);
