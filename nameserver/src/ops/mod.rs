@@ -49,9 +49,10 @@ pub fn create_block(
     })?;
     let id = txn.state().next_block_id;
     let request = request.map(to_proto);
-    let seq = txn.log(Mutation::BlockCreate(proto::BlockCreate { block_id: id, dataservers: ds.clone(), request }))?;
-    txn.soft().reserve(&ds, size_estimate);
-    Ok((view(txn.state(), id), seq))
+    let seq = txn.log(Mutation::BlockCreate(proto::BlockCreate { block_id: id, dataservers: ds, request }))?;
+    let block = view(txn.state(), id);
+    txn.soft().reserve(&block.dataservers, size_estimate);
+    Ok((block, seq))
 }
 
 /// Commits a new version of a block (validated by `server::validate::commit_block`); returns the
