@@ -124,19 +124,14 @@ impl Client for ClientApi {
         req: Request<proto::CommitBlockRequest>,
     ) -> Result<Response<proto::CommitBlockReply>, Status> {
         let t = Timer::new(&self.engine, "commit_block");
-        let id = match validate::request_id_header(req.metadata()) {
-            Ok(id) => id,
-            Err(e) => return t.done(Err(e)),
-        };
-        let c = match validate::commit_block(req.into_inner()) {
-            Ok(c) => c,
-            Err(e) => return t.done(Err(e)),
-        };
-        let r = self.engine.write(move |txn| ops::commit_block(txn, &c, id)).await.map_err(to_status).map(
-            |((block, seq), _)| {
-                Response::new(proto::CommitBlockReply { epoch: self.engine.epoch(), block: Some(block), seq })
-            },
-        );
+        let r = async {
+            let id = validate::request_id_header(req.metadata())?;
+            let c = validate::commit_block(req.into_inner())?;
+            let ((block, seq), _) =
+                self.engine.write(move |txn| ops::commit_block(txn, &c, id)).await.map_err(to_status)?;
+            Ok(Response::new(proto::CommitBlockReply { epoch: self.engine.epoch(), block: Some(block), seq }))
+        }
+        .await;
         t.done(r)
     }
 
@@ -145,17 +140,14 @@ impl Client for ClientApi {
         req: Request<proto::RemoveBlockRequest>,
     ) -> Result<Response<proto::RemoveBlockReply>, Status> {
         let t = Timer::new(&self.engine, "remove_block");
-        let request = match validate::request_id_header(req.metadata()) {
-            Ok(r) => r,
-            Err(e) => return t.done(Err(e)),
-        };
-        let id = req.get_ref().block_id;
-        let r = self
-            .engine
-            .write(move |txn| ops::remove_block(txn, id, request))
-            .await
-            .map_err(to_status)
-            .map(|(seq, _)| Response::new(proto::RemoveBlockReply { epoch: self.engine.epoch(), seq }));
+        let r = async {
+            let request = validate::request_id_header(req.metadata())?;
+            let id = req.get_ref().block_id;
+            let (seq, _) =
+                self.engine.write(move |txn| ops::remove_block(txn, id, request)).await.map_err(to_status)?;
+            Ok(Response::new(proto::RemoveBlockReply { epoch: self.engine.epoch(), seq }))
+        }
+        .await;
         t.done(r)
     }
 
