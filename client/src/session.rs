@@ -119,7 +119,7 @@ impl Session {
         let _permit = self.inner.permits.acquire().await.map_err(|_| Error::Config("session closed".into()))?;
         // One id for every attempt of a write: the master applies it once (crate::retry).
         let key = write.then(|| self.inner.client.next_request_id());
-        let attempt = || self.attempt(op, key, write);
+        let attempt = || self.attempt(op, key);
         attempt
             .retry(retry::backoff(self.inner.client.budget()))
             .when(Failed::retryable)
@@ -128,7 +128,8 @@ impl Session {
             .map_err(Failed::into_error)
     }
 
-    async fn attempt(&self, op: Op, key: Option<proto::RequestId>, write: bool) -> Result<Res, Failed> {
+    /// One attempt of `op`; `key` is a write's request id (`None`: a read).
+    async fn attempt(&self, op: Op, key: Option<proto::RequestId>) -> Result<Res, Failed> {
         let (mux, generation) = self.stream().await?;
         match mux.call_keyed(op, key).await {
             Answer::Reply(Res::Error(e)) => {
@@ -140,7 +141,7 @@ impl Session {
             }
             Answer::Reply(r) => {
                 let epoch = epoch_of(&r);
-                if !self.inner.client.note_epoch(epoch) && !write {
+                if !self.inner.client.note_epoch(epoch) && key.is_none() {
                     self.retire(&mux, generation);
                     return Err(stale_master(epoch, self.inner.client.epoch()));
                 }
