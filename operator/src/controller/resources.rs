@@ -86,10 +86,7 @@ pub(super) async fn issue_with_cert_manager(
     replicas: usize,
     apply: bool,
 ) -> Result<()> {
-    let vip_ip = services
-        .get_opt(&names::vip(&t.name_any()))
-        .await?
-        .and_then(|s| s.spec?.cluster_ip?.parse::<std::net::IpAddr>().ok());
+    let vip_ip = vip_ip(t, services).await?;
     let (issuance, material) = certmanager::ensure(t, &ctx.client, issuer, replicas, vip_ip, apply).await;
     if let Some(m) = material {
         ctx.tls.lock().insert(key(t), Arc::new(m));
@@ -99,6 +96,12 @@ pub(super) async fn issue_with_cert_manager(
         info!(name = %t.name_any(), issuer = %issuance.issuer, "cert-manager issued every certificate");
     }
     Ok(())
+}
+
+/// The VIP Service's cluster IP, which the certificates name (none before the Service exists).
+async fn vip_ip(t: &TfsNameserver, services: &Api<Service>) -> Result<Option<std::net::IpAddr>> {
+    let vip = services.get_opt(&names::vip(&t.name_any())).await?;
+    Ok(vip.and_then(|s| s.spec?.cluster_ip?.parse().ok()))
 }
 
 /// Raises the claims to `spec.storage.size` when their class expands, and keeps what the
@@ -200,11 +203,7 @@ pub(super) async fn apply_owned(
             issue_with_cert_manager(t, ctx, &services, issuer, replicas, true).await?;
         } else if t.spec.tls.enabled {
             let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns);
-            let vip_ip = services
-                .get_opt(&names::vip(&name))
-                .await?
-                .and_then(|s| s.spec?.cluster_ip?.parse::<std::net::IpAddr>().ok());
-            let m = certs::ensure(t, &secrets, replicas, vip_ip).await?;
+            let m = certs::ensure(t, &secrets, replicas, vip_ip(t, &services).await?).await?;
             ctx.tls.lock().insert(key(t), Arc::new(m));
         } else {
             ctx.tls.lock().remove(&key(t));
