@@ -247,15 +247,14 @@ pub(super) async fn report(
 ) -> Result<()> {
     let (ns, name) = (t.namespace().unwrap_or_default(), t.name_any());
     let replicas = t.spec.replicas.clamp(2, 5) as usize;
-    let status = prev;
     // The status shows the Lease as this reconcile left it: as the promotion wrote it, if it did.
     let lease_now = acted.written.as_ref().map(LeaseView::of).unwrap_or_else(|| o.lv.clone());
-    let mut new_status = compute_status(t, status, acted.phase, &lease_now, &o.instances, replicas);
+    let mut new_status = compute_status(t, prev, acted.phase, &lease_now, &o.instances, replicas);
     if acted.phase == Phase::Degraded && !o.troubles.is_empty() {
         explain_degraded(&mut new_status, &o.troubles);
     }
-    new_status.conditions.push(settings_condition(t, status, &o.judgement));
-    new_status.conditions.push(cordon_condition(t, status, cordon));
+    new_status.conditions.push(settings_condition(t, prev, &o.judgement));
+    new_status.conditions.push(cordon_condition(t, prev, cordon));
     let mut warnings: Vec<(&str, ObjectReference, String)> = o
         .troubles
         .iter()
@@ -270,7 +269,7 @@ pub(super) async fn report(
     warn_once(t, ctx, &warnings).await;
     if let Some(p) = ctx.storage.lock().get(&key(t)) {
         let c = condition(
-            &status.conditions,
+            &prev.conditions,
             "StorageResized",
             p.resized,
             p.reason,
@@ -280,15 +279,15 @@ pub(super) async fn report(
         new_status.conditions.push(c);
     }
     if let Some(x) = &o.issuance {
-        let c = certificates_condition(t, status, x);
-        let before = status.conditions.iter().find(|p| p.type_ == c.type_).map(|p| p.reason.clone());
+        let c = certificates_condition(t, prev, x);
+        let before = prev.conditions.iter().find(|p| p.type_ == c.type_).map(|p| p.reason.clone());
         if c.status == "False" && x.problem.is_some() && before.as_deref() != Some(c.reason.as_str()) {
             warn!(name = %name, reason = %c.reason, message = %c.message, "certificates");
             event(ctx, t, EventType::Warning, &c.reason, "Certificates", &c.message).await;
         }
         new_status.conditions.push(c);
     }
-    backup_status::report(t, ctx, status, &mut new_status, &lease_now, &o.instances, &o.pods).await;
+    backup_status::report(t, ctx, prev, &mut new_status, &lease_now, &o.instances, &o.pods).await;
     ctx.metrics.observe(&ns, &name, &new_status, t.spec.replicas, lease_now.sync_set.len());
     write(t, ctx, &new_status).await
 }
