@@ -223,7 +223,7 @@ pub fn pvc(t: &TfsNameserver, ordinal: usize) -> PersistentVolumeClaim {
 /// numeric minAvailable selects, but for maxUnavailable it asks the owner's scale subresource,
 /// which would count all the resource's replicas for a budget that selects only some of them.
 pub fn pdb(t: &TfsNameserver, master: Option<&str>) -> PodDisruptionBudget {
-    let slaves = t.spec.replicas.clamp(2, 5) - 1;
+    let slaves = t.spec.instances() as i32 - 1;
     PodDisruptionBudget {
         metadata: meta(t, t.name_any()),
         spec: Some(PodDisruptionBudgetSpec {

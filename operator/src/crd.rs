@@ -131,6 +131,13 @@ pub struct TfsNameserverSpec {
     pub bootstrap: Option<BootstrapSpec>,
 }
 
+impl TfsNameserverSpec {
+    /// The instances the operator runs: `replicas`, held within the 2 to 5 the schema admits.
+    pub fn instances(&self) -> usize {
+        self.replicas.clamp(2, 5) as usize
+    }
+}
+
 /// Whether the instances of one TfsNameserver must, or only should, run on different nodes.
 #[derive(schemars::JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Placement {

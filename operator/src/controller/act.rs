@@ -47,7 +47,7 @@ pub(super) async fn act(
     let services = Api::<Service>::namespaced(ctx.client.clone(), &ns);
     let leases = Api::<Lease>::namespaced(ctx.client.clone(), &ns);
     let pods_api = Api::<Pod>::namespaced(ctx.client.clone(), &ns);
-    let replicas = t.spec.replicas.clamp(2, 5) as usize;
+    let replicas = t.spec.instances();
     let (lv, instances, lease) = (&o.lv, &o.instances, &o.lease);
     let mut written = None;
     let (phase, requeue) = match &d.decision {

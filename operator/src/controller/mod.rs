@@ -261,7 +261,7 @@ pub(super) struct Observed {
 /// writer).
 async fn apply(t: &TfsNameserver, ctx: &Context) -> Result<Action> {
     let ns = t.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
-    let replicas = t.spec.replicas.clamp(2, 5) as usize;
+    let replicas = t.spec.instances();
     let leases = Api::<Lease>::namespaced(ctx.client.clone(), &ns);
     let lease = observe::heartbeat_lease(t, &leases).await?;
     let lv = LeaseView::of(&lease);

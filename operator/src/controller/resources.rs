@@ -128,7 +128,7 @@ pub(super) async fn plan_resize(
     ctx: &Context,
     pvcs: &Api<PersistentVolumeClaim>,
 ) -> Result<storage::Plan> {
-    let replicas = t.spec.replicas.clamp(2, 5) as usize;
+    let replicas = t.spec.instances();
     let name = t.name_any();
     // Claims of instances that exist: a retained claim of a removed ordinal is never mounted, so
     // a driver that grows volumes on the node would never finish it.

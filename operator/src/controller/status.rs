@@ -246,7 +246,7 @@ pub(super) async fn report(
     acted: &Acted,
 ) -> Result<()> {
     let (ns, name) = (t.namespace().unwrap_or_default(), t.name_any());
-    let replicas = t.spec.replicas.clamp(2, 5) as usize;
+    let replicas = t.spec.instances();
     // The status shows the Lease as this reconcile left it: as the promotion wrote it, if it did.
     let lease_now = acted.written.as_ref().map(LeaseView::of).unwrap_or_else(|| o.lv.clone());
     let mut new_status = compute_status(t, prev, acted.phase, &lease_now, &o.instances, replicas);
