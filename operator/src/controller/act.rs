@@ -66,23 +66,13 @@ pub(super) async fn act(
             }
         }
         Decision::Promote { pod, reason, epoch } => {
+            // Since the failure was noticed (failover_seconds): an expiry is noticed once the Lease
+            // has been unchanged for its duration.
+            let expired = matches!(reason, Reason::Expired { .. });
+            let noticed_for =
+                o.unchanged_for.saturating_sub(if expired { o.judgement.lease_duration } else { Duration::ZERO });
             // The VIP moves right after the Lease (the promotion's Events go out on their own).
-            written = Some(
-                promote(
-                    t,
-                    ctx,
-                    &leases,
-                    lease,
-                    (pod, *epoch),
-                    reason,
-                    o.unchanged_for.saturating_sub(if matches!(reason, Reason::Expired { .. }) {
-                        o.judgement.lease_duration
-                    } else {
-                        Duration::ZERO
-                    }),
-                )
-                .await?,
-            );
+            written = Some(promote(t, ctx, &leases, lease, (pod, *epoch), reason, noticed_for).await?);
             ensure_vip(t, &services, pod, *epoch).await?;
             ensure_pdbs(t, ctx, pod).await?;
             if !matches!(reason, Reason::Initial) {
