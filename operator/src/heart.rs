@@ -233,9 +233,7 @@ impl Heart {
             Action::Hung => warn!("nameserver not answering: not renewing; it fences itself when its validity lapses"),
             Action::Follow { master, addr, epoch } => {
                 info!(%master, %addr, epoch, "following the lease holder");
-                self.assume(proto::Role::Slave, epoch, (addr, master), Duration::from_secs(3600), 0)
-                    .await
-                    .map_err(anyhow::Error::msg)?;
+                self.follow(epoch, (addr, master)).await?;
             }
             Action::Nothing => {}
         }
@@ -302,9 +300,7 @@ impl Heart {
         self.replace(&nl).await?;
         self.last_renew = None;
         info!(target, epoch, last_seq = d.last_seq, "handed the lease over");
-        self.assume(proto::Role::Slave, epoch, (addr, target.to_string()), Duration::from_secs(3600), 0)
-            .await
-            .map_err(anyhow::Error::msg)
+        self.follow(epoch, (addr, target.to_string())).await
     }
 
     /// On SIGTERM: fence the nameserver (drain) and release, so a successor need not wait.

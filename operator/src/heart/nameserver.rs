@@ -24,15 +24,10 @@ impl Heart {
         }
     }
 
-    pub(super) async fn assume(
-        &mut self,
-        role: proto::Role,
-        epoch: u64,
-        master: (String, String),
-        valid_for: Duration,
-        published: u64,
-    ) -> Result<(), String> {
-        self.assume_until(role, epoch, master, valid_for, None, published).await.map_err(|e| e.why)
+    /// Makes the nameserver a slave of `master` (its replication address and pod name) at `epoch`.
+    pub(super) async fn follow(&mut self, epoch: u64, master: (String, String)) -> anyhow::Result<()> {
+        let slave = self.assume_until(proto::Role::Slave, epoch, master, Duration::from_secs(3600), None, 0).await;
+        slave.map_err(|e| anyhow::Error::msg(e.why))
     }
 
     /// AssumeRole; a master grant carries its end as an instant of CLOCK_BOOTTIME (`until`), so a
