@@ -118,17 +118,23 @@ impl Writer {
     pub fn first_ack_after(record: &Path, fault_ms: u64, epoch: u64) -> Option<u64> {
         ms_to_first_ack(&std::fs::read_to_string(record).ok()?, fault_ms, epoch)
     }
+
+    /// The acknowledgements of a record (none if it cannot be read); lines that do not parse (a
+    /// torn last one) are skipped.
+    pub fn acks(record: &Path) -> Vec<Ack> {
+        acks_of(&std::fs::read_to_string(record).unwrap_or_default()).collect()
+    }
+}
+
+/// The acknowledgements of a record's text, skipping lines that do not parse.
+fn acks_of(record: &str) -> impl Iterator<Item = Ack> + '_ {
+    record.lines().filter_map(|l| Ack::parse(l).ok())
 }
 
 /// [`Writer::first_ack_after`] over the record's text; lines that do not parse (a torn last one)
 /// are skipped.
 fn ms_to_first_ack(record: &str, fault_ms: u64, epoch: u64) -> Option<u64> {
-    record
-        .lines()
-        .filter_map(|l| Ack::parse(l).ok())
-        .filter(|a| a.epoch == epoch && a.acked_ms > fault_ms)
-        .map(|a| a.acked_ms - fault_ms)
-        .min()
+    acks_of(record).filter(|a| a.epoch == epoch && a.acked_ms > fault_ms).map(|a| a.acked_ms - fault_ms).min()
 }
 
 /// [`Writer::first_op_after`] over a history's text: completion times are microseconds.

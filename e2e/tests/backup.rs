@@ -70,12 +70,7 @@ fn rfc3339(ms: u64) -> String {
 
 /// The largest seq the record saw acknowledged.
 fn max_acked_seq(record: &Path) -> u64 {
-    std::fs::read_to_string(record)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(3)?.parse::<u64>().ok())
-        .max()
-        .unwrap_or(0)
+    Writer::acks(record).iter().map(|a| a.seq).max().unwrap_or(0)
 }
 
 fn pvcs(ns: &str) -> Result<Vec<String>> {

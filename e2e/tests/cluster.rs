@@ -42,11 +42,7 @@ async fn loaded_pair(scenario: &str) -> Result<(Namespace, Tfs, String, Writer)>
 
 /// Largest gap between consecutive acknowledgements after the fault: the write outage.
 fn outage_ms(record: &std::path::Path, fault_ms: u64) -> u64 {
-    let mut acks: Vec<u64> = std::fs::read_to_string(record)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_whitespace().last()?.parse().ok())
-        .collect();
+    let mut acks: Vec<u64> = Writer::acks(record).iter().map(|a| a.acked_ms).collect();
     acks.sort();
     let mut prev = fault_ms;
     let mut worst = 0;
@@ -192,13 +188,8 @@ async fn failover_with(scenario: &str, fault: Fault, more_spec: &str) -> Result<
 fn epoch_windows(record: &std::path::Path, old: u64, new: u64) -> (Option<u64>, Option<u64>) {
     let mut last_old = None;
     let mut first_new: Option<u64> = None;
-    for l in std::fs::read_to_string(record).unwrap_or_default().lines() {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        let (Some(e), Some(t)) =
-            (f.get(2).and_then(|v| v.parse::<u64>().ok()), f.last().and_then(|v| v.parse::<u64>().ok()))
-        else {
-            continue;
-        };
+    for a in Writer::acks(record) {
+        let (e, t) = (a.epoch, a.acked_ms);
         if e == old {
             last_old = last_old.max(Some(t));
         } else if e == new {
@@ -208,17 +199,9 @@ fn epoch_windows(record: &std::path::Path, old: u64, new: u64) -> (Option<u64>, 
     (last_old, first_new)
 }
 
-/// When the last write acknowledged at `epoch` was sent (record lines end `<sent_ms> <acked_ms>`).
+/// When the last write acknowledged at `epoch` was sent.
 fn last_sent_at(record: &std::path::Path, epoch: u64) -> Option<u64> {
-    std::fs::read_to_string(record)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let e = f.get(2)?.parse::<u64>().ok()?;
-            (e == epoch && f.len() >= 2).then(|| f[f.len() - 2].parse::<u64>().ok()).flatten()
-        })
-        .max()
+    Writer::acks(record).iter().filter(|a| a.epoch == epoch).map(|a| a.sent_ms).max()
 }
 
 fn tempdir(scenario: &str) -> Result<std::path::PathBuf> {
