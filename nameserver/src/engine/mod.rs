@@ -91,7 +91,6 @@ pub(crate) struct Shared {
     first_log_seq: AtomicU64,
     /// Soft state: dataserver id → (lease id, deadline). Not logged; rebuilt from renews.
     ds_leases: Mutex<HashMap<u32, (u64, Instant)>>,
-    started: Instant,
     /// Recent appended batches, for slaves and the archiver (oplog::feed).
     feed: Feed,
     repl: ReplicationConfig,
@@ -341,7 +340,7 @@ impl Engine {
         &self.shared.state
     }
 
-    pub fn role(&self) -> &Mutex<RoleState> {
+    pub(crate) fn role(&self) -> &Mutex<RoleState> {
         &self.shared.role
     }
 
@@ -349,44 +348,40 @@ impl Engine {
         &self.shared.commit
     }
 
-    pub fn metrics(&self) -> &Metrics {
+    pub(crate) fn metrics(&self) -> &Metrics {
         &self.shared.metrics
     }
 
-    pub fn first_log_seq(&self) -> u64 {
+    pub(crate) fn first_log_seq(&self) -> u64 {
         self.shared.first_log_seq.load(Ordering::Relaxed)
     }
 
     /// Dataservers' leases (soft state, see [`Shared`]).
-    pub fn ds_leases(&self) -> &Mutex<HashMap<u32, (u64, Instant)>> {
+    pub(crate) fn ds_leases(&self) -> &Mutex<HashMap<u32, (u64, Instant)>> {
         &self.shared.ds_leases
     }
 
-    pub fn started(&self) -> Instant {
-        self.shared.started
-    }
-
-    pub fn feed(&self) -> &Feed {
+    pub(crate) fn feed(&self) -> &Feed {
         &self.shared.feed
     }
 
-    pub fn repl(&self) -> &ReplicationConfig {
+    pub(crate) fn repl(&self) -> &ReplicationConfig {
         &self.shared.repl
     }
 
-    pub fn refused_not_master(&self) -> u64 {
+    pub(crate) fn refused_not_master(&self) -> u64 {
         self.shared.refused_not_master.load(Ordering::Relaxed)
     }
 
-    pub fn space(&self) -> &space::Space {
+    pub(crate) fn space(&self) -> &space::Space {
         &self.shared.space
     }
 
-    pub fn planner(&self) -> &Mutex<Planner> {
+    pub(crate) fn planner(&self) -> &Mutex<Planner> {
         &self.shared.planner
     }
 
-    pub fn archive(&self) -> &ArchiveShared {
+    pub(crate) fn archive(&self) -> &ArchiveShared {
         &self.shared.archive
     }
 }

@@ -71,7 +71,6 @@ impl Engine {
             checkpoint_seq: AtomicU64::new(ckpt_seq),
             first_log_seq: AtomicU64::new(oplog.first_seq()),
             ds_leases: Mutex::new(Default::default()),
-            started: Instant::now(),
             feed: Feed::new(repl.feed_bytes, durable),
             repl,
             admission: tokio::sync::Semaphore::new(cfg.max_inflight_records as usize),

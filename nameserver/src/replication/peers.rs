@@ -51,8 +51,4 @@ impl Peers {
     pub fn list(&self) -> Vec<(String, Peer)> {
         self.inner.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
-
-    pub fn clear(&self) {
-        self.inner.lock().clear();
-    }
 }
