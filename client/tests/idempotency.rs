@@ -130,3 +130,35 @@ async fn the_dedup_window_survives_a_checkpoint_and_a_restart_and_refuses_an_id_
     }
     assert_eq!(common::all_blocks(&a).await.len(), before, "nothing applied by the refused requests");
 }
+
+/// A retry whose first attempt is applied on the master but not committed (its only sync slave is
+/// frozen, the removal not published) is not answered with that first outcome before it commits:
+/// the dedup window holds the id from the instant the record is applied, so the retry's answer
+/// waits for the same commit as the first attempt (engine `write_records`), and fails as outcome
+/// unknown when the master's validity ends first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_of_an_uncommitted_write_is_answered_only_once_it_commits() {
+    support::binaries();
+    let root = tempfile::tempdir().unwrap();
+    let published = ["--sync-set-publication", "lease"];
+    let (mut a, mut b) = (Node::new("a", root.path(), &published), Node::new("b", root.path(), &published));
+    common::start_pair(&mut a, &mut b).await;
+    common::create_blocks(&a, 1, 1).await;
+    common::same_state(&a, &b).await;
+    b.signal("STOP");
+    a.wait_for("b's removal pending", Duration::from_secs(10), |s| !s.sync_set_pending_removal.is_empty()).await;
+    let create = || keyed(proto::CreateBlockRequest { replicas: 1 }, 7, 1);
+    let mut c = a.client().await;
+    let first = tokio::spawn(async move { c.create_block(create()).await });
+    a.wait_for("the create applied", Duration::from_secs(5), |s| s.applied_seq > s.committed_seq).await;
+    // Validity short enough for the test: the retry may wait for the commit only while it lasts.
+    a.assume(proto::Role::Master, 1, "", Duration::from_secs(2)).await.unwrap();
+    let t0 = std::time::Instant::now();
+    let e =
+        a.client().await.create_block(create()).await.expect_err("the retry was answered from an uncommitted record");
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+    assert!(e.message().starts_with("outcome unknown"), "{e:?}");
+    assert!(t0.elapsed() < Duration::from_secs(4), "the retry waited past the master's validity");
+    b.signal("CONT");
+    drop(first);
+}
