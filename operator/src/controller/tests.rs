@@ -1,5 +1,5 @@
 use super::decide::scale_down_target;
-use super::master::{ensure_pdbs, ensure_vip, promote};
+use super::master::{ask_handover, ensure_pdbs, ensure_vip, promote};
 use super::operations::{cordon_switchover, replace};
 use super::resources::repair_due;
 use super::status::compute_status;
@@ -158,6 +158,27 @@ mod api {
         });
         let reason = Reason::Expired { holder: "demo-0".into() };
         promote(&t, &ctx, &leases, &old, ("demo-1", 4), &reason, Duration::ZERO).await.unwrap();
+        verifier.await.unwrap();
+    }
+
+    /// Asking the master's heart for a handover (switchover, scale-down, rolling update) is a Lease
+    /// update conditioned on the version decided on, like every Lease write of the operator.
+    #[tokio::test]
+    async fn a_handover_request_is_a_conditioned_lease_update() {
+        let (client, mut api) = mock_client();
+        let t = crate::build::tests::demo();
+        let leases: Api<Lease> = Api::namespaced(client, "ns");
+        let verifier = tokio::spawn(async move {
+            let body =
+                api.expect("PUT", "/apis/coordination.k8s.io/v1/namespaces/ns/leases/demo", |b| (200, b.clone())).await;
+            assert_eq!(body["metadata"]["resourceVersion"], "7", "conditioned on the version decided on");
+            assert_eq!(body["metadata"]["annotations"][ANN_HANDOVER_TO], "demo-2");
+            assert_eq!(
+                (&body["spec"]["holderIdentity"], &body["spec"]["leaseTransitions"]),
+                (&"demo-0".into(), &3.into())
+            );
+        });
+        ask_handover(&t, &leases, &lease("demo-0", 3), "demo-2").await.unwrap();
         verifier.await.unwrap();
     }
 
