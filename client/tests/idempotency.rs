@@ -1,7 +1,8 @@
 //! Idempotent writes against real tfs-nameserver processes: a create whose master died after it
 //! committed and before it answered is retried with the same request id and gets the same block,
 //! on the promoted slave, with no second block; the dedup window survives a checkpoint and a
-//! restart; an id reused for another request is refused.
+//! restart; an id reused for another request is refused; a retry of a write still uncommitted is
+//! not answered before that write commits.
 
 #[path = "../../nameserver/tests/common/mod.rs"]
 mod common;
