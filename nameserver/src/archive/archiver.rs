@@ -27,7 +27,7 @@ mod upload;
 use super::backup::BackupRequest;
 use super::layout::ObjectName;
 use super::plan;
-use super::store::Store;
+use super::store::{Listed, Store};
 use super::{ArchiveConfig, ArchiveError, ArchiveShared, NO_FLOOR};
 use crate::engine::Engine;
 use crate::engine::now_ms;
@@ -216,10 +216,15 @@ impl Session {
             let (c, _) = self.checkpoint().await?;
             self.set_archived(c.seq.max(next - 1));
         }
+        // The first retention on the listing above (newer objects missing from it only keep
+        // more); later ones list again.
+        if let Err(e) = self.expire(&listing).await {
+            self.error(&e);
+        }
+        let mut last_retention = Instant::now();
         info!(url = %self.store.url(), from = self.archived + 1, epoch = self.epoch, "archiving");
         let mut feed = sh.feed().subscribe();
         let mut last_checkpoint = Instant::now();
-        let mut last_retention: Option<Instant> = None;
         let retention_every = (self.cfg.retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(600));
         loop {
             if !self.still_master() {
@@ -244,8 +249,8 @@ impl Session {
                 self.checkpoint().await?;
                 last_checkpoint = Instant::now();
             }
-            if last_retention.is_none_or(|t| t.elapsed() >= retention_every) {
-                last_retention = Some(Instant::now());
+            if last_retention.elapsed() >= retention_every {
+                last_retention = Instant::now();
                 if let Err(e) = self.retention().await {
                     self.error(&e);
                 }
@@ -299,10 +304,15 @@ impl Session {
         }
     }
 
-    /// Deletes what retention no longer needs (plan::expired).
+    /// Deletes what retention no longer needs (plan::expired) of the archive as listed now.
     async fn retention(&self) -> Result<(), ArchiveError> {
         let listing = self.store.list().await?;
-        let gone = plan::expired(&listing, now_ms(), self.cfg.retention.as_millis() as u64);
+        self.expire(&listing).await
+    }
+
+    /// Deletes what retention no longer needs (plan::expired) of `listing`.
+    async fn expire(&self, listing: &[Listed]) -> Result<(), ArchiveError> {
+        let gone = plan::expired(listing, now_ms(), self.cfg.retention.as_millis() as u64);
         for n in &gone {
             self.store.delete(n).await?;
             self.engine.metrics().archive.deleted.inc();
