@@ -40,7 +40,7 @@ impl Writer {
                 let removable = seq.min(self.shared.archive.floor.load(Ordering::Relaxed));
                 match self.oplog.remove_through(removable) {
                     Ok(n) if n > 0 => {
-                        info!(removed = n, through = seq, "old oplog segments removed")
+                        info!(removed = n, through = removable, checkpoint = seq, "old oplog segments removed")
                     }
                     Ok(_) => {}
                     Err(e) => warn!(error = %e, "cannot remove old oplog segments"),
