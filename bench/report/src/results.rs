@@ -6,13 +6,14 @@
 //! schema does not know are ignored, and so are the free-form `standalone` and `replicated`
 //! sections.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::Deserialize;
 
 use crate::stats::median;
+
+mod validation;
 
 /// The systems measured by the write benchmark, in the order tables and plots show them.
 /// A system outside this list is still shown (after these, by name) but enters no ratio.
@@ -228,129 +229,6 @@ impl Results {
         results.validate()?;
         Ok(results)
     }
-
-    fn validate(&self) -> Result<()> {
-        if let Some(writes) = &self.writes {
-            let mut seen = BTreeMap::new();
-            for (i, p) in writes.points.iter().enumerate() {
-                let at = format!("writes.points[{i}]");
-                if p.system.is_empty() {
-                    bail!("{at}.system: empty");
-                }
-                if p.concurrency == 0 {
-                    bail!("{at}.concurrency: must be at least 1");
-                }
-                non_negative(&at, "ops_per_s", p.ops_per_s)?;
-                non_negative(&at, "p50_ms", p.p50_ms)?;
-                non_negative(&at, "p99_ms", p.p99_ms)?;
-                if let Some(first) = seen.insert((p.system.as_str(), p.concurrency), i) {
-                    bail!(
-                        "{at}: a second point for system {} at concurrency {} (the first is writes.points[{first}])",
-                        p.system,
-                        p.concurrency
-                    );
-                }
-            }
-        }
-        if let Some(failover) = &self.failover {
-            if failover.lease_duration_s <= 0.0 {
-                bail!("failover.lease_duration_s: must be above 0, got {}", failover.lease_duration_s);
-            }
-            for (i, t) in failover.trials.iter().enumerate() {
-                let at = format!("failover.trials[{i}]");
-                if t.kind.is_empty() {
-                    bail!("{at}.kind: empty");
-                }
-                non_negative(&at, "seconds", t.seconds)?;
-            }
-        }
-        if let Some(recovery) = &self.recovery {
-            let mut seen = BTreeMap::new();
-            for (i, r) in recovery.iter().enumerate() {
-                let at = format!("recovery[{i}]");
-                if r.blocks == 0 {
-                    bail!("{at}.blocks: must be at least 1");
-                }
-                non_negative(&at, "rss_kib", r.rss_kib)?;
-                non_negative(&at, "base_rss_kib", r.base_rss_kib)?;
-                non_negative(&at, "bytes_per_block", r.bytes_per_block)?;
-                non_negative(&at, "restart_to_serving_s", r.restart_to_serving_s)?;
-                non_negative(&at, "recovery_ms", r.recovery_ms)?;
-                if let Some(first) = seen.insert(r.blocks, i) {
-                    bail!("{at}: a second entry for {} blocks (the first is recovery[{first}])", r.blocks);
-                }
-            }
-        }
-        if let Some(c) = &self.catch_up
-            && c.seconds <= 0.0
-        {
-            bail!("catch_up.seconds: must be above 0, got {}", c.seconds);
-        }
-        if let Some(t) = &self.tls_cost {
-            if t.rounds.is_empty() {
-                bail!("tls_cost.rounds: empty");
-            }
-            for (i, r) in t.rounds.iter().enumerate() {
-                for (side, run) in [("plain", &r.plain), ("tls", &r.tls)] {
-                    let at = format!("tls_cost.rounds[{i}].{side}.create");
-                    if run.create.ops_per_s <= 0.0 {
-                        bail!("{at}.ops_per_s: must be above 0, got {}", run.create.ops_per_s);
-                    }
-                    non_negative(&at, "p99_ms", run.create.p99_ms)?;
-                    non_negative(
-                        &format!("tls_cost.rounds[{i}].{side}.create_paced"),
-                        "p99_ms",
-                        run.create_paced.p99_ms,
-                    )?;
-                }
-            }
-        }
-        if let Some(b) = &self.backup {
-            let c = &b.cost;
-            if c.off_ops_per_s.is_empty() {
-                bail!("backup.cost.off_ops_per_s: empty");
-            }
-            if c.on_ops_per_s.len() != c.off_ops_per_s.len() || c.rounds as usize != c.off_ops_per_s.len() {
-                bail!(
-                    "backup.cost: rounds is {} but off_ops_per_s has {} figures and on_ops_per_s has {}",
-                    c.rounds,
-                    c.off_ops_per_s.len(),
-                    c.on_ops_per_s.len()
-                );
-            }
-            for (field, v) in [("off_ops_per_s", &c.off_ops_per_s), ("on_ops_per_s", &c.on_ops_per_s)] {
-                for (i, x) in v.iter().enumerate() {
-                    if *x <= 0.0 {
-                        bail!("backup.cost.{field}[{i}]: must be above 0, got {x}");
-                    }
-                }
-            }
-            non_negative("backup.cost", "ratio_on_off", c.ratio_on_off)?;
-            let l = &b.lag;
-            if l.rate_target <= 0.0 {
-                bail!("backup.lag.rate_target: must be above 0, got {}", l.rate_target);
-            }
-            non_negative("backup.lag", "ops_per_s", l.ops_per_s)?;
-            non_negative("backup.lag", "archive_timeout_s", l.archive_timeout_s)?;
-            for (field, v) in [("lag_p50_s", l.lag_p50_s), ("lag_p99_s", l.lag_p99_s), ("lag_max_s", l.lag_max_s)] {
-                if let Some(v) = v {
-                    non_negative("backup.lag", field, v)?;
-                }
-            }
-            let r = &b.restore;
-            if r.blocks == 0 {
-                bail!("backup.restore.blocks: must be at least 1");
-            }
-            non_negative("backup.restore", "restore_s", r.restore_s)?;
-            non_negative("backup.restore", "open_s", r.open_s)?;
-            non_negative("backup.restore", "total_s", r.total_s)?;
-        }
-        Ok(())
-    }
-}
-
-fn non_negative(at: &str, field: &str, value: f64) -> Result<()> {
-    if value >= 0.0 { Ok(()) } else { bail!("{at}.{field}: must not be negative, got {value}") }
 }
 
 impl Writes {
@@ -423,160 +301,8 @@ impl CatchUp {
     }
 }
 
-/// Made-up results for the unit tests.
 #[cfg(test)]
-pub(crate) mod fakes {
-    use super::{ArchiveCost, ArchiveLag, Backup, Restore, WritePoint};
-
-    /// A point of 100 requests, p50 1 ms, none failed.
-    pub(crate) fn point(system: &str, concurrency: u32, ops_per_s: f64, p99_ms: f64) -> WritePoint {
-        WritePoint { system: system.into(), concurrency, count: 100, ops_per_s, p50_ms: 1.0, p99_ms, failed: 0 }
-    }
-
-    /// The sample of bench/backup.sh's section, with the judged figures given (the restore opens in 3.2 s).
-    pub(crate) fn backup(ratio: f64, lag_p99_s: Option<f64>, blocks: u64, total_s: f64) -> Backup {
-        Backup {
-            cost: ArchiveCost {
-                concurrency: 256,
-                rounds: 3,
-                off_ops_per_s: vec![35763.4, 36590.0, 33113.5],
-                on_ops_per_s: vec![35907.2, 33930.7, 34318.3],
-                ratio_on_off: ratio,
-            },
-            lag: ArchiveLag {
-                rate_target: 5000.0,
-                ops_per_s: 4999.7,
-                failed: 0,
-                samples: 278,
-                lag_p50_s: Some(0.513),
-                lag_p99_s,
-                lag_max_s: Some(1.001),
-                archive_timeout_s: 1.0,
-            },
-            restore: Restore {
-                blocks,
-                seq: 10_000_300,
-                checkpoint_seq: 9_000_100,
-                checkpoint_bytes: 114_891_136,
-                log_records: 1_000_200,
-                restore_s: total_s - 3.2,
-                open_s: 3.2,
-                total_s,
-            },
-        }
-    }
-}
+pub(crate) mod fakes;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn error_of(text: &str) -> String {
-        format!("{:#}", Results::parse(text).unwrap_err())
-    }
-
-    #[test]
-    fn every_section_is_optional() {
-        let r = Results::parse("{}").unwrap();
-        assert!(r.machine.is_none() && r.writes.is_none() && r.failover.is_none());
-        assert!(r.recovery.is_none() && r.catch_up.is_none() && r.tls_cost.is_none() && r.backup.is_none());
-    }
-
-    #[test]
-    fn free_form_and_unknown_sections_are_ignored() {
-        let r = Results::parse(r#"{"standalone": {"echo": {"x": 1}}, "replicated": 3, "other": "s"}"#).unwrap();
-        assert!(r.writes.is_none());
-    }
-
-    #[test]
-    fn a_missing_field_is_named_with_its_place() {
-        let e = error_of(
-            r#"{"writes": {"command": "c", "request": "r", "points": [
-                {"system": "tfs", "concurrency": 1, "count": 1, "ops_per_s": 1, "p50_ms": 1, "failed": 0}]}}"#,
-        );
-        assert!(e.contains("writes.points[0]") && e.contains("p99_ms"), "{e}");
-    }
-
-    #[test]
-    fn a_mistyped_field_is_named() {
-        let e = error_of(r#"{"failover": {"command": "c", "lease_duration_s": "five", "trials": []}}"#);
-        assert!(e.contains("failover.lease_duration_s"), "{e}");
-        let e = error_of(r#"{"recovery": {"blocks": 1}}"#);
-        assert!(e.starts_with("recovery:"), "{e}");
-    }
-
-    #[test]
-    fn negative_figures_and_duplicates_are_errors() {
-        let e = error_of(
-            r#"{"failover": {"command": "c", "lease_duration_s": 5, "trials": [
-            {"kind": "kill", "trial": 1, "seconds": -0.5, "failed_requests": 0}]}}"#,
-        );
-        assert!(e.contains("failover.trials[0].seconds"), "{e}");
-        let point =
-            r#"{"system": "tfs", "concurrency": 4, "count": 1, "ops_per_s": 1, "p50_ms": 1, "p99_ms": 1, "failed": 0}"#;
-        let e = error_of(&format!(r#"{{"writes": {{"command": "c", "request": "r", "points": [{point}, {point}]}}}}"#));
-        assert!(e.contains("writes.points[1]") && e.contains("writes.points[0]"), "{e}");
-        let e = error_of(r#"{"catch_up": {"records": 5, "seconds": 0}}"#);
-        assert!(e.contains("catch_up.seconds"), "{e}");
-    }
-
-    #[test]
-    fn a_backup_section_is_checked() {
-        let backup = |cost: &str, p99: &str| {
-            format!(
-                r#"{{"backup": {{"cost": {cost},
-                "lag": {{"rate_target": 5000, "ops_per_s": 4999.7, "failed": 0, "samples": 0,
-                         "lag_p50_s": null, "lag_p99_s": {p99}, "lag_max_s": null, "archive_timeout_s": 1}},
-                "restore": {{"blocks": 10, "seq": 20, "checkpoint_seq": 10, "checkpoint_bytes": 100, "log_records": 10,
-                             "restore_s": 1.5, "open_s": 0.5, "total_s": 2.0, "tool": "restored"}}}}}}"#
-            )
-        };
-        let good = r#"{"concurrency": 256, "rounds": 2, "off_ops_per_s": [10, 30], "on_ops_per_s": [9, 20],
-                       "ratio_on_off": 0.725}"#;
-        let r = Results::parse(&backup(good, "null")).unwrap();
-        let b = r.backup.unwrap();
-        assert_eq!((b.cost.off_median(), b.cost.on_median()), (Some(20.0), Some(14.5)));
-        assert_eq!(b.lag.lag_p99_s, None);
-        let e = error_of(&backup(good, "-1"));
-        assert!(e.contains("backup.lag.lag_p99_s"), "{e}");
-        let short = r#"{"concurrency": 256, "rounds": 2, "off_ops_per_s": [10, 30], "on_ops_per_s": [9],
-                        "ratio_on_off": 0.7}"#;
-        let e = error_of(&backup(short, "1"));
-        assert!(e.contains("backup.cost") && e.contains("on_ops_per_s has 1"), "{e}");
-        let e = error_of(r#"{"backup": {"cost": {}}}"#);
-        assert!(e.contains("backup.cost") && e.contains("concurrency"), "{e}");
-    }
-
-    #[test]
-    fn not_json_is_an_error() {
-        assert!(Results::parse("{").is_err());
-    }
-
-    #[test]
-    fn systems_and_kinds_come_in_a_fixed_order_then_by_name() {
-        let p = |system, concurrency| fakes::point(system, concurrency, 1.0, 1.0);
-        let w = Writes {
-            command: String::new(),
-            request: String::new(),
-            points: vec![p("zk", 4), p("etcd-1", 1), p("tfs", 2), p("consul", 1), p("tfs", 1)],
-        };
-        assert_eq!(w.systems(), ["tfs", "etcd-1", "consul", "zk"]);
-        assert_eq!(w.concurrencies(), [1, 2, 4]);
-        assert_eq!(w.series("tfs").iter().map(|p| p.concurrency).collect::<Vec<_>>(), [1, 2]);
-        let t = |kind: &str| Trial { kind: kind.into(), trial: 1, seconds: 1.0, failed_requests: 0 };
-        let f = Failover {
-            command: String::new(),
-            lease_duration_s: 5.0,
-            trials: vec![t("x"), t("switchover"), t("kill")],
-        };
-        assert_eq!(f.kinds(), ["kill", "switchover", "x"]);
-    }
-
-    #[test]
-    fn block_labels() {
-        assert_eq!(blocks_label(1_000_000), "1m");
-        assert_eq!(blocks_label(10_000_000), "10m");
-        assert_eq!(blocks_label(500_000), "500k");
-        assert_eq!(blocks_label(1_500), "1500");
-    }
-}
+mod tests;
