@@ -17,6 +17,13 @@ use crate::{Error, Session, TlsOptions};
 /// How long a call keeps retrying what was not applied, by default.
 pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(30);
 
+/// How long one TCP connect may take before it is given up and dialled again. Across a failover
+/// the node's Service rules may still send a new connection to the deposed master's address for
+/// about a second after the VIP moved (a deleted pod's address answers nothing: its SYN is lost,
+/// and the kernel would resend it only after 1 s, to the same address). A connect inside a cluster
+/// takes well under a millisecond; a fresh dial after 250 ms takes the rules as they are then.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
+
 /// A failover-aware client of one nameserver address.
 ///
 /// Cheap to clone (clones share the connection). Every call follows the policy of
@@ -67,7 +74,7 @@ impl Client {
         // Short timeouts: across a failover the old master's address may silently stop answering
         // (a deleted pod), and a client must notice within a second or two, not a TCP timeout.
         let ep = ep
-            .connect_timeout(Duration::from_secs(1))
+            .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(1))
             .keep_alive_timeout(Duration::from_secs(1))

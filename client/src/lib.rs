@@ -43,7 +43,7 @@ pub mod retry;
 mod session;
 mod tls;
 
-pub use client::{Client, DEFAULT_RETRY_BUDGET};
+pub use client::{CONNECT_TIMEOUT, Client, DEFAULT_RETRY_BUDGET};
 pub use error::Error;
 pub use session::{MAX_IN_FLIGHT, Session};
 /// The nameserver's protocol types (blocks, requests, replies).

@@ -23,9 +23,10 @@ pub fn endpoint(addr: &str) -> Result<Endpoint> {
         ep = ep.tls_config(t)?;
     }
     // Short timeouts: across a failover the old master's address may silently stop answering
-    // (a deleted pod), and a client must notice within a second, not a TCP timeout.
+    // (a deleted pod), and a client must notice within a second, not a TCP timeout; a connect
+    // gives up as the library's does (tfs_client::CONNECT_TIMEOUT says why).
     Ok(ep
-        .connect_timeout(Duration::from_secs(1))
+        .connect_timeout(tfs_client::CONNECT_TIMEOUT)
         .timeout(Duration::from_secs(2))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(1))
