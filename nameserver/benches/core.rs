@@ -5,12 +5,12 @@ use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use tfs_nameserver::checkpoint::Snapshot;
 use tfs_nameserver::mutation::Mutation;
+use tfs_nameserver::oplog::format;
 use tfs_nameserver::oplog::{Oplog, OplogOptions, RecordType, record};
-use tfs_nameserver::proto;
 use tfs_nameserver::state::State;
 
 fn create(id: u64) -> Mutation {
-    Mutation::BlockCreate(proto::BlockCreate { block_id: id, dataservers: vec![1, 2], request: None })
+    Mutation::BlockCreate(format::BlockCreate { block_id: id, dataservers: vec![1, 2], request: None })
 }
 
 fn encoded(n: u64) -> Vec<u8> {
@@ -52,7 +52,7 @@ fn replay(c: &mut Criterion) {
         b.iter_batched(
             || {
                 let mut s = State::new();
-                let j = Mutation::DataserverJoin(proto::DataserverJoin {
+                let j = Mutation::DataserverJoin(format::DataserverJoin {
                     id: 1,
                     addr: "a:1".into(),
                     capacity: 1,

@@ -19,7 +19,7 @@ use prost::Message;
 use thiserror::Error;
 use tracing::{info, warn};
 
-use crate::proto;
+use crate::oplog::format;
 use crate::state::dedup::{DedupView, Entry as RequestEntry};
 use crate::state::{BlockMeta, Blocks, Dataserver, Dedup, EpochMark, State, Task};
 
@@ -46,10 +46,10 @@ pub enum CheckpointError {
 /// applying while this is written, and what is written is still the state at `meta.seq`.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    pub meta: proto::SnapshotMeta,
+    pub meta: format::SnapshotMeta,
     pub blocks: Blocks,
-    pub dataservers: Vec<proto::SnapshotDataserver>,
-    pub tasks: Vec<proto::TaskCreate>,
+    pub dataservers: Vec<format::SnapshotDataserver>,
+    pub tasks: Vec<format::TaskCreate>,
     /// The dedup window of request ids (shares its chunks like `blocks`).
     pub requests: DedupView,
 }
@@ -60,7 +60,7 @@ impl Snapshot {
     /// happens later, on another thread.
     pub fn of(state: &State) -> Self {
         Snapshot {
-            meta: proto::SnapshotMeta {
+            meta: format::SnapshotMeta {
                 seq: state.applied_seq,
                 epoch: state.epoch,
                 next_block_id: state.next_block_id,
@@ -70,14 +70,14 @@ impl Snapshot {
                 epochs: state
                     .epochs
                     .iter()
-                    .map(|e| proto::EpochMark { epoch: e.epoch, start_seq: e.start_seq })
+                    .map(|e| format::EpochMark { epoch: e.epoch, start_seq: e.start_seq })
                     .collect(),
             },
             blocks: state.blocks().clone(),
             dataservers: state
                 .dataservers
                 .values()
-                .map(|d| proto::SnapshotDataserver {
+                .map(|d| format::SnapshotDataserver {
                     id: d.id,
                     addr: d.addr.clone(),
                     capacity: d.capacity,
@@ -86,7 +86,7 @@ impl Snapshot {
                     alive: d.alive,
                 })
                 .collect(),
-            tasks: state.tasks().values().map(|t| t.to_proto()).collect(),
+            tasks: state.tasks().values().map(|t| t.to_record()).collect(),
             requests: state.requests().view(),
         }
     }
@@ -117,7 +117,7 @@ impl Snapshot {
         }
         // Tasks of snapshots written before `TaskCreate.epoch` keep epoch 0: their results are
         // not checked against an epoch (state `check`, TaskDone).
-        let tasks = self.tasks.iter().map(|t| Task::from_proto(t, 0));
+        let tasks = self.tasks.iter().map(|t| Task::from_record(t, 0));
         s.restore(self.blocks, tasks);
         s.restore_requests(Dedup::from_view(&self.requests));
         Ok(s)
@@ -139,14 +139,14 @@ impl Snapshot {
         let mut blocks = self.blocks.iter().peekable();
         let mut first = true;
         while first || blocks.peek().is_some() {
-            let mut c = proto::SnapshotChunk::default();
+            let mut c = format::SnapshotChunk::default();
             if first {
                 c.dataservers = self.dataservers.clone();
                 c.tasks = self.tasks.clone();
                 first = false;
             }
             for (id, b) in blocks.by_ref().take(BLOCKS_PER_CHUNK) {
-                c.blocks.push(proto::SnapshotBlock {
+                c.blocks.push(format::SnapshotBlock {
                     id,
                     version: b.version,
                     size: b.size,
@@ -165,13 +165,13 @@ impl Snapshot {
         let mut requests = self.requests.entries().peekable();
         let mut clients = Some(&self.requests.clients).filter(|c| !c.is_empty());
         while clients.is_some() || requests.peek().is_some() {
-            let c = proto::SnapshotChunk {
-                requests: requests.by_ref().take(BLOCKS_PER_CHUNK).map(RequestEntry::to_proto).collect(),
+            let c = format::SnapshotChunk {
+                requests: requests.by_ref().take(BLOCKS_PER_CHUNK).map(RequestEntry::to_record).collect(),
                 request_clients: clients
                     .take()
                     .into_iter()
                     .flatten()
-                    .map(|&(client, floor, forgotten)| proto::SnapshotRequestClient { client, floor, forgotten })
+                    .map(|&(client, floor, forgotten)| format::SnapshotRequestClient { client, floor, forgotten })
                     .collect(),
                 ..Default::default()
             };
@@ -205,13 +205,13 @@ impl Snapshot {
                 break;
             }
             if index == 0 {
-                snap.meta = proto::SnapshotMeta::decode(&buf[..]).map_err(|e| frame_err(e.to_string()))?;
+                snap.meta = format::SnapshotMeta::decode(&buf[..]).map_err(|e| frame_err(e.to_string()))?;
                 if snap.meta.seq != seq {
                     return Err(frame_err(format!("meta seq {} != header seq {seq}", snap.meta.seq)));
                 }
                 continue;
             }
-            let c = proto::SnapshotChunk::decode(&buf[..]).map_err(|e| frame_err(e.to_string()))?;
+            let c = format::SnapshotChunk::decode(&buf[..]).map_err(|e| frame_err(e.to_string()))?;
             snap.dataservers.extend(c.dataservers);
             snap.tasks.extend(c.tasks);
             snap.requests.clients.extend(c.request_clients.iter().map(|r| (r.client, r.floor, r.forgotten)));

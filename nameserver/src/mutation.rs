@@ -4,19 +4,19 @@ use bytes::Bytes;
 use prost::Message;
 
 use crate::oplog::RecordType;
-use crate::proto;
+use crate::oplog::format;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mutation {
-    EpochStart(proto::EpochStart),
-    BlockCreate(proto::BlockCreate),
-    BlockCommit(proto::BlockCommit),
-    BlockRemove(proto::BlockRemove),
-    DataserverJoin(proto::DataserverJoin),
-    DataserverLeave(proto::DataserverLeave),
-    ReplicaAdd(proto::ReplicaAdd),
-    TaskCreate(proto::TaskCreate),
-    TaskDone(proto::TaskDone),
+    EpochStart(format::EpochStart),
+    BlockCreate(format::BlockCreate),
+    BlockCommit(format::BlockCommit),
+    BlockRemove(format::BlockRemove),
+    DataserverJoin(format::DataserverJoin),
+    DataserverLeave(format::DataserverLeave),
+    ReplicaAdd(format::ReplicaAdd),
+    TaskCreate(format::TaskCreate),
+    TaskDone(format::TaskDone),
 }
 
 impl Mutation {

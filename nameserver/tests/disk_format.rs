@@ -8,8 +8,8 @@ use bytes::Bytes;
 use prost::Message;
 use tfs_nameserver::checkpoint::Snapshot;
 use tfs_nameserver::mutation::Mutation;
+use tfs_nameserver::oplog::format as disk;
 use tfs_nameserver::oplog::record;
-use tfs_nameserver::proto as disk;
 use tfs_nameserver::state::State;
 
 const EPOCH: u64 = 3;

@@ -7,6 +7,9 @@
 //! each `#[cfg(test)]` (a `mod tests;` line, or a block through its closing brace) and comments are
 //! not read: tests may reach across, and what follows a test item is checked again.
 //!
+//! Apart from the layers: the disk format and the state machine it encodes ([`API_FREE`]) never
+//! name the API's messages (`crate::proto`), so an API change cannot change what is on disk.
+//!
 //! Run: `cargo test -p tfs-nameserver --test layering`.
 
 use std::path::{Path, PathBuf};
@@ -24,23 +27,32 @@ const LAYERS: &[(&str, &[&str])] = &[
     // The state machine and what derives from it or describes it; the archive's objects, plans
     // and restore; the settings of each layer.
     ("state", &["state", "planning", "checkpoint", "mutation", "archive", "config"]),
-    // Records, segments, the log and its in-memory tail.
+    // Records and their messages (oplog::format, the disk format), segments, the log and its
+    // in-memory tail.
     ("oplog", &["oplog"]),
     // Leaves every layer may use: messages, who this node is, metrics, TLS, crash points.
     ("base", &["proto", "role", "metrics", "tls", "crashpoint", "logging"]),
 ];
+
+/// Modules that never name the API's messages (`crate::proto`, package tfs.v1): the disk format
+/// (`oplog::format`, package tfs.oplog.v1) and what encodes the state in it. The state layer's
+/// archive is not among them: it reports its status in API messages.
+const API_FREE: &[&str] = &["oplog", "state", "mutation", "checkpoint", "planning"];
+
+/// Whether `module` starts with the module path `prefix` (`a::b`).
+fn within(module: &[String], prefix: &str) -> bool {
+    let p: Vec<&str> = prefix.split("::").collect();
+    module.len() >= p.len() && module.iter().zip(&p).all(|(a, b)| a == b)
+}
 
 /// The rank of a module path (higher = further up), by its longest prefix in [`LAYERS`].
 fn rank(module: &[String]) -> Option<(usize, &'static str)> {
     let mut best: Option<(usize, usize, &'static str)> = None;
     for (i, (name, prefixes)) in LAYERS.iter().enumerate() {
         for p in prefixes.iter() {
-            let p: Vec<&str> = p.split("::").collect();
-            if module.len() >= p.len()
-                && module.iter().zip(&p).all(|(a, b)| a == b)
-                && best.is_none_or(|(len, _, _)| p.len() > len)
-            {
-                best = Some((p.len(), LAYERS.len() - i, name));
+            let len = p.split("::").count();
+            if within(module, p) && best.is_none_or(|(l, _, _)| len > l) {
+                best = Some((len, LAYERS.len() - i, name));
             }
         }
     }
@@ -152,6 +164,7 @@ fn imports_run_one_way_down_the_layers() {
             ));
             continue;
         };
+        let api_free = API_FREE.iter().any(|p| within(&here, p));
         let text = std::fs::read_to_string(file).unwrap();
         let mut lines = text.lines().enumerate();
         while let Some((n, line)) = lines.next() {
@@ -164,6 +177,15 @@ fn imports_run_one_way_down_the_layers() {
                 continue;
             }
             for target in paths(line, &here) {
+                if api_free && within(&target, "proto") {
+                    wrong.push(format!(
+                        "{}:{}: {} names the API's messages: {} (the disk format is oplog::format)",
+                        file.strip_prefix(&src).unwrap().display(),
+                        n + 1,
+                        here.join("::"),
+                        target.join("::")
+                    ));
+                }
                 let Some((to, to_name)) = rank(&target) else { continue };
                 if to > from {
                     wrong.push(format!(
@@ -178,7 +200,8 @@ fn imports_run_one_way_down_the_layers() {
     }
     assert!(
         wrong.is_empty(),
-        "imports against the layers (server → ops → replication → engine → state → oplog → base):\n{}",
+        "imports against the layers (server → ops → replication → engine → state → oplog → base), or of the API \
+         where the disk format is encoded:\n{}",
         wrong.join("\n")
     );
 }

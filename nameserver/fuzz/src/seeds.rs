@@ -5,7 +5,7 @@ use bytes::Bytes;
 use prost::Message;
 use tfs_nameserver::checkpoint::Snapshot;
 use tfs_nameserver::mutation::Mutation;
-use tfs_nameserver::oplog::record;
+use tfs_nameserver::oplog::{format, record};
 use tfs_nameserver::proto;
 use tfs_nameserver::replication::frame::{self, FrameType};
 use tfs_nameserver::server::limits::*;
@@ -22,7 +22,7 @@ pub struct Seed {
 
 /// A short history touching every record type, in an order the state accepts.
 pub fn history() -> Vec<Mutation> {
-    use proto::*;
+    use format::*;
     vec![
         Mutation::EpochStart(EpochStart { epoch: 1, node: "demo-0".into() }),
         Mutation::DataserverJoin(DataserverJoin {

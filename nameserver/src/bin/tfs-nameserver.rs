@@ -9,7 +9,7 @@ use clap::{Parser, ValueEnum};
 use tfs_nameserver::config::{EngineConfig, ReplicationMode};
 use tfs_nameserver::engine::Engine;
 use tfs_nameserver::mutation::Mutation;
-use tfs_nameserver::proto;
+use tfs_nameserver::oplog::format;
 use tfs_nameserver::server::{Listen, serve::serve};
 use tfs_nameserver::tls::{ClientAuth, Tls, TlsSettings};
 use tracing::info;
@@ -238,7 +238,7 @@ fn main() -> anyhow::Result<()> {
         if engine.cfg().standalone && engine.state().read().epoch < 1 {
             let node = engine.cfg().node.clone();
             engine
-                .write_unmetered(move |t| Ok(t.log(Mutation::EpochStart(proto::EpochStart { epoch: 1, node }))?))
+                .write_unmetered(move |t| Ok(t.log(Mutation::EpochStart(format::EpochStart { epoch: 1, node }))?))
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot start epoch 1: {e}"))?;
         }

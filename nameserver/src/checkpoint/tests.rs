@@ -38,7 +38,7 @@ fn newest_valid_checkpoint_wins_and_damaged_one_is_skipped() {
     let mut s = State::new();
     apply_all(&mut s, 1, &crate::state::tests::sample());
     let older = write(dir.path(), &Snapshot::of(&s), 3).unwrap();
-    apply_all(&mut s, 1, &[crate::mutation::Mutation::BlockRemove(proto::BlockRemove { block_id: 1, request: None })]);
+    apply_all(&mut s, 1, &[crate::mutation::Mutation::BlockRemove(format::BlockRemove { block_id: 1, request: None })]);
     let newer = write(dir.path(), &Snapshot::of(&s), 3).unwrap();
     assert_eq!(load_newest(dir.path()).unwrap().unwrap().meta.seq, s.applied_seq);
     let mut bytes = fs::read(&newer).unwrap();
@@ -82,7 +82,7 @@ proptest! {
 /// A snapshot whose meta (crc-valid) claims far more blocks than follow.
 fn claiming(block_count: u64, blocks: u64) -> Vec<u8> {
     let snap = Snapshot {
-        meta: proto::SnapshotMeta { seq: 9, block_count, ..Default::default() },
+        meta: format::SnapshotMeta { seq: 9, block_count, ..Default::default() },
         blocks: (1..=blocks).map(|id| (id, BlockMeta::new(&[1, 2]).unwrap())).collect(),
         ..Default::default()
     };
@@ -122,17 +122,17 @@ fn a_snapshot_followed_by_writes_writes_the_state_at_its_seq() {
     let mut s = State::new();
     apply_all(&mut s, 1, &crate::state::tests::sample());
     let creates: Vec<Mutation> = (4..3000u64)
-        .map(|id| Mutation::BlockCreate(proto::BlockCreate { block_id: id, dataservers: vec![1, 2], request: None }))
+        .map(|id| Mutation::BlockCreate(format::BlockCreate { block_id: id, dataservers: vec![1, 2], request: None }))
         .collect();
     apply_all(&mut s, 1, &creates);
     let snap = Snapshot::of(&s);
     let at: Vec<(u64, BlockMeta)> = s.blocks().iter().map(|(id, b)| (id, *b)).collect();
     let seq = s.applied_seq;
     let later = vec![
-        Mutation::BlockCreate(proto::BlockCreate { block_id: 3000, dataservers: vec![2, 3], request: None }),
-        Mutation::BlockCommit(proto::BlockCommit { block_id: 5, version: 9, size: 1, ..Default::default() }),
-        Mutation::BlockRemove(proto::BlockRemove { block_id: 2000, request: None }),
-        Mutation::DataserverLeave(proto::DataserverLeave { id: 1, expired: true }),
+        Mutation::BlockCreate(format::BlockCreate { block_id: 3000, dataservers: vec![2, 3], request: None }),
+        Mutation::BlockCommit(format::BlockCommit { block_id: 5, version: 9, size: 1, ..Default::default() }),
+        Mutation::BlockRemove(format::BlockRemove { block_id: 2000, request: None }),
+        Mutation::DataserverLeave(format::DataserverLeave { id: 1, expired: true }),
     ];
     apply_all(&mut s, 1, &later);
     let mut buf = Vec::new();
@@ -150,16 +150,18 @@ fn a_snapshot_followed_by_writes_writes_the_state_at_its_seq() {
 fn the_dedup_window_round_trips_through_a_checkpoint() {
     use crate::mutation::Mutation;
     use crate::state::dedup::{Kind, RequestId, create_body};
-    let key = |seq| Some(proto::RequestId { client: 9, seq });
+    let key = |seq| Some(format::RequestId { client: 9, seq });
     let mut s = State::new();
     apply_all(&mut s, 1, &crate::state::tests::sample());
     let n = 40_000u64;
     let creates: Vec<Mutation> = (10..10 + n)
-        .map(|id| Mutation::BlockCreate(proto::BlockCreate { block_id: id, dataservers: vec![1, 2], request: key(id) }))
+        .map(|id| {
+            Mutation::BlockCreate(format::BlockCreate { block_id: id, dataservers: vec![1, 2], request: key(id) })
+        })
         .collect();
     apply_all(&mut s, 1, &creates);
     let snap = Snapshot::of(&s);
-    let later = [Mutation::BlockRemove(proto::BlockRemove { block_id: 11, request: key(n + 10) })];
+    let later = [Mutation::BlockRemove(format::BlockRemove { block_id: 11, request: key(n + 10) })];
     apply_all(&mut s, 1, &later);
     let mut buf = Vec::new();
     snap.write_to(&mut buf).unwrap();

@@ -2,6 +2,7 @@
 //! durable by group commit. See docs/PROTOCOL.md for the byte layout.
 
 pub mod feed;
+pub mod format;
 pub mod log;
 pub mod record;
 pub mod segment;

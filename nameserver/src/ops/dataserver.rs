@@ -12,6 +12,7 @@ use tracing::warn;
 
 use crate::engine::{Engine, Txn, WriteError};
 use crate::mutation::Mutation;
+use crate::oplog::format;
 use crate::planning::{self, Params};
 use crate::proto;
 
@@ -20,7 +21,7 @@ use crate::proto;
 pub fn join(txn: &mut Txn<'_>, r: proto::DataserverApplyRequest, plan: Option<&Engine>) -> Result<u64, WriteError> {
     let id = r.id;
     let lease_id = txn.state().next_lease_id;
-    txn.log(Mutation::DataserverJoin(proto::DataserverJoin {
+    txn.log(Mutation::DataserverJoin(format::DataserverJoin {
         id,
         addr: r.addr,
         capacity: r.capacity,
@@ -58,7 +59,7 @@ pub fn renew(
     if let Some(engine) = plan {
         plan_tasks(txn, engine)?;
     }
-    let tasks = txn.state().tasks().of_dataserver(id).filter(|t| t.source == id).map(|t| t.to_proto());
+    let tasks = txn.state().tasks().of_dataserver(id).filter(|t| t.source == id).map(super::convert::task);
     Ok(tasks.collect())
 }
 
@@ -89,7 +90,7 @@ fn absorb_report(txn: &mut Txn<'_>, id: u32, blocks: &[u64]) -> Result<(), Write
             None => false,
         };
         if needs {
-            txn.log(Mutation::ReplicaAdd(proto::ReplicaAdd { block_id: b, dataserver: id }))?;
+            txn.log(Mutation::ReplicaAdd(format::ReplicaAdd { block_id: b, dataserver: id }))?;
         }
     }
     Ok(())
@@ -147,7 +148,7 @@ pub fn heard(engine: &Engine, epoch: u64, id: u32) {
 }
 
 fn leave(txn: &mut Txn<'_>, id: u32, expired: bool, plan: Option<&Engine>) -> Result<usize, WriteError> {
-    txn.log(Mutation::DataserverLeave(proto::DataserverLeave { id, expired }))?;
+    txn.log(Mutation::DataserverLeave(format::DataserverLeave { id, expired }))?;
     match plan {
         Some(engine) => plan_tasks(txn, engine),
         None => Ok(0),
@@ -168,7 +169,7 @@ fn absorb_results(txn: &mut Txn<'_>, id: u32, finished: &[proto::TaskDone]) -> R
             );
             continue;
         }
-        let m = Mutation::TaskDone(*f);
+        let m = Mutation::TaskDone(super::convert::task_done(f));
         match txn.state().check(&m) {
             Ok(()) => {
                 txn.log(m)?;

@@ -20,11 +20,13 @@
 //!   (it may have been applied and evicted), and as a different request when the id names another
 //!   one (another kind, block or body) — never answered with that other's outcome.
 
+mod convert;
 pub mod dataserver;
 pub mod view;
 
 use crate::engine::{Txn, WriteError};
 use crate::mutation::Mutation;
+use crate::oplog::format;
 use crate::proto;
 use crate::state::State;
 use crate::state::dedup::{self, Kind, Lookup, Outcome, RequestId};
@@ -48,8 +50,8 @@ pub fn create_block(
         WriteError::Unavailable(format!("cannot place {replicas} replicas: {live} live dataservers"))
     })?;
     let id = txn.state().next_block_id;
-    let request = request.map(to_proto);
-    let seq = txn.log(Mutation::BlockCreate(proto::BlockCreate { block_id: id, dataservers: ds, request }))?;
+    let request = request.map(convert::request_id);
+    let seq = txn.log(Mutation::BlockCreate(format::BlockCreate { block_id: id, dataservers: ds, request }))?;
     let block = view(txn.state(), id);
     txn.soft().reserve(&block.dataservers, size_estimate);
     Ok((block, seq))
@@ -76,14 +78,14 @@ pub fn commit_block(
             c.block_id, c.version, b.version
         )));
     }
-    let seq = txn.log(Mutation::BlockCommit(proto::BlockCommit {
+    let seq = txn.log(Mutation::BlockCommit(format::BlockCommit {
         block_id: c.block_id,
         version: c.version,
         size: c.size,
         file_count: c.file_count,
         del_size: c.del_size,
         del_file_count: c.del_file_count,
-        request: request.map(to_proto),
+        request: request.map(convert::request_id),
     }))?;
     Ok((view(txn.state(), c.block_id), seq))
 }
@@ -93,7 +95,7 @@ pub fn remove_block(txn: &mut Txn<'_>, block_id: u64, request: Option<RequestId>
     if let Some(o) = seen(txn.state(), request, Kind::Remove, block_id, 0)? {
         return Ok(o.record_seq);
     }
-    Ok(txn.log(Mutation::BlockRemove(proto::BlockRemove { block_id, request: request.map(to_proto) }))?)
+    Ok(txn.log(Mutation::BlockRemove(format::BlockRemove { block_id, request: request.map(convert::request_id) }))?)
 }
 
 /// The first outcome of `request` if it was applied; an error if it cannot be answered safely.
@@ -124,8 +126,4 @@ fn seen(
 /// The block as the API shows it; a block removed since shows its id only.
 fn view(s: &State, id: u64) -> proto::Block {
     s.blocks().get(&id).map_or_else(|| proto::Block { id, ..Default::default() }, |b| view::block(s, id, b))
-}
-
-fn to_proto(r: RequestId) -> proto::RequestId {
-    proto::RequestId { client: r.client, seq: r.seq }
 }

@@ -15,7 +15,7 @@
 use std::collections::HashSet;
 
 use super::{Planned, Round};
-use crate::proto::TaskKind;
+use crate::oplog::format::TaskKind;
 
 pub fn plan(r: &mut Round<'_>) {
     let s = r.s;

@@ -8,7 +8,7 @@
 //! to 0 at the end, so every such block is looked at again.
 
 use super::{Cursor, Planned, Round};
-use crate::proto::TaskKind;
+use crate::oplog::format::TaskKind;
 use crate::state::BlockMeta;
 
 /// Whether a block's deleted share reaches `ratio` (of bytes, or of files).

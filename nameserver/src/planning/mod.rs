@@ -30,7 +30,7 @@ mod tests;
 use std::collections::{HashMap, HashSet};
 
 use crate::mutation::Mutation;
-use crate::proto::{self, TaskKind};
+use crate::oplog::format::{self, TaskKind};
 use crate::state::State;
 pub use safe_mode::SafeMode;
 
@@ -97,7 +97,7 @@ pub struct Planned {
 impl Planned {
     /// The record that plans it, as task `task_id` of `epoch`.
     pub fn to_mutation(&self, task_id: u64, epoch: u64) -> Mutation {
-        Mutation::TaskCreate(proto::TaskCreate {
+        Mutation::TaskCreate(format::TaskCreate {
             task_id,
             kind: self.kind as i32,
             block_id: self.block_id,

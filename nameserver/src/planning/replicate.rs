@@ -7,7 +7,7 @@
 //! two dataservers have room, otherwise at most [`super::budget`] blocks looked at.
 
 use super::{Planned, Round};
-use crate::proto::TaskKind;
+use crate::oplog::format::TaskKind;
 
 pub fn plan(r: &mut Round<'_>) {
     let s = r.s;

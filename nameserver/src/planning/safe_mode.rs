@@ -97,7 +97,10 @@ mod tests {
         apply_all(
             &mut s,
             2,
-            &[crate::mutation::Mutation::DataserverLeave(crate::proto::DataserverLeave { id: 2, expired: true })],
+            &[crate::mutation::Mutation::DataserverLeave(crate::oplog::format::DataserverLeave {
+                id: 2,
+                expired: true,
+            })],
         );
         assert_eq!(m.remaining(&s, t0, Duration::from_secs(300)), None);
     }

@@ -7,7 +7,7 @@
 //! [`super::budget`] blocks of the index's surplus set looked at.
 
 use super::{Planned, Round};
-use crate::proto::TaskKind;
+use crate::oplog::format::TaskKind;
 
 pub fn plan(r: &mut Round<'_>) {
     let s = r.s;

@@ -10,7 +10,7 @@ use crate::state::Index;
 use crate::state::tests::{apply_all, join_ds};
 
 fn create(id: u64, ds: &[u32]) -> Mutation {
-    Mutation::BlockCreate(proto::BlockCreate { block_id: id, dataservers: ds.to_vec(), request: None })
+    Mutation::BlockCreate(format::BlockCreate { block_id: id, dataservers: ds.to_vec(), request: None })
 }
 
 fn params(per_ds: usize, max: usize) -> Params {
@@ -26,7 +26,7 @@ fn params(per_ds: usize, max: usize) -> Params {
 }
 
 fn done(task_id: u64, success: bool, epoch: u64) -> Mutation {
-    Mutation::TaskDone(proto::TaskDone { task_id, success, epoch, size: None, file_count: None })
+    Mutation::TaskDone(format::TaskDone { task_id, success, epoch, size: None, file_count: None })
 }
 
 /// Plans a round and logs it at `epoch` as the server does; returns what was planned.
@@ -56,7 +56,7 @@ fn planning_is_bounded_never_doubles_a_task_and_eventually_copies_everything() {
     let creates: Vec<Mutation> =
         (1..=3000u64).map(|id| create(id, &[(id % 6) as u32 + 1, ((id + 1) % 6) as u32 + 1])).collect();
     apply_all(&mut s, 1, &creates);
-    apply_all(&mut s, 1, &[Mutation::DataserverLeave(proto::DataserverLeave { id: 3, expired: true })]);
+    apply_all(&mut s, 1, &[Mutation::DataserverLeave(format::DataserverLeave { id: 3, expired: true })]);
     let lost: HashSet<u64> = s.index().needs_copy().collect();
     assert_eq!(lost.len(), 1000);
     // No balance: this test is about repair alone.
@@ -92,7 +92,7 @@ fn planning_is_bounded_never_doubles_a_task_and_eventually_copies_everything() {
 fn a_failed_copy_is_planned_again() {
     let mut s = State::new();
     apply_all(&mut s, 1, &[join_ds(1), join_ds(2), join_ds(3), create(1, &[1, 2])]);
-    apply_all(&mut s, 1, &[Mutation::DataserverLeave(proto::DataserverLeave { id: 2, expired: true })]);
+    apply_all(&mut s, 1, &[Mutation::DataserverLeave(format::DataserverLeave { id: 2, expired: true })]);
     let p = Params { max_moves: 0, ..params(8, 10) };
     let (mut c, mut log) = (Cursor::default(), Vec::new());
     let first = log_round(&mut s, &p, &mut c, 1, &mut log);
@@ -108,7 +108,7 @@ fn a_failed_copy_is_planned_again() {
 fn a_surplus_replica_is_deleted_from_the_fullest_holder() {
     let mut s = State::new();
     apply_all(&mut s, 1, &[join_ds(1), join_ds(2), join_ds(3), create(1, &[1, 2]), create(2, &[2])]);
-    apply_all(&mut s, 1, &[Mutation::ReplicaAdd(proto::ReplicaAdd { block_id: 1, dataserver: 3 })]);
+    apply_all(&mut s, 1, &[Mutation::ReplicaAdd(format::ReplicaAdd { block_id: 1, dataserver: 3 })]);
     let p = Params { max_moves: 0, ..params(8, 10) };
     let (mut c, mut log) = (Cursor::default(), Vec::new());
     let planned = log_round(&mut s, &p, &mut c, 1, &mut log);
@@ -124,13 +124,13 @@ fn a_surplus_replica_is_deleted_from_the_fullest_holder() {
 fn a_leave_that_ends_a_surplus_cancels_its_delete() {
     let mut s = State::new();
     apply_all(&mut s, 1, &[join_ds(1), join_ds(2), join_ds(3), create(1, &[1, 2])]);
-    apply_all(&mut s, 1, &[Mutation::ReplicaAdd(proto::ReplicaAdd { block_id: 1, dataserver: 3 })]);
+    apply_all(&mut s, 1, &[Mutation::ReplicaAdd(format::ReplicaAdd { block_id: 1, dataserver: 3 })]);
     let p = Params { max_moves: 0, ..params(8, 10) };
     let (mut c, mut log) = (Cursor::default(), Vec::new());
     let planned = log_round(&mut s, &p, &mut c, 1, &mut log);
     assert_eq!(planned[0].kind, TaskKind::Delete);
     let other = [1, 2, 3].into_iter().find(|d| *d != planned[0].source).unwrap();
-    apply_all(&mut s, 1, &[Mutation::DataserverLeave(proto::DataserverLeave { id: other, expired: true })]);
+    apply_all(&mut s, 1, &[Mutation::DataserverLeave(format::DataserverLeave { id: other, expired: true })]);
     assert!(s.tasks().is_empty(), "the delete would have left the block below what it wants");
     assert_eq!(s.blocks()[&1].replicas().len(), 2);
 }
@@ -143,7 +143,7 @@ fn compaction_is_planned_past_the_ratio_bounded_and_its_result_committed() {
     apply_all(&mut s, 1, &[join_ds(1), join_ds(2)]);
     apply_all(&mut s, 1, &(1..=6).map(|id| create(id, &[1])).collect::<Vec<_>>());
     let commit = |id: u64, version: u32, del_size: u64| {
-        Mutation::BlockCommit(proto::BlockCommit {
+        Mutation::BlockCommit(format::BlockCommit {
             request: None,
             block_id: id,
             version,
@@ -181,7 +181,7 @@ fn compaction_is_planned_past_the_ratio_bounded_and_its_result_committed() {
 fn a_task_done_from_an_old_epoch_is_refused() {
     let mut s = State::new();
     apply_all(&mut s, 1, &[join_ds(1), join_ds(2), join_ds(3), create(1, &[1, 2])]);
-    apply_all(&mut s, 1, &[Mutation::ReplicaAdd(proto::ReplicaAdd { block_id: 1, dataserver: 3 })]);
+    apply_all(&mut s, 1, &[Mutation::ReplicaAdd(format::ReplicaAdd { block_id: 1, dataserver: 3 })]);
     let (mut c, mut log) = (Cursor::default(), Vec::new());
     log_round(&mut s, &params(8, 10), &mut c, 2, &mut log);
     let t = s.tasks().values().next().unwrap().clone();
@@ -330,7 +330,7 @@ proptest! {
                 }
                 Op::Leave(d) => {
                     if s.dataservers.get(&d).is_some_and(|x| x.alive) {
-                        record(&mut s, epoch, Mutation::DataserverLeave(proto::DataserverLeave { id: d, expired: true }), &mut log);
+                        record(&mut s, epoch, Mutation::DataserverLeave(format::DataserverLeave { id: d, expired: true }), &mut log);
                     }
                 }
                 Op::Join(d) => {
@@ -349,12 +349,12 @@ proptest! {
                     if s.dataservers.get(&d).is_some_and(|x| x.alive)
                         && s.blocks().get(&b).is_some_and(|m| m.replicas().len() < crate::state::MAX_REPLICAS)
                     {
-                        record(&mut s, epoch, Mutation::ReplicaAdd(proto::ReplicaAdd { block_id: b, dataserver: d }), &mut log);
+                        record(&mut s, epoch, Mutation::ReplicaAdd(format::ReplicaAdd { block_id: b, dataserver: d }), &mut log);
                     }
                 }
                 Op::Commit(b, del) => {
                     if let Some(m) = s.blocks().get(&b).copied() {
-                        let c = proto::BlockCommit {
+                        let c = format::BlockCommit {
                             request: None,
                             block_id: b,
                             version: m.version + 1,

@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use crate::engine::Engine;
+use crate::oplog::format::TaskKind;
 use crate::proto;
 use crate::replication::peers::Peers;
 use crate::role::Role;
@@ -84,14 +85,14 @@ pub fn role_of(r: Role) -> proto::Role {
     }
 }
 
-/// A task kind as Status and tfsctl name it.
-pub fn task_kind_name(k: proto::TaskKind) -> &'static str {
+/// A task kind (of the state, as logged) as Status and tfsctl name it.
+pub fn task_kind_name(k: TaskKind) -> &'static str {
     match k {
-        proto::TaskKind::Replicate => "replicate",
-        proto::TaskKind::Compact => "compact",
-        proto::TaskKind::Delete => "delete",
-        proto::TaskKind::Move => "move",
-        proto::TaskKind::Unspecified => "unspecified",
+        TaskKind::Replicate => "replicate",
+        TaskKind::Compact => "compact",
+        TaskKind::Delete => "delete",
+        TaskKind::Move => "move",
+        TaskKind::Unspecified => "unspecified",
     }
 }
 

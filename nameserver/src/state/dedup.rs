@@ -282,7 +282,7 @@ impl DedupView {
     }
 
     /// An entry of a checkpoint (`SnapshotRequest`); `None` for an unknown kind.
-    pub fn entry_of(r: &crate::proto::SnapshotRequest) -> Option<Entry> {
+    pub fn entry_of(r: &crate::oplog::format::SnapshotRequest) -> Option<Entry> {
         let kind = Kind::from_u32(r.kind)?;
         Some(Entry {
             id: RequestId { client: r.client, seq: r.seq },
@@ -292,8 +292,8 @@ impl DedupView {
 }
 
 impl Entry {
-    pub fn to_proto(&self) -> crate::proto::SnapshotRequest {
-        crate::proto::SnapshotRequest {
+    pub fn to_record(&self) -> crate::oplog::format::SnapshotRequest {
+        crate::oplog::format::SnapshotRequest {
             client: self.id.client,
             seq: self.id.seq,
             kind: self.outcome.kind as u32,

@@ -16,7 +16,7 @@ use thiserror::Error;
 
 use crate::mutation::Mutation;
 use crate::oplog::Header;
-use crate::proto;
+use crate::oplog::format;
 pub use block::{BlockMeta, MAX_REPLICAS};
 pub use blocks::Blocks;
 pub use dedup::Dedup;
@@ -47,7 +47,7 @@ impl Dataserver {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Task {
     pub id: u64,
-    pub kind: proto::TaskKind,
+    pub kind: format::TaskKind,
     pub block_id: u64,
     pub source: u32,
     pub target: u32,
@@ -59,9 +59,9 @@ pub struct Task {
 }
 
 impl Task {
-    /// The task as logged and as handed to a dataserver.
-    pub fn to_proto(&self) -> proto::TaskCreate {
-        proto::TaskCreate {
+    /// The task as logged and checkpointed (ops `convert::task`: as handed to a dataserver).
+    pub fn to_record(&self) -> format::TaskCreate {
+        format::TaskCreate {
             task_id: self.id,
             kind: self.kind as i32,
             block_id: self.block_id,
@@ -74,7 +74,7 @@ impl Task {
 
     /// The task a TaskCreate describes; `record_epoch` stands in for an epoch the record does not
     /// carry (records written before the field: the epoch of the master that logged it).
-    pub fn from_proto(t: &proto::TaskCreate, record_epoch: u64) -> Self {
+    pub fn from_record(t: &format::TaskCreate, record_epoch: u64) -> Self {
         Task {
             id: t.task_id,
             kind: t.kind(),
@@ -219,9 +219,9 @@ impl State {
             Mutation::BlockCreate(c) if c.dataservers.len() > MAX_REPLICAS => {
                 Err(ApplyError::Replicas(c.block_id, block::TooManyReplicas))
             }
-            Mutation::BlockCommit(proto::BlockCommit { block_id, .. })
-            | Mutation::BlockRemove(proto::BlockRemove { block_id, .. })
-            | Mutation::ReplicaAdd(proto::ReplicaAdd { block_id, .. })
+            Mutation::BlockCommit(format::BlockCommit { block_id, .. })
+            | Mutation::BlockRemove(format::BlockRemove { block_id, .. })
+            | Mutation::ReplicaAdd(format::ReplicaAdd { block_id, .. })
                 if !self.blocks.contains_key(block_id) =>
             {
                 Err(ApplyError::NoBlock(*block_id))
@@ -295,7 +295,7 @@ impl State {
                     .map_err(|e| ApplyError::Replicas(r.block_id, e))?;
             }
             Mutation::TaskCreate(t) => {
-                self.tasks.insert(Task::from_proto(t, h.epoch));
+                self.tasks.insert(Task::from_record(t, h.epoch));
                 self.next_task_id = self.next_task_id.max(t.task_id + 1);
             }
             Mutation::TaskDone(d) => {
@@ -312,8 +312,8 @@ impl State {
     }
 
     /// What a successful task does to its block (a block removed since is left alone).
-    fn task_succeeded(&mut self, t: &Task, d: &proto::TaskDone) {
-        use proto::TaskKind::*;
+    fn task_succeeded(&mut self, t: &Task, d: &format::TaskDone) {
+        use format::TaskKind::*;
         match t.kind {
             Replicate | Move => {
                 // A full replica list means the copy is surplus; ignore it rather than fail.
@@ -363,7 +363,7 @@ impl State {
         self.index.after_leave(&held, now_need_copy, now_surplus);
         self.tasks.remove_dataserver(ds);
         for id in no_longer_surplus {
-            if let Some(t) = self.tasks.of_block(id).filter(|t| t.kind == proto::TaskKind::Delete) {
+            if let Some(t) = self.tasks.of_block(id).filter(|t| t.kind == format::TaskKind::Delete) {
                 let tid = t.id;
                 self.tasks.remove(&tid);
             }

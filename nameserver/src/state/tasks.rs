@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::Task;
-use crate::proto;
+use crate::oplog::format;
 
 #[derive(Debug, Default, Clone)]
 pub struct Tasks {
@@ -58,12 +58,12 @@ impl Tasks {
     }
 
     /// How many tasks of each kind there are: (kind, count), kinds with none left out.
-    pub fn by_kind(&self) -> impl Iterator<Item = (proto::TaskKind, u64)> + '_ {
+    pub fn by_kind(&self) -> impl Iterator<Item = (format::TaskKind, u64)> + '_ {
         self.by_kind
             .iter()
             .enumerate()
             .filter(|(_, n)| **n > 0)
-            .map(|(k, n)| (proto::TaskKind::try_from(k as i32).unwrap_or(proto::TaskKind::Unspecified), *n))
+            .map(|(k, n)| (format::TaskKind::try_from(k as i32).unwrap_or(format::TaskKind::Unspecified), *n))
     }
 
     /// How many tasks a dataserver takes part in.

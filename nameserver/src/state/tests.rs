@@ -8,7 +8,7 @@ fn h(seq: u64, epoch: u64) -> Header {
 }
 
 fn join(id: u32) -> Mutation {
-    Mutation::DataserverJoin(proto::DataserverJoin {
+    Mutation::DataserverJoin(format::DataserverJoin {
         id,
         addr: format!("10.0.0.{id}:3200"),
         capacity: 1000,
@@ -18,7 +18,7 @@ fn join(id: u32) -> Mutation {
 }
 
 fn create(id: u64, ds: &[u32]) -> Mutation {
-    Mutation::BlockCreate(proto::BlockCreate { block_id: id, dataservers: ds.to_vec(), request: None })
+    Mutation::BlockCreate(format::BlockCreate { block_id: id, dataservers: ds.to_vec(), request: None })
 }
 
 /// Applies mutations with consecutive seqs at `epoch`.
@@ -43,7 +43,7 @@ fn allocator_stays_above_every_logged_id() {
     let mut s = State::new();
     apply_all(&mut s, 1, &[join(1), create(5, &[1]), create(3, &[1])]);
     assert_eq!(s.next_block_id, 6);
-    apply_all(&mut s, 1, &[Mutation::BlockRemove(proto::BlockRemove { block_id: 5, request: None })]);
+    apply_all(&mut s, 1, &[Mutation::BlockRemove(format::BlockRemove { block_id: 5, request: None })]);
     assert_eq!(s.next_block_id, 6, "a removed id is never handed out again");
 }
 
@@ -61,7 +61,7 @@ fn the_largest_ids_are_refused() {
         d.lease_id = u64::MAX;
     }
     assert_eq!(s.apply(&h(seq, 1), &j), Err(ApplyError::IdOutOfRange("lease", u64::MAX)));
-    let t = Mutation::TaskCreate(proto::TaskCreate {
+    let t = Mutation::TaskCreate(format::TaskCreate {
         task_id: u64::MAX,
         block_id: 1,
         source: 1,
@@ -87,7 +87,7 @@ fn failed_apply_changes_nothing() {
     let seq = s.applied_seq + 1;
     assert_eq!(s.apply(&h(seq, 1), &create(1, &[1])), Err(ApplyError::BlockExists(1)));
     assert_eq!(
-        s.apply(&h(seq, 1), &Mutation::BlockRemove(proto::BlockRemove { block_id: 9, request: None })),
+        s.apply(&h(seq, 1), &Mutation::BlockRemove(format::BlockRemove { block_id: 9, request: None })),
         Err(ApplyError::NoBlock(9))
     );
     assert_eq!(s.apply(&h(seq, 1), &create(2, &[1, 2, 3, 4, 5])), Err(ApplyError::Replicas(2, block::TooManyReplicas)));
@@ -102,9 +102,9 @@ fn dead_dataserver_loses_its_replicas_and_tasks() {
     apply_all(
         &mut s,
         1,
-        &[Mutation::TaskCreate(proto::TaskCreate {
+        &[Mutation::TaskCreate(format::TaskCreate {
             task_id: 1,
-            kind: proto::TaskKind::Replicate as i32,
+            kind: format::TaskKind::Replicate as i32,
             block_id: 2,
             source: 2,
             target: 1,
@@ -112,7 +112,7 @@ fn dead_dataserver_loses_its_replicas_and_tasks() {
             version: 0,
         })],
     );
-    apply_all(&mut s, 1, &[Mutation::DataserverLeave(proto::DataserverLeave { id: 2, expired: true })]);
+    apply_all(&mut s, 1, &[Mutation::DataserverLeave(format::DataserverLeave { id: 2, expired: true })]);
     assert_eq!(s.blocks()[&1].replicas(), &[1]);
     assert_eq!(s.blocks()[&2].replicas(), &[3]);
     assert!(s.blocks()[&1].under_replicated());
@@ -128,16 +128,16 @@ fn finished_replicate_task_adds_the_replica() {
         &mut s,
         1,
         &[
-            Mutation::TaskCreate(proto::TaskCreate {
+            Mutation::TaskCreate(format::TaskCreate {
                 task_id: 4,
-                kind: proto::TaskKind::Replicate as i32,
+                kind: format::TaskKind::Replicate as i32,
                 block_id: 1,
                 source: 1,
                 target: 2,
                 epoch: 0,
                 version: 0,
             }),
-            Mutation::TaskDone(proto::TaskDone { task_id: 4, success: true, epoch: 0, size: None, file_count: None }),
+            Mutation::TaskDone(format::TaskDone { task_id: 4, success: true, epoch: 0, size: None, file_count: None }),
         ],
     );
     assert_eq!(s.blocks()[&1].replicas(), &[1, 2]);
@@ -165,7 +165,7 @@ pub(crate) fn history() -> impl Strategy<Value = Vec<Mutation>> {
         for (op, id, ds, v) in ops {
             let m = match op {
                 0 | 1 => create(s.next_block_id, &[ds, ds % 4 + 1]),
-                2 => Mutation::BlockCommit(proto::BlockCommit {
+                2 => Mutation::BlockCommit(format::BlockCommit {
                     request: None,
                     block_id: id,
                     version: v,
@@ -174,13 +174,13 @@ pub(crate) fn history() -> impl Strategy<Value = Vec<Mutation>> {
                     del_size: 0,
                     del_file_count: 0,
                 }),
-                3 => Mutation::BlockRemove(proto::BlockRemove { block_id: id, request: None }),
-                4 => Mutation::DataserverLeave(proto::DataserverLeave { id: ds, expired: false }),
+                3 => Mutation::BlockRemove(format::BlockRemove { block_id: id, request: None }),
+                4 => Mutation::DataserverLeave(format::DataserverLeave { id: ds, expired: false }),
                 5 => join(ds),
-                6 => Mutation::ReplicaAdd(proto::ReplicaAdd { block_id: id, dataserver: ds }),
-                7 => Mutation::TaskCreate(proto::TaskCreate {
+                6 => Mutation::ReplicaAdd(format::ReplicaAdd { block_id: id, dataserver: ds }),
+                7 => Mutation::TaskCreate(format::TaskCreate {
                     task_id: s.next_task_id,
-                    kind: proto::TaskKind::Replicate as i32,
+                    kind: format::TaskKind::Replicate as i32,
                     block_id: id,
                     source: ds,
                     target: ds % 4 + 1,
@@ -188,7 +188,7 @@ pub(crate) fn history() -> impl Strategy<Value = Vec<Mutation>> {
                     version: 0,
                 }),
                 _ => match s.tasks().values().nth(v as usize % s.tasks().len().max(1)) {
-                    Some(t) => Mutation::TaskDone(proto::TaskDone {
+                    Some(t) => Mutation::TaskDone(format::TaskDone {
                         task_id: t.id,
                         success: v % 3 != 0,
                         epoch: 0,
@@ -262,7 +262,7 @@ proptest! {
             return Ok(());
         }
         let before = s.clone();
-        apply_all(&mut s, 1, &[Mutation::DataserverLeave(proto::DataserverLeave { id: ds, expired: true })]);
+        apply_all(&mut s, 1, &[Mutation::DataserverLeave(format::DataserverLeave { id: ds, expired: true })]);
         prop_assert_eq!(s.blocks().len(), before.blocks().len());
         for (id, b) in before.blocks().iter() {
             let want: Vec<u32> = b.replicas().iter().copied().filter(|&d| d != ds).collect();
@@ -286,7 +286,7 @@ fn a_leave_touches_only_the_chunks_of_the_blocks_it_held() {
     apply_all(&mut s, 1, &creates);
     let snap = s.blocks().clone();
     let chunks = snap.shared_chunks(s.blocks());
-    apply_all(&mut s, 1, &[Mutation::DataserverLeave(proto::DataserverLeave { id: 1, expired: true })]);
+    apply_all(&mut s, 1, &[Mutation::DataserverLeave(format::DataserverLeave { id: 1, expired: true })]);
     // Blocks 1..=1500 lie in the first two chunks of 1024 ids.
     assert_eq!(s.blocks().shared_chunks(&snap), chunks - 2);
     assert_eq!(s.index().needs_copy().collect::<Vec<_>>(), (1..=1500).collect::<Vec<u64>>());
@@ -306,7 +306,7 @@ pub(crate) fn sample() -> Vec<Mutation> {
         create(1, &[1, 2]),
         create(2, &[2, 3]),
         create(3, &[3, 1]),
-        Mutation::BlockCommit(proto::BlockCommit {
+        Mutation::BlockCommit(format::BlockCommit {
             request: None,
             block_id: 2,
             version: 3,

@@ -11,7 +11,7 @@ use crate::checkpoint::{self, Snapshot};
 use crate::engine::Command;
 use crate::mutation::Mutation;
 use crate::oplog::Record;
-use crate::proto;
+use crate::oplog::format;
 use crate::role::{Role, RoleState};
 
 impl Writer {
@@ -146,7 +146,7 @@ impl Writer {
             }
             let node = self.shared.cfg.node.clone();
             self.in_txn(new.epoch, 1, |txn| {
-                txn.log(Mutation::EpochStart(proto::EpochStart { epoch: new.epoch, node })).map(|_| ())
+                txn.log(Mutation::EpochStart(format::EpochStart { epoch: new.epoch, node })).map(|_| ())
             })
             .map_err(|e| e.to_string())?;
         } else if new.role == Role::Slave && cur.is_master() {
