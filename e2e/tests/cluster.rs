@@ -565,21 +565,21 @@ async fn t6d_settings_reach_the_processes_then_the_master_is_cut_off() -> Result
     w.wait_acked(w.acked() + 500, Duration::from_secs(60)).await?;
     let p = Pair::of(&t).await?;
     let cut = cut_master_from_apiserver(&p, &ApiAddrs::discover()?)?;
-    let after = t.wait_healthy(2, p.epoch as i64 + 1, Duration::from_secs(90)).await;
+    let after = t.wait_healthy(2, p.epoch.get() as i64 + 1, Duration::from_secs(90)).await;
     drop(cut.guard);
     let after = after?;
     let new_epoch = after.status.clone().unwrap_or_default().epoch.unwrap_or(0) as u64;
     w.wait_acked(w.acked() + 1000, Duration::from_secs(60)).await?;
     let record = w.stop();
     let verdict = verify(&vip, &record)?;
-    let (last_old, first_new) = epoch_windows(&record, p.epoch as u64, new_epoch);
+    let (last_old, first_new) = epoch_windows(&record, p.epoch.get(), new_epoch);
     println!(
         "scenario=settings cut {}@{} -> epoch {new_epoch} last_old={last_old:?} first_new={first_new:?} failover_s={:.3}\n{verdict}",
         p.master,
         p.epoch,
         first_new.map(|n| n.saturating_sub(cut.t_ms)).unwrap_or(0) as f64 / 1000.0
     );
-    ensure!(new_epoch > p.epoch as u64, "no failover after the cut");
+    ensure!(new_epoch > p.epoch.get(), "no failover after the cut");
     if let (Some(o), Some(n)) = (last_old, first_new) {
         ensure!(o < n, "epoch {} acknowledged a write at {o} after epoch {new_epoch} did at {n}", p.epoch);
     }

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use tfs_nameserver::checkpoint::Snapshot;
+use tfs_nameserver::epoch::Epoch;
 use tfs_nameserver::mutation::Mutation;
 use tfs_nameserver::oplog::format;
 use tfs_nameserver::oplog::{Oplog, OplogOptions, RecordType, record};
@@ -19,7 +20,7 @@ fn encoded(n: u64) -> Vec<u8> {
     for seq in 1..=n {
         payload.clear();
         create(seq).encode_payload(&mut payload);
-        record::encode(&mut out, RecordType::BlockCreate, 1, seq, 1_700_000_000_000, &payload);
+        record::encode(&mut out, RecordType::BlockCreate, Epoch(1), seq, 1_700_000_000_000, &payload);
     }
     out
 }
@@ -60,7 +61,14 @@ fn replay(c: &mut Criterion) {
                     lease_id: 1,
                 });
                 s.apply(
-                    &record::Header { rtype: RecordType::DataserverJoin, epoch: 1, seq: 1, time_ms: 0, len: 0, crc: 0 },
+                    &record::Header {
+                        rtype: RecordType::DataserverJoin,
+                        epoch: Epoch(1),
+                        seq: 1,
+                        time_ms: 0,
+                        len: 0,
+                        crc: 0,
+                    },
                     &j,
                 )
                 .unwrap();
@@ -95,7 +103,7 @@ fn oplog(c: &mut Criterion) {
             let mut seq = 0u64;
             b.iter(|| {
                 // Re-stamping seqs is not needed for the cost; the log trusts the caller's range.
-                log.append(&batch, seq + 1, seq + 256, 1).unwrap();
+                log.append(&batch, seq + 1, seq + 256, Epoch(1)).unwrap();
                 log.sync().unwrap();
                 seq += 256;
             })

@@ -19,6 +19,7 @@ use prost::Message;
 use thiserror::Error;
 use tracing::{info, warn};
 
+use crate::epoch::Epoch;
 use crate::oplog::format;
 use crate::state::dedup::{DedupView, Entry as RequestEntry};
 use crate::state::{BlockMeta, Blocks, Dataserver, Dedup, EpochMark, State, Task};
@@ -62,7 +63,7 @@ impl Snapshot {
         Snapshot {
             meta: format::SnapshotMeta {
                 seq: state.applied_seq,
-                epoch: state.epoch,
+                epoch: state.epoch.get(),
                 next_block_id: state.next_block_id,
                 next_task_id: state.next_task_id,
                 next_lease_id: state.next_lease_id,
@@ -70,7 +71,7 @@ impl Snapshot {
                 epochs: state
                     .epochs
                     .iter()
-                    .map(|e| format::EpochMark { epoch: e.epoch, start_seq: e.start_seq })
+                    .map(|e| format::EpochMark { epoch: e.epoch.get(), start_seq: e.start_seq })
                     .collect(),
             },
             blocks: state.blocks().clone(),
@@ -98,8 +99,8 @@ impl Snapshot {
         s.next_task_id = m.next_task_id;
         s.next_lease_id = m.next_lease_id;
         s.applied_seq = m.seq;
-        s.epoch = m.epoch;
-        s.epochs = m.epochs.iter().map(|e| EpochMark { epoch: e.epoch, start_seq: e.start_seq }).collect();
+        s.epoch = Epoch(m.epoch);
+        s.epochs = m.epochs.iter().map(|e| EpochMark { epoch: Epoch(e.epoch), start_seq: e.start_seq }).collect();
         for d in self.dataservers {
             s.dataservers.insert(
                 d.id,
@@ -117,7 +118,7 @@ impl Snapshot {
         }
         // Tasks of snapshots written before `TaskCreate.epoch` keep epoch 0: their results are
         // not checked against an epoch (state `check`, TaskDone).
-        let tasks = self.tasks.iter().map(|t| Task::from_record(t, 0));
+        let tasks = self.tasks.iter().map(|t| Task::from_record(t, Epoch::ZERO));
         s.restore(self.blocks, tasks);
         s.restore_requests(Dedup::from_view(&self.requests));
         Ok(s)

@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod crashpoint;
 pub mod engine;
+pub mod epoch;
 pub mod logging;
 pub mod metrics;
 pub mod mutation;

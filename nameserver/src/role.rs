@@ -8,6 +8,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::epoch::Epoch;
+
 /// Now on CLOCK_BOOTTIME: monotonic, counting suspended time, and one clock for every process of
 /// a kernel — so a deadline computed by the heart means the same instant to its nameserver.
 pub fn boottime() -> Duration {
@@ -31,7 +33,7 @@ pub enum Role {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleState {
     pub role: Role,
-    pub epoch: u64,
+    pub epoch: Epoch,
     /// Master: the end of its validity. Slave: when it stops trusting its master address.
     pub valid_until: Option<Instant>,
     /// Replication address of the master this node knows (for slaves, and for write refusals).
@@ -47,7 +49,7 @@ pub enum NotWritable {
     #[error("this nameserver is a slave; the master is {master}")]
     Slave { master: String },
     #[error("this nameserver's mastership lapsed (epoch {epoch}); it fenced itself until told its role again")]
-    Lapsed { epoch: u64 },
+    Lapsed { epoch: Epoch },
     #[error("this nameserver is draining for a switchover")]
     Draining,
 }
@@ -56,7 +58,7 @@ impl RoleState {
     pub fn slave_unknown_master() -> Self {
         RoleState {
             role: Role::Slave,
-            epoch: 0,
+            epoch: Epoch::ZERO,
             valid_until: None,
             master_addr: String::new(),
             master_name: String::new(),
@@ -67,7 +69,7 @@ impl RoleState {
     pub fn standalone() -> Self {
         RoleState {
             role: Role::Standalone,
-            epoch: 1,
+            epoch: Epoch(1),
             valid_until: None,
             master_addr: String::new(),
             master_name: String::new(),
@@ -113,7 +115,7 @@ mod tests {
         let t0 = Instant::now();
         let r = RoleState {
             role: Role::Master,
-            epoch: 3,
+            epoch: Epoch(3),
             valid_until: Some(t0 + Duration::from_millis(100)),
             master_addr: String::new(),
             master_name: String::new(),
@@ -121,7 +123,7 @@ mod tests {
         };
         assert!(r.check_writable(t0).is_ok());
         assert!(r.check_writable(t0 + Duration::from_millis(99)).is_ok());
-        assert_eq!(r.check_writable(t0 + Duration::from_millis(100)), Err(NotWritable::Lapsed { epoch: 3 }));
+        assert_eq!(r.check_writable(t0 + Duration::from_millis(100)), Err(NotWritable::Lapsed { epoch: Epoch(3) }));
     }
 
     #[test]

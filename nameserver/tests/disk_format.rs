@@ -7,6 +7,7 @@
 use bytes::Bytes;
 use prost::Message;
 use tfs_nameserver::checkpoint::Snapshot;
+use tfs_nameserver::epoch::Epoch;
 use tfs_nameserver::mutation::Mutation;
 use tfs_nameserver::oplog::format as disk;
 use tfs_nameserver::oplog::record;
@@ -80,7 +81,7 @@ fn encode_records() -> Vec<u8> {
         let seq = i as u64 + 1;
         let mut payload = Vec::new();
         m.encode_payload(&mut payload);
-        record::encode(&mut out, m.rtype(), EPOCH, seq, TIME_MS + seq, &payload);
+        record::encode(&mut out, m.rtype(), Epoch(EPOCH), seq, TIME_MS + seq, &payload);
     }
     out
 }
@@ -180,7 +181,7 @@ fn records_encode_to_the_golden_bytes_and_decode_back() {
         let (r, n) = record::decode(&buf.slice(at..)).unwrap();
         at += n;
         let seq = i as u64 + 1;
-        assert_eq!((r.header.epoch, r.header.seq, r.header.time_ms), (EPOCH, seq, TIME_MS + seq));
+        assert_eq!((r.header.epoch, r.header.seq, r.header.time_ms), (Epoch(EPOCH), seq, TIME_MS + seq));
         assert_eq!(r.header.rtype, want.rtype());
         assert_eq!(Mutation::decode(r.header.rtype, r.payload).unwrap(), want);
     }

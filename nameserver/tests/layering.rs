@@ -31,7 +31,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     // in-memory tail.
     ("oplog", &["oplog"]),
     // Leaves every layer may use: messages, who this node is, metrics, TLS, crash points.
-    ("base", &["proto", "role", "metrics", "tls", "crashpoint", "logging"]),
+    ("base", &["proto", "epoch", "role", "metrics", "tls", "crashpoint", "logging"]),
 ];
 
 /// Modules that never name the API's messages (`crate::proto`, package tfs.v1): the disk format

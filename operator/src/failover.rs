@@ -13,6 +13,8 @@
 
 use std::time::Duration;
 
+use tfs_nameserver::epoch::Epoch;
+
 use crate::crd::ReplicationMode;
 use crate::instance::Instance;
 use crate::lease::LeaseView;
@@ -27,7 +29,7 @@ pub enum Reason {
     Expired { holder: String },
     /// The Lease's epoch is below what instances run at: it was deleted and recreated, or
     /// restored from an old copy, and its published sync set is lost with it.
-    LeaseLost { lease_epoch: i32, highest: u64 },
+    LeaseLost { lease_epoch: Epoch, highest: Epoch },
 }
 
 impl Reason {
@@ -54,7 +56,7 @@ pub enum Decision {
     /// The holder is master; look again before its lease could expire.
     Steady { master: String, recheck: Duration },
     /// Hand the Lease to `pod` at `epoch`: above the Lease's and every instance's epoch.
-    Promote { pod: String, reason: Reason, epoch: i32 },
+    Promote { pod: String, reason: Reason, epoch: Epoch },
     /// A master is needed but no instance is safe to promote.
     Blocked { why: String, reason: Reason },
 }
@@ -92,16 +94,18 @@ pub fn decide(i: &Input<'_>) -> Decision {
             recheck: i.lease_duration - i.unchanged_for + Duration::from_millis(50),
         };
     }
-    let highest = i.instances.iter().filter_map(|x| x.status.as_ref().map(|s| s.epoch)).max().unwrap_or(0);
-    let lease_epoch = l.transitions.max(0) as u64;
-    let epoch = i32::try_from(lease_epoch.max(highest) + 1).unwrap_or(i32::MAX);
+    let highest =
+        i.instances.iter().filter_map(|x| x.status.as_ref().map(|s| Epoch(s.epoch))).max().unwrap_or(Epoch::ZERO);
+    let lease_epoch = l.epoch;
+    // Invariant (epochs only rise): a new master's epoch is above the Lease's and every instance's.
+    let epoch = lease_epoch.max(highest).next();
     let usable = |x: &&Instance| x.ready && x.status.is_some();
     if let Some(r) = &i.restore {
         return restore_first(i, r, highest.max(lease_epoch));
     }
     if lease_epoch < highest {
-        let reason = Reason::LeaseLost { lease_epoch: l.transitions, highest };
-        let master = |x: &&Instance| x.status.as_ref().is_some_and(|s| s.master && s.epoch == highest);
+        let reason = Reason::LeaseLost { lease_epoch, highest };
+        let master = |x: &&Instance| x.status.as_ref().is_some_and(|s| s.master && Epoch(s.epoch) == highest);
         let pick = match i.mode {
             ReplicationMode::Sync => i.instances.iter().filter(usable).find(master),
             ReplicationMode::Async => {
@@ -120,7 +124,7 @@ pub fn decide(i: &Input<'_>) -> Decision {
             },
         };
     }
-    let (reason, old) = if l.released() && l.transitions == 0 {
+    let (reason, old) = if l.released() && l.epoch == Epoch::ZERO {
         (Reason::Initial, None)
     } else if l.released() {
         (Reason::Released { by: l.released_by.clone(), why: l.release_reason.clone() }, l.released_by.clone())
@@ -162,8 +166,8 @@ pub fn decide(i: &Input<'_>) -> Decision {
 /// Invariant (a restore is never lost to an empty instance): another instance promoted first would
 /// start an empty history at a new epoch, and the restored instance would then follow it, dropping
 /// what it restored; so nothing else may be promoted while the restore is pending.
-fn restore_first(i: &Input<'_>, r: &RestoreFirst, highest: u64) -> Decision {
-    let epoch = i32::try_from(highest.max(r.epoch_floor) + 1).unwrap_or(i32::MAX);
+fn restore_first(i: &Input<'_>, r: &RestoreFirst, highest: Epoch) -> Decision {
+    let epoch = highest.max(Epoch(r.epoch_floor)).next();
     match i.instances.iter().find(|x| x.pod == r.pod) {
         Some(x) if x.ready && x.status.is_some() => {
             Decision::Promote { pod: r.pod.clone(), reason: Reason::Initial, epoch }
@@ -192,10 +196,10 @@ mod tests {
         }
     }
 
-    fn lease(holder: &str, transitions: i32, sync: &[&str]) -> LeaseView {
+    fn lease(holder: &str, epoch: u64, sync: &[&str]) -> LeaseView {
         LeaseView {
             holder: holder.into(),
-            transitions,
+            epoch: Epoch(epoch),
             resource_version: "1".into(),
             sync_set: sync.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
@@ -230,7 +234,7 @@ mod tests {
         let xs = [inst("d-1", 1, true, Some(0)), inst("d-0", 0, true, Some(0)), inst("d-2", 2, false, Some(0))];
         assert_eq!(
             run(&lease("", 0, &[]), 0, &xs, ReplicationMode::Sync),
-            Decision::Promote { pod: "d-0".into(), reason: Reason::Initial, epoch: 1 }
+            Decision::Promote { pod: "d-0".into(), reason: Reason::Initial, epoch: Epoch(1) }
         );
         let none = [inst("d-0", 0, false, None)];
         assert!(matches!(run(&lease("", 0, &[]), 0, &none, ReplicationMode::Sync), Decision::Blocked { .. }));
@@ -242,13 +246,13 @@ mod tests {
         let d = run(&lease("d-0", 3, &["d-1", "d-2"]), 5, &xs, ReplicationMode::Sync);
         assert_eq!(
             d,
-            Decision::Promote { pod: "d-2".into(), reason: Reason::Expired { holder: "d-0".into() }, epoch: 4 }
+            Decision::Promote { pod: "d-2".into(), reason: Reason::Expired { holder: "d-0".into() }, epoch: Epoch(4) }
         );
         // d-2 is more advanced but was not published in the sync set: it may lack acknowledged writes.
         let d = run(&lease("d-0", 3, &["d-1"]), 5, &xs, ReplicationMode::Sync);
         assert_eq!(
             d,
-            Decision::Promote { pod: "d-1".into(), reason: Reason::Expired { holder: "d-0".into() }, epoch: 4 }
+            Decision::Promote { pod: "d-1".into(), reason: Reason::Expired { holder: "d-0".into() }, epoch: Epoch(4) }
         );
     }
 
@@ -271,7 +275,7 @@ mod tests {
         let xs = [inst("d-0", 0, true, Some(200)), inst("d-1", 1, true, Some(200))];
         match run(&l, 0, &xs, ReplicationMode::Sync) {
             Decision::Promote { pod, reason, epoch } => {
-                assert_eq!((pod.as_str(), epoch), ("d-1", 5));
+                assert_eq!((pod.as_str(), epoch), ("d-1", Epoch(5)));
                 assert_eq!(reason.describe(), "d-0 released the lease (nameserver down)");
             }
             d => panic!("{d:?}"),
@@ -284,7 +288,7 @@ mod tests {
         let d = run(&lease("d-0", 2, &[]), 9, &xs, ReplicationMode::Sync);
         assert_eq!(
             d,
-            Decision::Promote { pod: "d-0".into(), reason: Reason::Expired { holder: "d-0".into() }, epoch: 3 }
+            Decision::Promote { pod: "d-0".into(), reason: Reason::Expired { holder: "d-0".into() }, epoch: Epoch(3) }
         );
     }
 
@@ -309,10 +313,10 @@ mod tests {
         assert!(matches!(d, Decision::Blocked { .. }), "a lagging slave won a recreated Lease: {d:?}");
         let xs = [at("d-0", 0, true, 100, 3, true), at("d-1", 1, true, 50, 3, false)];
         let d = run(&lease("", 0, &[]), 0, &xs, ReplicationMode::Sync);
-        assert!(matches!(&d, Decision::Promote { pod, epoch: 4, .. } if pod == "d-0"), "{d:?}");
+        assert!(matches!(&d, Decision::Promote { pod, epoch: Epoch(4), .. } if pod == "d-0"), "{d:?}");
         // A Lease restored at an older epoch with its holder gone: the epoch still rises above all.
         let d = run(&lease("d-1", 2, &["d-1"]), 9, &xs, ReplicationMode::Sync);
-        assert!(matches!(&d, Decision::Promote { pod, epoch: 4, .. } if pod == "d-0"), "{d:?}");
+        assert!(matches!(&d, Decision::Promote { pod, epoch: Epoch(4), .. } if pod == "d-0"), "{d:?}");
     }
 
     #[test]
@@ -355,18 +359,18 @@ mod tests {
         };
         assert_eq!(
             decide_with(&lease("", 0, &[]), &restored, 0, ReplicationMode::Sync),
-            Decision::Promote { pod: "d-0".into(), reason: Reason::Initial, epoch: 8 }
+            Decision::Promote { pod: "d-0".into(), reason: Reason::Initial, epoch: Epoch(8) }
         );
         // It reports epoch 0 (a nameserver reports its role's epoch) but a refused promotion
         // named epoch 7 in its log: above it; and never below the Lease's.
         restored[0].status.as_mut().unwrap().epoch = 0;
         assert_eq!(
             decide_with(&lease("", 1, &[]), &restored, 7, ReplicationMode::Async),
-            Decision::Promote { pod: "d-0".into(), reason: Reason::Initial, epoch: 8 }
+            Decision::Promote { pod: "d-0".into(), reason: Reason::Initial, epoch: Epoch(8) }
         );
         assert_eq!(
             decide_with(&lease("", 9, &[]), &restored, 7, ReplicationMode::Async),
-            Decision::Promote { pod: "d-0".into(), reason: Reason::Initial, epoch: 10 }
+            Decision::Promote { pod: "d-0".into(), reason: Reason::Initial, epoch: Epoch(10) }
         );
         // A Lease held and renewed is left alone, as ever.
         assert!(matches!(

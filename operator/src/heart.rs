@@ -34,6 +34,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
+use tfs_nameserver::epoch::Epoch;
 use tfs_nameserver::proto::{self, admin_client::AdminClient};
 use tokio::sync::Notify;
 use tonic::transport::{Channel, Endpoint};
@@ -73,7 +74,7 @@ pub struct Heart {
     granted_until: Option<Duration>,
     /// (holder, epoch) → its replication address. Keyed by epoch too: a pod recreated under
     /// the same name has a new address, and it can only hold the Lease again at a new epoch.
-    holder_addr: Option<((String, i32), String)>,
+    holder_addr: Option<((String, Epoch), String)>,
     metrics: std::sync::Arc<crate::metrics::HeartMetrics>,
     /// The Lease as watched or last written or read.
     lease: LeaseCache,
@@ -133,7 +134,7 @@ impl Heart {
     }
 
     /// The holder's replication address (pod IP and port).
-    async fn master_addr(&mut self, holder: &str, epoch: i32) -> Option<String> {
+    async fn master_addr(&mut self, holder: &str, epoch: Epoch) -> Option<String> {
         let key = (holder.to_string(), epoch);
         if let Some((k, a)) = &self.holder_addr
             && *k == key
@@ -214,7 +215,7 @@ impl Heart {
             self.last_renew = None;
         }
         let addr = match decide::address_needed(&lv, &health, &me) {
-            Some(pod) if pod == lv.holder => self.master_addr(pod, lv.transitions).await,
+            Some(pod) if pod == lv.holder => self.master_addr(pod, lv.epoch).await,
             Some(pod) => self.pod_addr(pod).await,
             None => None,
         };
@@ -232,7 +233,7 @@ impl Heart {
             Action::Release { why } => self.release(&l, &why).await?,
             Action::Hung => warn!("nameserver not answering: not renewing; it fences itself when its validity lapses"),
             Action::Follow { master, addr, epoch } => {
-                info!(%master, %addr, epoch, "following the lease holder");
+                info!(%master, %addr, %epoch, "following the lease holder");
                 self.follow(epoch, (addr, master)).await?;
             }
             Action::Nothing => {}
@@ -247,7 +248,7 @@ impl Heart {
     async fn renew(
         &mut self,
         l: &Lease,
-        epoch: u64,
+        epoch: Epoch,
         publish: Option<SyncSet>,
         refused: Option<String>,
     ) -> anyhow::Result<()> {
@@ -286,7 +287,7 @@ impl Heart {
     /// Drains the nameserver and hands the Lease to `target` at `epoch` (decided: the nameserver
     /// answers and `target` may take over); a drain that fails or leaves writes uncommitted
     /// releases instead.
-    async fn hand_over(&mut self, l: &Lease, (target, epoch): (&str, u64), addr: String) -> anyhow::Result<()> {
+    async fn hand_over(&mut self, l: &Lease, (target, epoch): (&str, Epoch), addr: String) -> anyhow::Result<()> {
         let d = tokio::time::timeout(Duration::from_secs(6), self.admin.drain(proto::DrainRequest {})).await;
         let d = match d {
             Ok(Ok(r)) => r.into_inner(),
@@ -296,10 +297,10 @@ impl Heart {
             return self.release(l, &format!("drain for switchover left seq {} uncommitted", d.last_seq)).await;
         }
         let how = Taken::HandedOver { by: &self.cfg.pod };
-        let nl = lease::take(l, target, i32::try_from(epoch)?, how, MicroTime(Timestamp::now()));
+        let nl = lease::take(l, target, epoch, how, MicroTime(Timestamp::now()));
         self.replace(&nl).await?;
         self.last_renew = None;
-        info!(target, epoch, last_seq = d.last_seq, "handed the lease over");
+        info!(target, %epoch, last_seq = d.last_seq, "handed the lease over");
         self.follow(epoch, (addr, target.to_string())).await
     }
 

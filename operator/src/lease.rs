@@ -17,6 +17,7 @@
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+pub use tfs_nameserver::epoch::Epoch;
 
 use crate::names::*;
 
@@ -29,8 +30,8 @@ pub use clock::{LeaseClock, Sightings};
 pub struct LeaseView {
     /// Empty when released.
     pub holder: String,
-    /// The epoch: leaseTransitions.
-    pub transitions: i32,
+    /// The epoch: leaseTransitions ([`epoch_of`]).
+    pub epoch: Epoch,
     pub resource_version: String,
     /// The master's sync set as its heart last published it.
     pub sync_set: Vec<String>,
@@ -48,7 +49,7 @@ impl LeaseView {
         let ann = l.metadata.annotations.clone().unwrap_or_default();
         LeaseView {
             holder: spec.holder_identity.unwrap_or_default(),
-            transitions: spec.lease_transitions.unwrap_or(0),
+            epoch: epoch_of(spec.lease_transitions),
             resource_version: l.metadata.resource_version.clone().unwrap_or_default(),
             sync_set: ann.get(ANN_SYNC_SET).map(|s| split_set(s)).unwrap_or_default(),
             sync_set_version: ann.get(ANN_SYNC_SET_VERSION).and_then(|v| v.parse().ok()).unwrap_or(0),
@@ -62,6 +63,19 @@ impl LeaseView {
     pub fn released(&self) -> bool {
         self.holder.is_empty()
     }
+}
+
+/// The epoch of a Lease's leaseTransitions: the one place the Lease's i32 becomes an [`Epoch`]
+/// (and back: [`transitions_of`]). Missing or negative: epoch 0, no master yet (nothing here writes
+/// a negative count; one set by hand must not wrap to a huge epoch that no promotion could pass).
+pub fn epoch_of(transitions: Option<i32>) -> Epoch {
+    Epoch(transitions.map_or(0, |t| u64::try_from(t).unwrap_or(0)))
+}
+
+/// leaseTransitions for `epoch`. The field is an i32: an epoch beyond it saturates (unreachable in
+/// practice: a promotion a second for 68 years).
+fn transitions_of(epoch: Epoch) -> i32 {
+    i32::try_from(epoch.get()).unwrap_or(i32::MAX)
 }
 
 pub fn split_set(s: &str) -> Vec<String> {
@@ -85,11 +99,11 @@ pub const SWITCHOVER: &str = "switchover";
 ///
 /// Invariant: the published sync set starts empty at a new epoch — the new master has published
 /// nothing yet, and a set of the previous master's must not vouch for slaves of the new one.
-pub fn take(l: &Lease, holder: &str, epoch: i32, how: Taken<'_>, now: MicroTime) -> Lease {
+pub fn take(l: &Lease, holder: &str, epoch: Epoch, how: Taken<'_>, now: MicroTime) -> Lease {
     let mut l = l.clone();
     let spec = l.spec.get_or_insert_default();
     spec.holder_identity = Some(holder.into());
-    spec.lease_transitions = Some(epoch);
+    spec.lease_transitions = Some(transitions_of(epoch));
     spec.acquire_time = Some(now.clone());
     spec.renew_time = Some(now);
     let ann = l.metadata.annotations.get_or_insert_default();

@@ -8,6 +8,7 @@ use std::fmt::Write;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
+use tfs_nameserver::epoch::Epoch;
 
 use crate::crd::{ClientAuth, ReplicationMode, TfsNameserver};
 use crate::lease::LeaseView;
@@ -64,7 +65,7 @@ pub fn status(t: &TfsNameserver, lease: Option<&Lease>, pods: &[Pod], now: Times
             let _ = writeln!(
                 o,
                 "Lease: holder {holder}, epoch {}, renewed {} ago, sync set [{}]{}",
-                v.transitions,
+                v.epoch,
                 renewed.map(age).unwrap_or_else(|| "never".into()),
                 v.sync_set.join(", "),
                 v.handover_refused.map(|r| format!(", handover refused: {r}")).unwrap_or_default()
@@ -167,7 +168,7 @@ pub fn columns<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> Stri
 pub enum Switchover {
     /// `target` holds the Lease at an epoch above the one the switchover started from.
     Done {
-        epoch: i32,
+        epoch: Epoch,
     },
     /// The master's heart refused the handover, and why.
     Refused(String),
@@ -179,11 +180,11 @@ pub enum Switchover {
 pub fn switchover_progress(
     lease: &LeaseView,
     target: &str,
-    from_epoch: i32,
+    from_epoch: Epoch,
     refused_before: Option<&str>,
 ) -> Switchover {
-    if lease.holder == target && lease.transitions > from_epoch {
-        return Switchover::Done { epoch: lease.transitions };
+    if lease.holder == target && lease.epoch > from_epoch {
+        return Switchover::Done { epoch: lease.epoch };
     }
     // The heart writes "<target>: <why>".
     match &lease.handover_refused {

@@ -129,7 +129,7 @@ async fn main() -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(120);
         let first = loop {
             let new = trials::read_new_lines(&record, &mut offset)?;
-            if let Some(a) = trials::first_ack_after(&new, fault_ms, p.epoch as u64) {
+            if let Some(a) = trials::first_ack_after(&new, fault_ms, p.epoch.get()) {
                 break a;
             }
             writers[0].check_running()?;

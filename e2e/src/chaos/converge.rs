@@ -48,9 +48,11 @@ async fn healthy(t: &Tfs, replicas: usize) -> Result<(String, i64), String> {
     if s.phase != Some(Phase::Healthy) || s.ready.as_deref() != Some(want.as_str()) {
         return Err(format!("phase {:?}, ready {:?}", s.phase, s.ready));
     }
-    if lv.holder.is_empty() || s.master.as_deref() != Some(lv.holder.as_str()) || s.epoch != Some(lv.transitions as i64)
+    if lv.holder.is_empty()
+        || s.master.as_deref() != Some(lv.holder.as_str())
+        || s.epoch != i64::try_from(lv.epoch.get()).ok()
     {
-        return Err(format!("status says {:?}@{:?}, the Lease {}@{}", s.master, s.epoch, lv.holder, lv.transitions));
+        return Err(format!("status says {:?}@{:?}, the Lease {}@{}", s.master, s.epoch, lv.holder, lv.epoch));
     }
     if lv.sync_set.len() + 1 < replicas {
         return Err(format!("published sync set {:?} not full", lv.sync_set));
@@ -68,7 +70,7 @@ async fn healthy(t: &Tfs, replicas: usize) -> Result<(String, i64), String> {
     if !ops.iter().any(pod_ready) {
         return Err("no operator pod ready".into());
     }
-    Ok((lv.holder, lv.transitions as i64))
+    Ok((lv.holder, i64::try_from(lv.epoch.get()).map_err(|e| e.to_string())?))
 }
 
 /// Waits until healthy and, while it stays so, every writer acknowledged `min_acks` more writes

@@ -16,7 +16,7 @@ pub struct Pair {
     pub ns: String,
     pub master: String,
     pub slave: String,
-    pub epoch: i32,
+    pub epoch: tfs_operator::lease::Epoch,
     pub master_ip: String,
     pub slave_ip: String,
 }
@@ -33,7 +33,7 @@ impl Pair {
             slave_ip: ip(t.pods.get(&slave).await?),
             master: lv.holder,
             slave,
-            epoch: lv.transitions,
+            epoch: lv.epoch,
         })
     }
 }

@@ -12,6 +12,7 @@ use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
+use tfs_operator::lease::Epoch;
 use tfs_operator::lease::LeaseView;
 
 use crate::now_ms;
@@ -31,18 +32,18 @@ pub enum Verdict {
 
 /// Judges the change from `prev` to `next`, consecutive versions of the Lease.
 pub fn judge(prev: &LeaseView, next: &LeaseView) -> Verdict {
-    let (a, b) = (prev.transitions, next.transitions);
+    let (a, b) = (prev.epoch, next.epoch);
     if b == a {
         return Verdict::NoPromotion;
     }
     if b < a {
         return Verdict::Illegal(format!("epoch went back from {a} to {b}"));
     }
-    if b > a + 1 {
+    if b > a.next() {
         return Verdict::Unverified(format!("epoch jumped from {a} to {b}: versions in between not seen"));
     }
     let who = &next.holder;
-    let allowed = a == 0
+    let allowed = a == Epoch::ZERO
         || *who == prev.holder
         || prev.released_by.as_ref() == Some(who)
         || prev.sync_set.contains(who)
@@ -93,17 +94,14 @@ impl LeaseWatch {
                 };
                 let next = LeaseView::of(&l);
                 let verdict = match &prev {
-                    Some(p) if p.resource_version == "relisted" && p.transitions != next.transitions => {
-                        Verdict::Unverified(format!(
-                            "the watch restarted while the epoch moved from {} to {}",
-                            p.transitions, next.transitions
-                        ))
-                    }
+                    Some(p) if p.resource_version == "relisted" && p.epoch != next.epoch => Verdict::Unverified(
+                        format!("the watch restarted while the epoch moved from {} to {}", p.epoch, next.epoch),
+                    ),
                     Some(p) => judge(p, &next),
                     None => Verdict::NoPromotion,
                 };
                 let line = serde_json::json!({
-                    "t_ms": now_ms(), "holder": next.holder, "epoch": next.transitions,
+                    "t_ms": now_ms(), "holder": next.holder, "epoch": next.epoch,
                     "sync_set": next.sync_set, "released_by": next.released_by, "release_reason": next.release_reason,
                     "verdict": format!("{verdict:?}"),
                 });
@@ -141,10 +139,10 @@ impl Drop for LeaseWatch {
 mod tests {
     use super::*;
 
-    fn view(holder: &str, epoch: i32, sync: &[&str]) -> LeaseView {
+    fn view(holder: &str, epoch: u64, sync: &[&str]) -> LeaseView {
         LeaseView {
             holder: holder.into(),
-            transitions: epoch,
+            epoch: Epoch(epoch),
             sync_set: sync.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
         }

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 use tfs_nameserver::checkpoint::Snapshot;
+use tfs_nameserver::epoch::Epoch;
 use tfs_nameserver::oplog::record;
 use tfs_nameserver::proto;
 use tfs_nameserver::replication::frame::{self, FrameType};
@@ -41,7 +42,7 @@ fn check(data: &[u8]) {
         FrameType::Records => {
             // A slave expects its last seq + 1; take the first record's seq, at a realistic height.
             let expected = record::decode_header(&p).map_or(1, |h| h.seq).min(1 << 62);
-            if let Ok(rs) = slave::check_records(&p, expected, 0, u64::MAX) {
+            if let Ok(rs) = slave::check_records(&p, expected, Epoch::ZERO, Epoch(u64::MAX)) {
                 assert_eq!(rs.iter().map(|r| r.encoded_len()).sum::<usize>(), p.len());
                 for (i, r) in rs.into_iter().enumerate() {
                     assert_eq!(r.header.seq, expected + i as u64);

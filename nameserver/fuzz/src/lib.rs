@@ -110,7 +110,7 @@ pub fn encode_record(m: &tfs_nameserver::mutation::Mutation, epoch: u64, seq: u6
     let mut payload = Vec::new();
     m.encode_payload(&mut payload);
     let mut v = Vec::new();
-    record::encode(&mut v, m.rtype(), epoch, seq, 1_700_000_000_000 + seq, &payload);
+    record::encode(&mut v, m.rtype(), tfs_nameserver::epoch::Epoch(epoch), seq, 1_700_000_000_000 + seq, &payload);
     v
 }
 

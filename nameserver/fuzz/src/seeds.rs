@@ -126,7 +126,7 @@ pub fn all() -> Vec<Seed> {
         add("oplog_mutation", &name, payload);
     }
     let mut empty = Vec::new();
-    record::encode(&mut empty, record::RecordType::BlockRemove, 7, 99, 0, &[]);
+    record::encode(&mut empty, record::RecordType::BlockRemove, tfs_nameserver::epoch::Epoch(7), 99, 0, &[]);
     add("oplog_record", "empty-payload", empty);
 
     add("oplog_segment", "clean", seg.clone());

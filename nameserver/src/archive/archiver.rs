@@ -31,6 +31,7 @@ use super::store::{Listed, Store};
 use super::{ArchiveConfig, ArchiveError, ArchiveShared, NO_FLOOR};
 use crate::engine::Engine;
 use crate::engine::now_ms;
+use crate::epoch::Epoch;
 use crate::oplog::segment::Cursor;
 use crate::proto;
 use crate::state::epoch_at;
@@ -84,7 +85,7 @@ struct Session {
     engine: Engine,
     store: Store,
     cfg: ArchiveConfig,
-    epoch: u64,
+    epoch: Epoch,
     /// Every committed record through this seq is archived (or covered by an archived checkpoint).
     archived: u64,
     buf: Buffer,
@@ -93,7 +94,7 @@ struct Session {
 }
 
 impl Session {
-    fn new(engine: Engine, store: Store, cfg: ArchiveConfig, epoch: u64) -> Self {
+    fn new(engine: Engine, store: Store, cfg: ArchiveConfig, epoch: Epoch) -> Self {
         Session { engine, store, cfg, epoch, archived: 0, buf: Buffer::default(), cursor: None, pending: Vec::new() }
     }
 
@@ -172,8 +173,8 @@ impl Session {
         if let Some(n) = last {
             let l = n.last_seq();
             let archived_epoch = match n {
-                ObjectName::Wal(w) => w.epoch,
-                ObjectName::Checkpoint(c) => c.epoch,
+                ObjectName::Wal(w) => Epoch(w.epoch),
+                ObjectName::Checkpoint(c) => Epoch(c.epoch),
             };
             // This master's epoch began after its first record committed, so every record an
             // earlier master of this history archived (committed) is in its log at or below
@@ -222,7 +223,7 @@ impl Session {
             self.error(&e);
         }
         let mut last_retention = Instant::now();
-        info!(url = %self.store.url(), from = self.archived + 1, epoch = self.epoch, "archiving");
+        info!(url = %self.store.url(), from = self.archived + 1, epoch = %self.epoch, "archiving");
         let mut feed = sh.feed().subscribe();
         let mut last_checkpoint = Instant::now();
         let retention_every = (self.cfg.retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(600));
@@ -280,7 +281,7 @@ impl Session {
             }
         };
         let reply = proto::TakeBackupReply {
-            epoch: self.epoch,
+            epoch: self.epoch.get(),
             seq: name.seq,
             bytes,
             checkpoint_object: self.store.key(&ObjectName::Checkpoint(name)),

@@ -17,6 +17,7 @@ use super::layout::{CheckpointName, ObjectName, WalName};
 use super::plan::{self, Base, EpochRuns, Target};
 use super::store::Store;
 use crate::checkpoint::Snapshot;
+use crate::epoch::Epoch;
 use crate::mutation::Mutation;
 use crate::oplog::record;
 use crate::state::State;
@@ -68,7 +69,7 @@ pub fn decode_wal(store: &Store, w: &WalName, body: &Bytes) -> Result<Vec<record
         return Err(bad(expected, format!("the body ends before seq {} of the name", w.last)));
     }
     let (first, last) = (out.first().expect("non-empty"), out.last().expect("non-empty"));
-    if last.header.epoch != w.epoch || first.header.time_ms != w.first_ms || last.header.time_ms != w.last_ms {
+    if last.header.epoch != Epoch(w.epoch) || first.header.time_ms != w.first_ms || last.header.time_ms != w.last_ms {
         return Err(bad(
             w.last,
             format!(
@@ -151,7 +152,7 @@ pub async fn restore(
                 .meta
                 .epochs
                 .iter()
-                .map(|m| crate::state::EpochMark { epoch: m.epoch, start_seq: m.start_seq })
+                .map(|m| crate::state::EpochMark { epoch: Epoch(m.epoch), start_seq: m.start_seq })
                 .collect();
             out.checkpoint = Some(store.key(&name));
             out.objects += 1;
@@ -189,12 +190,12 @@ pub async fn restore(
                 seq: h.seq,
                 reason: format!("epoch {} where {holder}: two histories in one archive", h.epoch),
             };
-            if let Err(seen) = runs.check_or_add(h.seq, h.epoch) {
+            if let Err(seen) = runs.check_or_add(h.seq, h.epoch.get()) {
                 return Err(two_histories(format!("another object holds epoch {seen}")));
             }
             if h.seq <= base_seq {
                 let own = crate::state::epoch_at(&marks, h.seq);
-                if own != 0 && own != h.epoch {
+                if own != Epoch::ZERO && own != h.epoch {
                     return Err(two_histories(format!("the checkpoint says epoch {own}")));
                 }
             }
@@ -223,7 +224,7 @@ pub async fn restore(
             })?;
             r.encode_into(&mut seg);
             out.seq = h.seq;
-            out.epoch = h.epoch;
+            out.epoch = h.epoch.get();
             out.time_ms = h.time_ms;
             out.records += 1;
         }
@@ -345,7 +346,7 @@ pub async fn verify(store: &Store, progress: &mut dyn FnMut(String)) -> Result<V
                     });
                 }
                 for rec in decode_wal(store, w, &body)? {
-                    if let Err(seen) = runs.check_or_add(rec.header.seq, rec.header.epoch) {
+                    if let Err(seen) = runs.check_or_add(rec.header.seq, rec.header.epoch.get()) {
                         return Err(ArchiveError::Corrupt {
                             object: store.key(&l.name),
                             seq: rec.header.seq,
@@ -364,12 +365,12 @@ pub async fn verify(store: &Store, progress: &mut dyn FnMut(String)) -> Result<V
     // A checkpoint's epoch marks against the records the archive holds at or below its seq.
     for (c, marks) in checkpoints {
         let marks: Vec<crate::state::EpochMark> =
-            marks.iter().map(|m| crate::state::EpochMark { epoch: m.epoch, start_seq: m.start_seq }).collect();
+            marks.iter().map(|m| crate::state::EpochMark { epoch: Epoch(m.epoch), start_seq: m.start_seq }).collect();
         if c.seq > 0
             && let Some(e) = runs.get(c.seq)
         {
             let own = crate::state::epoch_at(&marks, c.seq);
-            if own != e {
+            if own != Epoch(e) {
                 return Err(ArchiveError::Corrupt {
                     object: store.key(&ObjectName::Checkpoint(c)),
                     seq: c.seq,

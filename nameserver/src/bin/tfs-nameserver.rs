@@ -235,7 +235,7 @@ fn main() -> anyhow::Result<()> {
             .with_context(|| format!("cannot recover the state in {}", data_dir.display()))?;
         info!(elapsed_ms = t0.elapsed().as_millis() as u64, "engine ready");
         engine.commit().set_publish_removals(matches!(args.sync_set_publication, Publication::Lease));
-        if engine.cfg().standalone && engine.state().read().epoch < 1 {
+        if engine.cfg().standalone && engine.state().read().epoch == tfs_nameserver::epoch::Epoch::ZERO {
             let node = engine.cfg().node.clone();
             engine
                 .write_unmetered(move |t| Ok(t.log(Mutation::EpochStart(format::EpochStart { epoch: 1, node }))?))

@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::archive::ArchiveShared;
 use crate::checkpoint::Snapshot;
 use crate::config::{EngineConfig, ReplicationConfig};
+use crate::epoch::Epoch;
 use crate::metrics::Metrics;
 use crate::oplog::Record;
 use crate::oplog::feed::Feed;
@@ -48,7 +49,7 @@ impl Consistency {
 #[derive(Debug, Clone, Copy)]
 pub struct ReadAt {
     pub applied_seq: u64,
-    pub epoch: u64,
+    pub epoch: Epoch,
     pub stale: bool,
 }
 
@@ -323,7 +324,7 @@ impl Engine {
         self.shared.commit.committed()
     }
 
-    pub fn epoch(&self) -> u64 {
+    pub fn epoch(&self) -> Epoch {
         self.shared.role.lock().epoch
     }
 

@@ -55,7 +55,7 @@ impl Engine {
             torn_bytes = rec.torn_bytes,
             blocks = state.blocks().len(),
             seq = state.applied_seq,
-            epoch = state.epoch,
+            epoch = %state.epoch,
             elapsed_ms = elapsed.as_millis() as u64,
             "state recovered"
         );

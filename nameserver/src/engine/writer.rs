@@ -14,6 +14,7 @@ use tracing::{error, info};
 mod control;
 
 use super::{Command, Shared, WriteError};
+use crate::epoch::Epoch;
 use crate::mutation::Mutation;
 use crate::oplog::{Oplog, record};
 use crate::state::{ApplyError, State};
@@ -24,7 +25,7 @@ pub struct Txn<'a> {
     state: &'a mut State,
     buf: &'a mut Vec<u8>,
     scratch: &'a mut Vec<u8>,
-    epoch: u64,
+    epoch: Epoch,
     time_ms: u64,
     last_seq: u64,
 }
@@ -55,7 +56,7 @@ impl Txn<'_> {
         self.last_seq
     }
 
-    pub fn epoch(&self) -> u64 {
+    pub fn epoch(&self) -> Epoch {
         self.epoch
     }
 
@@ -177,7 +178,7 @@ impl Writer {
 
     /// Runs `f` over a transaction at `epoch` under the state's write lock, then makes what it
     /// logged durable (one group commit for `requests` requests).
-    fn in_txn<R>(&mut self, epoch: u64, requests: usize, f: impl FnOnce(&mut Txn<'_>) -> R) -> R {
+    fn in_txn<R>(&mut self, epoch: Epoch, requests: usize, f: impl FnOnce(&mut Txn<'_>) -> R) -> R {
         let first_seq = self.oplog.last_seq() + 1;
         let r = {
             let mut state = self.shared.state.write();
@@ -196,7 +197,7 @@ impl Writer {
     }
 
     /// Appends and syncs whatever the batch encoded, then publishes the durable seq.
-    fn commit_buf(&mut self, first_seq: u64, epoch: u64, requests: usize) {
+    fn commit_buf(&mut self, first_seq: u64, epoch: Epoch, requests: usize) {
         let last_seq = self.shared.state.read().applied_seq;
         if last_seq < first_seq {
             return;

@@ -153,7 +153,7 @@ mod tests {
     fn batch(from: u64, to: u64) -> Bytes {
         let mut v = Vec::new();
         for s in from..=to {
-            record::encode(&mut v, RecordType::BlockRemove, 1, s, 0, &[1, 2, 3]);
+            record::encode(&mut v, RecordType::BlockRemove, crate::epoch::Epoch(1), s, 0, &[1, 2, 3]);
         }
         Bytes::from(v)
     }

@@ -17,6 +17,7 @@ use tracing::{info, warn};
 
 use super::record::Record;
 use super::segment::{self, ScanEnd, ScanStop, Segment};
+use crate::epoch::Epoch;
 
 #[cfg(test)]
 mod tests;
@@ -64,7 +65,7 @@ pub struct Oplog {
     active: File,
     active_len: u64,
     last_seq: u64,
-    last_epoch: u64,
+    last_epoch: Epoch,
     dirty: bool,
 }
 
@@ -83,7 +84,7 @@ impl Oplog {
         let first_needed = segments.iter().rposition(|s| s.first_seq <= after_seq + 1).unwrap_or(0);
         let mut rec = Recovered { segments: segments.len(), ..Default::default() };
         let mut last_seq = after_seq;
-        let mut last_epoch = 0;
+        let mut last_epoch = Epoch::ZERO;
         let n = segments.len();
         for (i, seg) in segments.iter().enumerate().skip(first_needed) {
             let seg = seg.clone();
@@ -157,7 +158,7 @@ impl Oplog {
         self.last_seq
     }
 
-    pub fn last_epoch(&self) -> u64 {
+    pub fn last_epoch(&self) -> Epoch {
         self.last_epoch
     }
 
@@ -171,7 +172,7 @@ impl Oplog {
 
     /// Appends already-encoded records `first_seq..=last_seq` (the caller guarantees contiguity and
     /// that `first_seq == self.last_seq() + 1`). Not durable until [`Oplog::sync`].
-    pub fn append(&mut self, encoded: &[u8], first_seq: u64, last_seq: u64, epoch: u64) -> Result<(), OplogError> {
+    pub fn append(&mut self, encoded: &[u8], first_seq: u64, last_seq: u64, epoch: Epoch) -> Result<(), OplogError> {
         assert_eq!(first_seq, self.last_seq + 1, "oplog append must continue the log without a gap");
         if self.active_len >= self.opts.segment_bytes {
             self.roll(first_seq)?;

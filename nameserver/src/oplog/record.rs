@@ -18,6 +18,8 @@
 use bytes::{BufMut, Bytes};
 use thiserror::Error;
 
+use crate::epoch::Epoch;
+
 pub const MAGIC: u32 = 0x4F53_4654;
 pub const VERSION: u16 = 1;
 pub const HEADER_LEN: usize = 40;
@@ -59,7 +61,7 @@ impl RecordType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
     pub rtype: RecordType,
-    pub epoch: u64,
+    pub epoch: Epoch,
     pub seq: u64,
     pub time_ms: u64,
     pub len: u32,
@@ -97,7 +99,7 @@ impl RecordError {
 }
 
 /// Appends one encoded record to `out`.
-pub fn encode(out: &mut Vec<u8>, rtype: RecordType, epoch: u64, seq: u64, time_ms: u64, payload: &[u8]) {
+pub fn encode(out: &mut Vec<u8>, rtype: RecordType, epoch: Epoch, seq: u64, time_ms: u64, payload: &[u8]) {
     debug_assert!(payload.len() <= MAX_PAYLOAD as usize);
     let start = out.len();
     out.reserve(HEADER_LEN + payload.len());
@@ -105,7 +107,7 @@ pub fn encode(out: &mut Vec<u8>, rtype: RecordType, epoch: u64, seq: u64, time_m
     out.put_u16_le(VERSION);
     out.put_u8(rtype as u8);
     out.put_u8(0);
-    out.put_u64_le(epoch);
+    out.put_u64_le(epoch.get());
     out.put_u64_le(seq);
     out.put_u64_le(time_ms);
     out.put_u32_le(payload.len() as u32);
@@ -141,7 +143,7 @@ pub fn decode_header(buf: &[u8]) -> Result<Header, RecordError> {
     }
     Ok(Header {
         rtype,
-        epoch: le_u64(buf, 8),
+        epoch: Epoch(le_u64(buf, 8)),
         seq: le_u64(buf, 16),
         time_ms: le_u64(buf, 24),
         len,
@@ -181,7 +183,7 @@ mod tests {
 
     fn one(payload: &[u8]) -> Bytes {
         let mut v = Vec::new();
-        encode(&mut v, RecordType::BlockCommit, 3, 42, 1_700_000_000_000, payload);
+        encode(&mut v, RecordType::BlockCommit, Epoch(3), 42, 1_700_000_000_000, payload);
         Bytes::from(v)
     }
 
@@ -190,7 +192,7 @@ mod tests {
         let b = one(b"hello");
         let (r, n) = decode(&b).unwrap();
         assert_eq!(n, HEADER_LEN + 5);
-        assert_eq!(r.header.epoch, 3);
+        assert_eq!(r.header.epoch, Epoch(3));
         assert_eq!(r.header.seq, 42);
         assert_eq!(r.header.rtype, RecordType::BlockCommit);
         assert_eq!(&r.payload[..], b"hello");
@@ -227,10 +229,10 @@ mod tests {
         fn any_payload_round_trips(payload in proptest::collection::vec(any::<u8>(), 0..512),
                                    epoch: u64, seq: u64, t: u64) {
             let mut v = Vec::new();
-            encode(&mut v, RecordType::BlockCreate, epoch, seq, t, &payload);
+            encode(&mut v, RecordType::BlockCreate, Epoch(epoch), seq, t, &payload);
             let (r, n) = decode(&Bytes::from(v.clone())).unwrap();
             prop_assert_eq!(n, v.len());
-            prop_assert_eq!((r.header.epoch, r.header.seq, r.header.time_ms), (epoch, seq, t));
+            prop_assert_eq!((r.header.epoch, r.header.seq, r.header.time_ms), (Epoch(epoch), seq, t));
             prop_assert_eq!(&r.payload[..], &payload[..]);
         }
 
@@ -239,7 +241,7 @@ mod tests {
         fn any_bit_flip_is_detected(payload in proptest::collection::vec(any::<u8>(), 0..128),
                                     bit in 0usize..(8 * (HEADER_LEN + 128))) {
             let mut v = Vec::new();
-            encode(&mut v, RecordType::BlockCreate, 1, 7, 9, &payload);
+            encode(&mut v, RecordType::BlockCreate, Epoch(1), 7, 9, &payload);
             let bit = bit % (8 * v.len());
             v[bit / 8] ^= 1 << (bit % 8);
             prop_assert!(decode(&Bytes::from(v)).is_err());
@@ -249,7 +251,7 @@ mod tests {
         #[test]
         fn prefixes_are_incomplete(payload in proptest::collection::vec(any::<u8>(), 0..64), cut in 0usize..104) {
             let mut v = Vec::new();
-            encode(&mut v, RecordType::BlockCreate, 1, 7, 9, &payload);
+            encode(&mut v, RecordType::BlockCreate, Epoch(1), 7, 9, &payload);
             let cut = cut % v.len();
             let e = decode(&Bytes::copy_from_slice(&v[..cut])).unwrap_err();
             prop_assert!(e.is_incomplete());

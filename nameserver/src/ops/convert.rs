@@ -25,7 +25,7 @@ pub fn task(t: &Task) -> proto::TaskCreate {
         block_id: t.block_id,
         source: t.source,
         target: t.target,
-        epoch: t.epoch,
+        epoch: t.epoch.get(),
         version: t.version,
     }
 }
@@ -49,7 +49,15 @@ mod tests {
     /// when the API stopped importing the disk format.
     #[test]
     fn the_api_copies_encode_like_the_records() {
-        let t = Task { id: 9, kind: format::TaskKind::Move, block_id: 100, source: 1, target: 2, epoch: 3, version: 4 };
+        let t = Task {
+            id: 9,
+            kind: format::TaskKind::Move,
+            block_id: 100,
+            source: 1,
+            target: 2,
+            epoch: crate::epoch::Epoch(3),
+            version: 4,
+        };
         assert_eq!(task(&t).encode_to_vec(), t.to_record().encode_to_vec());
         let d = proto::TaskDone { task_id: 9, success: true, epoch: 3, size: Some(7), file_count: Some(1) };
         assert_eq!(task_done(&d).encode_to_vec(), d.encode_to_vec());

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use tracing::warn;
 
 use crate::engine::{Engine, Txn, WriteError};
+use crate::epoch::Epoch;
 use crate::mutation::Mutation;
 use crate::oplog::format;
 use crate::planning::{self, Params};
@@ -143,7 +144,7 @@ pub fn plan_if_allowed(engine: &Engine) -> Option<Engine> {
 }
 
 /// Dataserver `id` reported to this master (Apply or Renew answered at `epoch`).
-pub fn heard(engine: &Engine, epoch: u64, id: u32) {
+pub fn heard(engine: &Engine, epoch: Epoch, id: u32) {
     engine.planner().lock().safe_mode.heard(epoch, id);
 }
 

@@ -29,6 +29,7 @@ mod tests;
 
 use std::collections::{HashMap, HashSet};
 
+use crate::epoch::Epoch;
 use crate::mutation::Mutation;
 use crate::oplog::format::{self, TaskKind};
 use crate::state::State;
@@ -96,14 +97,14 @@ pub struct Planned {
 
 impl Planned {
     /// The record that plans it, as task `task_id` of `epoch`.
-    pub fn to_mutation(&self, task_id: u64, epoch: u64) -> Mutation {
+    pub fn to_mutation(&self, task_id: u64, epoch: Epoch) -> Mutation {
         Mutation::TaskCreate(format::TaskCreate {
             task_id,
             kind: self.kind as i32,
             block_id: self.block_id,
             source: self.source,
             target: self.target,
-            epoch,
+            epoch: epoch.get(),
             version: self.version,
         })
     }

@@ -12,11 +12,12 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use crate::epoch::Epoch;
 use crate::state::State;
 
 #[derive(Debug)]
 pub struct SafeMode {
-    epoch: u64,
+    epoch: Epoch,
     since: Instant,
     heard: HashSet<u32>,
     over: bool,
@@ -24,20 +25,20 @@ pub struct SafeMode {
 
 impl Default for SafeMode {
     fn default() -> Self {
-        SafeMode { epoch: 0, since: Instant::now(), heard: HashSet::new(), over: true }
+        SafeMode { epoch: Epoch::ZERO, since: Instant::now(), heard: HashSet::new(), over: true }
     }
 }
 
 impl SafeMode {
     /// This node is a writable master at `epoch`: a new epoch starts safe mode at `now`.
-    pub fn master_at(&mut self, epoch: u64, now: Instant) {
+    pub fn master_at(&mut self, epoch: Epoch, now: Instant) {
         if epoch != self.epoch {
             *self = SafeMode { epoch, since: now, heard: HashSet::new(), over: false };
         }
     }
 
     /// Dataserver `ds` reported to this node as master at `epoch`.
-    pub fn heard(&mut self, epoch: u64, ds: u32) {
+    pub fn heard(&mut self, epoch: Epoch, ds: u32) {
         if epoch == self.epoch && !self.over {
             self.heard.insert(ds);
         }
@@ -70,17 +71,17 @@ mod tests {
         let w = Duration::from_secs(10);
         let mut m = SafeMode::default();
         assert_eq!(m.remaining(&s, t0, w), None, "not a master yet: no safe mode");
-        m.master_at(2, t0);
+        m.master_at(Epoch(2), t0);
         assert_eq!(m.remaining(&s, t0, w), Some(w));
-        m.heard(2, 1);
-        m.heard(1, 2); // a report to an older epoch counts for nothing
+        m.heard(Epoch(2), 1);
+        m.heard(Epoch(1), 2); // a report to an older epoch counts for nothing
         assert!(m.remaining(&s, t0 + Duration::from_secs(1), w).is_some());
-        m.heard(2, 2);
+        m.heard(Epoch(2), 2);
         assert_eq!(m.remaining(&s, t0 + Duration::from_secs(1), w), None);
-        m.master_at(2, t0 + Duration::from_secs(2));
+        m.master_at(Epoch(2), t0 + Duration::from_secs(2));
         assert_eq!(m.remaining(&s, t0, w), None, "over for the epoch, stays over");
         // The next promotion: nobody heard; the window bounds it.
-        m.master_at(3, t0);
+        m.master_at(Epoch(3), t0);
         assert_eq!(m.remaining(&s, t0 + Duration::from_secs(4), w), Some(Duration::from_secs(6)));
         assert_eq!(m.remaining(&s, t0 + w, w), None);
     }
@@ -91,8 +92,8 @@ mod tests {
         apply_all(&mut s, 1, &[join_ds(1), join_ds(2)]);
         let t0 = Instant::now();
         let mut m = SafeMode::default();
-        m.master_at(2, t0);
-        m.heard(2, 1);
+        m.master_at(Epoch(2), t0);
+        m.heard(Epoch(2), 1);
         assert!(m.remaining(&s, t0, Duration::from_secs(300)).is_some());
         apply_all(
             &mut s,

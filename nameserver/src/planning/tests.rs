@@ -39,7 +39,7 @@ fn log_round(
 ) -> Vec<Planned> {
     let todo = plan(s, p, cursor);
     for t in &todo {
-        let m = t.to_mutation(s.next_task_id, epoch);
+        let m = t.to_mutation(s.next_task_id, crate::epoch::Epoch(epoch));
         apply_all(s, epoch, std::slice::from_ref(&m));
         log.push((epoch, m));
     }
@@ -185,10 +185,14 @@ fn a_task_done_from_an_old_epoch_is_refused() {
     let (mut c, mut log) = (Cursor::default(), Vec::new());
     log_round(&mut s, &params(8, 10), &mut c, 2, &mut log);
     let t = s.tasks().values().next().unwrap().clone();
-    assert_eq!(t.epoch, 2);
+    assert_eq!(t.epoch, crate::epoch::Epoch(2));
     assert_eq!(
         s.check(&done(t.id, true, 1)),
-        Err(crate::state::ApplyError::StaleTask { task: t.id, task_epoch: 2, got: 1 })
+        Err(crate::state::ApplyError::StaleTask {
+            task: t.id,
+            task_epoch: crate::epoch::Epoch(2),
+            got: crate::epoch::Epoch(1)
+        })
     );
     assert_eq!(s.check(&done(t.id, true, 2)), Ok(()));
 }
@@ -299,7 +303,7 @@ proptest! {
                         }
                     }
                     for t in planned {
-                        let m = t.to_mutation(s.next_task_id, epoch);
+                        let m = t.to_mutation(s.next_task_id, crate::epoch::Epoch(epoch));
                         prop_assert_eq!(s.check(&m), Ok(()));
                         record(&mut s, epoch, m, &mut log);
                     }
@@ -315,7 +319,7 @@ proptest! {
                     let t = s.tasks().values().nth(i % s.tasks().len().max(1)).cloned();
                     if let Some(t) = t {
                         let was = s.blocks().get(&t.block_id).map(|b| b.replicas().len() >= b.want as usize);
-                        record(&mut s, epoch, done(t.id, ok, t.epoch), &mut log);
+                        record(&mut s, epoch, done(t.id, ok, t.epoch.get()), &mut log);
                         let now = s.blocks().get(&t.block_id).map(|b| b.replicas().len() >= b.want as usize);
                         prop_assert!(!(was == Some(true) && now == Some(false)), "task {t:?} took its block below what it wants");
                     }
@@ -323,7 +327,7 @@ proptest! {
                 Op::StaleDone(i) => {
                     let t = s.tasks().values().nth(i % s.tasks().len().max(1)).cloned();
                     if let Some(t) = t {
-                        let m = done(t.id, true, t.epoch + 1);
+                        let m = done(t.id, true, t.epoch.get() + 1);
                         let is_stale = matches!(s.check(&m), Err(crate::state::ApplyError::StaleTask { .. }));
                         prop_assert!(is_stale);
                     }

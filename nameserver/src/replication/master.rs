@@ -22,6 +22,7 @@ use super::frame::{self, FrameType};
 use super::peers::{Peer, Peers};
 use crate::checkpoint::Snapshot;
 use crate::engine::Engine;
+use crate::epoch::Epoch;
 use crate::oplog::feed::FeedRead;
 use crate::oplog::segment::Cursor;
 use crate::proto;
@@ -51,7 +52,7 @@ pub fn plan_start(
     master_last: u64,
     first_on_disk: u64,
     slave_last: u64,
-    slave_epoch: u64,
+    slave_epoch: Epoch,
 ) -> Start {
     if slave_last == 0 {
         return if first_on_disk <= 1 { Start::Stream(1) } else { Start::Snapshot };
@@ -135,7 +136,8 @@ async fn session(engine: Engine, peers: &Peers, conn: Conn) -> Result<(), String
     if role.role != Role::Master {
         return refuse(&mut wr, "this nameserver is not a replicating master".into()).await;
     }
-    if login.epoch != role.epoch {
+    // Exactly the master's epoch: an older slave may hold a diverged tail; a newer one, a deposed master.
+    if Epoch(login.epoch) != role.epoch {
         return refuse(&mut wr, format!("slave epoch {} is not the master's epoch {}", login.epoch, role.epoch)).await;
     }
     if let Some(reason) = counted_elsewhere(&engine, peers, &login) {
@@ -146,7 +148,7 @@ async fn session(engine: Engine, peers: &Peers, conn: Conn) -> Result<(), String
         (s.epochs.clone(), s.applied_seq)
     };
     let first_on_disk = engine.first_log_seq();
-    let start = plan_start(&epochs, last, first_on_disk, login.last_seq, login.last_epoch);
+    let start = plan_start(&epochs, last, first_on_disk, login.last_seq, Epoch(login.last_epoch));
     let lease = engine.repl().slave_lease;
     let session = SESSIONS.fetch_add(1, Ordering::Relaxed);
     let lease_id = session;
@@ -174,7 +176,7 @@ async fn session(engine: Engine, peers: &Peers, conn: Conn) -> Result<(), String
     let ok = proto::ReplLoginOk {
         lease_id,
         lease_ms: lease.as_millis() as u64,
-        epoch: role.epoch,
+        epoch: role.epoch.get(),
         start_seq: from,
         snapshot: snapshot.is_some(),
     };
@@ -270,7 +272,7 @@ async fn send_loop(engine: &Engine, wr: &mut Writer, mut next: u64, sent: &Atomi
                 tokio::select! {
                     _ = last_rx.changed() => {}
                     _ = tokio::time::sleep(Duration::from_millis(250)) => {
-                        let hb = proto::ReplHeartbeat { epoch: engine.role().lock().epoch, last_seq: engine.feed().last(), committed_seq: engine.commit().committed() };
+                        let hb = proto::ReplHeartbeat { epoch: engine.role().lock().epoch.get(), last_seq: engine.feed().last(), committed_seq: engine.commit().committed() };
                         frame::write_msg(wr, FrameType::Heartbeat, &hb).await.map_err(|e| e.to_string())?;
                     }
                 }
@@ -374,23 +376,23 @@ mod tests {
     use super::*;
 
     fn marks(v: &[(u64, u64)]) -> Vec<EpochMark> {
-        v.iter().map(|&(epoch, start_seq)| EpochMark { epoch, start_seq }).collect()
+        v.iter().map(|&(epoch, start_seq)| EpochMark { epoch: Epoch(epoch), start_seq }).collect()
     }
 
     #[test]
     fn start_points() {
         let m = marks(&[(1, 1), (2, 50)]);
         // An empty slave streams from the start while the log is whole.
-        assert_eq!(plan_start(&m, 80, 1, 0, 0), Start::Stream(1));
-        assert_eq!(plan_start(&m, 80, 30, 0, 0), Start::Snapshot);
+        assert_eq!(plan_start(&m, 80, 1, 0, Epoch(0)), Start::Stream(1));
+        assert_eq!(plan_start(&m, 80, 30, 0, Epoch(0)), Start::Snapshot);
         // A slave on the same history continues.
-        assert_eq!(plan_start(&m, 80, 1, 60, 2), Start::Stream(61));
-        assert_eq!(plan_start(&m, 80, 1, 49, 1), Start::Stream(50));
+        assert_eq!(plan_start(&m, 80, 1, 60, Epoch(2)), Start::Stream(61));
+        assert_eq!(plan_start(&m, 80, 1, 49, Epoch(1)), Start::Stream(50));
         // The old master: records 50.. of epoch 1 that the new master never had: diverged.
-        assert_eq!(plan_start(&m, 80, 1, 55, 1), Start::Snapshot);
+        assert_eq!(plan_start(&m, 80, 1, 55, Epoch(1)), Start::Snapshot);
         // Ahead of the master: diverged.
-        assert_eq!(plan_start(&m, 80, 1, 81, 2), Start::Snapshot);
+        assert_eq!(plan_start(&m, 80, 1, 81, Epoch(2)), Start::Snapshot);
         // Behind what is on disk.
-        assert_eq!(plan_start(&m, 80, 40, 20, 1), Start::Snapshot);
+        assert_eq!(plan_start(&m, 80, 40, 20, Epoch(1)), Start::Snapshot);
     }
 }

@@ -16,6 +16,7 @@ use tracing::{info, warn};
 use super::frame::{self, FrameType};
 use crate::checkpoint::Snapshot;
 use crate::engine::Engine;
+use crate::epoch::Epoch;
 use crate::oplog::{Record, record};
 use crate::proto;
 use crate::role::{Role, RoleState};
@@ -57,11 +58,14 @@ pub async fn follow(engine: Engine, mut shutdown: watch::Receiver<bool>, tls: Op
 }
 
 /// Decodes the records of one frame and checks them against what must come next.
+///
+/// Invariant: seqs follow on without a gap, and epochs never fall below the last one accepted nor
+/// rise above the one this slave was told (a record of an older epoch is refused).
 pub fn check_records(
     payload: &Bytes,
     mut expected: u64,
-    min_epoch: u64,
-    max_epoch: u64,
+    min_epoch: Epoch,
+    max_epoch: Epoch,
 ) -> Result<Vec<Record>, String> {
     let mut out = Vec::new();
     let mut off = 0;
@@ -122,9 +126,9 @@ async fn session(
     let login = proto::ReplLogin {
         cluster_id: engine.repl().cluster_id.clone(),
         node: engine.cfg().node.clone(),
-        epoch: role.epoch,
+        epoch: role.epoch.get(),
         last_seq,
-        last_epoch,
+        last_epoch: last_epoch.get(),
         incarnation: incarnation(),
     };
     frame::write_msg(&mut wr, FrameType::Login, &login).await.map_err(|e| e.to_string())?;
@@ -140,7 +144,7 @@ async fn session(
         }
         other => return Err(format!("unexpected {other:?} frame in answer to LOGIN")),
     };
-    if ok.epoch != role.epoch {
+    if Epoch(ok.epoch) != role.epoch {
         return Err(format!("master answered with epoch {}, this slave follows epoch {}", ok.epoch, role.epoch));
     }
     if ok.snapshot {
@@ -171,7 +175,7 @@ async fn session(
     frame::write_msg(&mut wr, FrameType::Ack, &proto::ReplAck { durable_seq: durable })
         .await
         .map_err(|e| e.to_string())?;
-    info!(master = %role.master_addr, epoch = role.epoch, from = ok.start_seq, snapshot = ok.snapshot, "following master");
+    info!(master = %role.master_addr, epoch = %role.epoch, from = ok.start_seq, snapshot = ok.snapshot, "following master");
 
     // Reader: frames → checked records, in order, into a channel the appender drains in groups.
     let (tx, mut rx) = mpsc::channel::<Result<Vec<Record>, String>>(256);
@@ -251,22 +255,22 @@ mod tests {
     fn frame_of(seqs: &[(u64, u64)]) -> Bytes {
         let mut v = Vec::new();
         for &(seq, epoch) in seqs {
-            record::encode(&mut v, RecordType::BlockRemove, epoch, seq, 0, b"x");
+            record::encode(&mut v, RecordType::BlockRemove, Epoch(epoch), seq, 0, b"x");
         }
         Bytes::from(v)
     }
 
     #[test]
     fn records_must_continue_and_stay_within_epochs() {
-        assert_eq!(check_records(&frame_of(&[(5, 2), (6, 2)]), 5, 2, 2).unwrap().len(), 2);
-        assert!(check_records(&frame_of(&[(5, 2), (7, 2)]), 5, 2, 2).unwrap_err().contains("7 where 6"));
-        assert!(check_records(&frame_of(&[(4, 2)]), 5, 2, 2).is_err(), "a replayed record is refused");
-        assert!(check_records(&frame_of(&[(5, 1)]), 5, 2, 3).unwrap_err().contains("epoch 1"));
-        assert!(check_records(&frame_of(&[(5, 4)]), 5, 2, 3).unwrap_err().contains("epoch 4"));
-        assert!(check_records(&frame_of(&[(5, 3), (6, 2)]), 5, 2, 3).is_err(), "epochs never go back");
+        assert_eq!(check_records(&frame_of(&[(5, 2), (6, 2)]), 5, Epoch(2), Epoch(2)).unwrap().len(), 2);
+        assert!(check_records(&frame_of(&[(5, 2), (7, 2)]), 5, Epoch(2), Epoch(2)).unwrap_err().contains("7 where 6"));
+        assert!(check_records(&frame_of(&[(4, 2)]), 5, Epoch(2), Epoch(2)).is_err(), "a replayed record is refused");
+        assert!(check_records(&frame_of(&[(5, 1)]), 5, Epoch(2), Epoch(3)).unwrap_err().contains("epoch 1"));
+        assert!(check_records(&frame_of(&[(5, 4)]), 5, Epoch(2), Epoch(3)).unwrap_err().contains("epoch 4"));
+        assert!(check_records(&frame_of(&[(5, 3), (6, 2)]), 5, Epoch(2), Epoch(3)).is_err(), "epochs never go back");
         let mut bad = frame_of(&[(5, 2)]).to_vec();
         let n = bad.len();
         bad[n - 1] ^= 1;
-        assert!(check_records(&Bytes::from(bad), 5, 2, 2).unwrap_err().contains("crc"));
+        assert!(check_records(&Bytes::from(bad), 5, Epoch(2), Epoch(2)).unwrap_err().contains("crc"));
     }
 }

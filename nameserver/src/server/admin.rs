@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
 
 use crate::engine::Engine;
+use crate::epoch::Epoch;
 use crate::proto::{self, admin_server::Admin};
 use crate::replication::peers::Peers;
 use crate::role::{Role, RoleState};
@@ -47,7 +48,7 @@ pub fn requested_role(r: &proto::AssumeRoleRequest, now: Instant, boot_now: Dura
     }
     Ok(RoleState {
         role,
-        epoch: r.epoch,
+        epoch: Epoch(r.epoch),
         valid_until: Some(until),
         master_addr: r.master_addr.clone(),
         master_name: r.master_name.clone(),
@@ -84,7 +85,7 @@ impl Admin for AdminApi {
         }
         Ok(Response::new(proto::AssumeRoleReply {
             role: super::status::role_of(r.role) as i32,
-            epoch: r.epoch,
+            epoch: r.epoch.get(),
             durable_seq: self.engine.durable_seq(),
         }))
     }
@@ -100,7 +101,7 @@ impl Admin for AdminApi {
         let last = self.engine.state().read().applied_seq;
         let _ = tokio::time::timeout(Duration::from_secs(5), self.engine.commit().wait(last)).await;
         Ok(Response::new(proto::DrainReply {
-            epoch: r.epoch,
+            epoch: r.epoch.get(),
             last_seq: last,
             committed_seq: self.engine.committed_seq(),
         }))

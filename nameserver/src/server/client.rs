@@ -36,7 +36,7 @@ impl Client for ClientApi {
             let ((block, seq), _) =
                 self.engine.write(move |txn| ops::create_block(txn, n, est, id)).await.map_err(to_status)?;
             crate::crashpoint::reached(CREATE_COMMITTED);
-            Ok(Response::new(proto::CreateBlockReply { epoch: self.engine.epoch(), block: Some(block), seq }))
+            Ok(Response::new(proto::CreateBlockReply { epoch: self.engine.epoch().get(), block: Some(block), seq }))
         }
         .await;
         t.done(r)
@@ -62,7 +62,7 @@ impl Client for ClientApi {
                 })
                 .await
                 .map_err(to_status)?;
-            Ok(Response::new(proto::BatchCreateBlocksReply { epoch: self.engine.epoch(), blocks, seq }))
+            Ok(Response::new(proto::BatchCreateBlocksReply { epoch: self.engine.epoch().get(), blocks, seq }))
         }
         .await;
         t.done(r)
@@ -74,7 +74,7 @@ impl Client for ClientApi {
         let r = self.engine.read(c, |s| s.blocks().get(&id).map(|b| ops::view::block(s, id, b))).await;
         t.done(match r {
             Ok((Some(b), at)) => Ok(Response::new(proto::GetBlockReply {
-                epoch: at.epoch,
+                epoch: at.epoch.get(),
                 block: Some(b),
                 applied_seq: at.applied_seq,
                 stale: at.stale,
@@ -110,7 +110,7 @@ impl Client for ClientApi {
             .await;
         t.done(r.map_err(to_status).map(|((blocks, missing), at)| {
             Response::new(proto::BatchGetBlocksReply {
-                epoch: at.epoch,
+                epoch: at.epoch.get(),
                 blocks,
                 missing,
                 applied_seq: at.applied_seq,
@@ -129,7 +129,7 @@ impl Client for ClientApi {
             let c = validate::commit_block(req.into_inner())?;
             let ((block, seq), _) =
                 self.engine.write(move |txn| ops::commit_block(txn, &c, id)).await.map_err(to_status)?;
-            Ok(Response::new(proto::CommitBlockReply { epoch: self.engine.epoch(), block: Some(block), seq }))
+            Ok(Response::new(proto::CommitBlockReply { epoch: self.engine.epoch().get(), block: Some(block), seq }))
         }
         .await;
         t.done(r)
@@ -145,7 +145,7 @@ impl Client for ClientApi {
             let id = req.get_ref().block_id;
             let (seq, _) =
                 self.engine.write(move |txn| ops::remove_block(txn, id, request)).await.map_err(to_status)?;
-            Ok(Response::new(proto::RemoveBlockReply { epoch: self.engine.epoch(), seq }))
+            Ok(Response::new(proto::RemoveBlockReply { epoch: self.engine.epoch().get(), seq }))
         }
         .await;
         t.done(r)
@@ -171,7 +171,7 @@ impl Client for ClientApi {
             .await;
         t.done(r.map_err(to_status).map(|((blocks, more), at)| {
             Response::new(proto::ListBlocksReply {
-                epoch: at.epoch,
+                epoch: at.epoch.get(),
                 blocks,
                 more,
                 applied_seq: at.applied_seq,
@@ -182,7 +182,7 @@ impl Client for ClientApi {
 
     async fn echo(&self, req: Request<proto::EchoRequest>) -> Result<Response<proto::EchoReply>, Status> {
         let payload = validate::echo(req.into_inner())?;
-        Ok(Response::new(proto::EchoReply { epoch: self.engine.epoch(), payload }))
+        Ok(Response::new(proto::EchoReply { epoch: self.engine.epoch().get(), payload }))
     }
 
     async fn status(&self, _req: Request<proto::StatusRequest>) -> Result<Response<proto::StatusReply>, Status> {

@@ -16,7 +16,7 @@ pub struct DataserverApi {
 
 fn lease_reply(engine: &Engine, lease_id: u64, tasks: Vec<proto::TaskCreate>) -> proto::DataserverLeaseReply {
     proto::DataserverLeaseReply {
-        epoch: engine.epoch(),
+        epoch: engine.epoch().get(),
         lease_id,
         lease_expires_in_ms: engine.cfg().dataserver_lease.as_millis() as u64,
         tasks,
@@ -87,6 +87,6 @@ impl Dataserver for DataserverApi {
         if res.is_ok() {
             ops::release(&self.engine, id);
         }
-        t.done(res.map(|_| Response::new(proto::DataserverGiveUpReply { epoch: self.engine.epoch() })))
+        t.done(res.map(|_| Response::new(proto::DataserverGiveUpReply { epoch: self.engine.epoch().get() })))
     }
 }

@@ -285,7 +285,7 @@ async fn run_writes(ctx: &Ctx, writes: Vec<(u64, Keyed)>) -> Vec<proto::SessionR
 
 /// One write of a burst on the writer thread: the rules are `ops`' (as for the unary handlers).
 fn apply(txn: &mut Txn<'_>, (w, key): Keyed, size_estimate: u64) -> Result<Res, WriteError> {
-    let epoch = txn.epoch();
+    let epoch = txn.epoch().get();
     Ok(match w {
         Write::Create { replicas } => {
             let (block, seq) = ops::create_block(txn, replicas, size_estimate, key)?;
@@ -322,7 +322,7 @@ async fn run_reads(ctx: &Ctx, c: Consistency, gets: Vec<(u64, u64)>) -> Vec<prot
                     Some(block) => proto::SessionReply {
                         id,
                         result: Some(Res::Get(proto::GetBlockReply {
-                            epoch: at.epoch,
+                            epoch: at.epoch.get(),
                             block: Some(block),
                             applied_seq: at.applied_seq,
                             stale: at.stale,

@@ -50,7 +50,7 @@ pub fn status(engine: &Engine, peers: &Peers) -> proto::StatusReply {
     proto::StatusReply {
         node: engine.cfg().node.clone(),
         role: role_of(role.role) as i32,
-        epoch: role.epoch,
+        epoch: role.epoch.get(),
         applied_seq: applied,
         durable_seq: durable,
         committed_seq: committed,

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 
 use thiserror::Error;
 
+use crate::epoch::Epoch;
 use crate::mutation::Mutation;
 use crate::oplog::Header;
 use crate::oplog::format;
@@ -53,7 +54,7 @@ pub struct Task {
     pub target: u32,
     /// The epoch of the master that planned it; 0 if unknown (a snapshot of an older version).
     /// A result naming another epoch is refused (see `check`, TaskDone).
-    pub epoch: u64,
+    pub epoch: Epoch,
     /// COMPACT: the block's version when planned; a result for another version is stale.
     pub version: u32,
 }
@@ -67,21 +68,21 @@ impl Task {
             block_id: self.block_id,
             source: self.source,
             target: self.target,
-            epoch: self.epoch,
+            epoch: self.epoch.get(),
             version: self.version,
         }
     }
 
     /// The task a TaskCreate describes; `record_epoch` stands in for an epoch the record does not
     /// carry (records written before the field: the epoch of the master that logged it).
-    pub fn from_record(t: &format::TaskCreate, record_epoch: u64) -> Self {
+    pub fn from_record(t: &format::TaskCreate, record_epoch: Epoch) -> Self {
         Task {
             id: t.task_id,
             kind: t.kind(),
             block_id: t.block_id,
             source: t.source,
             target: t.target,
-            epoch: if t.epoch != 0 { t.epoch } else { record_epoch },
+            epoch: if t.epoch != 0 { Epoch(t.epoch) } else { record_epoch },
             version: t.version,
         }
     }
@@ -92,7 +93,7 @@ pub enum ApplyError {
     #[error("record seq {got} does not follow applied seq {applied}")]
     OutOfOrder { applied: u64, got: u64 },
     #[error("record epoch {got} is lower than epoch {current} already applied")]
-    StaleEpoch { current: u64, got: u64 },
+    StaleEpoch { current: Epoch, got: Epoch },
     #[error("block {0} already exists")]
     BlockExists(u64),
     #[error("block {0} does not exist")]
@@ -109,7 +110,7 @@ pub enum ApplyError {
     /// A result for a task planned in another epoch: the id may name another task now (a task of
     /// a lost tail, its id given again by a later master), so it is refused.
     #[error("task {task} is of epoch {task_epoch}, not {got}")]
-    StaleTask { task: u64, task_epoch: u64, got: u64 },
+    StaleTask { task: u64, task_epoch: Epoch, got: Epoch },
     /// The allocators keep "every id logged is below next": the largest id would leave no next.
     #[error("{0} id {1} is out of range")]
     IdOutOfRange(&'static str, u64),
@@ -132,7 +133,7 @@ pub struct State {
     pub next_lease_id: u64,
     pub epochs: Vec<EpochMark>,
     pub applied_seq: u64,
-    pub epoch: u64,
+    pub epoch: Epoch,
 }
 
 impl State {
@@ -233,10 +234,13 @@ impl State {
             // Invariant: a result is applied only to the task it was given for: same id, same
             // epoch (0 on either side: a record or snapshot older than the field, not checked).
             Mutation::TaskDone(d)
-                if self.tasks.get(&d.task_id).is_some_and(|t| t.epoch != 0 && d.epoch != 0 && t.epoch != d.epoch) =>
+                if self
+                    .tasks
+                    .get(&d.task_id)
+                    .is_some_and(|t| t.epoch != Epoch::ZERO && d.epoch != 0 && t.epoch != Epoch(d.epoch)) =>
             {
                 let t = &self.tasks.get(&d.task_id).expect("guarded");
-                Err(ApplyError::StaleTask { task: d.task_id, task_epoch: t.epoch, got: d.epoch })
+                Err(ApplyError::StaleTask { task: d.task_id, task_epoch: t.epoch, got: Epoch(d.epoch) })
             }
             Mutation::TaskCreate(t) if self.tasks.of_block(t.block_id).is_some_and(|o| o.id != t.task_id) => {
                 Err(ApplyError::BlockBusy(t.block_id))
@@ -248,7 +252,7 @@ impl State {
     fn apply_mutation(&mut self, h: &Header, m: &Mutation) -> Result<(), ApplyError> {
         self.check(m)?;
         match m {
-            Mutation::EpochStart(e) => self.epochs.push(EpochMark { epoch: e.epoch, start_seq: h.seq }),
+            Mutation::EpochStart(e) => self.epochs.push(EpochMark { epoch: Epoch(e.epoch), start_seq: h.seq }),
             Mutation::BlockCreate(c) => {
                 let meta = BlockMeta::new(&c.dataservers).map_err(|e| ApplyError::Replicas(c.block_id, e))?;
                 self.put_block(c.block_id, Some(meta));

@@ -4,7 +4,14 @@ use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
 fn h(seq: u64, epoch: u64) -> Header {
-    Header { rtype: RecordType::EpochStart, epoch, seq, time_ms: 1000 + seq, len: 0, crc: 0 }
+    Header {
+        rtype: RecordType::EpochStart,
+        epoch: crate::epoch::Epoch(epoch),
+        seq,
+        time_ms: 1000 + seq,
+        len: 0,
+        crc: 0,
+    }
 }
 
 fn join(id: u32) -> Mutation {
@@ -34,7 +41,10 @@ fn records_must_follow_in_seq_order() {
     let mut s = State::new();
     assert_eq!(s.apply(&h(2, 1), &join(1)), Err(ApplyError::OutOfOrder { applied: 0, got: 2 }));
     s.apply(&h(1, 2), &join(1)).unwrap();
-    assert_eq!(s.apply(&h(2, 1), &join(2)), Err(ApplyError::StaleEpoch { current: 2, got: 1 }));
+    assert_eq!(
+        s.apply(&h(2, 1), &join(2)),
+        Err(ApplyError::StaleEpoch { current: crate::epoch::Epoch(2), got: crate::epoch::Epoch(1) })
+    );
     assert_eq!(s.applied_seq, 1);
 }
 

@@ -236,10 +236,10 @@ async fn run(cli: Cli) -> Result<()> {
             let asked_at = k8s_openapi::jiff::Timestamp::now();
             let patch = serde_json::json!({ "metadata": { "annotations": { ANN_SWITCHOVER_TO: pod } } });
             tfs.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
-            println!("switchover of {ns}/{name} from {} (epoch {}) to {pod} asked", before.holder, before.transitions);
+            println!("switchover of {ns}/{name} from {} (epoch {}) to {pod} asked", before.holder, before.epoch);
             let refused_before = before.handover_refused.clone();
             let progress =
-                |lv: &LeaseView| plugin::switchover_progress(lv, &pod, before.transitions, refused_before.as_deref());
+                |lv: &LeaseView| plugin::switchover_progress(lv, &pod, before.epoch, refused_before.as_deref());
             loop {
                 let lv = LeaseView::of(&leases.get(&names::lease(&name)).await?);
                 match progress(&lv) {
@@ -273,7 +273,7 @@ async fn run(cli: Cli) -> Result<()> {
                     bail!(
                         "{pod} is not master after {timeout:?} (Lease holder {}, epoch {}); the request was withdrawn",
                         lv.holder,
-                        lv.transitions
+                        lv.epoch
                     );
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;

@@ -52,7 +52,7 @@ pub(super) async fn act(
     let mut written = None;
     let (phase, requeue) = match &d.decision {
         Decision::Steady { master, recheck } => {
-            ensure_vip(t, &services, master, lv.transitions).await?;
+            ensure_vip(t, &services, master, lv.epoch).await?;
             ensure_pdbs(t, ctx, master).await?;
             let healthy = instances.len() == replicas && instances.iter().all(|i| i.ready && i.status.is_some());
             if let Cordon::Switch { node, target } = &d.cordon {

@@ -15,6 +15,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 use kube::runtime::events::{Event, EventType};
+use tfs_nameserver::epoch::Epoch;
 use tracing::{info, warn};
 
 use crate::crd::TfsNameserver;
@@ -42,13 +43,13 @@ pub(super) async fn ask_handover(t: &TfsNameserver, leases: &Api<Lease>, lease: 
 /// a write for an older epoch is never made, and a write is conditioned on the resourceVersion it
 /// was decided from, so a stale operator process (a deposed leader's request still in flight, or
 /// one run with `--leader-elect=false` beside a leader) cannot move it back to a deposed master.
-pub(super) async fn ensure_vip(t: &TfsNameserver, services: &Api<Service>, master: &str, epoch: i32) -> Result<()> {
+pub(super) async fn ensure_vip(t: &TfsNameserver, services: &Api<Service>, master: &str, epoch: Epoch) -> Result<()> {
     let current = services.get_opt(&names::vip(&t.name_any())).await?;
     let selected = current.as_ref().and_then(|s| s.spec.as_ref()?.selector.as_ref()?.get(LABEL_POD).cloned());
-    let served: Option<i32> =
-        current.as_ref().and_then(|s| s.metadata.annotations.as_ref()?.get(ANN_EPOCH)?.parse().ok());
+    let served: Option<Epoch> =
+        current.as_ref().and_then(|s| s.metadata.annotations.as_ref()?.get(ANN_EPOCH)?.parse().ok()).map(Epoch);
     if served.is_some_and(|e| e > epoch) {
-        warn!(name = %t.name_any(), master, epoch, served, "the VIP already serves a newer epoch; not moving it back");
+        warn!(name = %t.name_any(), master, %epoch, ?served, "the VIP already serves a newer epoch; not moving it back");
         return Ok(());
     }
     if selected.as_deref() == Some(master) && served == Some(epoch) {
@@ -59,7 +60,7 @@ pub(super) async fn ensure_vip(t: &TfsNameserver, services: &Api<Service>, maste
     svc.metadata.resource_version = current.and_then(|c| c.metadata.resource_version);
     ssa(services, &svc).await?;
     if selected.as_deref() != Some(master) {
-        info!(name = %t.name_any(), master, epoch, "VIP moved");
+        info!(name = %t.name_any(), master, %epoch, "VIP moved");
     }
     Ok(())
 }
@@ -73,7 +74,7 @@ pub(super) async fn promote(
     ctx: &Context,
     leases: &Api<Lease>,
     lease: &Lease,
-    (pod, epoch): (&str, i32),
+    (pod, epoch): (&str, Epoch),
     reason: &Reason,
     noticed_for: Duration,
 ) -> Result<Lease> {

@@ -50,7 +50,7 @@ pub(super) async fn switchover(
     if lv.holder == target {
         annotate(t, ctx, &clear).await?;
         if lv.release_reason.as_deref() == Some(crate::lease::SWITCHOVER) || lv.handover_to.is_none() {
-            let note = format!("{target} is master at epoch {}", lv.transitions);
+            let note = format!("{target} is master at epoch {}", lv.epoch);
             event(ctx, t, EventType::Normal, "SwitchedOver", "Switchover", &note).await;
             ctx.metrics.failovers.get_or_create(&FailoverLabels { kind: "switchover" }).inc();
         }

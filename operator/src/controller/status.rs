@@ -10,6 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::EventType;
+use tfs_nameserver::epoch::Epoch;
 use tracing::warn;
 
 use crate::crd::{InstanceStatus, Phase, TfsNameserver, TfsNameserverStatus};
@@ -47,7 +48,7 @@ pub fn compute_status(
     TfsNameserverStatus {
         phase: Some(phase),
         master: master.clone(),
-        epoch: Some(lv.transitions as i64),
+        epoch: Some(status_epoch(lv.epoch)),
         ready: Some(format!("{ready}/{replicas}")),
         instances: instances
             .iter()
@@ -90,9 +91,9 @@ pub fn compute_status(
                 matches!(phase, Phase::FailingOver | Phase::SwitchingOver),
                 &phase.to_string(),
                 match phase {
-                    Phase::FailingOver => format!("promoting a new master at epoch {}", lv.transitions),
+                    Phase::FailingOver => format!("promoting a new master at epoch {}", lv.epoch),
                     Phase::SwitchingOver => format!("{} is handing the Lease over", lv.holder),
-                    _ => format!("no master change in progress (epoch {})", lv.transitions),
+                    _ => format!("no master change in progress (epoch {})", lv.epoch),
                 },
                 generation,
             ),
@@ -308,12 +309,17 @@ pub(super) async fn write(t: &TfsNameserver, ctx: &Context, new_status: &TfsName
     Ok(())
 }
 
+/// The status's epoch (an i64 in the CRD); an epoch beyond it saturates (never reached).
+fn status_epoch(e: Epoch) -> i64 {
+    i64::try_from(e.get()).unwrap_or(i64::MAX)
+}
+
 /// Counts epoch changes the status has not recorded yet (an operator that handed the Lease over
 /// and died before writing its status), except planned switchovers. The status's epoch is
 /// written together with the count, so each change is counted once.
 pub fn count_unrecorded_failovers(status: &mut TfsNameserverStatus, lv: &LeaseView) {
     let recorded = status.epoch.unwrap_or(0);
-    let now = lv.transitions as i64;
+    let now = status_epoch(lv.epoch);
     if recorded >= 1 && now > recorded && lv.release_reason.as_deref() != Some(crate::lease::SWITCHOVER) {
         status.failovers += now - recorded;
         status.last_failover_time = Some(Time(Timestamp::now()));

@@ -7,6 +7,7 @@ use super::*;
 use crate::crd::{Phase, TfsNameserverStatus};
 use crate::failover::Reason;
 use crate::instance::NsStatus;
+use crate::lease::Epoch;
 
 fn inst(pod: &str, ordinal: usize, durable: u64, master: bool) -> Instance {
     Instance {
@@ -21,7 +22,7 @@ fn inst(pod: &str, ordinal: usize, durable: u64, master: bool) -> Instance {
 fn status_reports_roles_lag_and_sync_set() {
     let t = crate::build::tests::demo();
     let lv =
-        LeaseView { holder: "demo-0".into(), transitions: 3, sync_set: vec!["demo-1".into()], ..Default::default() };
+        LeaseView { holder: "demo-0".into(), epoch: Epoch(3), sync_set: vec!["demo-1".into()], ..Default::default() };
     let xs = [inst("demo-0", 0, 100, true), inst("demo-1", 1, 90, false)];
     let s = compute_status(&t, &TfsNameserverStatus::default(), Phase::Healthy, &lv, &xs, 2);
     assert_eq!(s.master.as_deref(), Some("demo-0"));
@@ -43,7 +44,7 @@ fn status_reports_roles_lag_and_sync_set() {
 fn scaling_down_the_masters_ordinal_hands_over_to_a_kept_in_sync_slave() {
     let lv = |holder: &str, sync: &[&str]| LeaseView {
         holder: holder.into(),
-        transitions: 4,
+        epoch: Epoch(4),
         sync_set: sync.iter().map(|s| s.to_string()).collect(),
         ..Default::default()
     };
@@ -65,7 +66,7 @@ fn scaling_down_the_masters_ordinal_hands_over_to_a_kept_in_sync_slave() {
 #[test]
 fn every_condition_has_a_message_in_every_phase() {
     let t = crate::build::tests::demo();
-    let lv = LeaseView { holder: "demo-0".into(), transitions: 3, ..Default::default() };
+    let lv = LeaseView { holder: "demo-0".into(), epoch: Epoch(3), ..Default::default() };
     let xs = [inst("demo-0", 0, 100, true), Instance { ready: false, status: None, ..inst("demo-1", 1, 0, false) }];
     for phase in [Phase::Creating, Phase::Healthy, Phase::FailingOver, Phase::SwitchingOver, Phase::Degraded] {
         let s = compute_status(&t, &TfsNameserverStatus::default(), phase, &lv, &xs, 2);
@@ -82,16 +83,16 @@ fn every_condition_has_a_message_in_every_phase() {
 #[test]
 fn a_failover_the_status_missed_is_counted_once_and_switchovers_are_not() {
     let mut st = TfsNameserverStatus { epoch: Some(2), failovers: 1, ..Default::default() };
-    let lv = LeaseView { holder: "demo-1".into(), transitions: 3, ..Default::default() };
+    let lv = LeaseView { holder: "demo-1".into(), epoch: Epoch(3), ..Default::default() };
     count_unrecorded_failovers(&mut st, &lv);
     assert_eq!((st.failovers, st.epoch), (2, Some(3)));
     count_unrecorded_failovers(&mut st, &lv);
     assert_eq!(st.failovers, 2, "counted once");
-    let sw = LeaseView { transitions: 4, release_reason: Some("switchover".into()), ..lv.clone() };
+    let sw = LeaseView { epoch: Epoch(4), release_reason: Some("switchover".into()), ..lv.clone() };
     count_unrecorded_failovers(&mut st, &sw);
     assert_eq!(st.failovers, 2, "a switchover is not a failover");
     let mut fresh = TfsNameserverStatus::default();
-    count_unrecorded_failovers(&mut fresh, &LeaseView { transitions: 1, ..Default::default() });
+    count_unrecorded_failovers(&mut fresh, &LeaseView { epoch: Epoch(1), ..Default::default() });
     assert_eq!(fresh.failovers, 0, "the first master is not a failover");
 }
 
@@ -157,7 +158,7 @@ mod api {
             }
         });
         let reason = Reason::Expired { holder: "demo-0".into() };
-        promote(&t, &ctx, &leases, &old, ("demo-1", 4), &reason, Duration::ZERO).await.unwrap();
+        promote(&t, &ctx, &leases, &old, ("demo-1", Epoch(4)), &reason, Duration::ZERO).await.unwrap();
         verifier.await.unwrap();
     }
 
@@ -205,7 +206,7 @@ mod api {
                 next.unwrap().map(|r| r.0.uri().clone())
             );
         });
-        ensure_vip(&t, &services, "demo-0", 4).await.unwrap();
+        ensure_vip(&t, &services, "demo-0", Epoch(4)).await.unwrap();
         verifier.await.unwrap();
     }
 
@@ -222,7 +223,7 @@ mod api {
             assert_eq!(body["metadata"]["annotations"][ANN_EPOCH], "6");
             assert_eq!(body["spec"]["selector"][LABEL_POD], "demo-1");
         });
-        ensure_vip(&t, &services, "demo-1", 6).await.unwrap();
+        ensure_vip(&t, &services, "demo-1", Epoch(6)).await.unwrap();
         verifier.await.unwrap();
     }
 
@@ -245,7 +246,7 @@ mod api {
             &ctx,
             &leases,
             &lease("demo-0", 3),
-            ("demo-1", 4),
+            ("demo-1", Epoch(4)),
             &Reason::Expired { holder: "demo-0".into() },
             Duration::ZERO,
         )
@@ -305,7 +306,7 @@ mod api {
         let mut m = inst("demo-0", 0, 100, true);
         m.status.as_mut().unwrap().epoch = 3;
         let xs = [m, inst("demo-1", 1, 100, false), lost];
-        let lv = LeaseView { holder: "demo-0".into(), transitions: 3, ..Default::default() };
+        let lv = LeaseView { holder: "demo-0".into(), epoch: Epoch(3), ..Default::default() };
         let it = serde_json::to_value(&t).unwrap();
         let verifier = tokio::spawn(async move {
             let events = "/apis/events.k8s.io/v1/namespaces/ns/events";
@@ -434,7 +435,7 @@ fn a_cordon_is_judged_only_under_a_steady_master_that_is_not_handing_over() {
     use crate::nodes::Cordon;
     let t = crate::build::tests::demo();
     let held =
-        LeaseView { holder: "demo-0".into(), transitions: 3, sync_set: vec!["demo-1".into()], ..Default::default() };
+        LeaseView { holder: "demo-0".into(), epoch: Epoch(3), sync_set: vec!["demo-1".into()], ..Default::default() };
     let xs = vec![inst("demo-0", 0, 100, true), inst("demo-1", 1, 100, false)];
     let steady = super::decide::decide(&t, &observed(held.clone(), xs.clone(), Duration::from_secs(1)), &[]);
     assert!(matches!(&steady.decision, Decision::Steady { master, .. } if master == "demo-0"));

@@ -24,6 +24,7 @@
 //! Lease's epoch — it is down, or runs at another epoch than the Lease's or as a slave at it —
 //! never when it is merely hung (its validity lapses on its own clock).
 
+use tfs_nameserver::epoch::Epoch;
 use tfs_nameserver::proto;
 
 use crate::lease::{LeaseView, SyncSet};
@@ -45,13 +46,13 @@ pub enum Action {
     HandOver {
         target: String,
         addr: String,
-        epoch: u64,
+        epoch: Epoch,
     },
     /// Renew the Lease, then grant the nameserver mastership at `epoch`; `publish`: its sync set
     /// (None while it is not master at that epoch yet); `refused`: a handover request this
     /// renewal turns down, and why.
     Renew {
-        epoch: u64,
+        epoch: Epoch,
         publish: Option<SyncSet>,
         refused: Option<String>,
     },
@@ -65,7 +66,7 @@ pub enum Action {
     Follow {
         master: String,
         addr: String,
-        epoch: u64,
+        epoch: Epoch,
     },
     Nothing,
 }
@@ -86,14 +87,14 @@ pub fn address_needed<'a>(lv: &'a LeaseView, health: &Health, me: &str) -> Optio
 /// What the heart of pod `me` does now. `renew_due`: a retry period passed since its last renew
 /// (or there was none); `addr`: the address of the pod [`address_needed`] named, if it has one.
 pub fn decide(lv: &LeaseView, health: &Health, me: &str, renew_due: bool, addr: Option<&str>) -> Action {
-    let epoch = lv.transitions.max(0) as u64;
+    let epoch = lv.epoch;
     if lv.released() {
         return Action::Nothing;
     }
     if lv.holder != me {
         return match (health, addr) {
             (Health::Up(s), Some(addr))
-                if s.role() != proto::Role::Slave || s.epoch != epoch || s.master_addr != addr =>
+                if s.role() != proto::Role::Slave || Epoch(s.epoch) != epoch || s.master_addr != addr =>
             {
                 Action::Follow { master: lv.holder.clone(), addr: addr.to_string(), epoch }
             }
@@ -104,7 +105,7 @@ pub fn decide(lv: &LeaseView, health: &Health, me: &str, renew_due: bool, addr: 
     if let Some(target) = lv.handover_to.as_deref().filter(|t| *t != me) {
         match handover_check(health, target).and_then(|()| addr.ok_or_else(no_address)) {
             Ok(addr) => {
-                return Action::HandOver { target: target.to_string(), addr: addr.to_string(), epoch: epoch + 1 };
+                return Action::HandOver { target: target.to_string(), addr: addr.to_string(), epoch: epoch.next() };
             }
             Err(why) => refused = Some(format!("{target}: {why}")),
         }
@@ -112,7 +113,7 @@ pub fn decide(lv: &LeaseView, health: &Health, me: &str, renew_due: bool, addr: 
     match health {
         Health::Down(why) => Action::Release { why: format!("nameserver down: {why}") },
         Health::Hung => Action::Hung,
-        Health::Up(s) if s.role() == proto::Role::Master && s.epoch == epoch => {
+        Health::Up(s) if s.role() == proto::Role::Master && Epoch(s.epoch) == epoch => {
             if !s.draining && (renew_due || refused.is_some()) {
                 let publish = SyncSet { members: s.sync_set.clone(), version: s.sync_set_version };
                 Action::Renew { epoch, publish: Some(publish), refused }
@@ -121,7 +122,7 @@ pub fn decide(lv: &LeaseView, health: &Health, me: &str, renew_due: bool, addr: 
             }
         }
         // Newly handed the Lease (or restarted): take the mastership at this epoch.
-        Health::Up(s) if s.epoch < epoch => Action::Renew { epoch, publish: None, refused },
+        Health::Up(s) if Epoch(s.epoch) < epoch => Action::Renew { epoch, publish: None, refused },
         Health::Up(s) => Action::Release {
             why: format!("nameserver is at epoch {} as {:?}, the lease at {epoch}", s.epoch, s.role()),
         },

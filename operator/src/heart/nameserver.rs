@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use tfs_nameserver::epoch::Epoch;
 use tfs_nameserver::proto;
 use tracing::warn;
 
@@ -25,7 +26,7 @@ impl Heart {
     }
 
     /// Makes the nameserver a slave of `master` (its replication address and pod name) at `epoch`.
-    pub(super) async fn follow(&mut self, epoch: u64, master: (String, String)) -> anyhow::Result<()> {
+    pub(super) async fn follow(&mut self, epoch: Epoch, master: (String, String)) -> anyhow::Result<()> {
         let slave = self.assume_until(proto::Role::Slave, epoch, master, Duration::from_secs(3600), None, 0).await;
         slave.map_err(|e| anyhow::Error::msg(e.why))
     }
@@ -35,7 +36,7 @@ impl Heart {
     pub(super) async fn assume_until(
         &mut self,
         role: proto::Role,
-        epoch: u64,
+        epoch: Epoch,
         (master_addr, master_name): (String, String),
         valid_for: Duration,
         until: Option<Duration>,
@@ -44,7 +45,7 @@ impl Heart {
         // A slave gets its master's pod IP and, for TLS, the node name its certificate carries.
         let req = proto::AssumeRoleRequest {
             role: role as i32,
-            epoch,
+            epoch: epoch.get(),
             master_addr,
             master_name,
             valid_for_ms: valid_for.as_millis() as u64,

@@ -58,9 +58,9 @@ fn at(secs: i64) -> MicroTime {
 
 #[test]
 fn a_promotion_takes_the_lease_at_its_epoch_with_nothing_published_or_pending() {
-    let l = take(&held(None, 3), "demo-1", 4, Taken::Promoted { duration_seconds: 9 }, at(100));
+    let l = take(&held(None, 3), "demo-1", Epoch(4), Taken::Promoted { duration_seconds: 9 }, at(100));
     let v = LeaseView::of(&l);
-    assert_eq!((v.holder.as_str(), v.transitions), ("demo-1", 4));
+    assert_eq!((v.holder.as_str(), v.epoch), ("demo-1", Epoch(4)));
     assert_eq!(v.resource_version, "42", "written conditioned on the version decided on");
     assert!(v.sync_set.is_empty() && v.sync_set_version == 0, "the old master's set vouches for nothing now");
     assert_eq!((v.handover_to, v.handover_refused, v.release_reason, v.released_by), (None, None, None, None));
@@ -71,9 +71,9 @@ fn a_promotion_takes_the_lease_at_its_epoch_with_nothing_published_or_pending() 
 
 #[test]
 fn a_handover_takes_the_lease_for_the_target_and_says_who_released_it() {
-    let l = take(&held(Some("demo-0"), 3), "demo-1", 4, Taken::HandedOver { by: "demo-0" }, at(100));
+    let l = take(&held(Some("demo-0"), 3), "demo-1", Epoch(4), Taken::HandedOver { by: "demo-0" }, at(100));
     let v = LeaseView::of(&l);
-    assert_eq!((v.holder.as_str(), v.transitions), ("demo-1", 4));
+    assert_eq!((v.holder.as_str(), v.epoch), ("demo-1", Epoch(4)));
     assert!(v.sync_set.is_empty() && v.sync_set_version == 0);
     assert_eq!((v.handover_to, v.handover_refused), (None, None), "the request is done");
     assert_eq!((v.released_by.as_deref(), v.release_reason.as_deref()), (Some("demo-0"), Some(SWITCHOVER)));
@@ -86,7 +86,7 @@ fn a_renewal_publishes_the_sync_set_and_turns_down_a_refused_handover() {
     let set = SyncSet { members: members.clone(), version: 8 };
     let l = renew(&held(Some("demo-0"), 3), at(200), 6, Some(&set), Some("demo-1: not in the sync set".into()));
     let v = LeaseView::of(&l);
-    assert_eq!((v.holder.as_str(), v.transitions), ("demo-0", 3), "a renewal keeps holder and epoch");
+    assert_eq!((v.holder.as_str(), v.epoch), ("demo-0", Epoch(3)), "a renewal keeps holder and epoch");
     assert_eq!(v.resource_version, "42", "written conditioned on the version decided on");
     assert_eq!((v.sync_set, v.sync_set_version), (members, 8));
     assert_eq!(v.handover_to, None);
@@ -109,7 +109,7 @@ fn a_release_empties_the_holder_keeps_the_epoch_and_says_why() {
     let l = release(&held(Some("demo-0"), 3), "demo-0", "nameserver down: connection refused");
     let v = LeaseView::of(&l);
     assert!(v.released());
-    assert_eq!(v.transitions, 3, "the next holder's epoch is above this one");
+    assert_eq!(v.epoch, Epoch(3), "the next holder's epoch is above this one");
     assert_eq!(v.resource_version, "42", "written conditioned on the version decided on");
     assert_eq!(v.released_by.as_deref(), Some("demo-0"));
     assert_eq!(v.release_reason.as_deref(), Some("nameserver down: connection refused"));
@@ -121,5 +121,14 @@ fn asking_for_a_handover_names_the_target_and_drops_an_old_refusal() {
     let v = LeaseView::of(&l);
     assert_eq!(v.handover_to.as_deref(), Some("demo-2"));
     assert_eq!(v.handover_refused, None);
-    assert_eq!((v.holder.as_str(), v.transitions, v.resource_version.as_str()), ("demo-0", 3, "42"));
+    assert_eq!((v.holder.as_str(), v.epoch, v.resource_version.as_str()), ("demo-0", Epoch(3), "42"));
+}
+
+#[test]
+fn a_missing_or_negative_count_is_epoch_zero_and_a_huge_epoch_saturates() {
+    assert_eq!(epoch_of(None), Epoch::ZERO);
+    assert_eq!(epoch_of(Some(-3)), Epoch::ZERO);
+    assert_eq!(epoch_of(Some(7)), Epoch(7));
+    assert_eq!(transitions_of(Epoch(7)), 7);
+    assert_eq!(transitions_of(Epoch(u64::MAX)), i32::MAX);
 }

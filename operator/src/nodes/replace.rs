@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Pod;
+use tfs_nameserver::epoch::Epoch;
 
 use crate::crd::Placement;
 use crate::instance::Instance;
@@ -65,8 +66,7 @@ pub fn replace_check(i: &ReplaceInput) -> Result<ReplacePlan, String> {
         ));
     }
     let serving = i.instances.iter().find(|x| x.pod == master).is_some_and(|x| {
-        x.ready
-            && x.status.as_ref().is_some_and(|s| s.master && s.writable && s.epoch == i.lease.transitions.max(0) as u64)
+        x.ready && x.status.as_ref().is_some_and(|s| s.master && s.writable && Epoch(s.epoch) == i.lease.epoch)
     });
     if !serving {
         return Err(format!(

@@ -1,6 +1,7 @@
 use super::*;
 use crate::crd::Placement;
 use crate::instance::NsStatus;
+use crate::lease::Epoch;
 use k8s_openapi::api::core::v1::{NodeCondition, NodeSpec, NodeStatus, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
@@ -55,7 +56,7 @@ fn master(pod: &str, ordinal: usize) -> Instance {
 fn lease(holder: &str, sync: &[&str]) -> LeaseView {
     LeaseView {
         holder: holder.into(),
-        transitions: 3,
+        epoch: Epoch(3),
         sync_set: sync.iter().map(|s| s.to_string()).collect(),
         ..Default::default()
     }

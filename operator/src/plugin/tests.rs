@@ -1,5 +1,6 @@
 use super::*;
 use crate::crd::{InstanceStatus, Phase, TfsNameserverSpec, TfsNameserverStatus};
+use crate::lease::Epoch;
 use k8s_openapi::api::coordination::v1::LeaseSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 
@@ -74,17 +75,17 @@ fn a_switchover_is_refused_before_asking_when_the_target_could_not_take_over() {
 
 #[test]
 fn switchover_progress_reads_the_lease() {
-    let mut v = LeaseView { holder: "demo-1".into(), transitions: 3, ..Default::default() };
-    assert_eq!(switchover_progress(&v, "demo-2", 3, None), Switchover::Pending);
+    let mut v = LeaseView { holder: "demo-1".into(), epoch: Epoch(3), ..Default::default() };
+    assert_eq!(switchover_progress(&v, "demo-2", Epoch(3), None), Switchover::Pending);
     let why = "demo-2: not in the sync set [demo-0]".to_string();
     v.handover_refused = Some(why.clone());
-    assert_eq!(switchover_progress(&v, "demo-2", 3, None), Switchover::Refused(why.clone()));
+    assert_eq!(switchover_progress(&v, "demo-2", Epoch(3), None), Switchover::Refused(why.clone()));
     // The same refusal was there before the request: an old one, not this one's.
-    assert_eq!(switchover_progress(&v, "demo-2", 3, Some(&why)), Switchover::Pending);
+    assert_eq!(switchover_progress(&v, "demo-2", Epoch(3), Some(&why)), Switchover::Pending);
     // A refusal of another target that names this one in its text is not this one's.
-    assert_eq!(switchover_progress(&v, "demo-0", 3, None), Switchover::Pending);
-    let done = LeaseView { holder: "demo-2".into(), transitions: 4, ..Default::default() };
-    assert_eq!(switchover_progress(&done, "demo-2", 3, None), Switchover::Done { epoch: 4 });
+    assert_eq!(switchover_progress(&v, "demo-0", Epoch(3), None), Switchover::Pending);
+    let done = LeaseView { holder: "demo-2".into(), epoch: Epoch(4), ..Default::default() };
+    assert_eq!(switchover_progress(&done, "demo-2", Epoch(3), None), Switchover::Done { epoch: Epoch(4) });
 }
 
 #[test]

@@ -68,7 +68,7 @@ fn first_reconcile(clocks: &mut HashMap<String, LeaseClock>, rv: &str, now: Inst
 }
 
 fn promoted(d: &Decision) -> bool {
-    matches!(d, Decision::Promote { pod, reason: Reason::Expired { .. }, epoch: 4 } if pod == "demo-1")
+    matches!(d, Decision::Promote { pod, reason: Reason::Expired { .. }, epoch: crate::lease::Epoch(4) } if pod == "demo-1")
 }
 
 /// The node of demo-0 and the node of the old leader are lost together: the standby watched the

@@ -85,7 +85,7 @@ impl Session {
             }
             b.last = seq;
             b.last_ms = h.time_ms;
-            b.epoch = h.epoch;
+            b.epoch = h.epoch.get();
             off += record::HEADER_LEN + h.len as usize;
             seq += 1;
         }

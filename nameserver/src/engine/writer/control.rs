@@ -9,6 +9,7 @@ use tracing::{error, info, warn};
 use super::Writer;
 use crate::checkpoint::{self, Snapshot};
 use crate::engine::Command;
+use crate::epoch::Epoch;
 use crate::mutation::Mutation;
 use crate::oplog::Record;
 use crate::oplog::format;
@@ -58,7 +59,7 @@ impl Writer {
         }
         let first_seq = self.oplog.last_seq() + 1;
         let mut failure = None;
-        let mut epoch = 0;
+        let mut epoch = Epoch::ZERO;
         {
             let mut state = self.shared.state.write();
             for r in &records {
@@ -125,6 +126,8 @@ impl Writer {
         if cur.role == Role::Standalone {
             return Err("a standalone nameserver takes no role".into());
         }
+        // Invariant (epochs only rise): a node never goes back to an epoch below the one it was
+        // told or the one its log holds, and becomes master only at an epoch above every record.
         if new.epoch < cur.epoch || new.epoch < state_epoch {
             return Err(format!("epoch {} is older than this node's epoch {}", new.epoch, cur.epoch.max(state_epoch)));
         }
@@ -137,7 +140,7 @@ impl Writer {
         }
         *self.shared.role.lock() = new.clone();
         if promote {
-            info!(epoch = new.epoch, seq = self.oplog.last_seq(), "promoted to master");
+            info!(epoch = %new.epoch, seq = self.oplog.last_seq(), "promoted to master");
             // A new master keeps every segment until its archiver has said what is archived
             // (archive/archiver.rs): set here, in order with the writes of the new epoch, so no
             // checkpoint of this mastership removes records the archive may still need.
@@ -146,17 +149,17 @@ impl Writer {
             }
             let node = self.shared.cfg.node.clone();
             self.in_txn(new.epoch, 1, |txn| {
-                txn.log(Mutation::EpochStart(format::EpochStart { epoch: new.epoch, node })).map(|_| ())
+                txn.log(Mutation::EpochStart(format::EpochStart { epoch: new.epoch.get(), node })).map(|_| ())
             })
             .map_err(|e| e.to_string())?;
         } else if new.role == Role::Slave && cur.is_master() {
-            info!(epoch = new.epoch, master = %new.master_addr, "demoted to slave");
+            info!(epoch = %new.epoch, master = %new.master_addr, "demoted to slave");
         }
         if new.role == Role::Slave {
             // A slave archives nothing and keeps no segment for the archive.
             self.shared.archive.floor.store(crate::archive::NO_FLOOR, Ordering::Relaxed);
         }
-        self.shared.metrics.epoch.set(new.epoch as i64);
+        self.shared.metrics.epoch.set(new.epoch.get() as i64);
         Ok(new)
     }
 

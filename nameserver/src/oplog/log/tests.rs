@@ -5,7 +5,7 @@ use proptest::prelude::*;
 fn batch(from: u64, to: u64, epoch: u64) -> Vec<u8> {
     let mut out = Vec::new();
     for seq in from..=to {
-        record::encode(&mut out, RecordType::BlockRemove, epoch, seq, 1, &seq.to_le_bytes());
+        record::encode(&mut out, RecordType::BlockRemove, crate::epoch::Epoch(epoch), seq, 1, &seq.to_le_bytes());
     }
     out
 }
@@ -24,7 +24,7 @@ fn write_n(dir: &Path, n: u64) {
     let mut seq = log.last_seq();
     while seq < n {
         let to = (seq + 7).min(n);
-        log.append(&batch(seq + 1, to, 1), seq + 1, to, 1).unwrap();
+        log.append(&batch(seq + 1, to, 1), seq + 1, to, crate::epoch::Epoch(1)).unwrap();
         log.sync().unwrap();
         seq = to;
     }
@@ -76,7 +76,7 @@ fn torn_tail_is_truncated() {
     assert_eq!(*seen.last().unwrap(), 50);
     assert_eq!(fs::metadata(&last).unwrap().len(), len);
     // The log goes on from there.
-    log.append(&batch(51, 51, 1), 51, 51, 1).unwrap();
+    log.append(&batch(51, 51, 1), 51, 51, crate::epoch::Epoch(1)).unwrap();
     log.sync().unwrap();
     drop(log);
     assert_eq!(open(dir.path(), 0).unwrap().1.len(), 51);
@@ -137,9 +137,9 @@ fn a_bad_record_in_the_middle_of_the_last_segment_is_corruption() {
 fn seq_discontinuity_is_corruption() {
     let dir = tempfile::tempdir().unwrap();
     let (mut log, _) = open(dir.path(), 0).unwrap();
-    log.append(&batch(1, 3, 1), 1, 3, 1).unwrap();
+    log.append(&batch(1, 3, 1), 1, 3, crate::epoch::Epoch(1)).unwrap();
     // Bypass the append assertion: write a record with a skipped seq straight into the file.
-    log.append(&batch(5, 5, 1), 4, 4, 1).unwrap();
+    log.append(&batch(5, 5, 1), 4, 4, crate::epoch::Epoch(1)).unwrap();
     log.sync().unwrap();
     drop(log);
     match open(dir.path(), 0) {

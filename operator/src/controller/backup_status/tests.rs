@@ -4,6 +4,7 @@ use k8s_openapi::api::core::v1::{
 
 use super::*;
 use crate::instance::NsStatus;
+use crate::lease::Epoch;
 
 fn with_backup() -> TfsNameserver {
     let mut t = crate::build::tests::demo();
@@ -138,7 +139,7 @@ fn restored_says_restoring_failed_then_true_once_instance_0_is_master() {
         assert_eq!(transition_event(&[], &c), Some((EventType::Warning, "RestoreFailed")));
     }
     // Instance 0 is master: True with its seq, and kept so from then on.
-    let lv = LeaseView { holder: "demo-0".into(), transitions: 8, ..Default::default() };
+    let lv = LeaseView { holder: "demo-0".into(), epoch: Epoch(8), ..Default::default() };
     let master = Instance {
         pod: "demo-0".into(),
         ordinal: 0,
@@ -161,7 +162,7 @@ fn the_first_master_rule_holds_while_the_restore_is_pending() {
     assert_eq!(r, RestoreFirst { pod: "demo-0".into(), epoch_floor: 6 });
     // A refused promotion names the epoch in the log.
     let lv = LeaseView {
-        transitions: 7,
+        epoch: Epoch(7),
         released_by: Some("demo-0".into()),
         release_reason: Some(
             "nameserver refused mastership at epoch 7: cannot become master at epoch 7: records of epoch 9 are \

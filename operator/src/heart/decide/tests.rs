@@ -8,7 +8,7 @@ const ME: &str = "demo-0";
 
 /// The Lease at epoch 3, held by `holder` ("" when released), with a handover asked to `to`.
 fn lease(holder: &str, to: Option<&str>) -> LeaseView {
-    LeaseView { holder: holder.into(), transitions: 3, handover_to: to.map(String::from), ..Default::default() }
+    LeaseView { holder: holder.into(), epoch: Epoch(3), handover_to: to.map(String::from), ..Default::default() }
 }
 
 /// The nameserver up as `role` at `epoch`, in sync mode with demo-1 in its sync set.
@@ -29,7 +29,7 @@ fn master() -> Health {
 
 fn renewing(refused: Option<&str>) -> Action {
     let publish = SyncSet { members: vec!["demo-1".into()], version: 4 };
-    Action::Renew { epoch: 3, publish: Some(publish), refused: refused.map(String::from) }
+    Action::Renew { epoch: Epoch(3), publish: Some(publish), refused: refused.map(String::from) }
 }
 
 #[test]
@@ -38,7 +38,7 @@ fn mine_asked_to_hand_over_to_a_slave_of_the_sync_set_hands_over() {
     assert_eq!(address_needed(&lv, &h, ME), Some("demo-1"));
     assert_eq!(
         decide(&lv, &h, ME, false, Some("10.0.0.2:7002")),
-        Action::HandOver { target: "demo-1".into(), addr: "10.0.0.2:7002".into(), epoch: 4 }
+        Action::HandOver { target: "demo-1".into(), addr: "10.0.0.2:7002".into(), epoch: Epoch(4) }
     );
     // In async mode every slave may take over.
     let Health::Up(mut s) = up(Role::Master, 3) else { unreachable!() };
@@ -101,7 +101,7 @@ fn mine_and_the_nameserver_below_the_epoch_takes_the_mastership_publishing_nothi
     for h in [up(Role::Slave, 2), up(Role::Master, 2), up(Role::Slave, 0)] {
         assert_eq!(
             decide(&lease(ME, None), &h, ME, false, None),
-            Action::Renew { epoch: 3, publish: None, refused: None }
+            Action::Renew { epoch: Epoch(3), publish: None, refused: None }
         );
     }
 }
@@ -123,7 +123,7 @@ fn another_pods_lease_is_followed_until_the_nameserver_is_its_slave() {
     let lv = lease("demo-1", None);
     let h = up(Role::Master, 2);
     assert_eq!(address_needed(&lv, &h, ME), Some("demo-1"));
-    let follow = Action::Follow { master: "demo-1".into(), addr: "10.0.0.2:7002".into(), epoch: 3 };
+    let follow = Action::Follow { master: "demo-1".into(), addr: "10.0.0.2:7002".into(), epoch: Epoch(3) };
     assert_eq!(decide(&lv, &h, ME, true, Some("10.0.0.2:7002")), follow);
     // A slave of another master, or of an older epoch, follows too.
     let Health::Up(mut s) = up(Role::Slave, 3) else { unreachable!() };
