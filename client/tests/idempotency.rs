@@ -22,10 +22,17 @@ enum Via {
     Session,
 }
 
-/// Master `a` (set to abort once a create is committed, before its reply) and sync slave `b`
-/// behind a VIP; the client creates through the VIP, `a` aborts, `b` is promoted and the VIP
-/// moves. Returns the block id the client got and the blocks `b` holds.
-async fn create_across_a_crash_between_commit_and_reply(via: Via) -> (Result<u64, Error>, Vec<proto::Block>) {
+/// Master `a`, set to abort once a create is committed and before its reply, and its sync slave
+/// `b`, behind a VIP that points at `a`.
+struct CrashingPair {
+    a: Node,
+    b: Node,
+    vip: String,
+    backend: Arc<std::sync::Mutex<String>>,
+    root: tempfile::TempDir,
+}
+
+async fn crashing_pair() -> CrashingPair {
     support::binaries();
     let root = tempfile::tempdir().unwrap();
     let (mut a, mut b) = (Node::new("a", root.path(), &[]), Node::new("b", root.path(), &[]));
@@ -35,7 +42,25 @@ async fn create_across_a_crash_between_commit_and_reply(via: Via) -> (Result<u64
     let vip = listener.local_addr().unwrap().to_string();
     let backend = Arc::new(std::sync::Mutex::new(a.client.clone()));
     tokio::spawn(common::vip(listener, backend.clone()));
-    let client = Client::connect(&vip, TlsOptions::plain()).await.unwrap().with_retry_budget(Duration::from_secs(30));
+    CrashingPair { a, b, vip, backend, root }
+}
+
+impl CrashingPair {
+    /// Waits for `a` to reach its crash point, then makes the failover the operator makes: the
+    /// sync slave, which holds every committed record, is promoted and the VIP follows it.
+    async fn fail_over(&mut self) {
+        assert!(self.a.wait_exit(Duration::from_secs(20)), "the master did not reach the crash point");
+        assert!(self.a.log_text().contains("crash point"), "{}", self.a.log_text());
+        self.b.master(2).await;
+        *self.backend.lock().unwrap() = self.b.client.clone();
+    }
+}
+
+/// The client creates through the VIP of a [`crashing_pair`], `a` aborts, `b` is promoted and the
+/// VIP moves. Returns the block id the client got and the blocks `b` holds.
+async fn create_across_a_crash_between_commit_and_reply(via: Via) -> (Result<u64, Error>, Vec<proto::Block>) {
+    let mut p = crashing_pair().await;
+    let client = Client::connect(&p.vip, TlsOptions::plain()).await.unwrap().with_retry_budget(Duration::from_secs(30));
     let create = tokio::spawn(async move {
         let r = match via {
             Via::Unary => client.create_block(2).await,
@@ -43,14 +68,9 @@ async fn create_across_a_crash_between_commit_and_reply(via: Via) -> (Result<u64
         };
         r.map(|r| r.block.expect("a created block").id)
     });
-    assert!(a.wait_exit(Duration::from_secs(20)), "the master did not reach the crash point");
-    assert!(a.log_text().contains("crash point"), "{}", a.log_text());
-    // The failover the operator makes: the sync slave, which holds every committed record, is
-    // promoted and the VIP follows it.
-    b.master(2).await;
-    *backend.lock().unwrap() = b.client.clone();
+    p.fail_over().await;
     let got = tokio::time::timeout(Duration::from_secs(40), create).await.expect("the create ended").unwrap();
-    (got, common::all_blocks(&b).await)
+    (got, common::all_blocks(&p.b).await)
 }
 
 async fn the_retry_returns_the_only_block(via: Via) {
@@ -68,6 +88,28 @@ async fn a_unary_create_retried_after_the_master_died_before_replying_returns_th
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_session_create_retried_after_the_master_died_before_replying_returns_the_same_block() {
     the_retry_returns_the_only_block(Via::Session).await;
+}
+
+/// The same crash under tfsctl's writer, as the e2e suites run it: `bench --record` creates
+/// through the VIP (through tfs-client: keyed, retried) while the master dies after committing a
+/// create and before answering it. After the failover, `verify --sole-writer` finds every
+/// acknowledged create and no block that no acknowledged create returned: a retry applied twice
+/// would leave one (`unacknowledged=1`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tfsctl_creates_across_a_crash_between_commit_and_reply_leave_no_unacknowledged_block() {
+    let mut p = crashing_pair().await;
+    let (record, log) = (p.root.path().join("acked"), p.root.path().join("bench.log"));
+    let rec = record.to_str().unwrap().to_string();
+    let args = ["--addr", &p.vip, "bench", "--op", "create", "--count", "300", "--concurrency", "8"];
+    let mut writer = common::ctl_bg(&[&args[..], &["--record", &rec, "--retry-for", "30s"]].concat(), &log);
+    p.fail_over().await;
+    let done = tokio::task::spawn_blocking(move || writer.wait()).await.unwrap().unwrap();
+    let out = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(done.success(), "the writer failed: {out}");
+    assert_eq!(common::lines(&record), 300, "every create acknowledged: {out}");
+    let o = common::ctl(&["--addr", &p.vip, "verify", "--record", &rec, "--sole-writer"]);
+    let report = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success() && report.contains("unacknowledged=0 "), "{report}");
 }
 
 /// A unary request carrying request id `client:seq`.

@@ -14,6 +14,8 @@ use crate::linearize::{self, Report};
 use crate::ops;
 use crate::record::{self, Ack, Kind};
 
+mod unacknowledged;
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct VerifyArgs {
     /// A file written by `bench --record`; repeat to check several writers' records together.
@@ -42,6 +44,11 @@ pub struct VerifyArgs {
     /// sent after it may be. Requests in flight at that instant may go either way.
     #[arg(long)]
     pub restored_to_ms: Option<u64>,
+    /// The records' writers were the cluster's only writers and all ran to completion: every
+    /// block on the server must be one an acknowledged create returned (`unacknowledged=0`; a
+    /// retried create applied twice would leave a block no one was told of).
+    #[arg(long)]
+    pub sole_writer: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -59,6 +66,8 @@ struct Found {
     resurrected: u64,
     /// With `--restored-to-ms`: blocks present although their create was sent after the point.
     after_point: u64,
+    /// With `--sole-writer`: blocks on the server that no acknowledged create returned.
+    unacknowledged: Option<u64>,
 }
 
 const MAX_PROBLEMS: usize = 20;
@@ -185,6 +194,9 @@ pub async fn run(addr: &str, a: &VerifyArgs, json: bool) -> Result<i32> {
     if let (Some(f), false) = (found.as_mut(), after_point.is_empty()) {
         f.after_point = read_absent(addr, &after_point, &mut problems).await?;
     }
+    if let (Some(f), true) = (found.as_mut(), a.sole_writer) {
+        f.unacknowledged = Some(unacknowledged::count(addr, &expect, &mut problems).await?);
+    }
     let f = found.unwrap_or_default();
     // Every acknowledged mutation that is not visible as acknowledged: a missing block, an older
     // version than acknowledged, or a block back after its removal was acknowledged.
@@ -192,6 +204,7 @@ pub async fn run(addr: &str, a: &VerifyArgs, json: bool) -> Result<i32> {
     // An undecided history is not called linearizable.
     let ok = lost == 0
         && f.after_point == 0
+        && f.unacknowledged.unwrap_or(0) == 0
         && created_twice == 0
         && h.split_brain.certain == 0
         && lin.as_ref().is_none_or(|l| l.linearizable() == Some(true));
@@ -209,6 +222,7 @@ pub async fn run(addr: &str, a: &VerifyArgs, json: bool) -> Result<i32> {
         "ok": ok, "acknowledged": acks.len(), "blocks": expect.len(), "read_back": found.is_some(),
         "lost": lost, "missing": f.lost, "stale": f.stale, "resurrected": f.resurrected,
         "duplicate_ids": created_twice, "after_restore_point": f.after_point,
+        "unacknowledged": f.unacknowledged,
         "acks_by_epoch": by_epoch.iter().map(|(e, n)| serde_json::json!({"epoch": e, "acks": n})).collect::<Vec<_>>(),
         "verdict": verdict,
     });
@@ -249,10 +263,12 @@ fn print_text(
     problems: &[String],
 ) {
     let epochs: Vec<String> = by_epoch.iter().map(|(e, n)| format!("{e}:{n}")).collect();
-    let ok_so_far = found.is_none_or(|f| f.lost + f.stale + f.resurrected + f.after_point == 0) && created_twice == 0;
+    let ok_so_far = found
+        .is_none_or(|f| f.lost + f.stale + f.resurrected + f.after_point + f.unacknowledged.unwrap_or(0) == 0)
+        && created_twice == 0;
     match found {
         Some(f) => println!(
-            "verify: {} acknowledged mutations on {} blocks (by epoch {}): lost={} stale={} resurrected={} after_restore_point={} duplicate_ids={created_twice} => {}",
+            "verify: {} acknowledged mutations on {} blocks (by epoch {}): lost={} stale={} resurrected={} after_restore_point={} duplicate_ids={created_twice}{} => {}",
             acks.len(),
             expect.len(),
             epochs.join(","),
@@ -260,6 +276,7 @@ fn print_text(
             f.stale,
             f.resurrected,
             f.after_point,
+            f.unacknowledged.map(|n| format!(" unacknowledged={n}")).unwrap_or_default(),
             if ok_so_far { "OK" } else { "FAILED" }
         ),
         None => println!(
