@@ -62,7 +62,7 @@ pub enum Progress {
     Running,
     /// Exited 0 (termination message, if any).
     Done(String),
-    /// Exited non-zero (its termination message), maybe now waiting to run again.
+    /// Exited non-zero (its termination message), maybe now waiting to run again or running again.
     Failed(String),
 }
 
@@ -91,10 +91,9 @@ pub fn progress(pod: &Pod) -> Option<Progress> {
             Progress::Failed(message(t))
         });
     }
-    // Waiting to run again (back-off) after a failure: the last run's message.
-    if let Some(t) = st.last_state.as_ref().and_then(|s| s.terminated.as_ref()).filter(|t| t.exit_code != 0)
-        && state.is_some_and(|s| s.waiting.is_some())
-    {
+    // After a failed run, waiting to run again (back-off) or running again: the last run's
+    // message. A retry does not make the failure news again; one that succeeds ends Done above.
+    if let Some(t) = st.last_state.as_ref().and_then(|s| s.terminated.as_ref()).filter(|t| t.exit_code != 0) {
         return Some(Progress::Failed(message(t)));
     }
     if state.is_some_and(|s| s.running.is_some()) {

@@ -127,7 +127,8 @@ pub fn backup_condition(
 /// `Restored` (None without bootstrap.fromBackup): True once instance 0 is the master — the
 /// restore is then done for good (kept as it was); False Restoring while its restore container
 /// waits or runs, or it has yet to be made master; False RestoreFailed with the container's
-/// termination message (which names the object or seq), nothing promoted meanwhile.
+/// termination message (which names the object or seq) once a run failed, also while it is
+/// retried, nothing promoted meanwhile.
 pub fn restored_condition(
     t: &TfsNameserver,
     prev: &[Condition],

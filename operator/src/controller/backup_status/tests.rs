@@ -126,13 +126,20 @@ fn restored_says_restoring_failed_then_true_once_instance_0_is_master() {
     let c = restored_condition(&t, &[], Some(&pod0(Some(restore_status(running, None)))), &lv, &none).unwrap();
     assert_eq!(c.reason, "Restoring");
     assert!(c.message.contains("s3://b/ns/old"), "{}", c.message);
-    // Failed, then waiting in back-off: the last run's termination message.
+    // Failed, then waiting in back-off: the last run's termination message ...
     let why = "no checkpoint at or before seq 500 in s3://b/ns/old (oldest: ns/old/checkpoints/900)";
     let backoff = ContainerState {
         waiting: Some(ContainerStateWaiting { reason: Some("CrashLoopBackOff".into()), ..Default::default() }),
         ..Default::default()
     };
-    for st in [restore_status(terminated(1, why), None), restore_status(backoff, Some(terminated(1, why)))] {
+    // ... and running again: still the failure (a retry that succeeds ends Done), so the condition
+    // does not flip back to Restoring at each retry.
+    let again = ContainerState { running: Some(ContainerStateRunning::default()), ..Default::default() };
+    for st in [
+        restore_status(terminated(1, why), None),
+        restore_status(backoff, Some(terminated(1, why))),
+        restore_status(again, Some(terminated(1, why))),
+    ] {
         let c = restored_condition(&t, &[], Some(&pod0(Some(st))), &lv, &none).unwrap();
         assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "RestoreFailed"));
         assert!(c.message.contains("oldest: ns/old/checkpoints/900"), "{}", c.message);
