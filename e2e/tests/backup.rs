@@ -25,13 +25,14 @@ fn jsonpath(kind: &str, ns: &str, name: &str, path: &str) -> Result<String> {
     Ok(kubectl(&["get", kind, name, "-n", ns, "-o", &format!("jsonpath={path}")])?.trim().to_string())
 }
 
+/// (status, reason, message) of condition `ty`, from one read: three reads could mix two
+/// versions of the condition (a RestoreFailed reason with a retry's Restoring message).
 fn condition(ns: &str, name: &str, ty: &str) -> Result<(String, String, String)> {
     let base = format!("{{.status.conditions[?(@.type==\"{ty}\")]");
-    Ok((
-        jsonpath("tfsns", ns, name, &format!("{base}.status}}"))?,
-        jsonpath("tfsns", ns, name, &format!("{base}.reason}}"))?,
-        jsonpath("tfsns", ns, name, &format!("{base}.message}}"))?,
-    ))
+    let all =
+        jsonpath("tfsns", ns, name, &format!("{base}.status}}{{\"\\t\"}}{base}.reason}}{{\"\\t\"}}{base}.message}}"))?;
+    let mut f = all.splitn(3, '\t').map(str::to_string);
+    Ok((f.next().unwrap_or_default(), f.next().unwrap_or_default(), f.next().unwrap_or_default()))
 }
 
 async fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<Option<T>>) -> Result<T> {
