@@ -152,15 +152,27 @@ fn master_selector(t: &TfsNameserver, master: Option<&str>) -> BTreeMap<String, 
     sel
 }
 
+/// Whom the VIP selects: the master's pod by name and, when that pod carries one, by incarnation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VipTarget<'a> {
+    pub pod: &'a str,
+    pub incarnation: Option<&'a str>,
+}
+
 /// The VIP: a Service whose selector points at exactly one pod, the master. Only the operator
 /// writes it. Not-ready addresses are published: who is master is decided by the Lease, not by
-/// readiness, and a restart of the master's heart container must not take the VIP away.
-pub fn vip_service(t: &TfsNameserver, master: Option<&str>) -> Service {
+/// readiness, and a restart of the master's heart container must not take the VIP away. The
+/// incarnation keeps it off a pod made again under the master's name, which is not ready either.
+pub fn vip_service(t: &TfsNameserver, target: Option<VipTarget>) -> Service {
+    let mut sel = master_selector(t, target.map(|v| v.pod));
+    if let Some(i) = target.and_then(|v| v.incarnation) {
+        sel.insert(LABEL_INCARNATION.into(), i.into());
+    }
     Service {
         metadata: meta(t, vip(&t.name_any())),
         spec: Some(ServiceSpec {
             type_: Some(t.spec.service.type_.clone()),
-            selector: Some(master_selector(t, master)),
+            selector: Some(sel),
             publish_not_ready_addresses: Some(true),
             ports: Some(vec![ServicePort {
                 name: Some("client".into()),

@@ -11,11 +11,22 @@ pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// On each nameserver pod, its own name: the VIP Service selects the master by it.
 pub const LABEL_POD: &str = "tfs.io/pod";
 pub const LABEL_ORDINAL: &str = "tfs.io/ordinal";
+/// On each nameserver pod, a value new at each creation of the pod: the VIP pins the master's, so
+/// that a pod made again under the master's name (after the master's pod was lost) is not
+/// selected before it is promoted itself.
+pub const LABEL_INCARNATION: &str = "tfs.io/incarnation";
 pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
 pub const LABEL_PART_OF: &str = "app.kubernetes.io/part-of";
 pub const LABEL_VERSION: &str = "app.kubernetes.io/version";
 /// On each nameserver pod: its resources and spec.pod as made (a change rolls the pods).
 pub const ANN_POD_SETTINGS: &str = "tfs.io/pod-settings";
+
+/// A value for [`LABEL_INCARNATION`]: the creation time in nanoseconds, in hex (two incarnations
+/// of one pod are never made in the same nanosecond).
+pub fn new_incarnation() -> String {
+    let ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    format!("{:x}", ns as u64)
+}
 
 /// On the TfsNameserver: ask for a planned switchover to this pod.
 pub const ANN_SWITCHOVER_TO: &str = "tfs.io/switchover-to";

@@ -84,7 +84,7 @@ fn each_instance_is_under_exactly_one_budget_and_the_masters_allows_none() {
 #[test]
 fn vip_selects_exactly_the_master() {
     let t = demo();
-    let s = vip_service(&t, Some("demo-1")).spec.unwrap();
+    let s = vip_service(&t, Some(VipTarget { pod: "demo-1", incarnation: None })).spec.unwrap();
     let sel = s.selector.unwrap();
     assert_eq!(sel[LABEL_POD], "demo-1");
     assert_eq!(sel[LABEL_INSTANCE], "demo");
@@ -93,6 +93,12 @@ fn vip_selects_exactly_the_master() {
     assert_eq!(vip_service(&t, None).spec.unwrap().selector.unwrap()[LABEL_POD], NO_MASTER);
     // The pod carries the label the VIP selects on.
     assert_eq!(pod(&t, 1).metadata.labels.unwrap()[LABEL_POD], "demo-1");
+    // With the master pod's incarnation, another pod of that name is not selected.
+    let pinned = vip_service(&t, Some(VipTarget { pod: "demo-1", incarnation: Some("18c1") })).spec.unwrap();
+    let sel = pinned.selector.unwrap();
+    assert_eq!((sel[LABEL_POD].as_str(), sel[LABEL_INCARNATION].as_str()), ("demo-1", "18c1"));
+    let by_name = vip_service(&t, Some(VipTarget { pod: "demo-1", incarnation: None })).spec.unwrap().selector.unwrap();
+    assert!(!by_name.contains_key(LABEL_INCARNATION), "no incarnation known: by name only");
 }
 
 #[test]

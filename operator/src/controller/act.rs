@@ -13,9 +13,11 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::events::EventType;
 
+use crate::build::VipTarget;
 use crate::crd::{Phase, TfsNameserver, TfsNameserverStatus};
 use crate::error::Result;
 use crate::failover::{Decision, Reason};
+use crate::names::LABEL_INCARNATION;
 use crate::nodes::Cordon;
 
 use super::decide::Decided;
@@ -52,7 +54,7 @@ pub(super) async fn act(
     let mut written = None;
     let (phase, requeue) = match &d.decision {
         Decision::Steady { master, recheck } => {
-            ensure_vip(t, &services, master, lv.epoch).await?;
+            ensure_vip(t, &services, vip_target(&o.pods, master), lv.epoch).await?;
             ensure_pdbs(t, ctx, master).await?;
             let healthy = instances.len() == replicas && instances.iter().all(|i| i.ready && i.status.is_some());
             if let Cordon::Switch { node, target } = &d.cordon {
@@ -73,7 +75,7 @@ pub(super) async fn act(
                 o.unchanged_for.saturating_sub(if expired { o.judgement.lease_duration } else { Duration::ZERO });
             // The VIP moves right after the Lease (the promotion's Events go out on their own).
             written = Some(promote(t, ctx, &leases, lease, (pod, *epoch), reason, noticed_for).await?);
-            ensure_vip(t, &services, pod, *epoch).await?;
+            ensure_vip(t, &services, vip_target(&o.pods, pod), *epoch).await?;
             ensure_pdbs(t, ctx, pod).await?;
             if !matches!(reason, Reason::Initial) {
                 status.failovers += 1;
@@ -90,4 +92,11 @@ pub(super) async fn act(
         }
     };
     Ok(Acted { phase, requeue, written })
+}
+
+/// The VIP's target for `master`: its pod as observed (the one the decision was made on), with that
+/// pod's incarnation if it carries one (pods made by an operator before the label: by name only).
+fn vip_target<'a>(pods: &'a [Pod], master: &'a str) -> VipTarget<'a> {
+    let incarnation = pods.iter().find(|p| p.name_any() == master).and_then(|p| p.labels().get(LABEL_INCARNATION));
+    VipTarget { pod: master, incarnation: incarnation.map(String::as_str) }
 }

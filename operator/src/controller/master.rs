@@ -39,11 +39,22 @@ pub(super) async fn ask_handover(t: &TfsNameserver, leases: &Api<Lease>, lease: 
 
 /// Points the VIP Service at `master`, the master of `epoch` (only the operator writes this selector).
 ///
+/// Invariant: the VIP selects the pod incarnation that holds the mastership. A move names the
+/// promoted pod's incarnation, and within one epoch the VIP is never written again: a pod made
+/// again under the master's name (its pod lost, the Lease not yet taken over) is a new incarnation
+/// and is not selected until it is promoted itself, at a later epoch.
+///
 /// Invariant: the VIP moves only forward in epochs. It carries the epoch it serves (`tfs.io/epoch`);
 /// a write for an older epoch is never made, and a write is conditioned on the resourceVersion it
 /// was decided from, so a stale operator process (a deposed leader's request still in flight, or
 /// one run with `--leader-elect=false` beside a leader) cannot move it back to a deposed master.
-pub(super) async fn ensure_vip(t: &TfsNameserver, services: &Api<Service>, master: &str, epoch: Epoch) -> Result<()> {
+pub(super) async fn ensure_vip(
+    t: &TfsNameserver,
+    services: &Api<Service>,
+    target: build::VipTarget<'_>,
+    epoch: Epoch,
+) -> Result<()> {
+    let master = target.pod;
     let current = services.get_opt(&names::vip(&t.name_any())).await?;
     let selected = current.as_ref().and_then(|s| s.spec.as_ref()?.selector.as_ref()?.get(LABEL_POD).cloned());
     let served: Option<Epoch> =
@@ -52,15 +63,16 @@ pub(super) async fn ensure_vip(t: &TfsNameserver, services: &Api<Service>, maste
         warn!(name = %t.name_any(), master, %epoch, ?served, "the VIP already serves a newer epoch; not moving it back");
         return Ok(());
     }
+    // Within an epoch the selection stands, incarnation included (see above).
     if selected.as_deref() == Some(master) && served == Some(epoch) {
         return Ok(());
     }
-    let mut svc = build::vip_service(t, Some(master));
+    let mut svc = build::vip_service(t, Some(target));
     svc.metadata.annotations.get_or_insert_default().insert(ANN_EPOCH.into(), epoch.to_string());
     svc.metadata.resource_version = current.and_then(|c| c.metadata.resource_version);
     ssa(services, &svc).await?;
     if selected.as_deref() != Some(master) {
-        info!(name = %t.name_any(), master, %epoch, "VIP moved");
+        info!(name = %t.name_any(), master, incarnation = ?target.incarnation, %epoch, "VIP moved");
     }
     Ok(())
 }

@@ -263,7 +263,10 @@ pub(super) async fn apply_pods(
                     if claim.is_none() && create_missing(&pvcs, &build::pvc(t, i)).await? {
                         info!(claim = %names::pvc(&name, i), "claim created");
                     }
-                    if create_missing(&pods_api, &build::pod(t, i)).await? {
+                    // Each creation a new incarnation (names.rs LABEL_INCARNATION: what the VIP pins).
+                    let mut pod = build::pod(t, i);
+                    pod.labels_mut().insert(LABEL_INCARNATION.into(), names::new_incarnation());
+                    if create_missing(&pods_api, &pod).await? {
                         info!(pod = %names::pod(&name, i), "pod created")
                     }
                 }

@@ -184,7 +184,12 @@ mod api {
     }
 
     fn vip(selects: &str, epoch: i32) -> serde_json::Value {
-        let mut svc = crate::build::vip_service(&crate::build::tests::demo(), Some(selects));
+        vip_pinned(selects, None, epoch)
+    }
+
+    fn vip_pinned(selects: &str, incarnation: Option<&str>, epoch: i32) -> serde_json::Value {
+        let target = crate::build::VipTarget { pod: selects, incarnation };
+        let mut svc = crate::build::vip_service(&crate::build::tests::demo(), Some(target));
         svc.metadata.annotations.get_or_insert_default().insert(ANN_EPOCH.into(), epoch.to_string());
         svc.metadata.resource_version = Some("41".into());
         serde_json::to_value(svc).unwrap()
@@ -206,7 +211,7 @@ mod api {
                 next.unwrap().map(|r| r.0.uri().clone())
             );
         });
-        ensure_vip(&t, &services, "demo-0", Epoch(4)).await.unwrap();
+        ensure_vip(&t, &services, by_name("demo-0"), Epoch(4)).await.unwrap();
         verifier.await.unwrap();
     }
 
@@ -222,9 +227,38 @@ mod api {
             assert_eq!(body["metadata"]["resourceVersion"], "41", "the move must be conditioned on what was read");
             assert_eq!(body["metadata"]["annotations"][ANN_EPOCH], "6");
             assert_eq!(body["spec"]["selector"][LABEL_POD], "demo-1");
+            assert_eq!(body["spec"]["selector"][LABEL_INCARNATION], "b2", "the promoted pod's incarnation");
         });
-        ensure_vip(&t, &services, "demo-1", Epoch(6)).await.unwrap();
+        let target = crate::build::VipTarget { pod: "demo-1", incarnation: Some("b2") };
+        ensure_vip(&t, &services, target, Epoch(6)).await.unwrap();
         verifier.await.unwrap();
+    }
+
+    /// The master's pod was lost and made again under its name (a new incarnation) while its
+    /// Lease still stands: the VIP keeps the lost incarnation (no pod), it is not pointed at the
+    /// new pod, which is no master.
+    #[tokio::test]
+    async fn the_vip_stays_on_the_master_incarnation_while_its_pod_is_made_again() {
+        let (client, mut api) = mock_client();
+        let t = crate::build::tests::demo();
+        let services: Api<Service> = Api::namespaced(client, "ns");
+        let verifier = tokio::spawn(async move {
+            let pinned = vip_pinned("demo-0", Some("a1"), 5);
+            api.expect("GET", "/api/v1/namespaces/ns/services/demo", move |_| (200, pinned.clone())).await;
+            let next = tokio::time::timeout(Duration::from_millis(300), api.0.next_request()).await;
+            assert!(
+                next.is_err(),
+                "the VIP was written again within epoch 5: {:?}",
+                next.unwrap().map(|r| r.0.uri().clone())
+            );
+        });
+        let replacement = crate::build::VipTarget { pod: "demo-0", incarnation: Some("c3") };
+        ensure_vip(&t, &services, replacement, Epoch(5)).await.unwrap();
+        verifier.await.unwrap();
+    }
+
+    fn by_name(pod: &str) -> crate::build::VipTarget<'_> {
+        crate::build::VipTarget { pod, incarnation: None }
     }
 
     /// A conflicting Lease update (someone renewed meanwhile) surfaces as a conflict: the
