@@ -96,6 +96,12 @@ pub(super) async fn act(
 
 /// The VIP's target for `master`: its pod as observed (the one the decision was made on), with that
 /// pod's incarnation if it carries one (pods made by an operator before the label: by name only).
+///
+/// Invariant relied on: the observed pod of a master is the live incarnation. A promotion is
+/// decided only for an instance whose status was just read at that pod's address, and a steady
+/// master's holder is a process that took the Lease at this epoch — a pod made again under its
+/// name cannot (it refuses an epoch whose records it already holds, and releases). A stale pick
+/// here would pin the VIP to no pod until the next epoch, since the pin is not rewritten within one.
 fn vip_target<'a>(pods: &'a [Pod], master: &'a str) -> VipTarget<'a> {
     let incarnation = pods.iter().find(|p| p.name_any() == master).and_then(|p| p.labels().get(LABEL_INCARNATION));
     VipTarget { pod: master, incarnation: incarnation.map(String::as_str) }
