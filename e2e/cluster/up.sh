@@ -45,6 +45,10 @@ start() {
   return 0
 }
 
+DEVICE_PLUGIN_SOCKET=/var/lib/kubelet/device-plugins/kubelet.sock
+# socket_made_since PATH T: PATH is a socket whose inode changed at or after T (epoch seconds).
+socket_made_since() { [ -S "$1" ] && [ "$(stat -c %Z "$1")" -ge "$2" ]; }
+
 # await NAME MATCH TIMEOUT WHAT CMD...: waits for CMD to succeed; fails early if NAME died.
 await() {
   local name=$1 match=$2 timeout=$3 what=$4; shift 4
@@ -240,12 +244,21 @@ main() {
   await kube-scheduler "$BIN/kube-scheduler" 60 "kube-scheduler /healthz" \
     curl -fsSk https://127.0.0.1:10259/healthz
 
+  # One kubelet at a time: every kubelet of this host listens on the same device-plugin socket
+  # (/var/lib/kubelet/device-plugins/kubelet.sock, fixed in the kubelet whatever its --root-dir),
+  # and each one empties that directory and then binds it: two starting together can lose the
+  # race ("bind: address already in use") and the loser exits. The next one starts once the
+  # socket was made again after this one's start. (No device plugin runs here: a later kubelet
+  # unlinking an earlier one's socket costs nothing.)
   local -A since=()
   for i in $(seq 1 "$NODES"); do
     n=node-$i
     start "kubelet-$n" "$BIN/kubelet --config=$CFG/$n/" sh -c "$IN_NODE" "$(node_procs "$i")" "$BIN/kubelet" --config="$CFG/$n/kubelet.yaml" \
       --kubeconfig="$CFG/$n/kubelet.kubeconfig" --hostname-override="$n" --node-ip="$ip" \
-      --root-dir="$STATE/$n/kubelet" --cert-dir="$STATE/$n/kubelet/pki" --v=1 && { started=1; since[$n]=$(( $(date +%s) - 1 )); }
+      --root-dir="$STATE/$n/kubelet" --cert-dir="$STATE/$n/kubelet/pki" --v=1 || continue
+    started=1; since[$n]=$(( $(date +%s) - 1 ))
+    await "kubelet-$n" "$BIN/kubelet --config=$CFG/$n/" 90 "the device-plugin socket of $n's kubelet" \
+      socket_made_since "$DEVICE_PLUGIN_SOCKET" "${since[$n]}"
   done
   for i in $(seq 1 "$NODES"); do
     await "kubelet-node-$i" "$BIN/kubelet --config=$CFG/node-$i/" 90 "kubelet of node-$i /healthz" \
