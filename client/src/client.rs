@@ -118,7 +118,13 @@ impl Client {
     /// The id of this client's next write: its retries carry it too, so the master applies it
     /// once (docs/PROTOCOL.md "Idempotent requests").
     pub fn next_request_id(&self) -> proto::RequestId {
-        proto::RequestId { client: self.inner.id, seq: self.inner.requests.fetch_add(1, Ordering::Relaxed) + 1 }
+        self.next_request_ids(1)
+    }
+
+    /// The first of `n` consecutive request ids of this client (a batch create uses one per block).
+    fn next_request_ids(&self, n: u32) -> proto::RequestId {
+        let n = u64::from(n.max(1));
+        proto::RequestId { client: self.inner.id, seq: self.inner.requests.fetch_add(n, Ordering::Relaxed) + 1 }
     }
 
     /// Allocates a block with `replicas` replicas (0: the server's default).
@@ -126,6 +132,20 @@ impl Client {
         let id = self.next_request_id();
         self.unary(true, move |mut c| async move {
             let r = c.create_block(keyed(proto::CreateBlockRequest { replicas }, id)).await?.into_inner();
+            Ok((r.epoch, r))
+        })
+        .await
+    }
+
+    /// Allocates `count` blocks (1..=10,000) with `replicas` replicas each (0: the server's
+    /// default), in one transaction: all of them or none. Retried like a create: the batch carries
+    /// the first of `count` request ids, one per block, so a retry after an unknown outcome gets
+    /// the same blocks.
+    pub async fn batch_create_blocks(&self, count: u32, replicas: u32) -> Result<proto::BatchCreateBlocksReply, Error> {
+        let id = self.next_request_ids(count);
+        self.unary(true, move |mut c| async move {
+            let r = c.batch_create_blocks(keyed(proto::BatchCreateBlocksRequest { count, replicas }, id)).await?;
+            let r = r.into_inner();
             Ok((r.epoch, r))
         })
         .await

@@ -1,8 +1,9 @@
-//! Idempotent writes against real tfs-nameserver processes: a create whose master died after it
-//! committed and before it answered is retried with the same request id and gets the same block,
-//! on the promoted slave, with no second block; the dedup window survives a checkpoint and a
-//! restart; an id reused for another request is refused; a retry of a write still uncommitted is
-//! not answered before that write commits.
+//! Idempotent writes against real tfs-nameserver processes: a create (unary, on a session, or a
+//! batch) whose master died after it committed and before it answered is retried with the same
+//! request id and gets the same block, on the promoted slave, with no second block; the dedup
+//! window survives a checkpoint and a restart, for creates, commits, removes and batches; an id
+//! reused for another request is refused; a retry of a write still uncommitted is not answered
+//! before that write commits.
 
 #[path = "../../nameserver/tests/common/mod.rs"]
 mod common;
@@ -90,6 +91,24 @@ async fn a_session_create_retried_after_the_master_died_before_replying_returns_
     the_retry_returns_the_only_block(Via::Session).await;
 }
 
+/// A batch create across the same crash: its retry carries the same request ids (one per block)
+/// and gets the same blocks, which are all the new master holds. Without the ids the retry would
+/// create the batch again (twice as many blocks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_create_retried_after_the_master_died_before_replying_returns_the_same_blocks() {
+    let mut p = crashing_pair().await;
+    let client = Client::connect(&p.vip, TlsOptions::plain()).await.unwrap().with_retry_budget(Duration::from_secs(30));
+    let create = tokio::spawn(async move {
+        client.batch_create_blocks(50, 2).await.map(|r| r.blocks.iter().map(|b| b.id).collect::<Vec<_>>())
+    });
+    p.fail_over().await;
+    let got = tokio::time::timeout(Duration::from_secs(40), create).await.expect("the batch ended").unwrap();
+    let got = got.expect("the batch is retried with its request ids and acknowledged");
+    assert_eq!(got.len(), 50, "{got:?}");
+    let held: Vec<u64> = common::all_blocks(&p.b).await.iter().map(|b| b.id).collect();
+    assert_eq!(held, got, "the new master holds exactly the blocks the retry returned (none leaked)");
+}
+
 /// The same crash under tfsctl's writer, as the e2e suites run it: `bench --record` creates
 /// through the VIP (through tfs-client: keyed, retried) while the master dies after committing a
 /// create and before answering it. After the failover, `verify --sole-writer` finds every
@@ -138,11 +157,14 @@ async fn the_dedup_window_survives_a_checkpoint_and_a_restart_and_refuses_an_id_
     let removed = c.create_block(keyed(create(2), 7, 3)).await.unwrap().into_inner().block.unwrap().id;
     let remove = c.remove_block(keyed(proto::RemoveBlockRequest { block_id: removed }, 7, 4)).await.unwrap();
     let remove_seq = remove.into_inner().seq;
+    // A batch of 3 keyed from 7:10 uses 7:10, 7:11 and 7:12.
+    let batch = |replicas| proto::BatchCreateBlocksRequest { count: 3, replicas };
+    let batched = c.batch_create_blocks(keyed(batch(2), 7, 10)).await.unwrap().into_inner();
     common::create_blocks(&a, 60, 1).await;
     let s = a
-        .wait_for("a checkpoint past the keyed writes", Duration::from_secs(10), |s| s.checkpoint_seq > remove_seq)
+        .wait_for("a checkpoint past the keyed writes", Duration::from_secs(10), |s| s.checkpoint_seq > batched.seq)
         .await;
-    println!("checkpoint at seq {}, keyed writes through seq {remove_seq}", s.checkpoint_seq);
+    println!("checkpoint at seq {}, keyed writes through seq {}", s.checkpoint_seq, batched.seq);
     let before = common::all_blocks(&a).await.len();
 
     a.kill9();
@@ -160,6 +182,8 @@ async fn the_dedup_window_survives_a_checkpoint_and_a_restart_and_refuses_an_id_
     assert_eq!(retried.seq, committed.seq, "the retried commit is answered with its first outcome");
     let again = c.remove_block(keyed(proto::RemoveBlockRequest { block_id: removed }, 7, 4)).await.unwrap();
     assert_eq!(again.into_inner().seq, remove_seq, "a retried remove of a removed block is its first outcome");
+    let again = c.batch_create_blocks(keyed(batch(2), 7, 10)).await.unwrap().into_inner();
+    assert_eq!((again.blocks, again.seq), (batched.blocks.clone(), batched.seq), "a retried batch: the same blocks");
     assert_eq!(common::all_blocks(&a).await.len(), before, "no block created or removed by the retries");
 
     // The same id for another request: refused, never answered with the first one's outcome.
@@ -167,6 +191,8 @@ async fn the_dedup_window_survives_a_checkpoint_and_a_restart_and_refuses_an_id_
         c.create_block(keyed(create(1), 7, 1)).await.unwrap_err(),
         c.remove_block(keyed(proto::RemoveBlockRequest { block_id: block.id }, 7, 1)).await.unwrap_err(),
         c.commit_block(keyed(proto::CommitBlockRequest { version: 3, ..commit }, 7, 2)).await.unwrap_err(),
+        // 7:11 is the batch's second create, of 2 replicas: the whole batch is refused.
+        c.batch_create_blocks(keyed(batch(1), 7, 11)).await.unwrap_err(),
     ] {
         assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
         assert!(e.message().contains("already used by another request"), "{e:?}");

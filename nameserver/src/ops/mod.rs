@@ -45,10 +45,51 @@ pub fn create_block(
     if let Some(o) = seen(txn.state(), request, Kind::Create, 0, dedup::create_body(replicas))? {
         return Ok((view(txn.state(), o.block_id), o.record_seq));
     }
-    let ds = txn.state().place(replicas, &[]).ok_or_else(|| {
-        let live = txn.state().live_dataservers().count();
-        WriteError::Unavailable(format!("cannot place {replicas} replicas: {live} live dataservers"))
-    })?;
+    create_new(txn, replicas, size_estimate, request)
+}
+
+/// Allocates `count` blocks of `replicas` replicas in one transaction, all or none; returns them
+/// and the seq of the last. With a request id `first`, the i-th create carries `first.seq + i`
+/// (the caller checked that they do not overflow), so a retried batch gets its first outcome:
+/// the same blocks, created once, whether all of the first attempt reached this history or only
+/// a prefix of it did (the rest is created now).
+///
+/// Invariant (all or none): every id is looked up and placement is checked before the first
+/// create is logged; a refusal of any (an id of another request, beyond the window, no placement
+/// for a create still to make) logs nothing.
+pub fn create_blocks(
+    txn: &mut Txn<'_>,
+    count: u32,
+    replicas: usize,
+    size_estimate: u64,
+    first: Option<RequestId>,
+) -> Result<(Vec<proto::Block>, u64), WriteError> {
+    let body = dedup::create_body(replicas);
+    let key = |i: u32| first.map(|r| RequestId { client: r.client, seq: r.seq + u64::from(i) });
+    let done = (0..count).map(|i| seen(txn.state(), key(i), Kind::Create, 0, body)).collect::<Result<Vec<_>, _>>()?;
+    if done.iter().any(Option::is_none) {
+        placement(txn.state(), replicas)?;
+    }
+    let (mut blocks, mut last) = (Vec::with_capacity(count as usize), 0);
+    for (i, o) in (0..count).zip(done) {
+        let (block, seq) = match o {
+            Some(o) => (view(txn.state(), o.block_id), o.record_seq),
+            None => create_new(txn, replicas, size_estimate, key(i))?,
+        };
+        blocks.push(block);
+        last = last.max(seq);
+    }
+    Ok((blocks, last))
+}
+
+/// A create whose request id (if any) was looked up: not applied before.
+fn create_new(
+    txn: &mut Txn<'_>,
+    replicas: usize,
+    size_estimate: u64,
+    request: Option<RequestId>,
+) -> Result<(proto::Block, u64), WriteError> {
+    let ds = placement(txn.state(), replicas)?;
     let id = txn.state().next_block_id;
     let request = request.map(convert::request_id);
     let seq = txn.log(Mutation::BlockCreate(format::BlockCreate { block_id: id, dataservers: ds, request }))?;
@@ -96,6 +137,14 @@ pub fn remove_block(txn: &mut Txn<'_>, block_id: u64, request: Option<RequestId>
         return Ok(o.record_seq);
     }
     Ok(txn.log(Mutation::BlockRemove(format::BlockRemove { block_id, request: request.map(convert::request_id) }))?)
+}
+
+/// Dataservers for `replicas` new replicas, or why there are none.
+fn placement(s: &State, replicas: usize) -> Result<Vec<u32>, WriteError> {
+    s.place(replicas, &[]).ok_or_else(|| {
+        let live = s.live_dataservers().count();
+        WriteError::Unavailable(format!("cannot place {replicas} replicas: {live} live dataservers"))
+    })
 }
 
 /// The first outcome of `request` if it was applied; an error if it cannot be answered safely.

@@ -3,23 +3,18 @@
 use tonic::{Request, Response, Status};
 
 use super::{Timer, to_status, validate};
-use crate::engine::{Consistency, Engine, Txn, WriteError};
+use crate::engine::{Consistency, Engine};
 use crate::ops;
 use crate::proto::{self, client_server::Client};
 
-/// Crash point (crashpoint.rs) of a unary create or a session's burst with a create: the create is
-/// committed (durable here and on the sync slaves), its reply not sent yet.
+/// Crash point (crashpoint.rs) of a unary create, a batch create or a session's burst with a
+/// create: the create is committed (durable here and on the sync slaves), its reply not sent yet.
 pub const CREATE_COMMITTED: &str = "create:committed-before-reply";
 
 pub struct ClientApi {
     pub engine: Engine,
     pub peers: std::sync::Arc<crate::replication::peers::Peers>,
     pub default_replicas: u32,
-}
-
-/// One create of a unary call or a batch: the block (its seq is the transaction's).
-fn create_one(txn: &mut Txn<'_>, n: usize, size_estimate: u64) -> Result<proto::Block, WriteError> {
-    ops::create_block(txn, n, size_estimate, None).map(|(block, _)| block)
 }
 
 #[tonic::async_trait]
@@ -48,20 +43,16 @@ impl Client for ClientApi {
     ) -> Result<Response<proto::BatchCreateBlocksReply>, Status> {
         let t = Timer::new(&self.engine, "batch_create_blocks");
         let r = async {
-            let req = validate::batch_create_blocks(req.get_ref(), self.default_replicas)?;
-            let n = req.replicas;
+            let first = validate::request_id_header(req.metadata())?;
+            let req = validate::batch_create_blocks(req.get_ref(), self.default_replicas, first)?;
+            let (n, count) = (req.replicas, req.count);
             let est = self.engine.cfg().block_size_estimate;
-            let (blocks, seq) = self
+            let ((blocks, seq), _) = self
                 .engine
-                .write_records(req.count, move |txn| {
-                    // All or nothing: check placement is possible before logging any of them.
-                    if txn.state().place(n, &[]).is_none() {
-                        return create_one(txn, n, est).map(|b| vec![b]);
-                    }
-                    (0..req.count).map(|_| create_one(txn, n, est)).collect::<Result<Vec<_>, _>>()
-                })
+                .write_records(count, move |txn| ops::create_blocks(txn, count, n, est, first))
                 .await
                 .map_err(to_status)?;
+            crate::crashpoint::reached(CREATE_COMMITTED);
             Ok(Response::new(proto::BatchCreateBlocksReply { epoch: self.engine.epoch().get(), blocks, seq }))
         }
         .await;

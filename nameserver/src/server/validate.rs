@@ -35,13 +35,24 @@ pub struct BatchCreateBlocks {
     pub count: u32,
 }
 
+/// A batch with request id `first` (header `tfs-request-id`) uses the ids `first.seq ..= first.seq
+/// + count - 1`, one per create (ops `create_blocks`): they must not overflow.
 pub fn batch_create_blocks(
     req: &proto::BatchCreateBlocksRequest,
     default_replicas: u32,
+    first: Option<RequestId>,
 ) -> Result<BatchCreateBlocks, Status> {
     let replicas = replicas(req.replicas, default_replicas)?;
     if req.count == 0 || req.count > MAX_BATCH_CREATE {
         return Err(Status::invalid_argument(format!("count must be 1..={MAX_BATCH_CREATE}, got {}", req.count)));
+    }
+    if let Some(r) = first
+        && r.seq.checked_add(u64::from(req.count) - 1).is_none()
+    {
+        return Err(Status::invalid_argument(format!(
+            "request id {}:{}: a batch of {} uses one id per create, from its seq on; past the largest seq",
+            r.client, r.seq, req.count
+        )));
     }
     Ok(BatchCreateBlocks { replicas, count: req.count })
 }
@@ -150,15 +161,29 @@ mod tests {
     #[test]
     fn batch_create_checks_replicas_then_count() {
         let req = |count, replicas| proto::BatchCreateBlocksRequest { count, replicas };
-        assert_eq!(batch_create_blocks(&req(1, 0), 3).unwrap(), BatchCreateBlocks { replicas: 3, count: 1 });
-        assert_eq!(batch_create_blocks(&req(MAX_BATCH_CREATE, 4), 2).unwrap().count, MAX_BATCH_CREATE);
-        assert_eq!(refused(batch_create_blocks(&req(0, 2), 2)), "count must be 1..=10000, got 0");
+        assert_eq!(batch_create_blocks(&req(1, 0), 3, None).unwrap(), BatchCreateBlocks { replicas: 3, count: 1 });
+        assert_eq!(batch_create_blocks(&req(MAX_BATCH_CREATE, 4), 2, None).unwrap().count, MAX_BATCH_CREATE);
+        assert_eq!(refused(batch_create_blocks(&req(0, 2), 2, None)), "count must be 1..=10000, got 0");
         assert_eq!(
-            refused(batch_create_blocks(&req(MAX_BATCH_CREATE + 1, 2), 2)),
+            refused(batch_create_blocks(&req(MAX_BATCH_CREATE + 1, 2), 2, None)),
             "count must be 1..=10000, got 10001"
         );
         // Both wrong: the replica count is reported.
-        assert_eq!(refused(batch_create_blocks(&req(0, 9), 2)), "replicas must be 1..=4, got 9");
+        assert_eq!(refused(batch_create_blocks(&req(0, 9), 2, None)), "replicas must be 1..=4, got 9");
+    }
+
+    #[test]
+    fn a_keyed_batch_needs_one_seq_per_create() {
+        let req = proto::BatchCreateBlocksRequest { count: 3, replicas: 2 };
+        let id = |seq| Some(RequestId { client: 7, seq });
+        assert!(batch_create_blocks(&req, 2, id(u64::MAX - 2)).is_ok());
+        assert_eq!(
+            refused(batch_create_blocks(&req, 2, id(u64::MAX - 1))),
+            format!(
+                "request id 7:{}: a batch of 3 uses one id per create, from its seq on; past the largest seq",
+                u64::MAX - 1
+            )
+        );
     }
 
     #[test]
