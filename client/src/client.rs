@@ -131,7 +131,7 @@ impl Client {
     pub async fn create_block(&self, replicas: u32) -> Result<proto::CreateBlockReply, Error> {
         let id = self.next_request_id();
         self.unary(true, move |mut c| async move {
-            let r = c.create_block(keyed(proto::CreateBlockRequest { replicas }, id)).await?.into_inner();
+            let r = c.create_block(proto::CreateBlockRequest { replicas, request_id: Some(id) }).await?.into_inner();
             Ok((r.epoch, r))
         })
         .await
@@ -144,7 +144,9 @@ impl Client {
     pub async fn batch_create_blocks(&self, count: u32, replicas: u32) -> Result<proto::BatchCreateBlocksReply, Error> {
         let id = self.next_request_ids(count);
         self.unary(true, move |mut c| async move {
-            let r = c.batch_create_blocks(keyed(proto::BatchCreateBlocksRequest { count, replicas }, id)).await?;
+            let r = c
+                .batch_create_blocks(proto::BatchCreateBlocksRequest { count, replicas, request_id: Some(id) })
+                .await?;
             let r = r.into_inner();
             Ok((r.epoch, r))
         })
@@ -161,11 +163,11 @@ impl Client {
     }
 
     /// Commits a block's new contents (versions only move forward; the same version again is
-    /// accepted).
+    /// accepted). `req.request_id` is the client's to set: it is replaced.
     pub async fn commit_block(&self, req: proto::CommitBlockRequest) -> Result<proto::CommitBlockReply, Error> {
         let id = self.next_request_id();
         self.unary(true, move |mut c| async move {
-            let r = c.commit_block(keyed(req, id)).await?.into_inner();
+            let r = c.commit_block(proto::CommitBlockRequest { request_id: Some(id), ..req }).await?.into_inner();
             Ok((r.epoch, r))
         })
         .await
@@ -175,7 +177,7 @@ impl Client {
     pub async fn remove_block(&self, block_id: u64) -> Result<proto::RemoveBlockReply, Error> {
         let id = self.next_request_id();
         self.unary(true, move |mut c| async move {
-            let r = c.remove_block(keyed(proto::RemoveBlockRequest { block_id }, id)).await?.into_inner();
+            let r = c.remove_block(proto::RemoveBlockRequest { block_id, request_id: Some(id) }).await?.into_inner();
             Ok((r.epoch, r))
         })
         .await
@@ -248,14 +250,6 @@ impl Client {
             .await
             .map_err(Failed::into_error)
     }
-}
-
-/// `msg` with request id `id` in its `tfs-request-id` header.
-fn keyed<T>(msg: T, id: proto::RequestId) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    let v = format!("{}:{}", id.client, id.seq).parse().expect("digits and a colon are a valid header value");
-    r.metadata_mut().insert(tfs_nameserver::server::REQUEST_ID_HEADER, v);
-    r
 }
 
 /// A client id for request ids: random (the standard library's per-process random keys, the time

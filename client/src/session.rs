@@ -67,7 +67,7 @@ impl Session {
 
     /// Allocates a block with `replicas` replicas (0: the server's default).
     pub async fn create_with_replicas(&self, replicas: u32) -> Result<proto::CreateBlockReply, Error> {
-        match self.call(Op::Create(proto::CreateBlockRequest { replicas }), true).await? {
+        match self.call(Op::Create(proto::CreateBlockRequest { replicas, request_id: None }), true).await? {
             Res::Create(r) => Ok(r),
             other => Err(unexpected(other)),
         }
@@ -83,9 +83,9 @@ impl Session {
         self.read(block_id, true).await
     }
 
-    /// Commits a block's new contents.
+    /// Commits a block's new contents (`req.request_id` is the session's to set: it is replaced).
     pub async fn commit(&self, req: proto::CommitBlockRequest) -> Result<proto::CommitBlockReply, Error> {
-        match self.call(Op::Commit(req), true).await? {
+        match self.call(Op::Commit(proto::CommitBlockRequest { request_id: None, ..req }), true).await? {
             Res::Commit(r) => Ok(r),
             other => Err(unexpected(other)),
         }
@@ -93,7 +93,7 @@ impl Session {
 
     /// Removes a block.
     pub async fn remove(&self, block_id: u64) -> Result<proto::RemoveBlockReply, Error> {
-        match self.call(Op::Remove(proto::RemoveBlockRequest { block_id }), true).await? {
+        match self.call(Op::Remove(proto::RemoveBlockRequest { block_id, request_id: None }), true).await? {
             Res::Remove(r) => Ok(r),
             other => Err(unexpected(other)),
         }

@@ -148,17 +148,18 @@ async fn the_dedup_window_survives_a_checkpoint_and_a_restart_and_refuses_an_id_
     a.master(1).await;
     a.dataservers(3).await;
     let mut c = a.client().await;
-    let create = |replicas| proto::CreateBlockRequest { replicas };
+    let create = |replicas| proto::CreateBlockRequest { replicas, request_id: None };
     let first = c.create_block(keyed(create(2), 7, 1)).await.unwrap().into_inner();
     let block = first.block.unwrap();
     let commit =
         proto::CommitBlockRequest { block_id: block.id, version: 1, size: 10, file_count: 1, ..Default::default() };
     let committed = c.commit_block(keyed(commit, 7, 2)).await.unwrap().into_inner();
     let removed = c.create_block(keyed(create(2), 7, 3)).await.unwrap().into_inner().block.unwrap().id;
-    let remove = c.remove_block(keyed(proto::RemoveBlockRequest { block_id: removed }, 7, 4)).await.unwrap();
+    let remove =
+        c.remove_block(keyed(proto::RemoveBlockRequest { block_id: removed, request_id: None }, 7, 4)).await.unwrap();
     let remove_seq = remove.into_inner().seq;
     // A batch of 3 keyed from 7:10 uses 7:10, 7:11 and 7:12.
-    let batch = |replicas| proto::BatchCreateBlocksRequest { count: 3, replicas };
+    let batch = |replicas| proto::BatchCreateBlocksRequest { count: 3, replicas, request_id: None };
     let batched = c.batch_create_blocks(keyed(batch(2), 7, 10)).await.unwrap().into_inner();
     common::create_blocks(&a, 60, 1).await;
     let s = a
@@ -180,7 +181,8 @@ async fn the_dedup_window_survives_a_checkpoint_and_a_restart_and_refuses_an_id_
     c.commit_block(keyed(newer, 8, 1)).await.unwrap();
     let retried = c.commit_block(keyed(commit, 7, 2)).await.unwrap().into_inner();
     assert_eq!(retried.seq, committed.seq, "the retried commit is answered with its first outcome");
-    let again = c.remove_block(keyed(proto::RemoveBlockRequest { block_id: removed }, 7, 4)).await.unwrap();
+    let again =
+        c.remove_block(keyed(proto::RemoveBlockRequest { block_id: removed, request_id: None }, 7, 4)).await.unwrap();
     assert_eq!(again.into_inner().seq, remove_seq, "a retried remove of a removed block is its first outcome");
     let again = c.batch_create_blocks(keyed(batch(2), 7, 10)).await.unwrap().into_inner();
     assert_eq!((again.blocks, again.seq), (batched.blocks.clone(), batched.seq), "a retried batch: the same blocks");
@@ -189,7 +191,9 @@ async fn the_dedup_window_survives_a_checkpoint_and_a_restart_and_refuses_an_id_
     // The same id for another request: refused, never answered with the first one's outcome.
     for e in [
         c.create_block(keyed(create(1), 7, 1)).await.unwrap_err(),
-        c.remove_block(keyed(proto::RemoveBlockRequest { block_id: block.id }, 7, 1)).await.unwrap_err(),
+        c.remove_block(keyed(proto::RemoveBlockRequest { block_id: block.id, request_id: None }, 7, 1))
+            .await
+            .unwrap_err(),
         c.commit_block(keyed(proto::CommitBlockRequest { version: 3, ..commit }, 7, 2)).await.unwrap_err(),
         // 7:11 is the batch's second create, of 2 replicas: the whole batch is refused.
         c.batch_create_blocks(keyed(batch(1), 7, 11)).await.unwrap_err(),
@@ -216,7 +220,7 @@ async fn a_retry_of_an_uncommitted_write_is_answered_only_once_it_commits() {
     common::same_state(&a, &b).await;
     b.signal("STOP");
     a.wait_for("b's removal pending", Duration::from_secs(10), |s| !s.sync_set_pending_removal.is_empty()).await;
-    let create = || keyed(proto::CreateBlockRequest { replicas: 1 }, 7, 1);
+    let create = || keyed(proto::CreateBlockRequest { replicas: 1, request_id: None }, 7, 1);
     let mut c = a.client().await;
     let first = tokio::spawn(async move { c.create_block(create()).await });
     a.wait_for("the create applied", Duration::from_secs(5), |s| s.applied_seq > s.committed_seq).await;

@@ -224,7 +224,7 @@ async fn raw_session(
 fn create(id: u64) -> proto::SessionRequest {
     proto::SessionRequest {
         id,
-        op: Some(proto::session_request::Op::Create(proto::CreateBlockRequest { replicas: 0 })),
+        op: Some(proto::session_request::Op::Create(proto::CreateBlockRequest { replicas: 0, request_id: None })),
         request_id: None,
     }
 }

@@ -60,7 +60,9 @@ async fn held_write(a: &Node, b: &Node) -> tokio::task::JoinHandle<Result<u64, t
     .await;
     let mut c = a.client().await;
     let w = tokio::spawn(async move {
-        c.create_block(proto::CreateBlockRequest { replicas: 2 }).await.map(|r| r.into_inner().block.unwrap().id)
+        c.create_block(proto::CreateBlockRequest { replicas: 2, request_id: None })
+            .await
+            .map(|r| r.into_inner().block.unwrap().id)
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!w.is_finished(), "the write must wait for b, whose removal is not published");

@@ -60,7 +60,8 @@ async fn below_the_free_space_reserve_writes_are_refused_and_reads_go_on() {
     a.start_ready().await;
     let before = a.status().await;
     let mut c = a.client().await;
-    let e = c.create_block(tfs_nameserver::proto::CreateBlockRequest { replicas: 1 }).await.unwrap_err();
+    let e =
+        c.create_block(tfs_nameserver::proto::CreateBlockRequest { replicas: 1, request_id: None }).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
     assert!(e.message().contains("below the reserve") && e.message().contains("spec.storage.size"), "{}", e.message());
     let after = a.status().await;

@@ -68,7 +68,15 @@ fn pending(s: &proto::StatusReply) -> u64 {
 }
 
 async fn commit(n: &Node, block_id: u64, version: u32, del_size: u64, del_file_count: u32) {
-    let req = proto::CommitBlockRequest { block_id, version, size: 1000, file_count: 10, del_size, del_file_count };
+    let req = proto::CommitBlockRequest {
+        block_id,
+        version,
+        size: 1000,
+        file_count: 10,
+        del_size,
+        del_file_count,
+        request_id: None,
+    };
     n.client().await.commit_block(req).await.unwrap();
 }
 

@@ -117,7 +117,8 @@ async fn group_commits_larger_than_a_frame_reach_the_slave() {
         .map(|_| {
             let mut c = c.clone();
             tokio::spawn(async move {
-                c.batch_create_blocks(proto::BatchCreateBlocksRequest { count: 10_000, replicas: 2 }).await
+                c.batch_create_blocks(proto::BatchCreateBlocksRequest { count: 10_000, replicas: 2, request_id: None })
+                    .await
             })
         })
         .collect();
@@ -141,7 +142,8 @@ async fn lapsed_master_refuses_writes_within_100ms_and_lower_epochs_are_refused(
     a.start_ready().await;
     b.start_ready().await;
     // A slave that knows no master refuses writes.
-    let e = a.client().await.create_block(proto::CreateBlockRequest { replicas: 1 }).await.unwrap_err();
+    let e =
+        a.client().await.create_block(proto::CreateBlockRequest { replicas: 1, request_id: None }).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::FailedPrecondition);
     a.assume(proto::Role::Master, 1, "", Duration::from_secs(60)).await.unwrap();
     a.dataservers(1).await;
@@ -151,7 +153,7 @@ async fn lapsed_master_refuses_writes_within_100ms_and_lower_epochs_are_refused(
     let mut c = a.client().await;
     let refused_at = loop {
         let sent = Instant::now();
-        match c.create_block(proto::CreateBlockRequest { replicas: 1 }).await {
+        match c.create_block(proto::CreateBlockRequest { replicas: 1, request_id: None }).await {
             Ok(_) => assert!(sent < deadline, "a write was accepted after the deadline"),
             Err(e) => {
                 assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
@@ -224,7 +226,7 @@ async fn a_dropped_slave_stops_holding_writes_once_the_renewal_reports_it_publis
     b.signal("STOP");
     let st = a.wait_for("b out of the sync set", Duration::from_secs(10), |s| s.sync_set.is_empty()).await;
     let mut c = a.client().await;
-    let create = proto::CreateBlockRequest { replicas: 2 };
+    let create = proto::CreateBlockRequest { replicas: 2, request_id: None };
     let held = tokio::time::timeout(Duration::from_millis(1500), c.create_block(create)).await;
     assert!(!matches!(held, Ok(Ok(_))), "a write was acknowledged before b's removal was published");
     // What the heart does on each renew: the Lease now shows the set of this version.

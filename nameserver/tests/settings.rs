@@ -15,6 +15,12 @@ async fn replication_mode_and_block_replicas_come_from_the_environment() {
     a.master(1).await;
     a.dataservers(3).await;
     let mut c = a.client().await;
-    let b = c.create_block(proto::CreateBlockRequest { replicas: 0 }).await.unwrap().into_inner().block.unwrap();
+    let b = c
+        .create_block(proto::CreateBlockRequest { replicas: 0, request_id: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .block
+        .unwrap();
     assert_eq!(b.dataservers.len(), 3, "TFS_BLOCK_REPLICAS was ignored: {b:?}");
 }

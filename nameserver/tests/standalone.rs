@@ -51,7 +51,7 @@ async fn kill9_mid_load_loses_nothing_acknowledged() {
         .filter_map(|l| l.split(' ').nth(1)?.parse::<u64>().ok())
         .max()
         .unwrap();
-    let r = a.client().await.create_block(proto::CreateBlockRequest { replicas: 1 }).await;
+    let r = a.client().await.create_block(proto::CreateBlockRequest { replicas: 1, request_id: None }).await;
     // Dataservers were simulated by the bench, which has stopped: their leases may have lapsed.
     if let Ok(r) = r {
         assert!(r.into_inner().block.unwrap().id > max_acked);
@@ -67,7 +67,9 @@ async fn corruption_in_the_middle_stops_the_start_naming_file_offset_and_seq() {
     a.dataservers(2).await;
     let mut c = a.client().await;
     for _ in 0..20 {
-        c.batch_create_blocks(proto::BatchCreateBlocksRequest { count: 50, replicas: 2 }).await.unwrap();
+        c.batch_create_blocks(proto::BatchCreateBlocksRequest { count: 50, replicas: 2, request_id: None })
+            .await
+            .unwrap();
     }
     a.kill9();
     let oplog = a.dir.join("data/oplog");
@@ -97,12 +99,15 @@ async fn bad_requests_get_clear_errors() {
     let mut c = a.client().await;
     let e = c.get_block(proto::GetBlockRequest { block_id: 12345, stale: false }).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound);
-    let e = c.create_block(proto::CreateBlockRequest { replicas: 2 }).await.unwrap_err();
+    let e = c.create_block(proto::CreateBlockRequest { replicas: 2, request_id: None }).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unavailable);
     assert!(e.message().contains("live dataservers"), "{}", e.message());
-    let e = c.create_block(proto::CreateBlockRequest { replicas: 99 }).await.unwrap_err();
+    let e = c.create_block(proto::CreateBlockRequest { replicas: 99, request_id: None }).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
-    let e = c.batch_create_blocks(proto::BatchCreateBlocksRequest { count: 1_000_000, replicas: 1 }).await.unwrap_err();
+    let e = c
+        .batch_create_blocks(proto::BatchCreateBlocksRequest { count: 1_000_000, replicas: 1, request_id: None })
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     let e = c.list_blocks(proto::ListBlocksRequest { after: 0, limit: u32::MAX, stale: false }).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);

@@ -35,7 +35,7 @@ async fn a_grant_delivered_after_its_deadline_grants_nothing() {
     a.signal("CONT");
     let _ = tokio::time::timeout(Duration::from_secs(5), renew).await.expect("the renewal is answered");
     let mut c = a.client().await;
-    let w = c.create_block(proto::CreateBlockRequest { replicas: 2 }).await;
+    let w = c.create_block(proto::CreateBlockRequest { replicas: 2, request_id: None }).await;
     assert!(w.is_err(), "a write was accepted past the deadline of the last grant: {w:?}");
     let s = a.status().await;
     assert!(!s.writable, "writable past the deadline: {s:?}");

@@ -170,7 +170,7 @@ async fn run(cli: Cli) -> Result<i32> {
             match b {
                 BlockCmd::Create { replicas } => {
                     let r = c
-                        .create_block(proto::CreateBlockRequest { replicas })
+                        .create_block(proto::CreateBlockRequest { replicas, request_id: None })
                         .await
                         .map_err(status_error)?
                         .into_inner();
@@ -197,6 +197,7 @@ async fn run(cli: Cli) -> Result<i32> {
                             file_count: files,
                             del_size,
                             del_file_count: del_files,
+                            request_id: None,
                         })
                         .await
                         .map_err(status_error)?
@@ -204,7 +205,9 @@ async fn run(cli: Cli) -> Result<i32> {
                     print_block(&r.block.context("reply without a block")?, json);
                 }
                 BlockCmd::Rm { id } => {
-                    c.remove_block(proto::RemoveBlockRequest { block_id: id }).await.map_err(status_error)?;
+                    c.remove_block(proto::RemoveBlockRequest { block_id: id, request_id: None })
+                        .await
+                        .map_err(status_error)?;
                     if !json {
                         println!("removed {id}");
                     }

@@ -162,11 +162,11 @@ pub fn all() -> Vec<Seed> {
     add("repl_frame", "snapshot-end", frame_of(FrameType::SnapshotEnd, &[]));
 
     let g = "grpc_validate";
-    add(g, "create", grpc_input(Request::CreateBlock, 1, &proto::CreateBlockRequest { replicas: 0 }));
-    add(g, "create-5", grpc_input(Request::CreateBlock, 1, &proto::CreateBlockRequest { replicas: 5 }));
-    let batch = proto::BatchCreateBlocksRequest { count: MAX_BATCH_CREATE, replicas: 3 };
+    add(g, "create", grpc_input(Request::CreateBlock, 1, &proto::CreateBlockRequest { replicas: 0, request_id: None }));
+    add(g, "create-5", grpc_input(Request::CreateBlock, 1, &proto::CreateBlockRequest { replicas: 5, request_id: None }));
+    let batch = proto::BatchCreateBlocksRequest { count: MAX_BATCH_CREATE, replicas: 3, request_id: None };
     add(g, "batch-create", grpc_input(Request::BatchCreateBlocks, 1, &batch));
-    let batch = proto::BatchCreateBlocksRequest { count: MAX_BATCH_CREATE + 1, replicas: 0 };
+    let batch = proto::BatchCreateBlocksRequest { count: MAX_BATCH_CREATE + 1, replicas: 0, request_id: None };
     add(g, "batch-create-over", grpc_input(Request::BatchCreateBlocks, 1, &batch));
     add(g, "get", grpc_input(Request::GetBlock, 1, &proto::GetBlockRequest { block_id: 42, stale: false }));
     let ids = proto::BatchGetBlocksRequest { block_ids: (1..=64).collect(), stale: false };
@@ -178,11 +178,12 @@ pub fn all() -> Vec<Seed> {
         file_count: 100,
         del_size: 1 << 20,
         del_file_count: 2,
+        request_id: None,
     };
     add(g, "commit", grpc_input(Request::CommitBlock, 1, &commit));
     let bad = proto::CommitBlockRequest { del_file_count: 101, ..commit };
     add(g, "commit-bad", grpc_input(Request::CommitBlock, 1, &bad));
-    add(g, "remove", grpc_input(Request::RemoveBlock, 1, &proto::RemoveBlockRequest { block_id: 7 }));
+    add(g, "remove", grpc_input(Request::RemoveBlock, 1, &proto::RemoveBlockRequest { block_id: 7, request_id: None }));
     add(
         g,
         "list",

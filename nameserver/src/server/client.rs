@@ -26,7 +26,7 @@ impl Client for ClientApi {
         let t = Timer::new(&self.engine, "create_block");
         let r = async {
             let n = validate::create_block(req.get_ref(), self.default_replicas)?.replicas;
-            let id = validate::request_id_header(req.metadata())?;
+            let id = validate::unary_request_id(req.get_ref().request_id.as_ref(), req.metadata())?;
             let est = self.engine.cfg().block_size_estimate;
             let ((block, seq), _) =
                 self.engine.write(move |txn| ops::create_block(txn, n, est, id)).await.map_err(to_status)?;
@@ -43,7 +43,7 @@ impl Client for ClientApi {
     ) -> Result<Response<proto::BatchCreateBlocksReply>, Status> {
         let t = Timer::new(&self.engine, "batch_create_blocks");
         let r = async {
-            let first = validate::request_id_header(req.metadata())?;
+            let first = validate::unary_request_id(req.get_ref().request_id.as_ref(), req.metadata())?;
             let req = validate::batch_create_blocks(req.get_ref(), self.default_replicas, first)?;
             let (n, count) = (req.replicas, req.count);
             let est = self.engine.cfg().block_size_estimate;
@@ -116,7 +116,7 @@ impl Client for ClientApi {
     ) -> Result<Response<proto::CommitBlockReply>, Status> {
         let t = Timer::new(&self.engine, "commit_block");
         let r = async {
-            let id = validate::request_id_header(req.metadata())?;
+            let id = validate::unary_request_id(req.get_ref().request_id.as_ref(), req.metadata())?;
             let c = validate::commit_block(req.into_inner())?;
             let ((block, seq), _) =
                 self.engine.write(move |txn| ops::commit_block(txn, &c, id)).await.map_err(to_status)?;
@@ -132,7 +132,7 @@ impl Client for ClientApi {
     ) -> Result<Response<proto::RemoveBlockReply>, Status> {
         let t = Timer::new(&self.engine, "remove_block");
         let r = async {
-            let request = validate::request_id_header(req.metadata())?;
+            let request = validate::unary_request_id(req.get_ref().request_id.as_ref(), req.metadata())?;
             let id = req.get_ref().block_id;
             let (seq, _) =
                 self.engine.write(move |txn| ops::remove_block(txn, id, request)).await.map_err(to_status)?;

@@ -201,7 +201,15 @@ async fn run_burst(ctx: Ctx, burst: Vec<proto::SessionRequest>) -> Vec<proto::Se
     let mut reads: [Vec<(u64, u64)>; 2] = [Vec::new(), Vec::new()];
     for r in burst {
         let id = r.id;
-        let key = match validate::request_id(r.request_id.as_ref()) {
+        let own = match &r.op {
+            Some(Op::Create(c)) => c.request_id.as_ref(),
+            Some(Op::Commit(c)) => c.request_id.as_ref(),
+            Some(Op::Remove(c)) => c.request_id.as_ref(),
+            _ => None,
+        };
+        let key = validate::request_id(r.request_id.as_ref())
+            .and_then(|k| validate::request_id_of(k, validate::request_id(own)?));
+        let key = match key {
             Ok(k) => k,
             Err(s) => {
                 replies.push(status_reply(id, &s));

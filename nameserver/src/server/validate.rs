@@ -106,6 +106,27 @@ pub fn request_id(r: Option<&proto::RequestId>) -> Result<Option<RequestId>, Sta
     }
 }
 
+/// A write's request id given in two places — the message's field and, for a unary call, the
+/// `tfs-request-id` header (what clients sent before the field); on a session, the request's and
+/// its op's field: either, or both when they agree.
+pub fn request_id_of(a: Option<RequestId>, b: Option<RequestId>) -> Result<Option<RequestId>, Status> {
+    match (a, b) {
+        (Some(x), Some(y)) if x != y => Err(Status::invalid_argument(format!(
+            "two request ids, {}:{} and {}:{}: a write has one",
+            x.client, x.seq, y.client, y.seq
+        ))),
+        (a, b) => Ok(a.or(b)),
+    }
+}
+
+/// A unary write's request id: its message's `request_id`, or its `tfs-request-id` header.
+pub fn unary_request_id(
+    field: Option<&proto::RequestId>,
+    m: &tonic::metadata::MetadataMap,
+) -> Result<Option<RequestId>, Status> {
+    request_id_of(request_id(field)?, request_id_header(m)?)
+}
+
 /// A unary write's request id, from its `tfs-request-id` header (`<client>:<seq>`, decimal).
 pub fn request_id_header(m: &tonic::metadata::MetadataMap) -> Result<Option<RequestId>, Status> {
     let Some(v) = m.get(super::REQUEST_ID_HEADER) else { return Ok(None) };
@@ -149,8 +170,21 @@ mod tests {
     }
 
     #[test]
+    fn a_write_has_one_request_id_in_its_field_or_its_header() {
+        let field = proto::RequestId { client: 7, seq: 42 };
+        let mut m = tonic::metadata::MetadataMap::new();
+        assert_eq!(unary_request_id(None, &m).unwrap(), None);
+        assert_eq!(unary_request_id(Some(&field), &m).unwrap(), Some(RequestId { client: 7, seq: 42 }));
+        m.insert(crate::server::REQUEST_ID_HEADER, "7:42".parse().unwrap());
+        assert_eq!(unary_request_id(None, &m).unwrap(), Some(RequestId { client: 7, seq: 42 }));
+        assert_eq!(unary_request_id(Some(&field), &m).unwrap(), Some(RequestId { client: 7, seq: 42 }));
+        m.insert(crate::server::REQUEST_ID_HEADER, "7:43".parse().unwrap());
+        assert_eq!(refused(unary_request_id(Some(&field), &m)), "two request ids, 7:42 and 7:43: a write has one");
+    }
+
+    #[test]
     fn replicas_default_when_zero_and_at_most_the_maximum() {
-        let req = |replicas| proto::CreateBlockRequest { replicas };
+        let req = |replicas| proto::CreateBlockRequest { replicas, request_id: None };
         assert_eq!(create_block(&req(0), 2).unwrap().replicas, 2);
         assert_eq!(create_block(&req(1), 2).unwrap().replicas, 1);
         assert_eq!(create_block(&req(MAX_REPLICAS as u32), 2).unwrap().replicas, MAX_REPLICAS);
@@ -160,7 +194,7 @@ mod tests {
 
     #[test]
     fn batch_create_checks_replicas_then_count() {
-        let req = |count, replicas| proto::BatchCreateBlocksRequest { count, replicas };
+        let req = |count, replicas| proto::BatchCreateBlocksRequest { count, replicas, request_id: None };
         assert_eq!(batch_create_blocks(&req(1, 0), 3, None).unwrap(), BatchCreateBlocks { replicas: 3, count: 1 });
         assert_eq!(batch_create_blocks(&req(MAX_BATCH_CREATE, 4), 2, None).unwrap().count, MAX_BATCH_CREATE);
         assert_eq!(refused(batch_create_blocks(&req(0, 2), 2, None)), "count must be 1..=10000, got 0");
@@ -174,7 +208,7 @@ mod tests {
 
     #[test]
     fn a_keyed_batch_needs_one_seq_per_create() {
-        let req = proto::BatchCreateBlocksRequest { count: 3, replicas: 2 };
+        let req = proto::BatchCreateBlocksRequest { count: 3, replicas: 2, request_id: None };
         let id = |seq| Some(RequestId { client: 7, seq });
         assert!(batch_create_blocks(&req, 2, id(u64::MAX - 2)).is_ok());
         assert_eq!(
@@ -203,6 +237,7 @@ mod tests {
             file_count: 3,
             del_size: 100,
             del_file_count: 3,
+            request_id: None,
         };
         assert_eq!(commit_block(ok).unwrap(), ok);
         assert_eq!(

@@ -304,7 +304,10 @@ pub async fn create_blocks(n: &Node, batches: u32, per: u32) -> Vec<u64> {
     let mut c = n.client().await;
     let mut ids = Vec::new();
     for _ in 0..batches {
-        let r = c.batch_create_blocks(proto::BatchCreateBlocksRequest { count: per, replicas: 2 }).await.unwrap();
+        let r = c
+            .batch_create_blocks(proto::BatchCreateBlocksRequest { count: per, replicas: 2, request_id: None })
+            .await
+            .unwrap();
         ids.extend(r.into_inner().blocks.iter().map(|b| b.id));
     }
     ids

@@ -319,7 +319,7 @@ async fn prefill(ch: &Channel, n: u64, replicas: u32, retry_for: Duration) -> Re
     let give_up = Instant::now() + retry_for;
     while (ids.len() as u64) < n {
         let count = (n - ids.len() as u64).min(1000) as u32;
-        match c.batch_create_blocks(proto::BatchCreateBlocksRequest { count, replicas }).await {
+        match c.batch_create_blocks(proto::BatchCreateBlocksRequest { count, replicas, request_id: None }).await {
             Ok(r) => ids.extend(r.into_inner().blocks.iter().map(|b| b.id)),
             Err(s) if Instant::now() < give_up && (retryable(&s) || s.code() == Code::FailedPrecondition) => {
                 tokio::time::sleep(Duration::from_millis(200)).await;

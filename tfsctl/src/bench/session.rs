@@ -74,7 +74,7 @@ impl Sessions {
 
 /// A create on a session.
 pub async fn create(s: &Sessions, slot: usize, replicas: u32) -> Result<proto::CreateBlockReply, Status> {
-    match s.call(slot, Op::Create(proto::CreateBlockRequest { replicas })).await? {
+    match s.call(slot, Op::Create(proto::CreateBlockRequest { replicas, request_id: None })).await? {
         Res::Create(r) => Ok(r),
         other => Err(unexpected(other)),
     }

@@ -287,6 +287,7 @@ fn commit_request(block: u64, version: u32) -> proto::CommitBlockRequest {
         file_count: version,
         del_size: 0,
         del_file_count: 0,
+        request_id: None,
     }
 }
 
@@ -299,13 +300,18 @@ async fn call(c: &mut ClientClient<Channel>, a: &BenchArgs, action: Action) -> R
             done(vec![], r.get_ref().epoch, r.metadata())
         }
         (Op::BatchCreate, _) => {
-            let r =
-                c.batch_create_blocks(proto::BatchCreateBlocksRequest { count: a.batch, replicas: a.replicas }).await?;
+            let r = c
+                .batch_create_blocks(proto::BatchCreateBlocksRequest {
+                    count: a.batch,
+                    replicas: a.replicas,
+                    request_id: None,
+                })
+                .await?;
             let (m, r) = (r.metadata().clone(), r.into_inner());
             done(r.blocks.iter().map(|b| (Kind::Create, b.id, r.epoch, r.seq)).collect(), r.epoch, &m)
         }
         (_, Action::Create) => {
-            let r = c.create_block(proto::CreateBlockRequest { replicas: a.replicas }).await?;
+            let r = c.create_block(proto::CreateBlockRequest { replicas: a.replicas, request_id: None }).await?;
             let (m, r) = (r.metadata().clone(), r.into_inner());
             let id = r.block.map(|b| b.id).unwrap_or(0);
             done(vec![(Kind::Create, id, r.epoch, r.seq)], r.epoch, &m)
