@@ -75,7 +75,9 @@ pub struct BackupSpec {
     #[schemars(length(max = 32))]
     #[x_kube(validation = Rule::new("self.matches('^([0-9]+(ms|s|m|h|d))+$')").message("backup.retention must be a duration such as 7d or 48h"))]
     pub retention: String,
-    /// How long one upload may take before it is retried, such as 10s (default).
+    /// The oldest committed record not yet archived is uploaded within about this long (the open
+    /// segment's tail is archived at least this often), such as 10s (default): with the archive's
+    /// lag, what a total loss can lose.
     #[serde(default = "default_archive_timeout")]
     #[schemars(length(max = 32))]
     #[x_kube(validation = Rule::new("self.matches('^([0-9]+(ms|s|m|h|d))+$')").message("backup.archiveTimeout must be a duration such as 10s"))]
