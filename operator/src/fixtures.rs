@@ -32,4 +32,12 @@ impl ApiServerVerifier {
         );
         body
     }
+
+    /// Fails with `why` (and the request's path) if the operator makes any request within 300 ms.
+    pub async fn expect_nothing(&mut self, why: &str) {
+        let next = tokio::time::timeout(std::time::Duration::from_millis(300), self.0.next_request()).await;
+        if let Ok(r) = next {
+            panic!("{why}: {:?}", r.map(|r| r.0.uri().clone()));
+        }
+    }
 }

@@ -204,12 +204,7 @@ mod api {
         let verifier = tokio::spawn(async move {
             api.expect("GET", "/api/v1/namespaces/ns/services/demo", |_| (200, vip("demo-1", 5))).await;
             // Nothing else: a PATCH here would be the stale write.
-            let next = tokio::time::timeout(Duration::from_millis(300), api.0.next_request()).await;
-            assert!(
-                next.is_err(),
-                "a write for epoch 4 over the VIP of epoch 5: {:?}",
-                next.unwrap().map(|r| r.0.uri().clone())
-            );
+            api.expect_nothing("a write for epoch 4 over the VIP of epoch 5").await;
         });
         ensure_vip(&t, &services, by_name("demo-0"), Epoch(4)).await.unwrap();
         verifier.await.unwrap();
@@ -245,12 +240,7 @@ mod api {
         let verifier = tokio::spawn(async move {
             let pinned = vip_pinned("demo-0", Some("a1"), 5);
             api.expect("GET", "/api/v1/namespaces/ns/services/demo", move |_| (200, pinned.clone())).await;
-            let next = tokio::time::timeout(Duration::from_millis(300), api.0.next_request()).await;
-            assert!(
-                next.is_err(),
-                "the VIP was written again within epoch 5: {:?}",
-                next.unwrap().map(|r| r.0.uri().clone())
-            );
+            api.expect_nothing("the VIP was written again within epoch 5").await;
         });
         let replacement = crate::build::VipTarget { pod: "demo-0", incarnation: Some("c3") };
         ensure_vip(&t, &services, replacement, Epoch(5)).await.unwrap();
@@ -381,8 +371,7 @@ mod api {
             assert_eq!(ev["related"]["name"], "demo-1", "the Event names the instance");
             assert!(ev["note"].as_str().unwrap().contains("demo-1 runs on node node-2, which is Ready"));
             api.expect("PATCH", "/apis/tfs.io/v1alpha1/namespaces/ns/tfsnameservers/demo", |_| (200, it)).await;
-            let next = tokio::time::timeout(Duration::from_millis(300), api.0.next_request()).await;
-            assert!(next.is_err(), "a refused replacement deleted something");
+            api.expect_nothing("a refused replacement deleted something").await;
         });
         let pods_api: Api<Pod> = Api::namespaced(client.clone(), "ns");
         let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client, "ns");
@@ -407,8 +396,7 @@ mod api {
                 let s = api.expect("PATCH", &format!("{pdbs}/demo"), |b| (200, b.clone())).await;
                 assert_eq!(s["spec"]["selector"]["matchExpressions"][0]["values"][0], master);
             }
-            let next = tokio::time::timeout(Duration::from_millis(300), api.0.next_request()).await;
-            assert!(next.is_err(), "budgets applied again for the same master");
+            api.expect_nothing("budgets applied again for the same master").await;
         });
         ensure_pdbs(&t, &ctx, "demo-0").await.unwrap();
         ensure_pdbs(&t, &ctx, "demo-0").await.unwrap();
