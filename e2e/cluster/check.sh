@@ -26,6 +26,14 @@ for n in $(node_names); do
 done
 ok "$NODES node(s) Ready: $(node_names | tr '\n' ' ')"
 
+# 1b. each node's pod bridge keeps its address when ports come and go (see up.sh host_setup)
+for i in $(seq 1 "$NODES"); do
+  br=$(node_bridge "$i")
+  [ "$(cat "/sys/class/net/$br/addr_assign_type" 2>/dev/null)" = 3 ] ||
+    fail "bridge $br has no fixed address: it would change when a pod of node-$i goes, cutting the others off"
+done
+ok "$NODES pod bridge(s) with a fixed address"
+
 # 2. server version
 sv=$(k version -o json 2>/dev/null | jq -r .serverVersion.gitVersion)
 case $sv in v1.36.*) ok "server version $sv" ;; *) fail "server version is '$sv', want v1.36.x" ;; esac

@@ -52,6 +52,7 @@ node_index() {
 node_pod_cidr()    { echo "10.244.$(( $1 - 1 )).0/24"; }
 node_gateway()     { echo "10.244.$(( $1 - 1 )).1"; }
 node_bridge()      { echo "cni$(( $1 - 1 ))"; }
+node_bridge_mac()  { printf '02:74:66:73:00:%02x' "$1"; }   # locally administered, one per node
 node_kubelet_port(){ echo $(( 10250 + 1000 * ($1 - 1) )); }
 node_healthz_port(){ echo $(( 10248 + 1000 * ($1 - 1) )); }
 node_socket()      { echo "$RUNDIR/node-$1/containerd.sock"; }

@@ -90,6 +90,11 @@ host_setup() {
       ip link add "$br" type bridge
       ip link set "$br" mtu "$mtu"
     fi
+    # A bridge whose address was not set takes the lowest address of its ports, and changes it
+    # when that port goes: the pods' cached neighbour entry for the gateway then names an address
+    # no port answers, and a pod of that node is cut off from the host and the other nodes (seen
+    # when the operator's pod of the node was deleted). An address set explicitly stays.
+    [ "$(cat "/sys/class/net/$br/addr_assign_type")" = 3 ] || ip link set "$br" address "$(node_bridge_mac "$i")"
     grep -q " $(node_gateway "$i")/" <<< "$(ip addr show dev "$br")" || ip addr add "$(node_gateway "$i")/24" dev "$br"
     ip link set "$br" up
   done

@@ -70,6 +70,11 @@ impl Namespace {
 
 impl Drop for Namespace {
     fn drop(&mut self) {
+        // TFS_E2E_KEEP=1 keeps every namespace for a look after the run (delete them by hand).
+        if std::env::var_os("TFS_E2E_KEEP").is_some() {
+            eprintln!("TFS_E2E_KEEP: namespace {} kept", self.0);
+            return;
+        }
         let _ = kubectl(&["delete", "tfsns", "--all", "-n", &self.0, "--wait=true", "--timeout=60s"]);
         let _ = kubectl(&["delete", "namespace", &self.0, "--wait=false"]);
     }
@@ -223,14 +228,33 @@ impl Tfs {
             }
             if Instant::now() > deadline {
                 bail!(
-                    "{}/{} not Healthy {replicas}/{replicas} at epoch >= {min_epoch} within {timeout:?}; status {:?}",
+                    "{}/{} not Healthy {replicas}/{replicas} at epoch >= {min_epoch} within {timeout:?}; status {:?}\n{}",
                     self.ns,
                     self.name,
-                    t.status
+                    t.status,
+                    self.diagnostics()
                 );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// What a failed wait prints besides the status: the pods (restarts, node) and the
+    /// namespace's latest events (probe failures, kills), so a failure in CI can be read.
+    pub fn diagnostics(&self) -> String {
+        let pods = kubectl(&["get", "pods", "-n", &self.ns, "-o", "wide"]).unwrap_or_else(|e| e.to_string());
+        let events = kubectl(&[
+            "get",
+            "events",
+            "-n",
+            &self.ns,
+            "--sort-by=.lastTimestamp",
+            "-o",
+            "custom-columns=LAST:.lastTimestamp,COUNT:.count,OBJECT:.involvedObject.name,REASON:.reason,MESSAGE:.message",
+        ])
+        .unwrap_or_else(|e| e.to_string());
+        let last: Vec<&str> = events.lines().rev().take(15).collect();
+        format!("pods:\n{pods}latest events:\n{}", last.into_iter().rev().collect::<Vec<_>>().join("\n"))
     }
 
     /// Waits until the published sync set holds `n` slaves (a failover is then safe).
