@@ -117,7 +117,7 @@ pub async fn placement(t: &Tfs) -> Result<Vec<(String, String)>> {
 /// Makes the master of `t` (spread over the nodes) run on the operator leader's node
 /// (`with_leader`) or on another node, by a planned switchover when it is not already so.
 /// Returns the master, its epoch and its node.
-pub async fn place_master(t: &Tfs, with_leader: bool) -> Result<(String, i32, String)> {
+pub async fn place_master(t: &Tfs, with_leader: bool) -> Result<(String, u64, String)> {
     let placed = placement(t).await?;
     let (_, leader_node) = operator_leader()?;
     let node_of = |pod: &str| placed.iter().find(|(_, p)| p == pod).map(|(n, _)| n.clone()).unwrap_or_default();

@@ -208,11 +208,10 @@ impl Tfs {
         Ok(tfs_operator::lease::LeaseView::of(&self.leases.get(&self.name).await?))
     }
 
-    /// (holder, epoch) from the Lease.
-    pub async fn lease(&self) -> Result<(String, i32)> {
-        let l = self.leases.get(&self.name).await?;
-        let s = l.spec.unwrap_or_default();
-        Ok((s.holder_identity.unwrap_or_default(), s.lease_transitions.unwrap_or(0)))
+    /// (holder, epoch) from the Lease, read as the operator reads it.
+    pub async fn lease(&self) -> Result<(String, u64)> {
+        let v = self.lease_view().await?;
+        Ok((v.holder, v.epoch.0))
     }
 
     /// Waits until the status says Healthy with every instance ready, at an epoch >= `min_epoch`.

@@ -153,13 +153,13 @@ async fn failover_with(scenario: &str, fault: Fault, more_spec: &str) -> Result<
             "the client keeping its connection reached the new master {} ms after the VIP moved",
             k - v
         );
-        ensure!(new_epoch > epoch as u64, "epoch did not move: {epoch} -> {new_epoch}");
+        ensure!(new_epoch > epoch, "epoch did not move: {epoch} -> {new_epoch}");
         if !matches!(fault, Fault::Switchover) {
             ensure!(status.failovers >= 1, "failover not counted in status");
         }
     }
     // No split brain: the old epoch acknowledged nothing after the new one started.
-    let (last_old, first_new) = epoch_windows(&record, epoch as u64, new_epoch);
+    let (last_old, first_new) = epoch_windows(&record, epoch, new_epoch);
     if let (Some(o), Some(n)) = (last_old, first_new) {
         println!(
             "scenario={scenario} last_ack_epoch{epoch}_ms={} first_ack_epoch{new_epoch}_ms={}",
@@ -502,13 +502,13 @@ async fn t6c_lease_deleted_under_load_epochs_only_rise() -> Result<()> {
     w.wait_acked(acked + 1000, Duration::from_secs(60)).await?;
     let record = w.stop();
     let verdict = verify(&vip, &record)?;
-    let (last_old, first_new) = epoch_windows(&record, epoch as u64, new_epoch);
+    let (last_old, first_new) = epoch_windows(&record, epoch, new_epoch);
     println!(
         "scenario=lease-deleted master={master}@{epoch} -> {}@{new_epoch} max_write_gap_s={:.3} last_old={last_old:?} first_new={first_new:?}\n{verdict}",
         status.master.as_deref().unwrap_or("?"),
         outage_ms(&record, fault_ms) as f64 / 1000.0
     );
-    ensure!(new_epoch > epoch as u64, "the epoch did not rise: {epoch} -> {new_epoch}");
+    ensure!(new_epoch > epoch, "the epoch did not rise: {epoch} -> {new_epoch}");
     ensure!(
         status.master.as_deref() == Some(master.as_str()),
         "the lease went to {:?}, not the master {master}",
@@ -518,7 +518,7 @@ async fn t6c_lease_deleted_under_load_epochs_only_rise() -> Result<()> {
     // client after another client got epoch 2's first answer (16 connections, each reply on its
     // own). What must not happen — and `tfsctl verify` checks as split_brain — is epoch 1
     // acknowledging a write sent after epoch 2 had acknowledged one.
-    if let (Some(sent), Some(n)) = (last_sent_at(&record, epoch as u64), first_new) {
+    if let (Some(sent), Some(n)) = (last_sent_at(&record, epoch), first_new) {
         ensure!(
             sent < n,
             "epoch {epoch} acknowledged a write sent at {sent}, after epoch {new_epoch} acknowledged one at {n}"
@@ -718,7 +718,7 @@ async fn node_loss(scenario: &str, with_leader: bool) -> Result<()> {
     let (new_master, new_epoch) = loop {
         let (m, e) = t.lease().await?;
         if e > epoch && m != master {
-            break (m, e as u64);
+            break (m, e);
         }
         ensure!(std::time::Instant::now() < deadline, "no new master within 60 s of losing {lost_node}");
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -751,7 +751,7 @@ async fn node_loss(scenario: &str, with_leader: bool) -> Result<()> {
     // ... and rejoins as a slave of the new master.
     t.wait_healthy(3, new_epoch as i64, Duration::from_secs(180)).await?;
     let (m, e) = t.lease().await?;
-    ensure!(m == new_master && e as u64 == new_epoch, "master moved again after the node came back: {m}@{e}");
+    ensure!(m == new_master && e == new_epoch, "master moved again after the node came back: {m}@{e}");
     // A deposed operator leader starts again in place (execve), not as a restarted container: the
     // kubelet's back-off of repeated restarts would leave no standby for the next failover.
     let after = tfs_e2e::nodes::operator_restarts()?;
@@ -767,7 +767,7 @@ async fn node_loss(scenario: &str, with_leader: bool) -> Result<()> {
         "scenario={scenario} lost={lost_node} master={master}@{epoch} -> {new_master}@{new_epoch} failover_s={failover_s:.3} bound_s={bound_s:.1} max_write_gap_s={:.3} failed_requests={failed}\n{verdict}",
         outage_ms(&record, fault_ms) as f64 / 1000.0
     );
-    let (last_old, first_new) = epoch_windows(&record, epoch as u64, new_epoch);
+    let (last_old, first_new) = epoch_windows(&record, epoch, new_epoch);
     if let (Some(o), Some(n)) = (last_old, first_new) {
         ensure!(o < n, "epoch {epoch} acknowledged a write at {o} after epoch {new_epoch} did at {n}");
     }
