@@ -94,9 +94,32 @@ pub fn read_new_lines(path: &Path, offset: &mut u64) -> Result<String> {
     Ok(buf)
 }
 
+/// Why a trial of `seconds` is slow enough that its logs are worth keeping, if it is: above twice
+/// the median of the `earlier` trials of its kind (once there are three), or, before that, above
+/// `absolute_s` (a bound no healthy trial of any kind comes near).
+pub fn slow_trial(seconds: f64, earlier: &[f64], absolute_s: f64) -> Option<String> {
+    if earlier.len() >= 3 {
+        let mut v = earlier.to_vec();
+        v.sort_by(f64::total_cmp);
+        let median = v[v.len() / 2];
+        return (seconds > 2.0 * median)
+            .then(|| format!("{seconds:.3} s, over twice the median {median:.3} s of the {} earlier", v.len()));
+    }
+    (seconds > absolute_s).then(|| format!("{seconds:.3} s, over {absolute_s:.0} s"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_trial_is_slow_against_its_kinds_median_or_an_absolute_bound() {
+        assert_eq!(slow_trial(9.0, &[5.0, 6.0], 15.0), None);
+        assert!(slow_trial(16.0, &[5.0, 6.0], 15.0).unwrap().contains("over 15 s"));
+        assert_eq!(slow_trial(11.0, &[5.0, 6.0, 5.5, 40.0], 15.0), None);
+        let why = slow_trial(12.5, &[5.0, 6.0, 5.5, 40.0], 15.0).unwrap();
+        assert!(why.contains("median 6.000 s of the 4 earlier"), "{why}");
+    }
 
     #[test]
     fn schedule_interleaves_kinds_round_by_round() {

@@ -15,7 +15,10 @@ pub enum LogFormat {
 /// Installs the global subscriber (logs on stdout, which a container runtime collects).
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let b = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only for a terminal: in a pod, stdout is a file, and escape codes would reach
+    // `kubectl logs` and every log collector as text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi);
     match format {
         LogFormat::Text => b.init(),
         LogFormat::Json => b.json().flatten_event(true).with_current_span(false).init(),

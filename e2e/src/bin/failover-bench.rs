@@ -17,7 +17,7 @@ use tfs_e2e::chaos::faults::{self, Pair};
 use tfs_e2e::chaos::writer::BenchWriter;
 use tfs_e2e::nodes::place_master;
 use tfs_e2e::trials::{self, Kind};
-use tfs_e2e::{LostNode, Namespace, Tfs, client, ensure_operator, kubectl, now_ms, root, verify};
+use tfs_e2e::{LostNode, Namespace, OPERATOR_NS, Tfs, client, ensure_operator, kubectl, now_ms, root, verify};
 
 const NAME: &str = "demo";
 
@@ -39,6 +39,11 @@ struct Cli {
     /// Where to write the JSON report.
     #[arg(long)]
     out: PathBuf,
+    /// Keep the logs of a trial slower than this (seconds) while fewer than three trials of its
+    /// kind came before it; from then on, of a trial over twice their median. Default: three
+    /// lease durations.
+    #[arg(long)]
+    slow_over: Option<f64>,
     /// How long the pair may take to heal after a trial.
     #[arg(long, default_value = "240s", value_parser = humantime::parse_duration)]
     converge_timeout: Duration,
@@ -51,6 +56,72 @@ struct Trial {
     retries: u64,
     from: String,
     to: String,
+    /// Where the logs of a slow trial were kept (see [`keep_logs`]).
+    logs: Option<PathBuf>,
+}
+
+/// Keeps what tells why a trial was slow, into `dir`: the namespace's events, the pods and nodes
+/// as they are now, and the logs of the operators and of the instances since a few seconds
+/// before the fault (`--timestamps`, each line prefixed with its pod and container). A log that
+/// cannot be read is noted in its file, never fatal: the run goes on.
+fn keep_logs(dir: &std::path::Path, ns: &str, since_s: u64, why: &str) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let get = |args: &[&str]| kubectl(args).unwrap_or_else(|e| format!("kubectl {}: {e}\n", args.join(" ")));
+    let since = format!("--since={since_s}s");
+    let files = [
+        ("why.txt", format!("{why}\n")),
+        ("events.txt", get(&["get", "events", "-n", ns, "--sort-by=.lastTimestamp", "-o", "wide"])),
+        (
+            "pods.txt",
+            get(&["get", "pods", "-n", ns, "-o", "wide"]) + &get(&["get", "pods", "-n", OPERATOR_NS, "-o", "wide"]),
+        ),
+        ("nodes.txt", get(&["get", "nodes", "-o", "wide"])),
+        (
+            "operator.log",
+            get(&[
+                "logs",
+                "-n",
+                OPERATOR_NS,
+                "-l",
+                "app.kubernetes.io/name=tfs-operator",
+                "--all-containers",
+                "--prefix",
+                "--timestamps",
+                "--tail=-1",
+                &since,
+            ]),
+        ),
+        (
+            "instances.log",
+            get(&[
+                "logs",
+                "-n",
+                ns,
+                "-l",
+                "app.kubernetes.io/name=tfs-nameserver",
+                "--all-containers",
+                "--prefix",
+                "--timestamps",
+                "--tail=-1",
+                &since,
+            ]),
+        ),
+    ];
+    // A killed nameserver was restarted: what it said before is its container's previous log
+    // (asked pod by pod: a pod without one would fail the whole request).
+    let pods = kubectl(&["get", "pods", "-n", ns, "-l", "app.kubernetes.io/name=tfs-nameserver", "-o", "name"])
+        .unwrap_or_default();
+    let previous: String = pods
+        .split_whitespace()
+        .map(|pod| {
+            let args = ["logs", "-n", ns, pod, "-c", "nameserver", "--previous", "--timestamps", "--tail=-1", &since];
+            format!("== {pod} (previous nameserver container)\n{}", get(&args))
+        })
+        .collect();
+    for (name, text) in files.into_iter().chain([("instances-previous.log", previous)]) {
+        std::fs::write(dir.join(name), text)?;
+    }
+    Ok(())
 }
 
 fn say(start: Instant, msg: impl AsRef<str>) {
@@ -102,6 +173,7 @@ async fn main() -> Result<()> {
     t.wait_healthy(replicas, 1, Duration::from_secs(180)).await?;
     t.wait_sync_set(replicas - 1, Duration::from_secs(60)).await?;
     let spec = t.get().await?.spec;
+    let slow_over = cli.slow_over.unwrap_or(3.0 * spec.lease.duration_seconds as f64);
     let vip = t.vip().await?;
     let rate = cli.rate.to_string();
     let mut writers = vec![BenchWriter::start(
@@ -144,15 +216,29 @@ async fn main() -> Result<()> {
         let healed = converge(&t, replicas, &mut writers, cli.converge_timeout, 100).await?;
         tokio::time::sleep(Duration::from_millis(400)).await; // one more progress line
         let now = counters(&writers[0]);
-        let trial = Trial {
+        let mut trial = Trial {
             kind,
             seconds: (first - fault_ms) as f64 / 1000.0,
             failed: now.0 - base.0,
             retries: now.1 - base.1,
             from: format!("{}@{}", p.master, p.epoch),
             to: format!("{}@{}", healed.master, healed.epoch),
+            logs: None,
         };
         base = now;
+        // A slow trial's logs are kept now, while its pods and their logs are still there.
+        let earlier: Vec<f64> = done.iter().filter(|t| t.kind == kind).map(|t| t.seconds).collect();
+        if let Some(why) = trials::slow_trial(trial.seconds, &earlier, slow_over) {
+            let keep = dir.join(format!("slow-trial-{}-{}", i + 1, kind.name()));
+            let since_s = (now_ms().saturating_sub(fault_ms)) / 1000 + 10;
+            match keep_logs(&keep, &ns.0, since_s, &why) {
+                Ok(()) => {
+                    say(start, format!("trial {:>2} is slow ({why}): its logs are in {}", i + 1, keep.display()));
+                    trial.logs = Some(keep);
+                }
+                Err(e) => say(start, format!("trial {:>2} is slow ({why}); its logs could not be kept: {e}", i + 1)),
+            }
+        }
         say(
             start,
             format!(
@@ -186,6 +272,7 @@ async fn main() -> Result<()> {
         "trials": done.iter().enumerate().map(|(i, t)| serde_json::json!({
             "kind": t.kind.name(), "trial": i + 1, "seconds": t.seconds, "failed_requests": t.failed,
             "retries": t.retries, "from": t.from, "to": t.to,
+            "logs": t.logs.as_ref().map(|p| p.display().to_string()),
         })).collect::<Vec<_>>(),
     });
     std::fs::write(&cli.out, serde_json::to_string_pretty(&report)? + "\n")?;
