@@ -1028,6 +1028,22 @@ async fn tb_tls_everywhere_and_a_failover_under_it() -> Result<()> {
     for s in ["demo-ca", "demo-0-tls", "demo-1-tls", "demo-client"] {
         ensure!(secrets.contains(&format!("secret/{s}")), "no Secret {s}: {secrets}");
     }
+    // The VIP's certificate names the VIP's address from the first issue (the Service is made
+    // before the certificates), so nothing is issued again at the first repair or by a new leader.
+    let vip_ip: std::net::IpAddr = t.vip().await?.split(':').next().unwrap_or_default().parse()?;
+    for pod in ["demo-0", "demo-1"] {
+        let pem = kubectl(&[
+            "get",
+            "secret",
+            &format!("{pod}-tls"),
+            "-n",
+            &ns.0,
+            "-o",
+            "go-template={{index .data \"vip.crt\" | base64decode}}",
+        ])?;
+        let issued = tfs_operator::pki::read(&pem)?;
+        ensure!(issued.ips.contains(&vip_ip), "{pod}'s VIP certificate names {:?}, not the VIP {vip_ip}", issued.ips);
+    }
     // Pod Security: the namespace enforces restricted (the pods above were admitted), and the
     // operator's pods would pass it too (a server-side dry run lists the pods that would not).
     let enforce =

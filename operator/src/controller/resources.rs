@@ -98,9 +98,19 @@ pub(super) async fn issue_with_cert_manager(
     Ok(())
 }
 
-/// The VIP Service's cluster IP, which the certificates name (none before the Service exists).
+/// The VIP Service's cluster IP, which the certificates name. The Service is made first if it is
+/// missing, selecting no pod (the promotion points it at the master, `ensure_vip`): certificates
+/// issued before it existed would lack its IP, and be issued again at the next repair — or at once
+/// by a new operator leader, in the middle of the failover it came for.
 async fn vip_ip(t: &TfsNameserver, services: &Api<Service>) -> Result<Option<std::net::IpAddr>> {
-    let vip = services.get_opt(&names::vip(&t.name_any())).await?;
+    let name = names::vip(&t.name_any());
+    let vip = match services.get_opt(&name).await? {
+        Some(s) => Some(s),
+        None => {
+            create_missing(services, &build::vip_service(t, None)).await?;
+            services.get_opt(&name).await?
+        }
+    };
     Ok(vip.and_then(|s| s.spec?.cluster_ip?.parse().ok()))
 }
 
