@@ -102,6 +102,11 @@ pub(super) async fn issue_with_cert_manager(
 /// missing, selecting no pod (the promotion points it at the master, `ensure_vip`): certificates
 /// issued before it existed would lack its IP, and be issued again at the next repair — or at once
 /// by a new operator leader, in the middle of the failover it came for.
+///
+/// Invariant (the VIP moves only forward in epochs, master.rs `ensure_vip`): this creation never
+/// moves the VIP. It happens only while no VIP exists (a 409 leaves the existing one alone), and
+/// what it makes selects no pod and serves no epoch, so `ensure_vip` points it at the master of
+/// any epoch (build tests: `vip_service(t, None)` selects `NO_MASTER`).
 async fn vip_ip(t: &TfsNameserver, services: &Api<Service>) -> Result<Option<std::net::IpAddr>> {
     let name = names::vip(&t.name_any());
     let vip = match services.get_opt(&name).await? {
