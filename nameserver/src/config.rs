@@ -40,6 +40,10 @@ pub struct EngineConfig {
     /// Most records (as requests estimate them) grouped under one fdatasync: bounds how long the
     /// writer holds the state's lock, so reads and Status keep answering under any load.
     pub max_group_records: u64,
+    /// A group commit waits this long for more writes to join it while at least `commit_siblings`
+    /// records of admitted writes are in flight (engine/writer.rs); zero: never.
+    pub commit_delay: Duration,
+    pub commit_siblings: u32,
     /// Most records of admitted writes not yet answered (queued, being logged, or waiting for
     /// their commit). A write beyond it is refused at once (RESOURCE_EXHAUSTED), never queued.
     pub max_inflight_records: u32,
@@ -77,6 +81,8 @@ impl EngineConfig {
             block_size_estimate: 64 << 20,
             max_batch: 4096,
             max_group_records: 16 * 1024,
+            commit_delay: Duration::from_micros(200),
+            commit_siblings: 64,
             max_inflight_records: 64 * 1024,
             max_replicate_tasks: 8,
             min_free_bytes: 64 << 20,

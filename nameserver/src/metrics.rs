@@ -156,6 +156,7 @@ pub struct Metrics {
     pub recovery_seconds: Gauge<f64, AtomicU64>,
     pub overloaded: Counter,
     pub abandoned: Counter,
+    pub commit_delays: Counter,
     pub repl_refused: Family<Reason, Counter>,
     pub client_handshakes_failed: Counter,
     pub sync_set_size: Gauge,
@@ -215,6 +216,12 @@ impl Metrics {
             "writes_abandoned",
             "writes skipped by the writer because their caller had gone (cancelled, timed out)",
             abandoned.clone(),
+        );
+        let commit_delays = Counter::default();
+        registry.register(
+            "oplog_commit_delays",
+            "group commits that waited --commit-delay for more writes to join (at least --commit-siblings in flight)",
+            commit_delays.clone(),
         );
         let repl_refused = Family::<Reason, Counter>::default();
         registry.register(
@@ -276,6 +283,7 @@ impl Metrics {
             recovery_seconds,
             overloaded,
             abandoned,
+            commit_delays,
             repl_refused,
             client_handshakes_failed,
             sync_set_size,

@@ -14,6 +14,13 @@ use tfs_nameserver::server::{Listen, serve::serve};
 use tfs_nameserver::tls::{ClientAuth, Tls, TlsSettings};
 use tracing::info;
 
+// mimalloc, not glibc's malloc: a create's buffers are allocated on a runtime worker and freed on
+// the writer thread (or the other way round), which glibc pays for in arena locks and
+// consolidation. Measured on loopback (creates at c = 256, master + sync slave): the master's CPU
+// per create from about 45 to about 36 µs, the echo's unchanged.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Mode {
     Sync,
@@ -109,6 +116,15 @@ struct Args {
     /// Records grouped under one fdatasync at most (bounds how long a group holds the state).
     #[arg(long, default_value_t = 16 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
     max_group_records: u64,
+    /// Under load (at least --commit-siblings records of writes in flight), a group commit waits
+    /// this long for more writes to join it: fewer fdatasyncs, shipments and acks for the same
+    /// writes, at the price of this much latency; 0 = never wait.
+    #[arg(long, default_value = "200us", value_parser = humantime::parse_duration, env = "TFS_COMMIT_DELAY")]
+    commit_delay: std::time::Duration,
+    /// Records of admitted writes in flight from which --commit-delay applies (below it, a write
+    /// is committed as soon as the writer is free).
+    #[arg(long, default_value_t = 64, env = "TFS_COMMIT_SIBLINGS")]
+    commit_siblings: u32,
     /// A master closes its client connections this often (GOAWAY; clients dial again through the
     /// VIP), so long-lived connections spread again; 0 = never. Nodes that are not a writable
     /// master close theirs at once on a role change, and every 2 s while it lasts.
@@ -196,6 +212,8 @@ fn main() -> anyhow::Result<()> {
     cfg.min_free_bytes = args.min_free_bytes;
     cfg.max_replicate_tasks = args.max_replicate_tasks as usize;
     cfg.max_group_records = args.max_group_records;
+    cfg.commit_delay = args.commit_delay;
+    cfg.commit_siblings = args.commit_siblings;
     cfg.compact_ratio = args.compact_ratio;
     cfg.max_compact_tasks = args.max_compact_tasks as usize;
     cfg.balance_threshold = args.balance_threshold;

@@ -111,6 +111,13 @@ pub(crate) struct Shared {
     _lock: std::fs::File,
 }
 
+impl Shared {
+    /// Records of admitted writes not yet answered.
+    fn inflight_records(&self) -> usize {
+        self.cfg.max_inflight_records as usize - self.admission.available_permits()
+    }
+}
+
 /// What planning keeps between rounds on this node (not logged: see crate::planning).
 #[derive(Debug, Default)]
 pub struct Planner {
@@ -215,7 +222,7 @@ impl Engine {
         // A write larger than the whole budget still runs, alone.
         self.shared.admission.try_acquire_many(records.min(limit)).map_err(|_| {
             self.shared.metrics.overloaded.inc();
-            let busy = limit as usize - self.shared.admission.available_permits();
+            let busy = self.shared.inflight_records();
             WriteError::Overloaded {
                 reason: format!(
                     "nameserver busy: {busy} records of admitted writes in flight (limit {limit}); this write of \
