@@ -39,7 +39,7 @@ pub use targets::{
     RESTORE_BLOCKS, RESTORE_GOAL_S, RESTORE_LOG_RECORDS, SWITCHOVER_P50_GOAL_S, TLS_RATIO_GOAL, Target, Verdict,
     WRITE_RATIO_GOAL, archive_cost_met, archive_lag_met, restore_at_scale, restore_met,
 };
-use targets::{failover_targets, tls_target, writes_target};
+use targets::{failover_targets, session_targets, tls_target, writes_target};
 
 /// Everything the summary says.
 #[derive(Debug, Clone, Default)]
@@ -79,6 +79,7 @@ impl Summary {
             None => s.notes.push("no `backup` section: no archive cost, archive lag or restore time".into()),
         }
         s.targets.push(writes_target(results.writes.as_ref()));
+        s.targets.extend(session_targets(results.writes.as_ref()));
         s.targets.extend(failover_targets(results.failover.as_ref()));
         s.targets.push(tls_target(results.tls_cost.as_ref()));
         s
