@@ -69,3 +69,21 @@ async fn below_the_siblings_nothing_waits() {
     assert!(took < DELAY, "two creates took {took:?}: a group commit waited below --commit-siblings");
     assert_eq!(shared_commits(&a), before, "a group commit served both creates: the first waited for the second");
 }
+
+/// The delay comes before the mastership check: a mastership that lapses while the writer waits
+/// refuses the write, and nothing is logged.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mastership_that_lapses_during_the_delay_refuses_the_write() {
+    let root = tempfile::tempdir().unwrap();
+    let mut a = Node::new("a", root.path(), &["--commit-delay", "3s", "--commit-siblings", "1"]);
+    a.start_ready().await;
+    a.assume(proto::Role::Master, 1, "", Duration::from_secs(1)).await.unwrap();
+    a.dataservers(3).await;
+    let before = a.status().await;
+    let mut c = a.client().await;
+    let r = c.create_block(proto::CreateBlockRequest { replicas: 0, request_id: None }).await;
+    assert!(r.is_err(), "a create was acknowledged after the mastership lapsed during the delay: {r:?}");
+    let after = a.status().await;
+    assert_eq!(after.block_count, before.block_count, "a block was logged after the mastership lapsed");
+    assert_eq!(after.applied_seq, before.applied_seq, "records were logged after the mastership lapsed");
+}

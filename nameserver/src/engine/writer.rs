@@ -142,18 +142,22 @@ impl Writer {
     }
 
     /// Whether to wait `commit_delay` before this group commit so that more writes join it
-    /// (PostgreSQL's commit_delay and commit_siblings): only a batch of clients' writes, with room
-    /// left, while at least `commit_siblings` records of admitted writes are in flight. Then the
-    /// writes keep coming (the wait is shorter than their round trip) and one fdatasync, one
-    /// shipment to the slaves and one ack serve more of them; at low concurrency nothing waits.
-    /// Safety does not depend on it: the wait comes before the mastership check and the append.
+    /// (PostgreSQL's commit_delay and commit_siblings): only a batch of writes (no role change,
+    /// slave append or checkpoint waits behind it), with room left, while at least
+    /// `commit_siblings` records of admitted writes are in flight. Then the writes keep coming
+    /// (the wait is shorter than their round trip) and one fdatasync, one shipment to the slaves
+    /// and one ack serve more of them; at low concurrency nothing waits.
+    ///
+    /// Invariant: the wait comes before `writes` checks the mastership (at the time it runs) and
+    /// appends, so a mastership that lapses during the wait refuses the batch
+    /// (`a_mastership_that_lapses_during_the_delay_refuses_the_write`).
     fn delay_commit(&self, batch: &[Command], records: u64) -> bool {
         let cfg = &self.shared.cfg;
         !cfg.commit_delay.is_zero()
             && batch.len() < cfg.max_batch
             && records < cfg.max_group_records
-            && batch.iter().all(|c| matches!(c, Command::Write(..)))
             && self.shared.inflight_records() >= cfg.commit_siblings as usize
+            && batch.iter().all(|c| matches!(c, Command::Write(..)))
     }
 
     fn run(&mut self, batch: &mut Vec<Command>) {
