@@ -48,6 +48,9 @@ pub mod chaos;
 /// The local cluster's provisioner of node-local volumes (a host process of `make cluster`).
 pub mod local_volumes;
 
+/// What is kept when a scenario fails or a trial is slow: events, pods, nodes, logs.
+pub mod evidence;
+
 /// Failover-time trials (`make bench`): the schedule and the parsing of records and bench logs.
 pub mod trials;
 

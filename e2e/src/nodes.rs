@@ -41,14 +41,18 @@ pub struct LostNode {
 }
 
 fn cluster_script(script: &str, node: &str) -> Result<String> {
+    cluster_script_args(script, &[node])
+}
+
+fn cluster_script_args(script: &str, args: &[&str]) -> Result<String> {
     let out = Command::new(root().join("e2e/cluster").join(script))
-        .arg(node)
+        .args(args)
         .env("ROOT", root())
         .env("E2E", root().join(".e2e"))
         .output()?;
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     if !out.status.success() {
-        bail!("{script} {node} failed: {text}");
+        bail!("{script} {} failed: {text}", args.join(" "));
     }
     Ok(text)
 }
@@ -73,6 +77,37 @@ impl Drop for LostNode {
             && let Err(e) = cluster_script("node-up.sh", &self.node)
         {
             eprintln!("could not bring {} back: {e:#}", self.node);
+        }
+    }
+}
+
+/// The API server's answers to one pod withheld (`api-answers.sh`): its requests are still
+/// applied, their answers arrive only once [`WithheldAnswers::deliver`]ed (dropped without it, they
+/// are delivered anyway, so a failed test leaves the cluster whole).
+pub struct WithheldAnswers {
+    ip: String,
+    delivered: bool,
+}
+
+impl WithheldAnswers {
+    pub fn to(pod_ip: &str) -> Result<WithheldAnswers> {
+        print!("{}", cluster_script_args("api-answers.sh", &["withhold", pod_ip])?);
+        Ok(WithheldAnswers { ip: pod_ip.to_string(), delivered: false })
+    }
+
+    pub fn deliver(mut self) -> Result<()> {
+        self.delivered = true;
+        print!("{}", cluster_script_args("api-answers.sh", &["deliver", &self.ip])?);
+        Ok(())
+    }
+}
+
+impl Drop for WithheldAnswers {
+    fn drop(&mut self) {
+        if !self.delivered
+            && let Err(e) = cluster_script_args("api-answers.sh", &["deliver", &self.ip])
+        {
+            eprintln!("could not deliver the API server's answers to {} again: {e:#}", self.ip);
         }
     }
 }

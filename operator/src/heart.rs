@@ -11,7 +11,9 @@
 //! renew that the API server accepted — the grant carries that end as an instant of CLOCK_BOOTTIME,
 //! which the nameserver shares, so no pause between the renew and the grant's arrival extends it —
 //! and releases the Lease only when its nameserver cannot be accepting writes (dead, restarted
-//! below its epoch, or drained; after a grant that may still be pending, once it has ended).
+//! below its epoch, or drained; after a grant that may still be pending, once it has ended), and
+//! only while it holds it (a renew answered after its grant would have ended grants nothing: the
+//! Lease may have gone to another master meanwhile).
 //!
 //! Event-driven: the heart acts at once, not at its next tick, on the two events of a crash
 //! failover — its nameserver's death (a connection it holds open on the admin port closes: the
@@ -260,8 +262,22 @@ impl Heart {
         self.metrics.renew_seconds.observe(start.elapsed().as_secs_f64());
         replaced?;
         self.metrics.renews.inc();
-        self.last_renew = Some(start);
         let valid = self.cfg.renew_deadline.saturating_sub(start.elapsed());
+        if valid.as_millis() == 0 {
+            // Answered after the grant it allows would have ended (a partition that healed, a
+            // pause): nothing to grant, and the Lease may have gone to another holder meanwhile —
+            // the operator judged it unrenewed since this write. The next look reads it afresh.
+            self.lease.forget();
+            self.last_renew = None;
+            warn!(
+                took_ms = start.elapsed().as_millis() as u64,
+                renew_deadline_ms = self.cfg.renew_deadline.as_millis() as u64,
+                %epoch,
+                "renew answered after the renew deadline: no mastership granted; the Lease is read again"
+            );
+            return Ok(());
+        }
+        self.last_renew = Some(start);
         let until = boot_start + self.cfg.renew_deadline;
         self.granted_until = Some(self.granted_until.map_or(until, |g| g.max(until)));
         if let Err(e) =
@@ -276,8 +292,15 @@ impl Heart {
         Ok(())
     }
 
+    /// Releases the Lease if this pod holds it (as `l` shows it; the write is conditioned on
+    /// `l`'s version): a Lease another holder took is left alone (lease.rs, "only the holder
+    /// releases").
     async fn release(&mut self, l: &Lease, why: &str) -> anyhow::Result<()> {
-        let nl = lease::release(l, &self.cfg.pod, why);
+        let Some(nl) = lease::release(l, &self.cfg.pod, why) else {
+            let lv = LeaseView::of(l);
+            info!(holder = %lv.holder, epoch = %lv.epoch, reason = why, "not releasing: the lease is not ours");
+            return Ok(());
+        };
         self.replace(&nl).await?;
         self.last_renew = None;
         warn!(reason = why, "lease released");

@@ -159,13 +159,23 @@ pub fn renew(
 }
 
 /// The holder `by` releases the Lease, saying why: the epoch stays, so the next holder's is above.
-pub fn release(l: &Lease, by: &str, why: &str) -> Lease {
+/// None when `by` does not hold it.
+///
+/// Invariant (only the holder releases): `released_by` names the master of the Lease's epoch, and
+/// failover.rs trusts it as the one instance that holds every write acknowledged at that epoch
+/// (the old master, always safe to give the Lease back to). A release by anyone else — a heart
+/// acting on a renew answered after another holder took the Lease — would hand the mastership
+/// to a node missing the newer master's writes.
+pub fn release(l: &Lease, by: &str, why: &str) -> Option<Lease> {
+    if LeaseView::of(l).holder != by {
+        return None;
+    }
     let mut l = l.clone();
     l.spec.get_or_insert_default().holder_identity = None;
     let ann = l.metadata.annotations.get_or_insert_default();
     ann.insert(ANN_RELEASED_BY.into(), by.into());
     ann.insert(ANN_RELEASE_REASON.into(), why.into());
-    l
+    Some(l)
 }
 
 /// Asks the master's heart to hand the Lease to `target` (a refusal of an earlier request goes).

@@ -15,9 +15,10 @@ use clap::Parser;
 use tfs_e2e::chaos::converge::converge;
 use tfs_e2e::chaos::faults::{self, Pair};
 use tfs_e2e::chaos::writer::BenchWriter;
+use tfs_e2e::evidence;
 use tfs_e2e::nodes::place_master;
 use tfs_e2e::trials::{self, Kind};
-use tfs_e2e::{LostNode, Namespace, OPERATOR_NS, Tfs, client, ensure_operator, kubectl, now_ms, root, verify};
+use tfs_e2e::{LostNode, Namespace, Tfs, client, ensure_operator, kubectl, now_ms, root, verify};
 
 const NAME: &str = "demo";
 
@@ -56,72 +57,8 @@ struct Trial {
     retries: u64,
     from: String,
     to: String,
-    /// Where the logs of a slow trial were kept (see [`keep_logs`]).
+    /// Where the logs of a slow trial were kept (see [`evidence::keep`]).
     logs: Option<PathBuf>,
-}
-
-/// Keeps what tells why a trial was slow, into `dir`: the namespace's events, the pods and nodes
-/// as they are now, and the logs of the operators and of the instances since a few seconds
-/// before the fault (`--timestamps`, each line prefixed with its pod and container). A log that
-/// cannot be read is noted in its file, never fatal: the run goes on.
-fn keep_logs(dir: &std::path::Path, ns: &str, since_s: u64, why: &str) -> Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let get = |args: &[&str]| kubectl(args).unwrap_or_else(|e| format!("kubectl {}: {e}\n", args.join(" ")));
-    let since = format!("--since={since_s}s");
-    let files = [
-        ("why.txt", format!("{why}\n")),
-        ("events.txt", get(&["get", "events", "-n", ns, "--sort-by=.lastTimestamp", "-o", "wide"])),
-        (
-            "pods.txt",
-            get(&["get", "pods", "-n", ns, "-o", "wide"]) + &get(&["get", "pods", "-n", OPERATOR_NS, "-o", "wide"]),
-        ),
-        ("nodes.txt", get(&["get", "nodes", "-o", "wide"])),
-        (
-            "operator.log",
-            get(&[
-                "logs",
-                "-n",
-                OPERATOR_NS,
-                "-l",
-                "app.kubernetes.io/name=tfs-operator",
-                "--all-containers",
-                "--prefix",
-                "--timestamps",
-                "--tail=-1",
-                &since,
-            ]),
-        ),
-        (
-            "instances.log",
-            get(&[
-                "logs",
-                "-n",
-                ns,
-                "-l",
-                "app.kubernetes.io/name=tfs-nameserver",
-                "--all-containers",
-                "--prefix",
-                "--timestamps",
-                "--tail=-1",
-                &since,
-            ]),
-        ),
-    ];
-    // A killed nameserver was restarted: what it said before is its container's previous log
-    // (asked pod by pod: a pod without one would fail the whole request).
-    let pods = kubectl(&["get", "pods", "-n", ns, "-l", "app.kubernetes.io/name=tfs-nameserver", "-o", "name"])
-        .unwrap_or_default();
-    let previous: String = pods
-        .split_whitespace()
-        .map(|pod| {
-            let args = ["logs", "-n", ns, pod, "-c", "nameserver", "--previous", "--timestamps", "--tail=-1", &since];
-            format!("== {pod} (previous nameserver container)\n{}", get(&args))
-        })
-        .collect();
-    for (name, text) in files.into_iter().chain([("instances-previous.log", previous)]) {
-        std::fs::write(dir.join(name), text)?;
-    }
-    Ok(())
 }
 
 fn say(start: Instant, msg: impl AsRef<str>) {
@@ -231,7 +168,7 @@ async fn main() -> Result<()> {
         if let Some(why) = trials::slow_trial(trial.seconds, &earlier, slow_over) {
             let keep = dir.join(format!("slow-trial-{}-{}", i + 1, kind.name()));
             let since_s = (now_ms().saturating_sub(fault_ms)) / 1000 + 10;
-            match keep_logs(&keep, &ns.0, since_s, &why) {
+            match evidence::keep(&keep, &ns.0, since_s, &why) {
                 Ok(()) => {
                     say(start, format!("trial {:>2} is slow ({why}): its logs are in {}", i + 1, keep.display()));
                     trial.logs = Some(keep);

@@ -106,13 +106,19 @@ fn a_renewal_before_the_nameserver_is_master_publishes_nothing_and_keeps_a_reque
 
 #[test]
 fn a_release_empties_the_holder_keeps_the_epoch_and_says_why() {
-    let l = release(&held(Some("demo-0"), 3), "demo-0", "nameserver down: connection refused");
+    let l = release(&held(Some("demo-0"), 3), "demo-0", "nameserver down: connection refused").unwrap();
     let v = LeaseView::of(&l);
     assert!(v.released());
     assert_eq!(v.epoch, Epoch(3), "the next holder's epoch is above this one");
     assert_eq!(v.resource_version, "42", "written conditioned on the version decided on");
     assert_eq!(v.released_by.as_deref(), Some("demo-0"));
     assert_eq!(v.release_reason.as_deref(), Some("nameserver down: connection refused"));
+}
+
+#[test]
+fn only_the_holder_releases() {
+    assert!(release(&held(Some("demo-1"), 3), "demo-0", "nameserver refused mastership").is_none(), "another's");
+    assert!(release(&held(None, 3), "demo-0", "nameserver down").is_none(), "already released");
 }
 
 #[test]
