@@ -150,14 +150,30 @@ pub fn decide(i: &Input<'_>) -> Decision {
     let why = match (&reason, i.mode) {
         (Reason::Initial, _) => "no instance is ready yet".to_string(),
         (_, ReplicationMode::Sync) => format!(
-            "no ready instance is safe to promote: published sync set [{}], old master {} not ready",
+            "no ready instance is safe to promote: published sync set [{}], old master {} not ready ({})",
             l.sync_set.join(", "),
-            old.as_deref().unwrap_or("unknown")
+            old.as_deref().unwrap_or("unknown"),
+            unusable(i.instances, l.sync_set.iter().chain(old.as_ref()))
         ),
         (_, ReplicationMode::Async) => "no ready instance".to_string(),
     };
     debug_assert!(!matches!(reason, Reason::LeaseLost { .. }), "handled above");
     Decision::Blocked { why, reason }
+}
+
+/// Why each of `pods` cannot be promoted now (its pod not Ready, its Status unanswered), so that
+/// a blocked failover says what it waits for.
+fn unusable<'a>(instances: &[Instance], pods: impl Iterator<Item = &'a String>) -> String {
+    let why = |pod: &String| match instances.iter().find(|x| &x.pod == pod) {
+        None => format!("{pod}: no pod"),
+        Some(x) => match (x.ready, x.status.is_some()) {
+            (false, false) => format!("{pod}: pod not Ready, Status unanswered"),
+            (false, true) => format!("{pod}: pod not Ready"),
+            (true, false) => format!("{pod}: Status unanswered"),
+            (true, true) => format!("{pod}: usable"),
+        },
+    };
+    pods.map(why).collect::<Vec<_>>().join("; ")
 }
 
 /// The first master of a restored resource: its restored instance alone, once it serves Status,
@@ -254,6 +270,18 @@ mod tests {
             d,
             Decision::Promote { pod: "d-1".into(), reason: Reason::Expired { holder: "d-0".into() }, epoch: Epoch(4) }
         );
+    }
+
+    #[test]
+    fn a_blocked_failover_says_why_each_candidate_waits() {
+        let xs = [inst("d-0", 0, false, None), inst("d-1", 1, false, Some(100)), inst("d-2", 2, true, None)];
+        match run(&lease("d-0", 2, &["d-1", "d-2"]), 6, &xs, ReplicationMode::Sync) {
+            Decision::Blocked { why, .. } => assert!(
+                why.ends_with("(d-1: pod not Ready; d-2: Status unanswered; d-0: pod not Ready, Status unanswered)"),
+                "{why}"
+            ),
+            d => panic!("{d:?}"),
+        }
     }
 
     #[test]
