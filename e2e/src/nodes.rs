@@ -40,11 +40,8 @@ pub struct LostNode {
     back: bool,
 }
 
-fn cluster_script(script: &str, node: &str) -> Result<String> {
-    cluster_script_args(script, &[node])
-}
-
-fn cluster_script_args(script: &str, args: &[&str]) -> Result<String> {
+/// Runs one of the local cluster's scripts (e2e/cluster/) with `args`; its output, or why it failed.
+fn cluster_script(script: &str, args: &[&str]) -> Result<String> {
     let out = Command::new(root().join("e2e/cluster").join(script))
         .args(args)
         .env("ROOT", root())
@@ -59,14 +56,14 @@ fn cluster_script_args(script: &str, args: &[&str]) -> Result<String> {
 
 impl LostNode {
     pub fn lose(node: &str) -> Result<LostNode> {
-        print!("{}", cluster_script("node-down.sh", node)?);
+        print!("{}", cluster_script("node-down.sh", &[node])?);
         Ok(LostNode { node: node.to_string(), back: false })
     }
 
     /// Brings the node back and waits until it is Ready again.
     pub fn back(mut self) -> Result<()> {
         self.back = true;
-        print!("{}", cluster_script("node-up.sh", &self.node)?);
+        print!("{}", cluster_script("node-up.sh", &[&self.node])?);
         Ok(())
     }
 }
@@ -74,7 +71,7 @@ impl LostNode {
 impl Drop for LostNode {
     fn drop(&mut self) {
         if !self.back
-            && let Err(e) = cluster_script("node-up.sh", &self.node)
+            && let Err(e) = cluster_script("node-up.sh", &[&self.node])
         {
             eprintln!("could not bring {} back: {e:#}", self.node);
         }
@@ -91,13 +88,13 @@ pub struct WithheldAnswers {
 
 impl WithheldAnswers {
     pub fn to(pod_ip: &str) -> Result<WithheldAnswers> {
-        print!("{}", cluster_script_args("api-answers.sh", &["withhold", pod_ip])?);
+        print!("{}", cluster_script("api-answers.sh", &["withhold", pod_ip])?);
         Ok(WithheldAnswers { ip: pod_ip.to_string(), delivered: false })
     }
 
     pub fn deliver(mut self) -> Result<()> {
         self.delivered = true;
-        print!("{}", cluster_script_args("api-answers.sh", &["deliver", &self.ip])?);
+        print!("{}", cluster_script("api-answers.sh", &["deliver", &self.ip])?);
         Ok(())
     }
 }
@@ -105,7 +102,7 @@ impl WithheldAnswers {
 impl Drop for WithheldAnswers {
     fn drop(&mut self) {
         if !self.delivered
-            && let Err(e) = cluster_script_args("api-answers.sh", &["deliver", &self.ip])
+            && let Err(e) = cluster_script("api-answers.sh", &["deliver", &self.ip])
         {
             eprintln!("could not deliver the API server's answers to {} again: {e:#}", self.ip);
         }
