@@ -8,6 +8,8 @@
 #   BENCH_NODELOSS_TRIALS=10          trials of each node-loss kind
 #   BENCH_RESULTS, BENCH_DOCS, BENCH_PLOTS   where results, the doc and the plots go
 #   BENCH_FRESH=0                     add to the existing results instead of starting afresh
+#   BENCH_WRITE_ROUNDS=3              rounds of each point of the write sweep (the median is kept)
+#   BENCH_MAX_BACKGROUND=0.35         most cores the machine may use before the run (BENCH_ALLOW_BUSY=1: measure anyway)
 set -euo pipefail
 BENCH_NAME=bench
 source "$(dirname "$0")/lib.sh"
@@ -32,6 +34,12 @@ print(json.dumps({
 }))
 PY
 )"
+
+# The machine must be quiet first (lib.sh quiet_machine): what else runs is measured too.
+log "checking that nothing else keeps this machine busy"
+background=$(quiet_machine)
+log "background load before the run: $background cores"
+put_result machine.background_cores "$background"
 
 for step in $STEPS; do
   if skip "$step"; then log "skipping $step (BENCH_SKIP)"; continue; fi

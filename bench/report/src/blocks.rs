@@ -52,6 +52,11 @@ pub fn machine(m: &Machine) -> String {
         ("kernel", m.kernel.clone()),
         ("rustc", m.rustc.clone()),
         ("measured", m.date.clone()),
+        (
+            "busy before the run",
+            m.background_cores
+                .map(|c| format!("{c:.2} cores (everything else on the machine: the idle local cluster, …)")),
+        ),
     ]
     .into_iter()
     .filter_map(|(k, v)| Some(vec![k.to_string(), v?]))
@@ -94,10 +99,40 @@ pub fn writes(w: &Writes, plots: Option<&str>) -> String {
     if !failed.is_empty() {
         out.push_str(&format!("\nFailed requests: {}.\n", failed.join("; ")));
     }
+    out.push_str(&rounds(w));
     out.push_str(&images(
         plots,
         &[("Write throughput vs concurrency", "writes_throughput"), ("p99 write latency vs concurrency", "writes_p99")],
     ));
+    out
+}
+
+/// How the points were measured in rounds, and the widest spread of one point's rounds.
+fn rounds(w: &Writes) -> String {
+    let Some(n) = w.rounds.filter(|n| *n > 1) else { return String::new() };
+    let widest = w
+        .points
+        .iter()
+        .filter(|p| p.rounds_ops_per_s.len() > 1 && p.ops_per_s > 0.0)
+        .map(|p| {
+            let (lo, hi) = p.rounds_ops_per_s.iter().fold((f64::MAX, 0.0f64), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+            ((hi - lo) / p.ops_per_s, p)
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    let mut out = format!(
+        "\nEach point is the median of {n} rounds (its round with the median throughput, latencies included); \
+         the systems of one server alternate within a round."
+    );
+    if let Some((spread, p)) = widest {
+        out.push_str(&format!(
+            " The widest spread of one point's rounds: {} at concurrency {}, {:.0}% of its median ({}).",
+            p.system,
+            p.concurrency,
+            spread * 100.0,
+            p.rounds_ops_per_s.iter().map(|v| thousands(*v)).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    out.push('\n');
     out
 }
 

@@ -53,6 +53,8 @@ pub struct Machine {
     pub os: Option<String>,
     pub date: Option<String>,
     pub rustc: Option<String>,
+    /// The cores the whole machine used just before the run (an idle local cluster, …).
+    pub background_cores: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -60,6 +62,9 @@ pub struct Writes {
     pub command: String,
     /// The request size used for every system, in words.
     pub request: String,
+    /// Rounds each point was measured in (its figure is the median round); absent: one.
+    #[serde(default)]
+    pub rounds: Option<u32>,
     pub points: Vec<WritePoint>,
 }
 
@@ -73,6 +78,10 @@ pub struct WritePoint {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub failed: u64,
+    /// The throughput of each round, in the order run, when measured in rounds: `ops_per_s` is
+    /// the median one's.
+    #[serde(default)]
+    pub rounds_ops_per_s: Vec<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

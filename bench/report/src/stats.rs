@@ -132,6 +132,7 @@ mod tests {
         let w = Writes {
             command: String::new(),
             request: String::new(),
+            rounds: None,
             points: vec![
                 point("tfs", 1, 100.0, 2.0),
                 point("tfs", 8, 700.0, 4.0),

@@ -13,10 +13,12 @@ fn writes_table_has_a_row_per_concurrency_and_a_dash_where_a_system_was_not_meas
         p50_ms: 0.5,
         p99_ms: 2.25,
         failed: if system == "etcd-3" { 3 } else { 0 },
+        rounds_ops_per_s: vec![],
     };
     let w = Writes {
         command: "make bench".into(),
         request: "one CreateBlock, 40 bytes.".into(),
+        rounds: None,
         points: vec![p("etcd-3", 4, 900.0), p("tfs", 1, 1234.6), p("tfs", 4, 40000.0)],
     };
     assert_eq!(
@@ -31,6 +33,33 @@ fn writes_table_has_a_row_per_concurrency_and_a_dash_where_a_system_was_not_meas
          \n![p99 write latency vs concurrency](bench/writes_p99.svg)\n"
     );
     assert!(!writes(&w, None).contains("!["));
+}
+
+#[test]
+fn writes_in_rounds_say_so_and_name_the_widest_spread() {
+    let p = |system: &str, rounds: Vec<f64>| WritePoint {
+        system: system.into(),
+        concurrency: 16,
+        count: 1000,
+        ops_per_s: rounds[1],
+        p50_ms: 0.5,
+        p99_ms: 2.25,
+        failed: 0,
+        rounds_ops_per_s: rounds,
+    };
+    let w = Writes {
+        command: "make bench".into(),
+        request: "r".into(),
+        rounds: Some(3),
+        points: vec![p("tfs", vec![900.0, 1000.0, 1100.0]), p("etcd-3", vec![500.0, 1000.0, 1400.0])],
+    };
+    assert!(writes(&w, None).contains(
+        "\nEach point is the median of 3 rounds (its round with the median throughput, latencies included); the \
+         systems of one server alternate within a round. The widest spread of one point's rounds: etcd-3 at \
+         concurrency 16, 90% of its median (500, 1,000, 1,400).\n"
+    ));
+    let one = Writes { rounds: Some(1), ..w };
+    assert!(!writes(&one, None).contains("rounds"));
 }
 
 #[test]
@@ -78,6 +107,8 @@ fn recovery_table_and_catch_up() {
 fn machine_table_shows_what_is_known() {
     let m = Machine { cpu: Some("AMD EPYC".into()), cores: Some(2), mem_gib: Some(24.0), ..Machine::default() };
     assert_eq!(machine(&m), "| machine |  |\n|---|---|\n| CPU | AMD EPYC |\n| cores | 2 |\n| memory | 24 GiB |\n");
+    let busy = Machine { background_cores: Some(0.184), ..Machine::default() };
+    assert!(machine(&busy).contains("| busy before the run | 0.18 cores ("));
 }
 
 #[test]

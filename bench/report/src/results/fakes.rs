@@ -4,7 +4,16 @@ use super::{ArchiveCost, ArchiveLag, Backup, Restore, WritePoint};
 
 /// A point of 100 requests, p50 1 ms, none failed.
 pub(crate) fn point(system: &str, concurrency: u32, ops_per_s: f64, p99_ms: f64) -> WritePoint {
-    WritePoint { system: system.into(), concurrency, count: 100, ops_per_s, p50_ms: 1.0, p99_ms, failed: 0 }
+    WritePoint {
+        system: system.into(),
+        concurrency,
+        count: 100,
+        ops_per_s,
+        p50_ms: 1.0,
+        p99_ms,
+        failed: 0,
+        rounds_ops_per_s: vec![],
+    }
 }
 
 /// The sample of bench/backup.sh's section, with the judged figures given (the restore opens in 3.2 s).

@@ -52,6 +52,23 @@ fn negative_figures_and_duplicates_are_errors() {
 }
 
 #[test]
+fn a_point_in_rounds_must_be_its_median_round() {
+    let doc = |rounds: &str, ops: &str| {
+        format!(
+            r#"{{"writes": {{"command": "c", "request": "r", "rounds": 3, "points": [{{"system": "tfs",
+                "concurrency": 4, "count": 1, "ops_per_s": {ops}, "p50_ms": 1, "p99_ms": 1, "failed": 0,
+                "rounds_ops_per_s": {rounds}}}]}}}}"#
+        )
+    };
+    let r = Results::parse(&doc("[30, 10, 20]", "20")).unwrap();
+    assert_eq!(r.writes.unwrap().points[0].rounds_ops_per_s, [30.0, 10.0, 20.0]);
+    let e = error_of(&doc("[30, 10, 20]", "30"));
+    assert!(e.contains("writes.points[0].ops_per_s") && e.contains("median"), "{e}");
+    let e = error_of(&doc("[30, 10]", "10"));
+    assert!(e.contains("2 rounds, the run says 3"), "{e}");
+}
+
+#[test]
 fn a_backup_section_is_checked() {
     let backup = |cost: &str, p99: &str| {
         format!(
@@ -89,6 +106,7 @@ fn systems_and_kinds_come_in_a_fixed_order_then_by_name() {
     let w = Writes {
         command: String::new(),
         request: String::new(),
+        rounds: None,
         points: vec![p("zk", 4), p("etcd-1", 1), p("tfs", 2), p("consul", 1), p("tfs", 1)],
     };
     assert_eq!(w.systems(), ["tfs", "etcd-1", "consul", "zk"]);

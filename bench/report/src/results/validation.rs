@@ -21,6 +21,23 @@ impl Results {
                 non_negative(&at, "ops_per_s", p.ops_per_s)?;
                 non_negative(&at, "p50_ms", p.p50_ms)?;
                 non_negative(&at, "p99_ms", p.p99_ms)?;
+                if !p.rounds_ops_per_s.is_empty() {
+                    if let Some(n) = writes.rounds
+                        && p.rounds_ops_per_s.len() != n as usize
+                    {
+                        bail!("{at}.rounds_ops_per_s: {} rounds, the run says {n}", p.rounds_ops_per_s.len());
+                    }
+                    let mut sorted = p.rounds_ops_per_s.clone();
+                    sorted.sort_by(f64::total_cmp);
+                    let median = sorted[(sorted.len() - 1) / 2];
+                    if median != p.ops_per_s {
+                        bail!(
+                            "{at}.ops_per_s: {} is not the median of its rounds {:?} ({median})",
+                            p.ops_per_s,
+                            sorted
+                        );
+                    }
+                }
                 if let Some(first) = seen.insert((p.system.as_str(), p.concurrency), i) {
                     bail!(
                         "{at}: a second point for system {} at concurrency {} (the first is writes.points[{first}])",

@@ -5,7 +5,7 @@ use crate::results::fakes::{backup, point};
 use crate::results::{Trial, WritePoint};
 
 fn writes(points: Vec<WritePoint>) -> Writes {
-    Writes { command: "make bench".into(), request: "r".into(), points }
+    Writes { command: "make bench".into(), request: "r".into(), rounds: None, points }
 }
 
 fn trials(kind: &str, seconds: &[f64], failed: u64) -> Vec<Trial> {
