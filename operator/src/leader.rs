@@ -21,7 +21,8 @@
 //!   in-flight work cannot outlive it, and the fresh image starts as a standby.
 //!
 //! Invariant (one leader acting): a process acts as leader only within `renew_deadline` of the
-//! start of a write that made or kept it holder; another process takes the Lease only after
+//! start of a write that made or kept it holder (its controllers' writes are held to that term as
+//! they leave, leader/term.rs); another process takes the Lease only after
 //! `lease_duration` (> `renew_deadline`) without a change on its own clock, or once released —
 //! and the leader releases only after its controller has stopped.
 //!
@@ -63,6 +64,7 @@ pub struct Config {
 pub struct Election {
     leading: watch::Receiver<bool>,
     stop: Option<oneshot::Sender<oneshot::Sender<()>>>,
+    term: Term,
 }
 
 /// Ends at once everything this process does as leader, and starts it again as a standby: the
@@ -88,7 +90,8 @@ impl Election {
         let (tx, rx) = watch::channel(false);
         let (stop_tx, stop_rx) = oneshot::channel();
         metrics.leader.set(0);
-        let driver = tokio::spawn(Driver::new(client, cfg, metrics).run(tx, stop_rx));
+        let term = Term::default();
+        let driver = tokio::spawn(Driver::new(client, cfg, metrics, term.clone()).run(tx, stop_rx));
         // Without its driver a leader would go on acting with nobody renewing: a panic there
         // ends the process like a lost Lease.
         tokio::spawn(async move {
@@ -99,7 +102,13 @@ impl Election {
                 std::process::exit(1);
             }
         });
-        Election { leading: rx, stop: Some(stop_tx) }
+        Election { leading: rx, stop: Some(stop_tx), term }
+    }
+
+    /// `client` for the controllers: its writes are sent only while this process's term as leader
+    /// runs (term.rs).
+    pub fn guard(&self, client: Client) -> Client {
+        self.term.guard(client)
     }
 
     /// Resolves once this process is the leader; false if the election ended first.
@@ -119,7 +128,9 @@ impl Election {
 }
 
 mod driver;
+mod term;
 use driver::Driver;
+pub use term::{Term, TermEnded};
 
 #[cfg(test)]
 mod tests;

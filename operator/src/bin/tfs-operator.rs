@@ -301,7 +301,9 @@ async fn run(metrics_addr: SocketAddr, namespace: Option<String>, election: Elec
     // read again), its Lease clocks seeded with this process's own sightings.
     let sightings = watching.take();
     info!(namespace = namespace.as_deref().unwrap_or("(all)"), "leading: watching TfsNameservers");
-    // The TfsBackup controller beside it, under the same leadership (and the same shutdown).
+    // The TfsBackup controller beside it, under the same leadership (and the same shutdown). Both
+    // write only while this process's term runs (leader/term.rs).
+    let client = elected.guard(client);
     futures::join!(
         controller::run(client.clone(), metrics, namespace.clone(), sightings),
         backup::run(client, namespace),

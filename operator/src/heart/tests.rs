@@ -10,10 +10,13 @@ use crate::fixtures::mock_client;
 
 const MS: Duration = Duration::from_millis(1);
 
-/// A stand-in for the nameserver's admin API: reports `status`, records what it is asked.
+/// A stand-in for the nameserver's admin API: reports `status`, records what it is asked; with
+/// `refuse_master`, refuses every mastership as a nameserver does a grant it cannot take (after
+/// running the hook, which stands for what happened meanwhile elsewhere).
 struct FakeAdmin {
     status: Arc<StdMutex<tfs_nameserver::proto::StatusReply>>,
     assumed: mpsc::UnboundedSender<tfs_nameserver::proto::AssumeRoleRequest>,
+    refuse_master: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
 #[tonic::async_trait]
@@ -30,6 +33,11 @@ impl Admin for FakeAdmin {
         req: Request<tfs_nameserver::proto::AssumeRoleRequest>,
     ) -> Result<Response<tfs_nameserver::proto::AssumeRoleReply>, Status> {
         let r = req.into_inner();
+        if let Some(meanwhile) = self.refuse_master.as_ref().filter(|_| r.role == proto::Role::Master as i32) {
+            meanwhile();
+            let _ = self.assumed.send(r);
+            return Err(Status::failed_precondition("a master needs valid_for in (0, 3600s]"));
+        }
         {
             let mut s = self.status.lock().unwrap();
             s.role = r.role;
@@ -113,8 +121,11 @@ fn status(role: tfs_nameserver::proto::Role, epoch: u64) -> tfs_nameserver::prot
 #[tokio::test]
 async fn the_nameserver_watch_lets_a_graceful_shutdown_end_and_signals_it() {
     let (tx, _assumed) = mpsc::unbounded_channel();
-    let admin =
-        FakeAdmin { status: Arc::new(StdMutex::new(status(tfs_nameserver::proto::Role::Slave, 1))), assumed: tx };
+    let admin = FakeAdmin {
+        status: Arc::new(StdMutex::new(status(tfs_nameserver::proto::Role::Slave, 1))),
+        assumed: tx,
+        refuse_master: None,
+    };
     let mut ns = Nameserver::start(admin);
     let closed = Arc::new(Notify::new());
     let watch = tokio::spawn(watch_nameserver(ns.addr.clone(), closed.clone(), 50 * MS));
@@ -257,7 +268,11 @@ type Assumed = mpsc::UnboundedReceiver<tfs_nameserver::proto::AssumeRoleRequest>
 
 fn pod(name: &str, role: tfs_nameserver::proto::Role, epoch: u64) -> HeartPod {
     let (tx, assumed) = mpsc::unbounded_channel();
-    let ns = Nameserver::start(FakeAdmin { status: Arc::new(StdMutex::new(status(role, epoch))), assumed: tx });
+    let ns = Nameserver::start(FakeAdmin {
+        status: Arc::new(StdMutex::new(status(role, epoch))),
+        assumed: tx,
+        refuse_master: None,
+    });
     let (client, api) = fake_api(lease_json(10, Some("demo-0"), 3));
     let heart = heart(client, name, &ns.addr);
     HeartPod { ns, api, assumed, heart }
@@ -363,4 +378,50 @@ async fn a_write_on_a_stale_view_is_refused_then_made_on_the_lease_read_afresh()
     assert!(at - refused_at < Duration::from_millis(100), "at once, not a tick later: {:?}", at - refused_at);
     assert_eq!(fresh["metadata"]["resourceVersion"], "12");
     assert_eq!(fresh["metadata"]["annotations"]["tfs.io/note"], "written by someone else");
+}
+
+/// Only the holder releases (lease.rs), on the refusal path too: the master's heart renews, the
+/// operator meanwhile gives the Lease to demo-1 at epoch 4 (the renew came too late for it), and
+/// the nameserver refuses the mastership the heart then grants. The heart reads the Lease afresh
+/// and, finding demo-1 holding it, writes nothing: a release there would name demo-0, the old
+/// master, as the master of epoch 4, and the operator would give it the Lease back.
+#[tokio::test]
+async fn a_refused_mastership_releases_nothing_once_another_holds_the_lease() {
+    let (client, mut api) = fake_api(lease_json(10, Some("demo-0"), 3));
+    let lease = api.lease.clone();
+    let (tx, mut assumed) = mpsc::unbounded_channel();
+    let _ns = Nameserver::start(FakeAdmin {
+        status: Arc::new(StdMutex::new(status(tfs_nameserver::proto::Role::Master, 3))),
+        assumed: tx,
+        refuse_master: Some(Box::new(move || {
+            let mut l = lease.lock().unwrap();
+            let next = l["metadata"]["resourceVersion"].as_str().unwrap().parse::<u64>().unwrap() + 1;
+            *l = lease_json(next, Some("demo-1"), 4);
+        })),
+    });
+    let h = heart(client, "demo-0", &_ns.addr);
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let _stop = stop;
+        h.run(shutdown).await
+    });
+    let (_, renewed, _) = api.next_put().await;
+    assert_eq!(renewed["spec"]["holderIdentity"], "demo-0");
+    let refused = tokio::time::timeout(Duration::from_secs(1), assumed.recv()).await.expect("a grant").unwrap();
+    assert_eq!((refused.role, refused.epoch), (tfs_nameserver::proto::Role::Master as i32, 3));
+    // The heart reads the Lease after the refusal; then nothing is written for a second.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut read = false;
+    while let Ok(Some((_, method, path, body))) =
+        tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), api.requests.recv()).await
+    {
+        assert_ne!(method, "PUT", "wrote the Lease another holds: {path} {body}");
+        read |= method == "GET" && path.starts_with("/apis/coordination.k8s.io/v1/namespaces/ns/leases/demo");
+    }
+    assert!(read, "the Lease was not read after the refusal: the test saw no refusal path");
+    let l = api.lease.lock().unwrap().clone();
+    assert_eq!(
+        (l["spec"]["holderIdentity"].as_str(), l["metadata"]["resourceVersion"].as_str()),
+        (Some("demo-1"), Some("12"))
+    );
 }

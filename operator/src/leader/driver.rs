@@ -34,6 +34,8 @@ pub(super) struct Driver {
     mine: Option<Lease>,
     /// Start of that write.
     renewed_at: Option<Instant>,
+    /// `renewed_at` + renew_deadline, for the guard of the controllers' writes (term.rs).
+    term: super::Term,
     attempted_at: Option<Instant>,
     /// The Lease as last seen (outer None: not known yet).
     seen: Option<Option<Lease>>,
@@ -50,7 +52,7 @@ pub(super) fn now_micro() -> MicroTime {
 }
 
 impl Driver {
-    pub(super) fn new(client: Client, cfg: Config, metrics: Arc<Metrics>) -> Self {
+    pub(super) fn new(client: Client, cfg: Config, metrics: Arc<Metrics>, term: super::Term) -> Self {
         let recorder = Recorder::new(
             client.clone(),
             Reporter { controller: MANAGER.into(), instance: Some(cfg.identity.clone()) },
@@ -62,6 +64,7 @@ impl Driver {
             recorder,
             mine: None,
             renewed_at: None,
+            term,
             attempted_at: None,
             seen: None,
             clock: LeaseClock::default(),
@@ -208,6 +211,7 @@ impl Driver {
             Ok(Ok(written)) => {
                 self.mine = Some(written);
                 self.renewed_at = Some(start);
+                self.term.extend_to(start + self.cfg.timing.renew_deadline);
                 self.attempted_at = Some(start);
                 self.metrics.leader.set(1);
                 let note = format!("{} leads: {}", self.cfg.identity, why.describe());
@@ -287,6 +291,7 @@ impl Driver {
                 self.mine = Some(written);
                 if ours {
                     self.renewed_at = Some(start);
+                    self.term.extend_to(start + self.cfg.timing.renew_deadline);
                 }
             }
             Ok(Err(e)) => warn!(error = %e, "cannot renew the leader Lease; retrying until the renew deadline"),
@@ -297,6 +302,9 @@ impl Driver {
     /// On shutdown, after the controller stopped: hand the Lease back so that a standby takes
     /// over at once rather than after a lease duration.
     async fn release(&mut self) {
+        // Whatever the controllers still send is refused from here: a standby may lead as soon
+        // as the release is written.
+        self.term.end();
         let Some(mut l) = self.mine.take() else { return };
         self.metrics.leader.set(0);
         let spec = l.spec.get_or_insert_default();

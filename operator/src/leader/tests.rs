@@ -301,7 +301,10 @@ async fn the_driver_takes_a_released_lease_renews_it_and_releases_it_on_shutdown
         }
     });
     let mut election = Election::start(client, cfg, metrics.clone());
+    let term = election.term.clone();
+    assert!(!term.running(), "no term before the Lease is taken");
     assert!(tokio::time::timeout(Duration::from_secs(3), election.leading()).await.expect("leads in time"));
+    assert!(term.running(), "the term runs once the Lease is taken");
     let taken = writes.recv().await.unwrap();
     assert_eq!(taken["spec"]["holderIdentity"], "op-a");
     assert_eq!(taken["spec"]["leaseTransitions"], 4, "the next epoch");
@@ -316,6 +319,7 @@ async fn the_driver_takes_a_released_lease_renews_it_and_releases_it_on_shutdown
     election.shutdown().await;
     let gone = tokio::time::timeout(Duration::from_secs(3), writes.recv()).await.expect("a release").unwrap();
     assert_eq!(gone["spec"]["holderIdentity"], serde_json::Value::Null);
+    assert!(!term.running(), "the term ends with the release");
     assert_eq!(metrics.leader.get(), 0);
     server.abort();
 }
