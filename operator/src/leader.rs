@@ -130,7 +130,7 @@ impl Election {
 mod driver;
 mod term;
 use driver::Driver;
-pub use term::{Term, TermEnded};
+use term::Term;
 
 #[cfg(test)]
 mod tests;

@@ -37,6 +37,13 @@ pub fn median(mut v: Vec<f64>) -> Option<f64> {
     }
 }
 
+/// The middle value as measured (the lower of the two middles of an even count), unlike [`median`]
+/// which averages them: a point measured in rounds reports one of its rounds, latencies included.
+pub fn median_round(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len().checked_sub(1)? / 2).copied()
+}
+
 /// The highest ops/s of `system` over all its concurrencies.
 pub fn best_ops(writes: &Writes, system: &str) -> Option<f64> {
     writes.points.iter().filter(|p| p.system == system).map(|p| p.ops_per_s).max_by(f64::total_cmp)

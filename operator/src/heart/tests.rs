@@ -387,10 +387,10 @@ async fn a_write_on_a_stale_view_is_refused_then_made_on_the_lease_read_afresh()
 /// master, as the master of epoch 4, and the operator would give it the Lease back.
 #[tokio::test]
 async fn a_refused_mastership_releases_nothing_once_another_holds_the_lease() {
-    let (client, mut api) = fake_api(lease_json(10, Some("demo-0"), 3));
+    let (client, api) = fake_api(lease_json(10, Some("demo-0"), 3));
     let lease = api.lease.clone();
-    let (tx, mut assumed) = mpsc::unbounded_channel();
-    let _ns = Nameserver::start(FakeAdmin {
+    let (tx, assumed) = mpsc::unbounded_channel();
+    let ns = Nameserver::start(FakeAdmin {
         status: Arc::new(StdMutex::new(status(tfs_nameserver::proto::Role::Master, 3))),
         assumed: tx,
         refuse_master: Some(Box::new(move || {
@@ -399,12 +399,8 @@ async fn a_refused_mastership_releases_nothing_once_another_holds_the_lease() {
             *l = lease_json(next, Some("demo-1"), 4);
         })),
     });
-    let h = heart(client, "demo-0", &_ns.addr);
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        let _stop = stop;
-        h.run(shutdown).await
-    });
+    let heart = heart(client, "demo-0", &ns.addr);
+    let (_ns, mut api, mut assumed) = HeartPod { ns, api, assumed, heart }.run();
     let (_, renewed, _) = api.next_put().await;
     assert_eq!(renewed["spec"]["holderIdentity"], "demo-0");
     let refused = tokio::time::timeout(Duration::from_secs(1), assumed.recv()).await.expect("a grant").unwrap();

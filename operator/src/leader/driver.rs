@@ -34,7 +34,8 @@ pub(super) struct Driver {
     mine: Option<Lease>,
     /// Start of that write.
     renewed_at: Option<Instant>,
-    /// `renewed_at` + renew_deadline, for the guard of the controllers' writes (term.rs).
+    /// `renewed_at` + renew_deadline, for the guard of the controllers' writes (term.rs); both set
+    /// by `renewed` only.
     term: super::Term,
     attempted_at: Option<Instant>,
     /// The Lease as last seen (outer None: not known yet).
@@ -69,6 +70,13 @@ impl Driver {
             seen: None,
             clock: LeaseClock::default(),
         }
+    }
+
+    /// A write that started at `start` made or kept us holder: our term (what `decide` judges, and
+    /// what the controllers' writes are held to) now runs to `start` + renew_deadline.
+    fn renewed(&mut self, start: Instant) {
+        self.renewed_at = Some(start);
+        self.term.extend_to(start + self.cfg.timing.renew_deadline);
     }
 
     fn lease_seconds(&self) -> i32 {
@@ -210,8 +218,7 @@ impl Driver {
         match r {
             Ok(Ok(written)) => {
                 self.mine = Some(written);
-                self.renewed_at = Some(start);
-                self.term.extend_to(start + self.cfg.timing.renew_deadline);
+                self.renewed(start);
                 self.attempted_at = Some(start);
                 self.metrics.leader.set(1);
                 let note = format!("{} leads: {}", self.cfg.identity, why.describe());
@@ -290,8 +297,7 @@ impl Driver {
                 let ours = Seen::of(&written).holder == self.cfg.identity;
                 self.mine = Some(written);
                 if ours {
-                    self.renewed_at = Some(start);
-                    self.term.extend_to(start + self.cfg.timing.renew_deadline);
+                    self.renewed(start);
                 }
             }
             Ok(Err(e)) => warn!(error = %e, "cannot renew the leader Lease; retrying until the renew deadline"),

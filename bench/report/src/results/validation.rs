@@ -27,14 +27,12 @@ impl Results {
                     {
                         bail!("{at}.rounds_ops_per_s: {} rounds, the run says {n}", p.rounds_ops_per_s.len());
                     }
-                    let mut sorted = p.rounds_ops_per_s.clone();
-                    sorted.sort_by(f64::total_cmp);
-                    let median = sorted[(sorted.len() - 1) / 2];
-                    if median != p.ops_per_s {
+                    let median = crate::stats::median_round(p.rounds_ops_per_s.clone());
+                    if median != Some(p.ops_per_s) {
                         bail!(
-                            "{at}.ops_per_s: {} is not the median of its rounds {:?} ({median})",
+                            "{at}.ops_per_s: {} is not the median of its rounds {:?} ({median:?})",
                             p.ops_per_s,
-                            sorted
+                            p.rounds_ops_per_s
                         );
                     }
                 }
